@@ -1,0 +1,1 @@
+"""mappings: what a hardware target is (declarative descriptions with sources)."""

@@ -1,0 +1,1 @@
+"""neuromap: trained SNNs to Loihi-style neuromorphic hardware."""

@@ -1,0 +1,1 @@
+"""Execution backends: the torch float reference (torch_sim) and Lava (lava/)."""

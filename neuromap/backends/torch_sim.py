@@ -1,0 +1,185 @@
+"""Float reference simulator: runs a network graph in torch, following docs/architecture.md to the letter.
+
+Vectorised over a batch; every projection delays by one step; neuron updates as written in the one
+time-step definition. This is the float semantics every other backend is tested against.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from neuromap.errors import BackendError
+from neuromap.ir import (IF, LI, LIF, Affine, AvgPool2d, Conv2d, Flatten, Graph, Input, Linear, Output,
+                         SumPool2d)
+
+
+@dataclass
+class SimResult:
+    """Per Output node a (B, T, *shape) trace; per population (if recorded) spikes and membrane traces."""
+
+    outputs: dict[str, torch.Tensor]
+    spikes: dict[str, torch.Tensor] = field(default_factory=dict)
+    voltages: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def scores(self, name: str | None = None) -> torch.Tensor:
+        """Class scores of one Output: spike counts over time, or the final value of an LI read-out."""
+        name = name or next(iter(self.outputs))
+        trace = self.outputs[name]
+        return trace[:, -1] if self.readout_kind.get(name) == "LI" else trace.sum(dim=1)
+
+    readout_kind: dict[str, str] = field(default_factory=dict)
+
+
+def _param(arr: np.ndarray, shape: tuple[int, ...], device, dtype) -> torch.Tensor:
+    return torch.tensor(np.broadcast_to(arr, shape), device=device, dtype=dtype)
+
+
+def stateless_op(node, device=None, dtype=torch.float64):
+    """The stateless node as a function on a batch (B, *input_shape); parameters converted once."""
+    def t(a):
+        return torch.tensor(np.asarray(a), dtype=dtype, device=device)
+
+    if isinstance(node, Affine):
+        w, b = t(node.weight), t(node.bias)
+        return lambda x: F.linear(x, w, b)
+    if isinstance(node, Linear):
+        w = t(node.weight)
+        return lambda x: F.linear(x, w)
+    if isinstance(node, Conv2d):
+        w, b = t(node.weight), t(node.bias)
+        return lambda x: F.conv2d(x, w, b, node.stride, node.padding, node.dilation, node.groups)
+    if isinstance(node, SumPool2d):  # AvgPool2d is a SumPool2d with scale 1/k
+        factor = node.kernel_size[0] * node.kernel_size[1] * node.scale
+        return lambda x: F.avg_pool2d(x, node.kernel_size, node.stride, node.padding,
+                                      count_include_pad=True) * factor
+    if isinstance(node, Flatten):
+        return lambda x: x.reshape(x.shape[0], -1)
+    if isinstance(node, Output):
+        return lambda x: x
+    raise BackendError(f"torch simulator: node kind {node.kind} is not stateless")
+
+
+class _Population:
+    def __init__(self, node, batch: int, device, dtype) -> None:
+        shape = (batch, *node.shape)
+        self.node = node
+        self.spiking = isinstance(node, LIF)
+        self.alpha_v = 1 - _param(node.v_decay, node.shape, device, dtype)
+        self.alpha_i = 1 - _param(node.i_decay, node.shape, device, dtype)
+        self.bias = _param(node.bias, node.shape, device, dtype)
+        self.u = torch.zeros(shape, device=device, dtype=dtype)
+        if self.spiking:
+            self.theta = _param(node.threshold, node.shape, device, dtype)
+            self.v = _param(node.v_init, node.shape, device, dtype).expand(shape).clone()
+            self.s = torch.zeros(shape, device=device, dtype=dtype)
+        else:
+            self.v = torch.zeros(shape, device=device, dtype=dtype)
+
+    def step(self, a: torch.Tensor) -> torch.Tensor:
+        self.u = self.alpha_i * self.u + a
+        if not self.spiking:
+            self.v = self.alpha_v * self.v + self.u + self.bias
+            return self.v
+        node = self.node
+        v_prev = self.v
+        late = node.reset_timing == "next_step"
+        if late and node.reset == "zero":
+            v_prev = v_prev * (1 - self.s)
+        v = self.alpha_v * v_prev + self.u + self.bias
+        if late and node.reset == "subtract":
+            v = v - self.theta * self.s
+        s = (v > self.theta).to(v.dtype)
+        if not late:
+            v = v - self.theta * s if node.reset == "subtract" else v * (1 - s)
+        self.v, self.s = v, s
+        return s
+
+
+def _inputs_by_name(graph: Graph, x) -> dict[str, torch.Tensor]:
+    names = graph.inputs
+    if isinstance(x, Mapping):
+        missing = set(names) - set(x)
+        if missing:
+            raise BackendError(f"torch simulator: no data for input {sorted(missing)[0]!r}")
+        return {n: torch.as_tensor(x[n]) for n in names}
+    if len(names) != 1:
+        raise BackendError(f"torch simulator: graph has {len(names)} inputs; pass a dict keyed by input name")
+    return {names[0]: torch.as_tensor(x)}
+
+
+@torch.no_grad()
+def simulate(graph: Graph, x, steps: int, *, record: bool = False, dtype=torch.float64,
+             device: str | torch.device | None = None) -> SimResult:
+    """Run ``graph`` for ``steps`` steps.
+
+    ``x``: per input, a (B, *shape) tensor presented every step (direct encoding) or a (B, T, *shape)
+    tensor with one frame per step (T >= steps). A dict keyed by Input name for several inputs.
+    """
+    device = torch.device(device or "cpu")
+    data = _inputs_by_name(graph, x)
+    batch = None
+    for name, tensor in data.items():
+        shape = graph.nodes[name].shape
+        if tuple(tensor.shape[1:]) == shape:
+            data[name] = tensor.to(device, dtype).unsqueeze(1)
+        elif tensor.ndim == len(shape) + 2 and tuple(tensor.shape[2:]) == shape and tensor.shape[1] >= steps:
+            data[name] = tensor.to(device, dtype)
+        else:
+            raise BackendError(f"torch simulator: input {name!r} has shape {tuple(tensor.shape)}; expected "
+                               f"(B, {', '.join(map(str, shape))}) or (B, T>={steps}, ...)")
+        if batch is not None and data[name].shape[0] != batch:
+            raise BackendError("torch simulator: inputs have different batch sizes")
+        batch = data[name].shape[0]
+    pops = {n: _Population(node, batch, device, dtype) for n, node in graph.nodes.items()
+            if isinstance(node, (LIF, LI))}
+    ops = {n: stateless_op(node, device, dtype) for n, node in graph.nodes.items()
+           if n not in pops and n not in data and not isinstance(node, Output)}
+    sources = [n for n in graph.order if n in pops or n in data]
+    prev = {n: torch.zeros((batch, *graph.nodes[n].output_shape), device=device, dtype=dtype) for n in sources}
+    outputs = {n: [] for n in graph.outputs}
+    spikes = {n: [] for n in pops} if record else {}
+    volts = {n: [] for n in pops} if record else {}
+    for t in range(steps):
+        cur: dict[str, torch.Tensor] = {}
+        val: dict[str, torch.Tensor] = {}
+        for name in graph.order:
+            node = graph.nodes[name]
+            if name in data:
+                frames = data[name]
+                cur[name] = frames[:, 0] if frames.shape[1] == 1 else frames[:, t]
+                continue
+            preds = graph.predecessors(name)
+            total = sum(prev[p] if p in prev else val[p] for p in preds)
+            if name in pops:
+                cur[name] = pops[name].step(total)
+                if record:
+                    spikes[name].append(cur[name] if pops[name].spiking else torch.zeros_like(cur[name]))
+                    volts[name].append(pops[name].v.clone())
+            elif isinstance(node, Output):
+                src = preds[0]
+                outputs[name].append(cur[src] if src in cur else total)
+            else:
+                val[name] = ops[name](total)
+        prev = {n: cur[n] for n in sources}
+    readout = {}
+    for name in graph.outputs:
+        src = graph.predecessors(name)[0]
+        readout[name] = graph.nodes[src].kind
+    return SimResult(outputs={n: torch.stack(v, dim=1) for n, v in outputs.items()},
+                     spikes={n: torch.stack(v, dim=1) for n, v in spikes.items()},
+                     voltages={n: torch.stack(v, dim=1) for n, v in volts.items()},
+                     readout_kind=readout)
+
+
+def classify(graph: Graph, x, steps: int, *, batch_size: int = 256, **kwargs) -> np.ndarray:
+    """Predicted class per sample (argmax of the first Output's scores), batched."""
+    x = torch.as_tensor(x)
+    preds = []
+    for i in range(0, x.shape[0], batch_size):
+        res = simulate(graph, x[i:i + batch_size], steps, **kwargs)
+        preds.append(res.scores().argmax(dim=1).cpu().numpy())
+    return np.concatenate(preds) if preds else np.zeros(0, dtype=np.int64)

@@ -1,0 +1,1 @@
+"""Frontends: where networks come from (rmp: ANN conversion, stop: SNN training)."""

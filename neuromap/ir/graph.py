@@ -1,0 +1,132 @@
+"""The network graph: named nodes and directed edges, validated when built.
+
+Edges into one node are summed (NIR's rule), which is how residual additions are written. The graph is
+a DAG: recurrent connections are not supported yet and are reported as a cycle.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Mapping
+
+import networkx as nx
+import numpy as np
+
+from neuromap.errors import GraphError
+from neuromap.ir.nodes import Input, Node, Output
+
+
+def make_node(name: str, cls: Callable[..., Node], **fields: Any) -> Node:
+    """Build a node, prefixing any construction error with the node's name."""
+    try:
+        return cls(**fields)
+    except GraphError as exc:
+        raise GraphError(f"node {name!r}: {exc}") from None
+
+
+class Graph:
+    """Immutable-by-convention network graph. Passes return new graphs; they never mutate one."""
+
+    def __init__(self, nodes: Mapping[str, Node], edges: Iterable[tuple[str, str]],
+                 metadata: Mapping[str, Any] | None = None) -> None:
+        self.nodes: dict[str, Node] = dict(nodes)
+        self.edges: list[tuple[str, str]] = [(str(a), str(b)) for a, b in edges]
+        self.metadata: dict[str, Any] = dict(metadata or {})
+        self._nx = self._validate()
+        self._order = list(nx.lexicographical_topological_sort(self._nx, key=self._position))
+
+    # ------------------------------------------------------------------ validation
+    def _position(self, name: str) -> int:
+        return list(self.nodes).index(name)
+
+    def _validate(self) -> nx.DiGraph:
+        if not self.nodes:
+            raise GraphError("graph has no nodes")
+        for name, node in self.nodes.items():
+            if not isinstance(node, Node):
+                raise GraphError(f"node {name!r}: {type(node).__name__} is not a neuromap node")
+        g = nx.DiGraph()
+        g.add_nodes_from(self.nodes)
+        for src, dst in self.edges:
+            for end in (src, dst):
+                if end not in self.nodes:
+                    raise GraphError(f"edge {src!r} -> {dst!r}: node {end!r} does not exist")
+            if g.has_edge(src, dst):
+                raise GraphError(f"edge {src!r} -> {dst!r} appears twice")
+            g.add_edge(src, dst)
+        try:
+            cycle = nx.find_cycle(g)
+        except nx.NetworkXNoCycle:
+            cycle = None
+        if cycle:
+            path = " -> ".join([a for a, _ in cycle] + [cycle[0][0]])
+            raise GraphError(f"graph has a cycle ({path}); recurrent connections are not supported")
+        inputs = [n for n, node in self.nodes.items() if isinstance(node, Input) and not isinstance(node, Output)]
+        outputs = [n for n, node in self.nodes.items() if isinstance(node, Output)]
+        if not inputs:
+            raise GraphError("graph has no Input node")
+        if not outputs:
+            raise GraphError("graph has no Output node")
+        for name, node in self.nodes.items():
+            preds = list(g.predecessors(name))
+            if name in inputs:
+                if preds:
+                    raise GraphError(f"node {name!r}: an Input node cannot have incoming edges (from {preds[0]!r})")
+                continue
+            if not preds:
+                raise GraphError(f"node {name!r} ({node.kind}) has no incoming edge")
+            if isinstance(node, Output) and list(g.successors(name)):
+                raise GraphError(f"node {name!r}: an Output node cannot have outgoing edges")
+            for p in preds:
+                got = self.nodes[p].output_shape
+                if got != node.input_shape:
+                    raise GraphError(f"edge {p!r} -> {name!r}: shape mismatch, {p!r} gives {got} "
+                                     f"but {name!r} ({node.kind}) takes {node.input_shape}")
+        reachable = set().union(*(nx.descendants(g, i) | {i} for i in inputs))
+        unreachable = [n for n in self.nodes if n not in reachable]
+        if unreachable:
+            raise GraphError(f"node {unreachable[0]!r} is not reachable from any Input")
+        return g
+
+    # ------------------------------------------------------------------ queries
+    @property
+    def order(self) -> list[str]:
+        """Node names in a deterministic topological order."""
+        return list(self._order)
+
+    @property
+    def inputs(self) -> list[str]:
+        return [n for n in self._order if type(self.nodes[n]) is Input]
+
+    @property
+    def outputs(self) -> list[str]:
+        return [n for n in self._order if isinstance(self.nodes[n], Output)]
+
+    def predecessors(self, name: str) -> list[str]:
+        return sorted(self._nx.predecessors(name), key=self._position)
+
+    def successors(self, name: str) -> list[str]:
+        return sorted(self._nx.successors(name), key=self._position)
+
+    def to_networkx(self) -> nx.DiGraph:
+        g = self._nx.copy()
+        for name, node in self.nodes.items():
+            g.nodes[name]["node"] = node
+        return g
+
+    def with_nodes(self, replacements: Mapping[str, Node], metadata: Mapping[str, Any] | None = None) -> "Graph":
+        """A new graph with some nodes replaced (same names and edges)."""
+        nodes = {n: replacements.get(n, node) for n, node in self.nodes.items()}
+        return Graph(nodes, self.edges, {**self.metadata, **(metadata or {})})
+
+    def neuron_count(self) -> int:
+        return sum(int(np.prod(node.output_shape)) for node in self.nodes.values() if node.is_neuron)
+
+    def __repr__(self) -> str:
+        body = ", ".join(f"{n}:{self.nodes[n].kind}{self.nodes[n].output_shape}" for n in self._order)
+        return f"Graph({body})"
+
+
+def sequential(layers: Iterable[tuple[str, Node]], metadata: Mapping[str, Any] | None = None) -> Graph:
+    """A chain graph from (name, node) pairs in order; the first must be an Input, the last an Output."""
+    layers = list(layers)
+    names = [n for n, _ in layers]
+    return Graph(dict(layers), list(zip(names[:-1], names[1:])), metadata)

@@ -1,0 +1,385 @@
+"""Node types of the network graph (the first IR level of docs/architecture.md).
+
+Aligned with NIR's node set so that import/export is lossless where NIR can express it. Every node is
+a small frozen dataclass; parameters are numpy arrays and are checked when the node is built: shapes,
+NaN/inf, legal ranges. A node knows its per-sample ``input_shape`` and ``output_shape`` (no batch axis).
+
+Neuron populations follow the one time-step definition in docs/architecture.md:
+
+    u[t]  = (1 - i_decay) * u[t-1] + a[t]                 synaptic current (i_decay = 1: no memory)
+    v'[t] = (1 - v_decay) * v[t-1] + u[t] + bias           membrane before the threshold test
+            (reset_timing "next_step": minus threshold * s[t-1] (subtract) / v[t-1] held at 0 (zero))
+    s[t]  = v'[t] > threshold                              strict, as on Loihi
+    v[t]  = v'[t] - threshold * s[t]   (subtract)   or   0 where s[t] (zero)     [timing "immediate"]
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from neuromap.errors import GraphError
+
+RESETS = ("subtract", "zero")
+RESET_TIMINGS = ("immediate", "next_step")
+
+
+def _shape(value: Any, what: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(d) for d in np.atleast_1d(np.asarray(value, dtype=np.int64)))
+    except (TypeError, ValueError) as exc:
+        raise GraphError(f"{what}: not a shape ({value!r})") from exc
+    if not shape or any(d <= 0 for d in shape):
+        raise GraphError(f"{what}: shape must be non-empty with positive sizes, got {shape}")
+    return shape
+
+
+def _pair(value: Any, what: str, minimum: int) -> tuple[int, int]:
+    arr = np.atleast_1d(np.asarray(value, dtype=np.int64))
+    if arr.size == 1:
+        arr = np.repeat(arr, 2)
+    if arr.shape != (2,) or (arr < minimum).any():
+        raise GraphError(f"{what}: expected one or two integers >= {minimum}, got {value!r}")
+    return int(arr[0]), int(arr[1])
+
+
+def _array(value: Any, what: str) -> np.ndarray:
+    try:
+        arr = np.array(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise GraphError(f"{what}: not numeric ({type(value).__name__})") from exc
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise GraphError(f"{what}: non-finite value {arr[where] if where else arr} at index {where}")
+    arr.setflags(write=False)
+    return arr
+
+
+def _broadcastable(arr: np.ndarray, shape: tuple[int, ...], what: str) -> None:
+    try:
+        np.broadcast_to(arr, shape)
+    except ValueError as exc:
+        raise GraphError(f"{what}: shape {arr.shape} does not broadcast to population shape {shape}") from exc
+
+
+def _in_range(arr: np.ndarray, lo: float, hi: float, what: str) -> None:
+    if arr.size and (arr.min() < lo or arr.max() > hi):
+        raise GraphError(f"{what}: values must lie in [{lo}, {hi}], got [{arr.min():g}, {arr.max():g}]")
+
+
+def conv_output_hw(hw: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int],
+                   padding: tuple[int, int], dilation: tuple[int, int] = (1, 1)) -> tuple[int, int]:
+    return tuple(  # type: ignore[return-value]
+        (hw[i] + 2 * padding[i] - dilation[i] * (kernel[i] - 1) - 1) // stride[i] + 1 for i in range(2))
+
+
+@dataclass(frozen=True, eq=False)
+class Node:
+    """Base of all nodes. ``metadata`` carries what NIR has no field for (documented per key)."""
+
+    metadata: dict = field(default_factory=dict, kw_only=True)
+    kind: ClassVar[str] = "node"
+    is_neuron: ClassVar[bool] = False
+    is_synapse: ClassVar[bool] = False
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def params(self) -> dict[str, Any]:
+        """Fields as plain data (arrays stay arrays), for serialization and comparison."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def replace(self, **changes: Any) -> "Node":
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True, eq=False)
+class Input(Node):
+    shape: tuple[int, ...]
+    kind: ClassVar[str] = "Input"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shape", _shape(self.shape, "Input.shape"))
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self.shape
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        return self.shape
+
+
+@dataclass(frozen=True, eq=False)
+class Output(Input):
+    kind: ClassVar[str] = "Output"
+
+
+@dataclass(frozen=True, eq=False)
+class Affine(Node):
+    """y = weight @ x + bias; weight is (out, in)."""
+
+    weight: np.ndarray
+    bias: np.ndarray
+    kind: ClassVar[str] = "Affine"
+    is_synapse: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        w = _array(self.weight, f"{self.kind}.weight")
+        if w.ndim != 2:
+            raise GraphError(f"{self.kind}.weight: expected 2-D (out, in), got shape {w.shape}")
+        object.__setattr__(self, "weight", w)
+        b = _array(self.bias, f"{self.kind}.bias")
+        if b.shape != (w.shape[0],):
+            raise GraphError(f"{self.kind}.bias: expected shape ({w.shape[0]},), got {b.shape}")
+        object.__setattr__(self, "bias", b)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (self.weight.shape[1],)
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        return (self.weight.shape[0],)
+
+
+@dataclass(frozen=True, eq=False)
+class Linear(Node):
+    """y = weight @ x; weight is (out, in)."""
+
+    weight: np.ndarray
+    kind: ClassVar[str] = "Linear"
+    is_synapse: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        w = _array(self.weight, "Linear.weight")
+        if w.ndim != 2:
+            raise GraphError(f"Linear.weight: expected 2-D (out, in), got shape {w.shape}")
+        object.__setattr__(self, "weight", w)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (self.weight.shape[1],)
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        return (self.weight.shape[0],)
+
+
+@dataclass(frozen=True, eq=False)
+class Conv2d(Node):
+    """2-D convolution, torch layout: weight (C_out, C_in/groups, kH, kW), input (C_in, H, W)."""
+
+    input_shape_chw: tuple[int, int, int]
+    weight: np.ndarray
+    bias: np.ndarray
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+    kind: ClassVar[str] = "Conv2d"
+    is_synapse: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        chw = _shape(self.input_shape_chw, "Conv2d.input_shape")
+        if len(chw) != 3:
+            raise GraphError(f"Conv2d.input_shape: expected (C, H, W), got {chw}")
+        object.__setattr__(self, "input_shape_chw", chw)
+        w = _array(self.weight, "Conv2d.weight")
+        if w.ndim != 4:
+            raise GraphError(f"Conv2d.weight: expected 4-D (C_out, C_in/groups, kH, kW), got {w.shape}")
+        object.__setattr__(self, "weight", w)
+        object.__setattr__(self, "stride", _pair(self.stride, "Conv2d.stride", 1))
+        object.__setattr__(self, "padding", _pair(self.padding, "Conv2d.padding", 0))
+        object.__setattr__(self, "dilation", _pair(self.dilation, "Conv2d.dilation", 1))
+        groups = int(self.groups)
+        if groups < 1 or chw[0] % groups or w.shape[0] % groups or w.shape[1] * groups != chw[0]:
+            raise GraphError(f"Conv2d: weight {w.shape} with groups={groups} does not take {chw[0]} input channels")
+        object.__setattr__(self, "groups", groups)
+        b = _array(self.bias, "Conv2d.bias")
+        if b.shape != (w.shape[0],):
+            raise GraphError(f"Conv2d.bias: expected shape ({w.shape[0]},), got {b.shape}")
+        object.__setattr__(self, "bias", b)
+        if min(self.output_shape[1:]) < 1:
+            raise GraphError(f"Conv2d: kernel {w.shape[2:]} does not fit input {chw[1:]} with padding {self.padding}")
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self.input_shape_chw
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        h, w = conv_output_hw(self.input_shape_chw[1:], self.weight.shape[2:], self.stride, self.padding,
+                              self.dilation)
+        return (self.weight.shape[0], h, w)
+
+
+@dataclass(frozen=True, eq=False)
+class SumPool2d(Node):
+    """Sum over kernel windows, per channel; input (C, H, W)."""
+
+    input_shape_chw: tuple[int, int, int]
+    kernel_size: tuple[int, int]
+    stride: tuple[int, int] | None = None
+    padding: tuple[int, int] = (0, 0)
+    kind: ClassVar[str] = "SumPool2d"
+    is_synapse: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        chw = _shape(self.input_shape_chw, f"{self.kind}.input_shape")
+        if len(chw) != 3:
+            raise GraphError(f"{self.kind}.input_shape: expected (C, H, W), got {chw}")
+        object.__setattr__(self, "input_shape_chw", chw)
+        k = _pair(self.kernel_size, f"{self.kind}.kernel_size", 1)
+        object.__setattr__(self, "kernel_size", k)
+        object.__setattr__(self, "stride", _pair(k if self.stride is None else self.stride,
+                                                 f"{self.kind}.stride", 1))
+        object.__setattr__(self, "padding", _pair(self.padding, f"{self.kind}.padding", 0))
+        if min(self.output_shape[1:]) < 1:
+            raise GraphError(f"{self.kind}: kernel {k} does not fit input {chw[1:]}")
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self.input_shape_chw
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        h, w = conv_output_hw(self.input_shape_chw[1:], self.kernel_size, self.stride, self.padding)
+        return (self.input_shape_chw[0], h, w)
+
+    @property
+    def scale(self) -> float:
+        return 1.0
+
+
+@dataclass(frozen=True, eq=False)
+class AvgPool2d(SumPool2d):
+    """Mean over kernel windows (zero padding counted, as torch's count_include_pad=True)."""
+
+    kind: ClassVar[str] = "AvgPool2d"
+
+    @property
+    def scale(self) -> float:
+        return 1.0 / (self.kernel_size[0] * self.kernel_size[1])
+
+
+@dataclass(frozen=True, eq=False)
+class Flatten(Node):
+    """Flattens a per-sample tensor to 1-D, C-order (torch's nn.Flatten on (N, C, H, W))."""
+
+    input_shape_any: tuple[int, ...]
+    kind: ClassVar[str] = "Flatten"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "input_shape_any", _shape(self.input_shape_any, "Flatten.input_shape"))
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self.input_shape_any
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        return (math.prod(self.input_shape_any),)
+
+
+@dataclass(frozen=True, eq=False)
+class LIF(Node):
+    """Leaky integrate-and-fire population (Loihi's current-based compartment; see module docstring).
+
+    Parameters broadcast to ``shape``: per neuron, per channel ((C, 1, 1) for (C, H, W)) or scalar.
+    v_decay, i_decay are the fractions lost per step (0 = no leak; i_decay = 1 = no current memory).
+    """
+
+    shape: tuple[int, ...]
+    threshold: np.ndarray
+    v_decay: np.ndarray = field(default_factory=lambda: np.zeros(()))
+    i_decay: np.ndarray = field(default_factory=lambda: np.ones(()))
+    bias: np.ndarray = field(default_factory=lambda: np.zeros(()))
+    v_init: np.ndarray = field(default_factory=lambda: np.zeros(()))
+    reset: str = "subtract"
+    reset_timing: str = "immediate"
+    kind: ClassVar[str] = "LIF"
+    is_neuron: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        shape = _shape(self.shape, f"{self.kind}.shape")
+        object.__setattr__(self, "shape", shape)
+        for name in ("threshold", "v_decay", "i_decay", "bias", "v_init"):
+            arr = _array(getattr(self, name), f"{self.kind}.{name}")
+            _broadcastable(arr, shape, f"{self.kind}.{name}")
+            object.__setattr__(self, name, arr)
+        if self.threshold.size and self.threshold.min() <= 0:
+            raise GraphError(f"{self.kind}.threshold: must be > 0, got minimum {self.threshold.min():g}")
+        _in_range(self.v_decay, 0.0, 1.0, f"{self.kind}.v_decay")
+        _in_range(self.i_decay, 0.0, 1.0, f"{self.kind}.i_decay")
+        if self.reset not in RESETS:
+            raise GraphError(f"{self.kind}.reset: {self.reset!r} is not one of {RESETS}")
+        if self.reset_timing not in RESET_TIMINGS:
+            raise GraphError(f"{self.kind}.reset_timing: {self.reset_timing!r} is not one of {RESET_TIMINGS}")
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self.shape
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        return self.shape
+
+
+@dataclass(frozen=True, eq=False)
+class IF(LIF):
+    """Integrate-and-fire: a LIF with no leak and no current memory (RMP-SNN's neuron)."""
+
+    kind: ClassVar[str] = "IF"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.v_decay.any() or (self.i_decay != 1).any():
+            raise GraphError("IF: v_decay must be 0 and i_decay 1 (use LIF for leaky neurons)")
+
+
+@dataclass(frozen=True, eq=False)
+class LI(Node):
+    """Non-spiking leaky integrator read-out: the LIF recurrence without threshold or reset.
+
+    Its output is the membrane v[t] (graded); classification reads it at the last step.
+    """
+
+    shape: tuple[int, ...]
+    v_decay: np.ndarray = field(default_factory=lambda: np.zeros(()))
+    i_decay: np.ndarray = field(default_factory=lambda: np.ones(()))
+    bias: np.ndarray = field(default_factory=lambda: np.zeros(()))
+    kind: ClassVar[str] = "LI"
+    is_neuron: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        shape = _shape(self.shape, "LI.shape")
+        object.__setattr__(self, "shape", shape)
+        for name in ("v_decay", "i_decay", "bias"):
+            arr = _array(getattr(self, name), f"LI.{name}")
+            _broadcastable(arr, shape, f"LI.{name}")
+            object.__setattr__(self, name, arr)
+        _in_range(self.v_decay, 0.0, 1.0, "LI.v_decay")
+        _in_range(self.i_decay, 0.0, 1.0, "LI.i_decay")
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self.shape
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        return self.shape
+
+
+NODE_TYPES: dict[str, type[Node]] = {
+    cls.kind: cls for cls in (Input, Output, Affine, Linear, Conv2d, SumPool2d, AvgPool2d, Flatten, LIF, IF, LI)
+}

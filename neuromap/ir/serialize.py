@@ -1,0 +1,123 @@
+"""Save and load a network graph: one ``.npz`` file (no pickle) holding a JSON header and the arrays.
+
+Layout: ``__graph__`` is a JSON document ``{"format": "neuromap-graph", "version": 1, "nodes": [...],
+"edges": [...], "metadata": {...}}``; each node lists its kind, name, scalar fields and, for every array
+field, the key of the array stored beside it (``<node>/<field>``). Metadata must be JSON-serialisable.
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neuromap.errors import FormatError, GraphError
+from neuromap.ir.graph import Graph, make_node
+from neuromap.ir.nodes import NODE_TYPES
+
+FORMAT = "neuromap-graph"
+VERSION = 1
+
+
+def _jsonable(value: Any, where: str) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (np.integer, np.floating, np.bool_)):
+        return value.item()
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v, where) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    raise FormatError(f"{where}: {type(value).__name__} cannot be saved (metadata must be JSON data)")
+
+
+def graph_to_arrays(graph: Graph) -> dict[str, np.ndarray]:
+    """The graph as a dict of arrays (the header as a 0-d unicode array), ready for ``np.savez``."""
+    arrays: dict[str, np.ndarray] = {}
+    nodes = []
+    for name in graph.nodes:
+        node = graph.nodes[name]
+        entry: dict[str, Any] = {"name": name, "kind": node.kind, "fields": {}, "arrays": {}}
+        for f in dataclasses.fields(node):
+            value = getattr(node, f.name)
+            if f.name == "metadata":
+                entry["metadata"] = _jsonable(value, f"node {name!r} metadata")
+            elif isinstance(value, np.ndarray):
+                key = f"{name}/{f.name}"
+                arrays[key] = np.asarray(value)
+                entry["arrays"][f.name] = key
+            else:
+                entry["fields"][f.name] = _jsonable(value, f"node {name!r}.{f.name}")
+        nodes.append(entry)
+    header = {"format": FORMAT, "version": VERSION, "nodes": nodes, "edges": [list(e) for e in graph.edges],
+              "metadata": _jsonable(graph.metadata, "graph metadata")}
+    arrays["__graph__"] = np.array(json.dumps(header, sort_keys=True))
+    return arrays
+
+
+def save_graph(graph: Graph, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **graph_to_arrays(graph))
+    path.write_bytes(buf.getvalue())
+    return path
+
+
+def graph_from_arrays(arrays: Any, source: str) -> Graph:
+    if "__graph__" not in arrays:
+        raise FormatError(f"{source}: not a neuromap graph (no '__graph__' header)")
+    try:
+        header = json.loads(str(arrays["__graph__"][()]))
+    except (ValueError, TypeError) as exc:
+        raise FormatError(f"{source}: graph header is not valid JSON ({exc})") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise FormatError(f"{source}: header format is {header.get('format') if isinstance(header, dict) else header!r}, "
+                          f"expected {FORMAT!r}")
+    if header.get("version") != VERSION:
+        raise FormatError(f"{source}: graph format version {header.get('version')!r} is not supported "
+                          f"(this neuromap reads version {VERSION})")
+    nodes = {}
+    try:
+        for entry in header["nodes"]:
+            name, kind = entry["name"], entry["kind"]
+            if kind not in NODE_TYPES:
+                raise FormatError(f"{source}: node {name!r} has unknown kind {kind!r} "
+                                  f"(known: {', '.join(sorted(NODE_TYPES))})")
+            fields = dict(entry["fields"])
+            for field_name, key in entry["arrays"].items():
+                if key not in arrays:
+                    raise FormatError(f"{source}: node {name!r} field {field_name!r}: array {key!r} is missing")
+                fields[field_name] = np.asarray(arrays[key])
+            for k, v in list(fields.items()):
+                if isinstance(v, list):
+                    fields[k] = tuple(v)
+            nodes[name] = make_node(name, NODE_TYPES[kind], metadata=entry.get("metadata", {}), **fields)
+        edges = [tuple(e) for e in header["edges"]]
+        metadata = header.get("metadata", {})
+    except (KeyError, TypeError) as exc:
+        raise FormatError(f"{source}: graph header is missing or has a malformed field ({exc})") from None
+    return Graph(nodes, edges, metadata)
+
+
+def load_graph(path: str | Path) -> Graph:
+    path = Path(path)
+    if not path.is_file():
+        raise FormatError(f"{path}: no such file")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+        raise FormatError(f"{path}: not a readable .npz graph file ({str(exc).splitlines()[0]})") from None
+    try:
+        return graph_from_arrays(arrays, str(path))
+    except GraphError as exc:
+        raise FormatError(f"{path}: {exc}") from None
