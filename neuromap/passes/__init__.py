@@ -1,0 +1,1 @@
+"""Compiler passes: pure functions from graph to graph (or to a Mapping)."""
