@@ -1,0 +1,179 @@
+"""``Neurons``: one population of docs/architecture.md's neuron, with a float and a fixed-point model.
+
+Per-neuron parameters (Lava's stock LIF holds vth, du, dv as one scalar per population), both reset rules
+("subtract", "zero"), both reset timings ("immediate", "next_step") and two kinds: "spiking", and
+"integrator" (never spikes; the read-out).
+
+* floating_pt follows the float step of docs/architecture.md with the same float64 operations, in the
+  same order, as ``neuromap.backends.torch_sim``: ``du``/``dv`` are the fractions lost per step
+  (i_decay, v_decay), ``vth`` the threshold, ``bias_mant`` the bias (``bias_exp`` unused, as in Lava's
+  float LIF). An integrator sends its v (a graded value) on ``s_out``.
+* fixed_pt follows "Fixed-point step" bit for bit (Lava's ``PyLifModelBitAcc`` arithmetic: du + 1, 24-bit
+  wrap of u, saturation of v, vth << 6, strict >), in int64. An integrator sends zeros.
+
+``input_bias`` is a constant added to the synaptic input a every step (an Affine's bias, which enters u,
+not v). ``sample_steps`` lays samples end to end in one run: at every step t with
+(t - 1) % sample_steps == 0 the state returns to u = 0, v = v_init, s = 0 and that step's synaptic
+input is dropped, because it is what the previous sample's last spikes sent through the one-step delay
+of Dense/Sparse; by the one time-step definition the first step of a run receives nothing.
+``state_out`` streams (s, v, u) after each step for recording (connect an Extractor to it). ``tie_in``
+is read and ignored: Lava compiles only the processes connected to the one it runs, so a network made of
+several unconnected parts is tied together by one source sending into a ``tie_in`` of each part.
+"""
+from __future__ import annotations
+
+import numpy as np
+from lava.magma.core.decorator import implements, requires, tag
+from lava.magma.core.model.py.model import PyLoihiProcessModel
+from lava.magma.core.model.py.ports import PyInPort, PyOutPort
+from lava.magma.core.model.py.type import LavaPyType
+from lava.magma.core.process.ports.ports import InPort, OutPort
+from lava.magma.core.process.process import AbstractProcess
+from lava.magma.core.process.variable import Var
+from lava.magma.core.resources import CPU
+from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+
+RESETS = ("subtract", "zero")
+RESET_TIMINGS = ("immediate", "next_step")
+KINDS = ("spiking", "integrator")
+_VARS = ("vth", "du", "dv", "bias_mant", "bias_exp", "v_init", "input_bias")
+
+
+class Neurons(AbstractProcess):
+    def __init__(self, *, shape: tuple[int], vth, du, dv, bias_mant, bias_exp=0, v_init=0, input_bias=0,
+                 reset: str = "subtract", reset_timing: str = "immediate", kind: str = "spiking",
+                 sample_steps: int, name: str | None = None) -> None:
+        if reset not in RESETS or reset_timing not in RESET_TIMINGS or kind not in KINDS:
+            raise ValueError(f"Neurons: reset {reset!r}, reset_timing {reset_timing!r} or kind {kind!r} unknown")
+        if sample_steps < 1:
+            raise ValueError("Neurons: sample_steps must be >= 1")
+        super().__init__(shape=shape, reset=reset, reset_timing=reset_timing, kind=kind,
+                         sample_steps=int(sample_steps), name=name)
+        (n,) = shape
+        self.a_in = InPort(shape=shape)
+        self.s_out = OutPort(shape=shape)
+        self.state_out = OutPort(shape=(3, n))
+        self.tie_in = InPort(shape=(1,))
+        values = dict(vth=vth, du=du, dv=dv, bias_mant=bias_mant, bias_exp=bias_exp, v_init=v_init,
+                      input_bias=input_bias)
+        for key in _VARS:
+            setattr(self, key, Var(shape=shape, init=np.broadcast_to(np.asarray(values[key]), shape).copy()))
+        self.u = Var(shape=shape, init=np.zeros(shape))
+        self.v = Var(shape=shape, init=np.broadcast_to(np.asarray(v_init), shape).copy())
+        self.s_prev = Var(shape=shape, init=np.zeros(shape))
+
+
+class _NeuronsModel(PyLoihiProcessModel):
+    """Shared step frame: sample boundary, update, send, stream the state."""
+
+    def __init__(self, proc_params) -> None:
+        super().__init__(proc_params)
+        self.sample_steps = proc_params["sample_steps"]
+        self.subtract = proc_params["reset"] == "subtract"
+        self.late = proc_params["reset_timing"] == "next_step"
+        self.spiking = proc_params["kind"] == "spiking"
+
+    def run_spk(self) -> None:
+        a = self.a_in.recv()
+        if self.tie_in.csp_ports:
+            self.tie_in.recv()
+        if (self.time_step - 1) % self.sample_steps == 0:
+            self.u[:] = 0
+            self.v[:] = self.v_init
+            self.s_prev[:] = 0
+            a = np.zeros_like(a)
+        out = self.update(a)
+        self.s_out.send(out)
+        if self.state_out.csp_ports:
+            self.state_out.send(np.stack([self.s_prev, self.v, self.u]))
+
+
+@implements(proc=Neurons, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyNeuronsFloat(_NeuronsModel):
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+    tie_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    state_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    vth: np.ndarray = LavaPyType(np.ndarray, float)
+    du: np.ndarray = LavaPyType(np.ndarray, float)
+    dv: np.ndarray = LavaPyType(np.ndarray, float)
+    bias_mant: np.ndarray = LavaPyType(np.ndarray, float)
+    bias_exp: np.ndarray = LavaPyType(np.ndarray, float)
+    v_init: np.ndarray = LavaPyType(np.ndarray, float)
+    input_bias: np.ndarray = LavaPyType(np.ndarray, float)
+    u: np.ndarray = LavaPyType(np.ndarray, float)
+    v: np.ndarray = LavaPyType(np.ndarray, float)
+    s_prev: np.ndarray = LavaPyType(np.ndarray, float)
+
+    def update(self, a: np.ndarray) -> np.ndarray:
+        # Same operations in the same order as torch_sim._Population.step, so float64 results agree.
+        self.u[:] = (1 - self.du) * self.u + (a + self.input_bias)
+        if not self.spiking:
+            self.v[:] = (1 - self.dv) * self.v + self.u + self.bias_mant
+            return self.v.copy()
+        s_prev = self.s_prev
+        v_prev = self.v * (1 - s_prev) if self.late and not self.subtract else self.v
+        v = (1 - self.dv) * v_prev + self.u + self.bias_mant
+        if self.late and self.subtract:
+            v = v - self.vth * s_prev
+        s = (v > self.vth).astype(float)
+        if not self.late:
+            v = v - self.vth * s if self.subtract else v * (1 - s)
+        self.v[:] = v
+        self.s_prev[:] = s
+        return s
+
+
+def _trunc0_decay(x: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """x * keep / 4096 rounded toward zero (Loihi's decay)."""
+    p = x * keep
+    return np.sign(p) * (np.abs(p) >> 12)
+
+
+@implements(proc=Neurons, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyNeuronsFixed(_NeuronsModel):
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    tie_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=1)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+    state_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+    vth: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=17)
+    du: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=13)
+    dv: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=13)
+    bias_mant: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=13)
+    bias_exp: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=4)
+    v_init: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+    input_bias: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+    u: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+    v: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+    s_prev: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=1)
+
+    HALF_RANGE = 1 << 23  # u, v are 24-bit (reference/loihi_lava.md §2.1)
+
+    def update(self, a: np.ndarray) -> np.ndarray:
+        m = self.HALF_RANGE
+        a = a.astype(np.int64) + self.input_bias
+        u = _trunc0_decay(self.u.astype(np.int64), 4096 - (self.du.astype(np.int64) + 1)) + (a << 6)
+        u = np.where(u > m, u - 2 * m, np.where(u <= -m, u + 2 * m, u))  # wraps once, as Lava
+        be = self.bias_exp.astype(np.int64)
+        bm = self.bias_mant.astype(np.int64)
+        bias = np.where(be >= 0, bm << np.maximum(be, 0), bm >> np.maximum(-be, 0))
+        vth = self.vth.astype(np.int64) << 6
+        s_prev = self.s_prev.astype(np.int64)
+        v_prev = self.v.astype(np.int64)
+        if self.late and not self.subtract:
+            v_prev = np.where(s_prev != 0, 0, v_prev)
+        v = _trunc0_decay(v_prev, 4096 - self.dv.astype(np.int64)) + u + bias
+        if self.late and self.subtract:
+            v = v - vth * s_prev
+        v = np.clip(v, -(m - 1), m - 1)
+        s = (v > vth).astype(np.int64) if self.spiking else np.zeros_like(v)
+        if not self.late:
+            v = v - vth * s if self.subtract else np.where(s != 0, 0, v)
+        self.u[:] = u
+        self.v[:] = v
+        self.s_prev[:] = s
+        return s.astype(np.int32)
