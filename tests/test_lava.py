@@ -1,6 +1,7 @@
 """Lava backend: float graph vs the torch reference, fixed-point neuron vs hand-computed traces, the guard."""
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
 
@@ -226,3 +227,14 @@ def test_timeout_is_enforced_and_kills_lava_workers(process_groups):
         run_network(_hand_network(), inputs, 200_000, timeout=3, progress=False)
     assert time.monotonic() - start < 15
     assert process_groups and all(runner.group_members(g) == [] for g in process_groups)
+
+
+def test_lava_imports_after_tqdm_fixed_the_multiprocessing_context():
+    # tqdm's first bar creates a multiprocessing lock, which fixes the default context; Lava's own import
+    # then calls set_start_method('fork') and used to fail with "context has already been set".
+    code = ("import multiprocessing, tqdm; list(tqdm.tqdm(range(2), disable=False));"
+            "assert multiprocessing.get_start_method(allow_none=True) == 'fork';"
+            "from neuromap.backends.lava import load_lava; load_lava(); print('ok')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr.splitlines()[-1:]
+    assert done.stdout.strip() == "ok"

@@ -12,7 +12,9 @@ from __future__ import annotations
 import importlib.abc
 import importlib.machinery
 import importlib.util
+import multiprocessing
 import sys
+from contextlib import contextmanager
 
 from neuromap.errors import BackendError
 
@@ -55,11 +57,29 @@ def install() -> None:
     sys.meta_path.insert(0, _VarModelFinder())
 
 
+@contextmanager
+def _fork_start_method_settable():
+    """Lava's import calls ``multiprocessing.set_start_method('fork')``, which raises once anything (tqdm's
+    lock, for one) has fixed the default context. Fork is already the context then on Linux, so let Lava's call
+    through with force=True; any other start method is a real conflict."""
+    current = multiprocessing.get_start_method(allow_none=True)
+    if current not in (None, "fork"):
+        raise BackendError(f"Lava needs the 'fork' multiprocessing start method, but this process uses {current!r}")
+    original = multiprocessing.set_start_method
+    multiprocessing.set_start_method = lambda method, force=False: original(method, force=True)
+    try:
+        yield
+    finally:
+        multiprocessing.set_start_method = original
+
+
 def import_lava() -> None:
     """Install the fix and import the Lava modules neuromap uses, turning an absent Lava into a BackendError."""
     install()
     try:
-        import lava.magma.compiler.var_model  # noqa: F401
-        import lava.magma.core.run_configs  # noqa: F401
+        with _fork_start_method_settable():
+            import lava.magma.compiler.var_model  # noqa: F401
+            import lava.magma.core.run_configs  # noqa: F401
+            import lava.magma.runtime.message_infrastructure.multiprocessing  # noqa: F401
     except ImportError as exc:
         raise BackendError(f"Lava is not importable ({exc}); install lava-nc 0.10.0") from None
