@@ -71,6 +71,10 @@ class _Population:
         self.alpha_v = 1 - _param(node.v_decay, node.shape, device, dtype)
         self.alpha_i = 1 - _param(node.i_decay, node.shape, device, dtype)
         self.bias = _param(node.bias, node.shape, device, dtype)
+        # skip arithmetic that is exactly a no-op (IF: no leak, no current memory, often no bias): speed only
+        self.current_memory = bool((node.i_decay != 1).any())
+        self.leaky = bool((node.v_decay != 0).any())
+        self.biased = bool((node.bias != 0).any())
         self.u = torch.zeros(shape, device=device, dtype=dtype)
         if self.spiking:
             self.theta = _param(node.threshold, node.shape, device, dtype)
@@ -79,17 +83,21 @@ class _Population:
         else:
             self.v = torch.zeros(shape, device=device, dtype=dtype)
 
+    def _integrate(self, v_prev: torch.Tensor) -> torch.Tensor:
+        v = (self.alpha_v * v_prev if self.leaky else v_prev) + self.u
+        return v + self.bias if self.biased else v
+
     def step(self, a: torch.Tensor) -> torch.Tensor:
-        self.u = self.alpha_i * self.u + a
+        self.u = self.alpha_i * self.u + a if self.current_memory else a
         if not self.spiking:
-            self.v = self.alpha_v * self.v + self.u + self.bias
+            self.v = self._integrate(self.v)
             return self.v
         node = self.node
         v_prev = self.v
         late = node.reset_timing == "next_step"
         if late and node.reset == "zero":
             v_prev = v_prev * (1 - self.s)
-        v = self.alpha_v * v_prev + self.u + self.bias
+        v = self._integrate(v_prev)
         if late and node.reset == "subtract":
             v = v - self.theta * self.s
         s = (v > self.theta).to(v.dtype)
@@ -113,11 +121,13 @@ def _inputs_by_name(graph: Graph, x) -> dict[str, torch.Tensor]:
 
 @torch.no_grad()
 def simulate(graph: Graph, x, steps: int, *, record: bool = False, dtype=torch.float64,
-             device: str | torch.device | None = None) -> SimResult:
+             device: str | torch.device | None = None, zero_delay: bool = False) -> SimResult:
     """Run ``graph`` for ``steps`` steps.
 
     ``x``: per input, a (B, *shape) tensor presented every step (direct encoding) or a (B, T, *shape)
     tensor with one frame per step (T >= steps). A dict keyed by Input name for several inputs.
+    ``zero_delay``: projections pass step t's output on within step t (snnTorch's and other training
+    frameworks' semantics) instead of adding the one-step delay of docs/architecture.md.
     """
     device = torch.device(device or "cpu")
     data = _inputs_by_name(graph, x)
@@ -153,7 +163,9 @@ def simulate(graph: Graph, x, steps: int, *, record: bool = False, dtype=torch.f
                 cur[name] = frames[:, 0] if frames.shape[1] == 1 else frames[:, t]
                 continue
             preds = graph.predecessors(name)
-            total = sum(prev[p] if p in prev else val[p] for p in preds)
+            sent = cur if zero_delay else prev
+            terms = [sent[p] if p in sent else val[p] for p in preds]
+            total = terms[0] if len(terms) == 1 else sum(terms[1:], terms[0])
             if name in pops:
                 cur[name] = pops[name].step(total)
                 if record:

@@ -38,7 +38,10 @@ def _shape(value: Any, what: str) -> tuple[int, ...]:
 
 
 def _pair(value: Any, what: str, minimum: int) -> tuple[int, int]:
-    arr = np.atleast_1d(np.asarray(value, dtype=np.int64))
+    try:
+        arr = np.atleast_1d(np.asarray(value, dtype=np.int64))
+    except (TypeError, ValueError) as exc:
+        raise GraphError(f"{what}: expected one or two integers >= {minimum}, got {value!r}") from exc
     if arr.size == 1:
         arr = np.repeat(arr, 2)
     if arr.shape != (2,) or (arr < minimum).any():
@@ -201,7 +204,10 @@ class Conv2d(Node):
         object.__setattr__(self, "stride", _pair(self.stride, "Conv2d.stride", 1))
         object.__setattr__(self, "padding", _pair(self.padding, "Conv2d.padding", 0))
         object.__setattr__(self, "dilation", _pair(self.dilation, "Conv2d.dilation", 1))
-        groups = int(self.groups)
+        try:
+            groups = int(self.groups)
+        except (TypeError, ValueError) as exc:
+            raise GraphError(f"Conv2d.groups: not an integer ({self.groups!r})") from exc
         if groups < 1 or chw[0] % groups or w.shape[0] % groups or w.shape[1] * groups != chw[0]:
             raise GraphError(f"Conv2d: weight {w.shape} with groups={groups} does not take {chw[0]} input channels")
         object.__setattr__(self, "groups", groups)

@@ -102,6 +102,9 @@ def graph_from_arrays(arrays: Any, source: str) -> Graph:
                     fields[k] = tuple(v)
             nodes[name] = make_node(name, NODE_TYPES[kind], metadata=entry.get("metadata", {}), **fields)
         edges = [tuple(e) for e in header["edges"]]
+        bad = next((e for e in edges if len(e) != 2), None)
+        if bad is not None:
+            raise FormatError(f"{source}: edge {list(bad)!r} is not a [source, target] pair")
         metadata = header.get("metadata", {})
     except (KeyError, TypeError) as exc:
         raise FormatError(f"{source}: graph header is missing or has a malformed field ({exc})") from None
