@@ -13,6 +13,11 @@ _API = {
     "load_graph": "neuromap.ir:load_graph",
     "save_graph": "neuromap.ir:save_graph",
     "simulate": "neuromap.backends.torch_sim:simulate",
+    "convert": "neuromap.frontends.rmp:convert",
+    "compile": "neuromap.mapping:compile",
+    "Mapping": "neuromap.mapping:Mapping",
+    "load_target": "neuromap.mapping:load_target",
+    "spike_rates": "neuromap.mapping:spike_rates",
 }
 
 __all__ = sorted(_API)

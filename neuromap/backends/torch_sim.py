@@ -113,10 +113,17 @@ def _inputs_by_name(graph: Graph, x) -> dict[str, torch.Tensor]:
         missing = set(names) - set(x)
         if missing:
             raise BackendError(f"torch simulator: no data for input {sorted(missing)[0]!r}")
-        return {n: torch.as_tensor(x[n]) for n in names}
+        return {n: _tensor(x[n]) for n in names}
     if len(names) != 1:
         raise BackendError(f"torch simulator: graph has {len(names)} inputs; pass a dict keyed by input name")
-    return {names[0]: torch.as_tensor(x)}
+    return {names[0]: _tensor(x)}
+
+
+def _tensor(x) -> torch.Tensor:
+    # torch cannot share memory with a read-only array (e.g. a broadcast view): copy those
+    if isinstance(x, np.ndarray) and not x.flags.writeable:
+        return torch.tensor(x)
+    return torch.as_tensor(x)
 
 
 @torch.no_grad()

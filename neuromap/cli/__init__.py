@@ -32,7 +32,14 @@ def main() -> None:
 
 def _register() -> None:
     """Subcommands are added here, one module each."""
-    for command in ():
+    from neuromap.cli.compile import compile_cmd
+    from neuromap.cli.convert import convert_cmd
+    from neuromap.cli.demo import demo
+    from neuromap.cli.estimate import estimate_cmd
+    from neuromap.cli.run import run_cmd
+    from neuromap.cli.train import train
+
+    for command in (demo, train, convert_cmd, compile_cmd, run_cmd, estimate_cmd):
         main.add_command(command)
 
 

@@ -23,3 +23,29 @@ def _plain(value: Any) -> Any:
 def emit_json(obj: dict[str, Any]) -> None:
     """Print one JSON object on one line (the contract for ``--json``)."""
     click.echo(json.dumps(_plain(obj), sort_keys=True))
+
+
+def load_model(path: str, *, reset_timing: str | None = None):
+    """A compiled Mapping, a saved neuromap graph (.npz) or a NIR file, told apart by content, not name."""
+    import zipfile
+    from pathlib import Path
+
+    from neuromap.errors import FormatError
+    from neuromap.ir import load_graph, read_nir
+    from neuromap.mapping import Mapping
+
+    p = Path(path)
+    if not p.is_file():
+        raise FormatError(f"{p}: no such file")
+    if zipfile.is_zipfile(p):
+        try:
+            with np.load(p, allow_pickle=False) as f:
+                keys = set(f.files)
+        except (ValueError, OSError, zipfile.BadZipFile) as exc:
+            raise FormatError(f"{p}: not a readable .npz file ({str(exc).splitlines()[0]})") from None
+        if "__mapping__" in keys:
+            return Mapping.load(p)
+        if "__graph__" in keys:
+            return load_graph(p)
+        raise FormatError(f"{p}: an .npz file but neither a neuromap graph nor a Mapping")
+    return read_nir(p, reset_timing=reset_timing)

@@ -1,8 +1,9 @@
 """``neuromap demo``: the walking skeleton on embedded data, end to end.
 
 Train a 64-100-10 MLP on digits, convert it (RMP: soft-reset IF, max-activation threshold balancing), run the
-SNN in the torch reference and on Lava (floating_pt), and print the three accuracies; the summary goes to
-``OUT/summary.json``.
+SNN in the torch reference and on Lava (floating_pt); then compile it for Loihi 2 (8-bit weights, placed on
+cores) and run the quantized network on Lava fixed_pt and on hwsim. The accuracies are printed and the summary
+goes to ``OUT/summary.json``.
 """
 from __future__ import annotations
 
@@ -28,12 +29,14 @@ def _accuracy(pred: np.ndarray, y: np.ndarray) -> float:
 @click.option("--out", "out_dir", default="out/demo", show_default=True, type=click.Path(file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON line last.")
 def demo(steps: int, samples: int, epochs: int, out_dir: str, as_json: bool) -> None:
-    """Train, convert and run a small SNN on digits (torch reference and Lava)."""
+    """Train, convert, compile and run a small SNN on digits (torch, Lava float and fixed, hwsim)."""
     from neuromap import data
     from neuromap.backends import lava
     from neuromap.backends.torch_sim import classify
     from neuromap.frontends import rmp
     from neuromap.ir import save_graph
+    from neuromap.mapping import compile as compile_graph
+    from hwsim.sim import simulate as hwsim_simulate
 
     start = time.perf_counter()
     torch.manual_seed(0)
@@ -41,27 +44,49 @@ def demo(steps: int, samples: int, epochs: int, out_dir: str, as_json: bool) -> 
     n = len(ds.x_test) if samples <= 0 else min(samples, len(ds.x_test))
     x_test, y_test = ds.x_test[:n], ds.y_test[:n]
 
-    click.echo(f"1/4 training a 64-100-10 MLP on digits ({len(ds.x_train)} images, {epochs} epochs)")
+    click.echo(f"1/6 training a 64-100-10 MLP on digits ({len(ds.x_train)} images, {epochs} epochs)")
     model = rmp.build_model("mlp", ds.sample_shape, ds.num_classes, hidden=(100,))
     rmp.train_ann(model, ds, epochs=epochs, seed=0)
     ann_acc = round(rmp.ann_accuracy(model, x_test, y_test), 2)
 
-    click.echo("2/4 converting to soft-reset IF neurons (max-activation threshold balancing)")
+    click.echo("2/6 converting to soft-reset IF neurons (max-activation threshold balancing)")
     graph = rmp.convert(model, ds.x_train[:500], threshold="ann_max", reset="subtract")
     out = Path(out_dir)
     save_graph(graph, out / "snn.npz")
 
-    click.echo(f"3/4 running the SNN in the torch reference ({n} samples x {steps} steps)")
+    click.echo(f"3/6 running the SNN in the torch reference ({n} samples x {steps} steps)")
     torch_acc = _accuracy(classify(graph, x_test, steps), y_test)
 
-    click.echo(f"4/4 running the SNN on Lava floating_pt ({n} samples x {steps} steps)")
+    click.echo(f"4/6 running the SNN on Lava floating_pt ({n} samples x {steps} steps)")
     result = lava.run_graph(graph, x_test, steps)
     lava_acc = _accuracy(result.scores().argmax(dim=1).numpy(), y_test)
 
+    click.echo("5/6 compiling for loihi2 (quantize, partition, place)")
+    mapping = compile_graph(graph, "loihi2")
+    mapping.save(out / "snn.mapping.npz")
+    click.echo(mapping.format_quantization_report())
+    qnet = mapping.netdesc()
+    readout = qnet.outputs[0]
+    inputs = mapping.encode_inputs(np.broadcast_to(x_test[:, None], (n, steps, *x_test.shape[1:])))
+
+    click.echo(f"6/6 running the quantized network on hwsim and on Lava fixed_pt ({n} samples x {steps} steps)")
+    hw = hwsim_simulate(qnet, inputs, steps, record=("spikes", "v"), events=False)
+    hwsim_acc = _accuracy(hw.scores(readout).argmax(axis=1), y_test)
+    fixed = lava.run_network(qnet, inputs, steps, record=True)
+    same = all(np.array_equal(fixed.spikes[p.name], hw.spikes[p.name]) and np.array_equal(fixed.v[p.name], hw.v[p.name])
+               for p in qnet.populations)
+    fixed_scores = fixed.v[readout][:, -1] if qnet.population(readout).kind == "integrator" \
+        else fixed.spikes[readout].sum(axis=1)
+    lava_fixed_acc = _accuracy(np.asarray(fixed_scores).argmax(axis=1), y_test)
+
     summary = {"ann_accuracy": ann_acc, "snn_torch_accuracy": torch_acc, "snn_lava_accuracy": lava_acc,
+               "snn_lava_fixed_accuracy": lava_fixed_acc, "snn_hwsim_accuracy": hwsim_acc,
+               "hwsim_lava_identical": same, "cores": mapping.resources["cores"],
                "steps": steps, "samples": n, "seconds": round(time.perf_counter() - start, 1)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     click.echo(f"ANN {ann_acc:.2f} %  |  SNN torch {torch_acc:.2f} %  |  SNN Lava {lava_acc:.2f} %   "
-               f"({n} test samples, T = {steps}; summary in {out / 'summary.json'})")
+               f"({n} test samples, T = {steps})")
+    click.echo(f"quantized on {summary['cores']} core(s): Lava fixed_pt {lava_fixed_acc:.2f} %  |  hwsim "
+               f"{hwsim_acc:.2f} %  |  Lava = hwsim spike for spike: {same}   (summary in {out / 'summary.json'})")
     if as_json:
         emit_json(summary)

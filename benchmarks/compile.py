@@ -1,0 +1,130 @@
+"""Compiler benchmark: an MLP 784-1000-1000-10, a VGG-11-style SNN and a ResNet-20-style SNN on 32x32x3.
+
+The graphs are built directly with random weights (He-style scale) and IF neurons; each is compiled for
+``--target`` (default loihi2) and reported with its size, cores, the lower bound on cores, the compile
+time (wall clock, and CPU time of this process, which a busy shared machine disturbs less) and the
+traffic x hops of the sequential and the optimised placement. Goals: VGG-11 compiles in
+<= 5 s; the MLP needs <= 1.10x the lower bound; optimised <= 0.8x sequential traffic x hops for the conv
+nets. Last stdout line: one JSON object.
+
+Usage: python benchmarks/compile.py [--target loihi2] [--seed 0]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import warnings
+
+import numpy as np
+
+from neuromap.ir import IF, Affine, AvgPool2d, Conv2d, Flatten, Graph, Input, Output, sequential
+
+
+def _conv(rng, cin: int, cout: int, hw: int, k: int = 3, stride: int = 1) -> Conv2d:
+    w = rng.normal(0.0, np.sqrt(2.0 / (k * k * cin)), (cout, cin, k, k))
+    return Conv2d(input_shape_chw=(cin, hw, hw), weight=w, bias=np.zeros(cout), stride=stride, padding=k // 2)
+
+
+def _fc(rng, n_in: int, n_out: int) -> Affine:
+    return Affine(weight=rng.normal(0.0, np.sqrt(2.0 / n_in), (n_out, n_in)), bias=np.zeros(n_out))
+
+
+def _if(shape) -> IF:
+    return IF(shape=shape, threshold=np.ones(()))
+
+
+def mlp(seed: int = 0, sizes=(784, 1000, 1000, 10)) -> Graph:
+    rng = np.random.default_rng(seed)
+    layers = [("input", Input(shape=(sizes[0],)))]
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
+        layers += [(f"fc{i}", _fc(rng, a, b)), (f"if{i}", _if((b,)))]
+    return sequential(layers + [("output", Output(shape=(sizes[-1],)))])
+
+
+def vgg11(seed: int = 0) -> Graph:
+    """VGG-11 on 3x32x32: 8 conv layers; each 2x2 average pool feeds its own IF layer (spiking pooling)."""
+    rng = np.random.default_rng(seed)
+    layers = [("input", Input(shape=(3, 32, 32)))]
+    c, hw, i = 3, 32, 0
+    for v in (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"):
+        if v == "M":
+            layers += [(f"pool{i}", AvgPool2d(input_shape_chw=(c, hw, hw), kernel_size=2))]
+            hw //= 2
+            layers += [(f"pool{i}_if", _if((c, hw, hw)))]
+            continue
+        i += 1
+        layers += [(f"conv{i}", _conv(rng, c, v, hw)), (f"if{i}", _if((v, hw, hw)))]
+        c = v
+    layers += [("flatten", Flatten(input_shape_any=(c, hw, hw)))]
+    n = c * hw * hw
+    for j, (a, b) in enumerate(((n, 512), (512, 512), (512, 10)), start=1):
+        layers += [(f"fc{j}", _fc(rng, a, b)), (f"fc{j}_if", _if((b,)))]
+    return sequential(layers + [("output", Output(shape=(10,)))])
+
+
+def resnet20(seed: int = 0) -> Graph:
+    """ResNet-20 on 3x32x32: a stem conv, 3 stages x 3 basic blocks (16, 32, 64 channels), identity
+    shortcuts within a stage and 1x1 stride-2 convolutions between stages, global average pool, FC."""
+    rng = np.random.default_rng(seed)
+    nodes = {"input": Input(shape=(3, 32, 32)), "stem": _conv(rng, 3, 16, 32), "stem_if": _if((16, 32, 32))}
+    edges = [("input", "stem"), ("stem", "stem_if")]
+    prev, c, hw = "stem_if", 16, 32
+    for stage, width in enumerate((16, 32, 64), start=1):
+        for block in range(1, 4):
+            name = f"s{stage}b{block}"
+            stride = 2 if (width != c) else 1
+            out_hw = hw // stride
+            nodes[f"{name}_conv1"] = _conv(rng, c, width, hw, stride=stride)
+            nodes[f"{name}_if1"] = _if((width, out_hw, out_hw))
+            nodes[f"{name}_conv2"] = _conv(rng, width, width, out_hw)
+            nodes[f"{name}_if2"] = _if((width, out_hw, out_hw))
+            edges += [(prev, f"{name}_conv1"), (f"{name}_conv1", f"{name}_if1"), (f"{name}_if1", f"{name}_conv2"),
+                      (f"{name}_conv2", f"{name}_if2")]
+            if stride == 1:
+                edges.append((prev, f"{name}_if2"))  # identity shortcut
+            else:
+                nodes[f"{name}_short"] = _conv(rng, c, width, hw, k=1, stride=2)
+                edges += [(prev, f"{name}_short"), (f"{name}_short", f"{name}_if2")]
+            prev, c, hw = f"{name}_if2", width, out_hw
+    nodes["gap"] = AvgPool2d(input_shape_chw=(c, hw, hw), kernel_size=hw)
+    nodes["flatten"] = Flatten(input_shape_any=(c, 1, 1))
+    nodes["fc"] = _fc(rng, c, 10)
+    nodes["fc_if"] = _if((10,))
+    nodes["output"] = Output(shape=(10,))
+    edges += [(prev, "gap"), ("gap", "flatten"), ("flatten", "fc"), ("fc", "fc_if"), ("fc_if", "output")]
+    return Graph(nodes, edges)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--target", default="loihi2")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    import neuromap
+    from neuromap.mapping import compile as compile_graph
+
+    compile_graph(mlp(args.seed, (4, 4, 2)), args.target)  # warm up imports (torch, networkx) outside the timing
+    results = {}
+    for name, build in (("mlp_784_1000_1000_10", mlp), ("vgg11_cifar", vgg11), ("resnet20_cifar", resnet20)):
+        graph = build(args.seed)
+        start, cpu_start = time.perf_counter(), time.process_time()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            mapping = neuromap.compile(graph, args.target, seed=args.seed)
+        seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+        r = mapping.resources
+        results[name] = {"neurons": r["neurons"], "synapses": r["synapses"], "cores": r["cores"], "chips": r["chips"],
+                         "lower_bound_cores": r["lower_bound_cores"], "binding_constraint": r["binding_constraint"],
+                         "seconds": round(seconds, 3), "cpu_seconds": round(cpu_seconds, 3),
+                         "traffic_hops_sequential": r["traffic_hops_sequential"],
+                         "traffic_hops_optimised": r["traffic_hops"],
+                         "traffic_ratio": round(r["traffic_hops"] / max(r["traffic_hops_sequential"], 1e-12), 4),
+                         "cores_over_lower_bound": round(r["cores"] / r["lower_bound_cores"], 4),
+                         "quantization_warnings": len(caught)}
+        print(f"{name}: {json.dumps(results[name])}", flush=True)
+    print(json.dumps({"benchmark": "compile", "target": args.target, "seed": args.seed, "networks": results}))
+
+
+if __name__ == "__main__":
+    main()

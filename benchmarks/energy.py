@@ -1,0 +1,97 @@
+"""Energy benchmark: an MLP 784-512-10 on mnist5k, per inference on the chip against a GPU.
+
+The ReLU MLP is trained with Adam (``rmp.train_ann``), converted to soft-reset IF neurons (RMP,
+ann_max thresholds), compiled for ``--target`` and run through hwsim on the held-out images (graded
+direct input, ``--steps`` steps) to count events; ``hwsim.estimate`` turns the counts into the chip's
+energy and latency per inference. The GPU side is modelled for every shipped GPU profile
+(``hwsim.gpu``) at batch 1 (single-inference latency) and at ``--batch`` (throughput), and measured on
+the CUDA device (float32 torch run, NVML energy counter) when torch sees one; ``--no-measure`` skips it.
+
+Usage: python benchmarks/energy.py [--target loihi2] [--steps 32] [--limit 1000] [--gpu h100] [--batch 256]
+Last stdout line: one JSON object.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+
+from hwsim.gpu import NvmlEnergyMeter, estimate_gpu, measure_gpu
+from mappings.gpu import available_gpus, load_gpu
+from neuromap import data
+from neuromap.cli.estimate import encoded_inputs, estimate, format_table
+from neuromap.frontends import rmp
+from neuromap.mapping import compile as compile_graph
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--target", default="loihi2")
+    ap.add_argument("--steps", type=int, default=32)
+    ap.add_argument("--limit", type=int, default=1000, help="held-out images run through hwsim")
+    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--gpu", default="h100", help="the GPU profile of the headline ratio")
+    ap.add_argument("--batch", type=int, default=256, help="GPU batch for the throughput figures")
+    ap.add_argument("--no-measure", action="store_true", help="skip the CUDA measurement even with a GPU")
+    args = ap.parse_args()
+
+    t0 = time.perf_counter()
+    ds = data.load("mnist5k").flat()
+    model = rmp.build_model("mlp", (784,), 10, hidden=(512,))
+    trained = rmp.train_ann(model, ds, epochs=args.epochs)
+    graph = rmp.convert(model.eval(), ds.x_train[:500], threshold="ann_max")
+    mapping = compile_graph(graph, args.target)
+    t_build = time.perf_counter() - t0
+
+    measure = torch.cuda.is_available() and not args.no_measure
+    t0 = time.perf_counter()
+    result = estimate(mapping, "mnist5k", args.steps, args.limit, args.gpu, 1, measure)
+    t_estimate = time.perf_counter() - t0
+    print(format_table(result))
+
+    qnet = mapping.netdesc()
+    chip_j = result["chip_energy_uj_per_sample"] * 1e-6
+    chip_s = result["chip_latency_ms_per_sample"] * 1e-3
+    models = {}
+    for name in available_gpus():
+        for batch in (1, args.batch):
+            g = estimate_gpu(qnet, args.steps, load_gpu(name), batch=batch)
+            models[f"{name}_b{batch}"] = {"energy_uj_per_sample": g.energy_j * 1e6,
+                                          "latency_ms_per_sample": g.latency_s * 1e3,
+                                          "energy_ratio_gpu_over_chip": g.energy_j / chip_j,
+                                          "latency_ratio_gpu_over_chip": g.latency_s / chip_s}
+    throughput_measured = None
+    if measure:
+        x = data.load("mnist5k").x_test[:args.batch]
+        inputs = encoded_inputs(mapping, x, args.steps, seed=0)
+        device = torch.device("cuda")
+        run, _ = measure_gpu(qnet, inputs, args.steps, device=device, meter=NvmlEnergyMeter(device))
+        throughput_measured = run.to_dict()
+        print(f"GPU measured at batch {run.batch}: {run.energy_j_per_sample * 1e6:.3f} uJ per inference "
+              f"({run.energy_above_idle_j_per_sample * 1e6:.3f} above idle), {run.latency_s * 1e3:.3f} ms per batch")
+    print(json.dumps({
+        "benchmark": "energy", "network": "mlp 784-512-10", "data": "mnist5k", "target": result["target"],
+        "basis": result["basis"], "steps": args.steps, "samples": result["samples"],
+        "ann_test_accuracy": trained["test_accuracy"], "hwsim_accuracy": result["accuracy"],
+        "cores": mapping.resources["cores"],
+        "chip_energy_uj_per_sample": result["chip_energy_uj_per_sample"],
+        "chip_dynamic_energy_uj_per_sample": result["chip"]["dynamic_energy_uj_per_sample"],
+        "chip_latency_ms_per_sample": result["chip_latency_ms_per_sample"],
+        "chip_energy_terms_uj": result["chip"]["energy_terms_uj"], "dominant_term": result["dominant_term"],
+        "gpu": result["gpu"], "gpu_energy_uj_per_sample": result["gpu_energy_uj_per_sample"],
+        "gpu_latency_ms_per_sample": result["gpu_latency_ms_per_sample"],
+        "energy_ratio_gpu_over_chip": result["energy_ratio_gpu_over_chip"],
+        "energy_ratio_gpu_over_chip_dynamic": result["energy_ratio_gpu_over_chip_dynamic"],
+        "latency_ratio_gpu_over_chip": result["latency_ratio_gpu_over_chip"],
+        "gpu_models": models, "gpu_measured": result["gpu_measured"],
+        "gpu_measured_batch": throughput_measured,
+        "events_per_sample": result["events_per_sample"],
+        "seconds_build": round(t_build, 2), "seconds_estimate": round(t_estimate, 2),
+    }, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()

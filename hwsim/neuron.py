@@ -1,0 +1,150 @@
+"""One population's fixed-point dynamics over all T steps, given its synaptic input at every step.
+
+Because a population's input depends only on earlier populations (the description has no recurrence),
+the simulator evaluates population by population: each gets its whole (T, B, n) input at once, and only
+the state recurrences below remain sequential in time. The current u does not depend on v or spikes, so
+it runs as its own (often fully vectorised) recurrence; v follows. Special cases (no current memory, no
+leak, full leak, no possible wrap) skip operations whose result is known; they are identities of the
+general rule in docs/architecture.md, not approximations.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from hwsim.fixed import ACT_SHIFT, U_LIMIT, decay, saturate_v_, wrap32, wrap_u_modular_, wrap_u_once
+from hwsim.netdesc import DECAY_UNITY, STATE_MAX, Population
+
+INT32_MAX = (1 << 31) - 1
+
+
+def _uniform_or_tensor(values: np.ndarray, device: torch.device) -> int | torch.Tensor:
+    """A per-neuron parameter as a Python int when all neurons share it (cheaper to broadcast)."""
+    if values.size and np.all(values == values[0]):
+        return int(values[0])
+    return torch.tensor(np.array(values), dtype=torch.int64, device=device)
+
+
+@dataclass(frozen=True)
+class NeuronParams:
+    """A population's constants in the form the update uses, on the simulation device, with the extremes
+    that bound its state (to skip wraps and clips that provably cannot happen)."""
+
+    current_factor: int | torch.Tensor   # 4096 - (du + 1)
+    voltage_factor: int | torch.Tensor   # 4096 - dv
+    vth_state: int | torch.Tensor        # vth << 6
+    bias: int | torch.Tensor             # bias_mant << bias_exp (state units)
+    v_init: torch.Tensor                 # (n,)
+    reset: str
+    next_step: bool
+    spiking: bool
+    min_current_loss: int                # min (du + 1): the slowest current decay
+    min_voltage_loss: int                # min dv
+    max_bias: int
+    max_vth_state: int
+    max_v_init: int
+
+    @classmethod
+    def of(cls, pop: Population, device: torch.device) -> NeuronParams:
+        vth_state = pop.vth << ACT_SHIFT
+        return cls(current_factor=_uniform_or_tensor(DECAY_UNITY - (pop.du + 1), device),
+                   voltage_factor=_uniform_or_tensor(DECAY_UNITY - pop.dv, device),
+                   vth_state=_uniform_or_tensor(vth_state, device),
+                   bias=_uniform_or_tensor(pop.bias, device),
+                   v_init=torch.tensor(np.array(pop.v_init), dtype=torch.int64, device=device),
+                   reset=pop.reset, next_step=pop.reset_timing == "next_step", spiking=pop.kind == "spiking",
+                   min_current_loss=int((pop.du + 1).min()), min_voltage_loss=int(pop.dv.min()),
+                   max_bias=int(np.abs(pop.bias).max()), max_vth_state=int(vth_state.max()),
+                   max_v_init=int(np.abs(pop.v_init).max()))
+
+
+def _is(value: int | torch.Tensor, constant: int) -> bool:
+    return isinstance(value, int) and value == constant
+
+
+def _leaky_sup(step_bound: int, loss: int, steps: int) -> int:
+    """A bound on |x_t| for x_t = trunc0(x_{t-1} * (4096 - loss) / 4096) + e_t, x_0 = 0, |e_t| <= step_bound:
+    the geometric sum of the decay factor, or t * step_bound, whichever is smaller."""
+    horizon = steps if loss <= 0 else min(steps, -(-DECAY_UNITY // loss))
+    return step_bound * horizon
+
+
+def currents(p: NeuronParams, a: torch.Tensor, a_bound: int) -> tuple[torch.Tensor, int]:
+    """u at every step from the port input a (T, B, n) (an int32 sum, |a| <= a_bound); and a bound on |u|.
+    Consumes a: it may be overwritten (and returned as u)."""
+    a6 = a.mul_(1 << ACT_SHIFT)  # int64 holds it (|a| < 2^32); multiplying is faster than torch's <<
+    a6_bound = a_bound << ACT_SHIFT
+    if a6_bound > INT32_MAX:  # numpy's int32 left shift wraps
+        a6 = wrap32(a6)
+        a6_bound = 1 << 31
+    steps = a6.shape[0]
+    if a6_bound >= 2 * U_LIMIT:  # the static bound does not settle the wrap question: look at the data
+        a6_bound = int(a6.abs().max()) if a6.numel() else 0
+    may_wrap24 = _leaky_sup(a6_bound, p.min_current_loss, steps) >= U_LIMIT  # else |u| < 2^23 at every step
+    if _is(p.current_factor, 0):  # du = 4095: no current memory, u = a << 6 (wrapped)
+        if not may_wrap24:
+            return a6, a6_bound
+        return (wrap_u_modular_(a6) if a6_bound < 2 * U_LIMIT else wrap_u_once(a6)), U_LIMIT  # a6 is ours
+    # |decayed u| <= 2^23, so the int32 sum decayed + a6 can only wrap if |a6| > 2^31 - 1 - 2^23.
+    may_wrap32 = a6_bound > INT32_MAX - U_LIMIT
+    # |sum| <= 2^23 + |a6| <= 3 * 2^23 - 1 when |a6| < 2^24: one wrap is then the modular wrap.
+    modular = a6_bound < 2 * U_LIMIT
+    u_all = torch.empty_like(a6)
+    u = torch.zeros_like(a6[0])
+    for t in range(steps):
+        ut = u_all[t]
+        if _is(p.current_factor, DECAY_UNITY):  # du = -1: no decay
+            torch.add(u, a6[t], out=ut)
+        else:
+            torch.add(decay(u, p.current_factor), a6[t], out=ut)
+        if may_wrap24:
+            if may_wrap32:
+                ut.copy_(wrap32(ut))
+            if modular:
+                wrap_u_modular_(ut)
+            else:
+                ut.copy_(wrap_u_once(ut))
+        u = ut
+    return u_all, (U_LIMIT if may_wrap24 else _leaky_sup(a6_bound, p.min_current_loss, steps))
+
+
+def voltages(p: NeuronParams, drive: torch.Tensor, drive_bound: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(spikes, v) at every step from drive = u + bias (T, B, n), |drive| <= drive_bound; v starts at v_init,
+    no spike before step 1."""
+    steps, batch, n = drive.shape
+    # Resets only shrink |v| except next_step subtract, which may push it down by vth << 6 once per step.
+    step_bound = drive_bound + (p.max_vth_state if p.next_step and p.reset == "subtract" else 0)
+    may_saturate = p.max_v_init + _leaky_sup(step_bound, p.min_voltage_loss, steps) > STATE_MAX
+    v_all = torch.empty_like(drive)
+    s_all = torch.zeros(drive.shape, dtype=torch.bool, device=drive.device)
+    v = p.v_init.expand(batch, n)
+    vth, factor = p.vth_state, p.voltage_factor
+    no_leak, full_leak = _is(factor, DECAY_UNITY), _is(factor, 0)
+    late_zero = p.spiking and p.next_step and p.reset == "zero"
+    late_subtract = p.spiking and p.next_step and p.reset == "subtract"
+    now_zero = p.spiking and not p.next_step and p.reset == "zero"
+    now_subtract = p.spiking and not p.next_step and p.reset == "subtract"
+    s_prev = None
+    for vt, st, dt in zip(v_all.unbind(0), s_all.unbind(0), drive.unbind(0)):
+        if late_zero and s_prev is not None:  # the previous step's spikes reset v before the decay
+            v = v.masked_fill(s_prev, 0)
+        if no_leak:
+            torch.add(v, dt, out=vt)
+        elif full_leak:
+            vt.copy_(dt)
+        else:
+            torch.add(decay(v, factor), dt, out=vt)
+        if late_subtract and s_prev is not None:
+            vt.sub_(s_prev * vth)
+        if may_saturate:
+            saturate_v_(vt)
+        if p.spiking:
+            torch.gt(vt, vth, out=st)
+            if now_subtract:
+                vt.sub_(st * vth)
+            elif now_zero:
+                vt.masked_fill_(st, 0)
+        v, s_prev = vt, st
+    return s_all, v_all

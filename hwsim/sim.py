@@ -1,0 +1,247 @@
+"""Bit-exact, vectorised emulation of a placed, quantized network (docs/architecture.md, "Fixed-point step").
+
+``simulate`` reproduces Lava's fixed_pt arithmetic spike for spike and state for state, for a whole batch
+at once, in torch (CUDA when available). Since a population's input at step t depends only on its
+sources' outputs at step t-1 and the description has no recurrence, it runs population by population:
+one exact product per projection over all (step, sample) rows at once (``hwsim.synapse``), then the
+population's state recurrences over time (``hwsim.neuron``). Event counts come from the same traces.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from hwsim.events import PER_STEP, EventCounts, EventTables
+from hwsim.fixed import shift, wrap32
+from hwsim.netdesc import QuantNetwork
+from hwsim.neuron import NeuronParams, currents, voltages
+from hwsim.synapse import SynapseOp
+
+TRACES = ("spikes", "v", "u")
+TRACE_DTYPES = {"spikes": (np.int8, torch.int8), "v": (np.int32, torch.int32), "u": (np.int32, torch.int32)}
+CHUNK_ELEMENTS = 1 << 25  # state elements (steps x samples x neurons) simulated at once, to bound memory
+
+
+class InputDataError(ValueError):
+    """The input arrays do not fit the network's input ports; the message names the port and the rule."""
+
+
+@dataclass
+class HwResult:
+    """Per population (B, T, n) traces: ``spikes`` (int8), ``v`` and ``u`` (int32, state units), each holding
+    the populations that were recorded; ``events`` unless switched off."""
+
+    spikes: dict[str, np.ndarray]
+    v: dict[str, np.ndarray]
+    u: dict[str, np.ndarray]
+    events: EventCounts | None
+    integrators: tuple[str, ...] = ()
+
+    def scores(self, name: str) -> np.ndarray:
+        """(B, n) class scores of a read-out population: spike counts, or the final v of an integrator."""
+        if name in self.integrators:
+            return self.v[name][:, -1]
+        return self.spikes[name].sum(axis=1, dtype=np.int64)
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _traces_to_record(record: bool | Iterable[str]) -> tuple[str, ...]:
+    if record is True:
+        return TRACES
+    if record is False:
+        return ()
+    chosen = tuple(record)
+    unknown = set(chosen) - set(TRACES)
+    if unknown:
+        raise InputDataError(f"record: unknown trace {sorted(unknown)[0]!r}; choose from {TRACES}")
+    return chosen
+
+
+def _check_inputs(qnet: QuantNetwork, inputs: Mapping[str, object], steps: int) -> tuple[dict[str, np.ndarray], int]:
+    """Each port's data as a (B, steps, size) array (bool spikes, int64 payloads), checked against the port."""
+    names = [i.name for i in qnet.inputs]
+    extra = set(inputs) - set(names)
+    if extra:
+        raise InputDataError(f"input {sorted(extra)[0]!r}: the network has no such input port (ports: {names})")
+    data, batch = {}, None
+    for port in qnet.inputs:
+        if port.name not in inputs:
+            raise InputDataError(f"input {port.name!r}: no data given")
+        raw = inputs[port.name]
+        arr = raw.detach().cpu().numpy() if isinstance(raw, torch.Tensor) else np.asarray(raw)
+        if arr.ndim != 3 or arr.shape[2] != port.size or arr.shape[1] < steps:
+            raise InputDataError(f"input {port.name!r}: shape {arr.shape}, expected (B, T >= {steps}, {port.size})")
+        arr = arr[:, :steps]
+        if arr.dtype.kind == "f":
+            if not np.array_equal(arr, np.round(arr)):
+                raise InputDataError(f"input {port.name!r}: values must be integers")
+        elif arr.dtype.kind not in "iub":
+            raise InputDataError(f"input {port.name!r}: dtype {arr.dtype} is not numeric")
+        if port.graded_bits == 0 and arr.size and (arr.min() < 0 or arr.max() > 1):
+            raise InputDataError(f"input {port.name!r}: binary port takes 0/1 spikes, got [{arr.min()}, {arr.max()}]")
+        limit = (1 << port.graded_bits) - 1
+        if port.graded_bits and arr.size and np.abs(arr).max() > limit:
+            raise InputDataError(f"input {port.name!r}: payload magnitudes must fit {port.graded_bits} bits "
+                                 f"(<= {limit}), got {np.abs(arr).max()}")
+        if batch is not None and arr.shape[0] != batch:
+            raise InputDataError(f"input {port.name!r}: batch size {arr.shape[0]}, other inputs have {batch}")
+        batch = arr.shape[0]
+        data[port.name] = arr.astype(np.int64 if port.graded_bits else np.bool_)  # spikes travel as bool
+    return data, batch or 0
+
+
+def _shifted_bound(bound: int, exp: int) -> int:
+    """A bound on |shift(x, exp)| given |x| <= bound (a floor right shift of a negative x can grow it by one)."""
+    return bound << exp if exp >= 0 else (bound >> -exp) + 1
+
+
+INT32_LIMIT = 1 << 31
+
+
+def _wrap32_unless(x: torch.Tensor, bound: int) -> torch.Tensor:
+    return x if bound < INT32_LIMIT else wrap32(x)
+
+
+class _Plan:
+    """Everything built once per network and device: exact synaptic products, neuron constants, event tables."""
+
+    def __init__(self, qnet: QuantNetwork, device: torch.device, synapses: str | None, events: bool) -> None:
+        self.qnet = qnet
+        x_max = {i.name: max(1, (1 << i.graded_bits) - 1) for i in qnet.inputs}
+        graded = {i.name for i in qnet.inputs if i.graded_bits}
+        self.ops = {pr.name: SynapseOp(pr.weights, x_max.get(pr.src, 1), device, synapses, pr.src in graded)
+                    for pr in qnet.projections}
+        self.graded = graded
+        self.params = {p.name: NeuronParams.of(p, device) for p in qnet.populations}
+        # bounds on |shift(W @ x)| per projection and on the port sum per population: where below 2^31,
+        # the int32 wraps are identities and are skipped
+        self.shifted_bound = {pr.name: _shifted_bound(self.ops[pr.name].bound, pr.weight_exp)
+                              for pr in qnet.projections}
+        self.port_bound = {p.name: sum(self.shifted_bound[pr.name] for pr in qnet.incoming(p.name))
+                           for p in qnet.populations}
+        self.tables = EventTables(qnet, device) if events else None
+        # after which population a source's outputs are no longer needed
+        order = {p.name: k for k, p in enumerate(qnet.populations)}
+        self.last_use = {}
+        for pr in qnet.projections:
+            self.last_use[pr.src] = max(self.last_use.get(pr.src, -1), order[pr.dst])
+
+
+def _accumulate(target: torch.Tensor, raw: torch.Tensor, exp: int, bound: int, first: bool) -> None:
+    """target (+)= int32 channel value of shift(raw, exp); raw holds exact integers (maybe as floats)."""
+    if first and exp == 0 and bound < INT32_LIMIT:
+        target.copy_(raw)  # converts and copies in one pass
+        return
+    acc = _wrap32_unless(shift(raw.to(torch.int64), exp), bound)
+    if first:
+        target.copy_(acc)
+    else:
+        target.add_(acc)
+
+
+def _is_zero(value: int | torch.Tensor) -> bool:
+    return isinstance(value, int) and value == 0
+
+
+def _run_chunk(plan: _Plan, data: dict[str, torch.Tensor], keep: tuple[str, ...]):
+    """Simulate one batch chunk; ``data`` maps ports to (T, b, size) tensors.
+    Returns {trace: {population: (T, b, n) tensor}} and the chunk's EventCounts (or None)."""
+    qnet, tables = plan.qnet, plan.tables
+    steps, batch = next(iter(data.values())).shape[:2]
+    device = next(iter(data.values())).device
+    outs = dict(data)
+    traces = {k: {} for k in keep}
+    counts: dict[str, torch.Tensor] = {}
+    traffic = np.zeros((tables.n_cores,) * 2, np.int64) if tables is not None else None
+
+    def add_counts(new: dict[str, torch.Tensor]) -> None:
+        for key, value in new.items():
+            counts[key] = counts[key] + value if key in counts else value
+
+    if tables is not None:
+        for name, x in outs.items():
+            add_counts(tables.source_counts(name, x))
+    for k, pop in enumerate(qnet.populations):
+        p = plan.params[pop.name]
+        incoming = qnet.incoming(pop.name) if steps > 1 else []
+        shape = (steps, batch, pop.size)
+        a = torch.empty(shape, dtype=torch.int64, device=device) if incoming else \
+            torch.zeros(shape, dtype=torch.int64, device=device)
+        a[0] = 0  # step 1 sees nothing; step t sees the sources' outputs of step t-1 (one-step delay)
+        for j, pr in enumerate(incoming):
+            src = outs[pr.src]
+            raw = plan.ops[pr.name](src[:-1].reshape(-1, src.shape[2])).view(steps - 1, batch, pop.size)
+            _accumulate(a[1:], raw, pr.weight_exp, plan.shifted_bound[pr.name], first=j == 0)
+        port_bound = plan.port_bound[pop.name]
+        a = _wrap32_unless(a, port_bound)  # the port adds its int32 inputs in int32
+        active = tables.input_or_bias(pop.name, a) if tables is not None else None  # before currents eats a
+        u, u_bound = currents(p, a, min(port_bound, INT32_LIMIT))
+        drive = u if _is_zero(p.bias) else u + p.bias
+        s, v = voltages(p, drive, u_bound + p.max_bias)
+        outs[pop.name] = s
+        if tables is not None:
+            add_counts(tables.source_counts(pop.name, s))
+            add_counts({"active_neurons": tables.active_neurons(pop.name, active, u, v, p.v_init)})
+            traffic += tables.traffic(pop.name, s)
+        for key, trace in (("spikes", s), ("v", v), ("u", u)):
+            if key in traces:
+                traces[key][pop.name] = trace
+        for name in [n for n, last in plan.last_use.items() if last == k and n in outs]:
+            del outs[name]
+    if tables is None:
+        return traces, None
+    per_step = {key: (counts[key].permute(1, 0, 2).cpu().numpy() if key in counts
+                      else np.zeros((batch, steps, tables.n_cores), np.int64)) for key in PER_STEP}
+    return traces, EventCounts(tables.core_ids, tables.neurons, traffic, **per_step)
+
+
+@torch.no_grad()
+def simulate(qnet: QuantNetwork, inputs: Mapping[str, object], steps: int, *, record: bool | Iterable[str] = True,
+             device: str | torch.device | None = None, batch_size: int | None = None, events: bool = True,
+             synapses: str | None = None) -> HwResult:
+    """Run ``qnet`` for ``steps`` steps on ``inputs`` ({port name: int array (B, T >= steps, size)}: 0/1 spikes,
+    or payloads for graded ports).
+
+    ``record``: True (spikes, v, u), False, or a subset of ("spikes", "v", "u"). ``device``: default CUDA when
+    torch sees a GPU, else CPU. ``batch_size``: samples simulated at once (default: as many as fit
+    ``CHUNK_ELEMENTS`` state elements). ``events``: count events (``hwsim.events``). ``synapses``: force one
+    ``hwsim.synapse`` strategy for every projection (default: chosen per projection); results never depend on it.
+    """
+    if steps < 1:
+        raise InputDataError(f"steps must be at least 1, got {steps}")
+    keep = _traces_to_record(record)
+    device = torch.device(device) if device is not None else default_device()
+    if not qnet.inputs:
+        raise InputDataError("the network has no input port; hwsim needs one to know the batch size")
+    data, batch = _check_inputs(qnet, inputs, steps)
+    if batch == 0:
+        raise InputDataError("the batch is empty")
+    total_neurons = sum(p.size for p in qnet.populations)
+    if batch_size is None:
+        batch_size = max(1, CHUNK_ELEMENTS // (steps * max(total_neurons, 1)))
+    if batch_size < 1:
+        raise InputDataError(f"batch_size must be at least 1, got {batch_size}")
+    plan = _Plan(qnet, device, synapses, events)
+    result = {key: {p.name: np.empty((batch, steps, p.size), TRACE_DTYPES[key][0]) for p in qnet.populations}
+              for key in keep}
+    parts = []
+    for start in range(0, batch, batch_size):
+        stop = min(start + batch_size, batch)
+        chunk = {name: torch.from_numpy(np.ascontiguousarray(arr[start:stop].transpose(1, 0, 2))).to(device)
+                 for name, arr in data.items()}
+        traces, counts = _run_chunk(plan, chunk, keep)
+        for key, per_pop in traces.items():
+            for name, trace in per_pop.items():
+                # narrowed on the device: less to copy back from a GPU
+                result[key][name][start:stop] = trace.to(TRACE_DTYPES[key][1]).permute(1, 0, 2).cpu().numpy()
+        if counts is not None:
+            parts.append(counts)
+    return HwResult(spikes=result.get("spikes", {}), v=result.get("v", {}), u=result.get("u", {}),
+                    events=EventCounts.concatenate(parts) if parts else None,
+                    integrators=tuple(p.name for p in qnet.populations if p.kind == "integrator"))

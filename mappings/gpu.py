@@ -1,0 +1,109 @@
+"""GPU profiles: the conventional reference a neuromorphic estimate is compared with.
+
+A profile file (``mappings/gpus/*.toml``, or a user's file by path) has ``[gpu]`` (name, description),
+``[compute]`` (peak fp32 throughput, DRAM bandwidth, L2 size, TDP, per-kernel launch overhead) and
+``[energy]`` (per-operation energies of the arithmetic/memory model). Every field is required and
+checked on load; unknown fields are rejected, as for chip targets (``mappings.target``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mappings.target import TargetError
+
+GPUS_DIR = Path(__file__).with_name("gpus")
+
+
+@dataclass(frozen=True)
+class GpuProfile:
+    """One GPU. Throughput in TFLOP/s (fp32, non-tensor), bandwidth in GB/s, L2 in MB (10^6 bytes),
+    TDP in W, launch overhead in microseconds per kernel; energies in pJ (fp32 MAC, fp32 add, one
+    32-bit DRAM word)."""
+
+    name: str
+    description: str
+    peak_fp32_tflops: float
+    memory_bandwidth_gb_s: float
+    l2_cache_mb: float
+    tdp_w: float
+    kernel_launch_us: float
+    fp32_mac_pj: float
+    fp32_add_pj: float
+    dram_word_pj: float
+    source: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_FIELDS = {
+    "compute": ("peak_fp32_tflops", "memory_bandwidth_gb_s", "l2_cache_mb", "tdp_w", "kernel_launch_us"),
+    "energy": ("fp32_mac_pj", "fp32_add_pj", "dram_word_pj"),
+}
+_MAY_BE_ZERO = {"kernel_launch_us"}
+
+
+def _numbers(doc: dict, table: str, where: str) -> dict[str, float]:
+    raw = doc.get(table)
+    if not isinstance(raw, dict):
+        raise TargetError(f"{where}: table [{table}] is missing")
+    known = _FIELDS[table]
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise TargetError(f"{where}: [{table}] {unknown[0]}: unknown field (known: {', '.join(known)})")
+    out = {}
+    for name in known:
+        if name not in raw:
+            raise TargetError(f"{where}: [{table}] {name}: missing")
+        value = raw[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TargetError(f"{where}: [{table}] {name}: expected a number, got {type(value).__name__} ({value!r})")
+        value = float(value)
+        if not math.isfinite(value) or value < 0 or (value == 0 and name not in _MAY_BE_ZERO):
+            rule = ">= 0" if name in _MAY_BE_ZERO else "> 0"
+            raise TargetError(f"{where}: [{table}] {name}: must be finite and {rule}, got {value!r}")
+        out[name] = value
+    return out
+
+
+def parse_gpu(doc: dict, where: str) -> GpuProfile:
+    """A GpuProfile from a parsed TOML document; ``where`` names the file in messages."""
+    head = doc.get("gpu")
+    if not isinstance(head, dict):
+        raise TargetError(f"{where}: table [gpu] (name, description) is missing")
+    for name in ("name", "description"):
+        if not isinstance(head.get(name), str) or not head.get(name):
+            raise TargetError(f"{where}: [gpu] {name}: missing or not a non-empty string")
+    unknown = sorted(set(doc) - set(_FIELDS) - {"gpu"})
+    if unknown:
+        raise TargetError(f"{where}: [{unknown[0]}]: unknown table (known: gpu, {', '.join(_FIELDS)})")
+    values = {k: v for table in _FIELDS for k, v in _numbers(doc, table, where).items()}
+    return GpuProfile(name=head["name"], description=head["description"], source=where, **values)
+
+
+def available_gpus() -> list[str]:
+    """Names of the GPU profiles shipped with neuromap."""
+    return sorted(p.stem for p in GPUS_DIR.glob("*.toml"))
+
+
+def load_gpu(name_or_path: str | Path) -> GpuProfile:
+    """A shipped GPU profile by name ("h100", "a100", ...) or a user's TOML file by path."""
+    text = str(name_or_path)
+    path = Path(text)
+    if not (text.endswith(".toml") or path.is_file()):
+        path = GPUS_DIR / f"{text}.toml"
+        if not path.is_file():
+            raise TargetError(f"unknown GPU profile {text!r} (shipped: {', '.join(available_gpus())}; "
+                              "or give the path of a .toml file)")
+    if not path.is_file():
+        raise TargetError(f"{path}: no such GPU profile file")
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise TargetError(f"{path}: not valid TOML ({exc})") from None
+    return parse_gpu(doc, str(path))

@@ -1,0 +1,281 @@
+"""Typed, validated hardware targets loaded from declarative TOML files.
+
+A target file has one table per dataclass below (``[chip]``, ``[system]``, ``[core]``, ``[synapses]``,
+``[neuron]``, ``[energy]``, ``[timing]``) plus ``[target]`` (name, description). Every field is required,
+unknown fields are rejected (a typo must not silently fall back to a default), and every value is
+checked for type and range on load, so a broken file fails with the table and field named.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+TARGETS_DIR = Path(__file__).with_name("targets")
+
+
+class TargetError(ValueError):
+    """A target file is missing, unreadable, or holds a missing, mistyped or impossible field."""
+
+
+def _positive(x: float) -> bool:
+    return x > 0
+
+
+def _non_negative(x: float) -> bool:
+    return x >= 0
+
+
+@dataclass(frozen=True)
+class Chip:
+    """One chip: ``cores`` neuro-cores on a ``mesh_cols`` x ``mesh_rows`` mesh of routers (tiles),
+    ``cores_per_tile`` cores sharing each router (a spike between them makes no hop)."""
+
+    cores: int
+    mesh_cols: int
+    mesh_rows: int
+    cores_per_tile: int
+
+
+@dataclass(frozen=True)
+class System:
+    """How many chips a system may hold, arranged on a ``chip_cols`` x ``chip_rows`` grid; the mesh
+    continues across chip borders, so a hop between neighbouring chips is one more tile hop."""
+
+    max_chips: int
+    chip_cols: int
+    chip_rows: int
+
+
+@dataclass(frozen=True)
+class Core:
+    """Per-core limits: compartments, synaptic memory, input axons (fan-in slots), output axons."""
+
+    neurons: int
+    synaptic_memory_bits: int
+    input_axons: int
+    output_axons: int
+
+
+@dataclass(frozen=True)
+class Synapses:
+    """How a synapse costs synaptic memory.
+
+    Each input axon owns a synapse list on the destination core, stored in blocks of at most
+    ``block_synapses`` entries; a block costs ``block_header_bits`` plus its entries, rounded up to
+    whole ``word_bits`` words. An entry is ``weight_bits`` (dense: one entry per neuron of the target
+    range) plus a compartment index (sparse: one entry per synapse; the index needs
+    ceil(log2(neurons per core)) bits, at least ``min_index_bits``). With ``shared_conv_weights`` a
+    convolution's kernel is stored once per core (``weight_bits`` per kernel weight) and reached through
+    population axons: one input axon per source pixel position, the channel travelling with the spike,
+    and one ``word_bits`` pointer word per axon.
+    """
+
+    weight_bits: int
+    word_bits: int
+    block_synapses: int
+    block_header_bits: int
+    min_index_bits: int
+    shared_conv_weights: bool
+
+
+@dataclass(frozen=True)
+class Neuron:
+    """Fixed-point formats of the neuron state and parameters (docs/architecture.md, Fixed-point step)."""
+
+    state_bits: int
+    activation_shift: int
+    vth_bits: int
+    decay_bits: int
+    bias_mant_bits: int
+    bias_exp_min: int
+    bias_exp_max: int
+    weight_exp_min: int
+    weight_exp_max: int
+    graded_spike_bits: int
+
+
+@dataclass(frozen=True)
+class Energy:
+    """Energy per event, picojoules; static (leakage) power per chip, milliwatts; ``basis`` says which
+    silicon the numbers describe (printed with every estimate, since Loihi 2 reuses Loihi 1 figures)."""
+
+    synop_pj: float
+    neuron_update_active_pj: float
+    neuron_update_idle_pj: float
+    spike_in_tile_pj: float
+    hop_east_west_pj: float
+    hop_north_south_pj: float
+    static_power_mw: float
+    basis: str
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Time per event, nanoseconds; a time step ends with a mesh-wide barrier."""
+
+    synop_ns: float
+    neuron_update_active_ns: float
+    neuron_update_idle_ns: float
+    spike_in_tile_ns: float
+    hop_east_west_ns: float
+    hop_north_south_ns: float
+    barrier_min_ns: float
+    barrier_max_ns: float
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    description: str
+    chip: Chip
+    system: System
+    core: Core
+    synapses: Synapses
+    neuron: Neuron
+    energy: Energy
+    timing: Timing
+    source: str  # the file it was loaded from
+
+    @property
+    def max_cores(self) -> int:
+        return self.chip.cores * self.system.max_chips
+
+    @property
+    def index_bits(self) -> int:
+        """Bits of a sparse synapse's compartment index."""
+        return max(self.synapses.min_index_bits, math.ceil(math.log2(max(self.core.neurons, 2))))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# Per table: field -> (type, check, what the check means). Integers must be ints (not bools).
+_RULES: dict[str, dict[str, tuple[type, Any, str]]] = {
+    "chip": {"cores": (int, _positive, "> 0"), "mesh_cols": (int, _positive, "> 0"),
+             "mesh_rows": (int, _positive, "> 0"), "cores_per_tile": (int, _positive, "> 0")},
+    "system": {"max_chips": (int, _positive, "> 0"), "chip_cols": (int, _positive, "> 0"),
+               "chip_rows": (int, _positive, "> 0")},
+    "core": {"neurons": (int, _positive, "> 0"), "synaptic_memory_bits": (int, _positive, "> 0"),
+             "input_axons": (int, _positive, "> 0"), "output_axons": (int, _positive, "> 0")},
+    "synapses": {"weight_bits": (int, lambda x: 1 <= x <= 9, "in [1, 9]"),
+                 "word_bits": (int, _positive, "> 0"), "block_synapses": (int, _positive, "> 0"),
+                 "block_header_bits": (int, _non_negative, ">= 0"),
+                 "min_index_bits": (int, _non_negative, ">= 0"), "shared_conv_weights": (bool, None, "")},
+    "neuron": {"state_bits": (int, lambda x: 2 <= x <= 32, "in [2, 32]"),
+               "activation_shift": (int, _non_negative, ">= 0"),
+               "vth_bits": (int, _positive, "> 0"), "decay_bits": (int, _positive, "> 0"),
+               "bias_mant_bits": (int, lambda x: x >= 2, ">= 2"),
+               "bias_exp_min": (int, None, ""), "bias_exp_max": (int, None, ""),
+               "weight_exp_min": (int, None, ""), "weight_exp_max": (int, None, ""),
+               "graded_spike_bits": (int, lambda x: 0 <= x <= 32, "in [0, 32]")},
+    "energy": {**{f: (float, _non_negative, ">= 0") for f in
+                  ("synop_pj", "neuron_update_active_pj", "neuron_update_idle_pj", "spike_in_tile_pj",
+                   "hop_east_west_pj", "hop_north_south_pj", "static_power_mw")},
+               "basis": (str, lambda x: bool(x.strip()), "a non-empty string")},
+    "timing": {f: (float, _non_negative, ">= 0") for f in
+               ("synop_ns", "neuron_update_active_ns", "neuron_update_idle_ns", "spike_in_tile_ns",
+                "hop_east_west_ns", "hop_north_south_ns", "barrier_min_ns", "barrier_max_ns")},
+}
+_CLASSES = {"chip": Chip, "system": System, "core": Core, "synapses": Synapses, "neuron": Neuron,
+            "energy": Energy, "timing": Timing}
+
+
+def _table(doc: dict, table: str, where: str) -> dict[str, Any]:
+    raw = doc.get(table)
+    if raw is None:
+        raise TargetError(f"{where}: table [{table}] is missing")
+    if not isinstance(raw, dict):
+        raise TargetError(f"{where}: [{table}] must be a table")
+    rules = _RULES[table]
+    unknown = sorted(set(raw) - set(rules))
+    if unknown:
+        raise TargetError(f"{where}: [{table}] {unknown[0]}: unknown field (known: {', '.join(rules)})")
+    values = {}
+    for name, (kind, check, meaning) in rules.items():
+        if name not in raw:
+            raise TargetError(f"{where}: [{table}] {name}: missing")
+        value = raw[name]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise TargetError(f"{where}: [{table}] {name}: expected {kind.__name__}, got {type(value).__name__} "
+                              f"({value!r})")
+        if kind is float and not math.isfinite(value):
+            raise TargetError(f"{where}: [{table}] {name}: must be finite, got {value!r}")
+        if check is not None and not check(value):
+            raise TargetError(f"{where}: [{table}] {name}: must be {meaning}, got {value!r}")
+        values[name] = value
+    return values
+
+
+def _consistency(t: Target, where: str) -> None:
+    """Cross-field rules: impossible combinations fail on load, naming the fields."""
+    c = t.chip
+    if c.mesh_cols * c.mesh_rows * c.cores_per_tile < c.cores:
+        raise TargetError(f"{where}: [chip] cores: {c.cores} cores do not fit a {c.mesh_cols} x {c.mesh_rows} mesh "
+                          f"with {c.cores_per_tile} cores per tile")
+    s = t.system
+    if s.chip_cols * s.chip_rows < s.max_chips:
+        raise TargetError(f"{where}: [system] max_chips: {s.max_chips} chips do not fit a {s.chip_cols} x "
+                          f"{s.chip_rows} chip grid")
+    n = t.neuron
+    for lo, hi in (("bias_exp_min", "bias_exp_max"), ("weight_exp_min", "weight_exp_max")):
+        if getattr(n, lo) > getattr(n, hi):
+            raise TargetError(f"{where}: [neuron] {lo}: {getattr(n, lo)} exceeds {hi} = {getattr(n, hi)}")
+    if n.vth_bits + n.activation_shift > n.state_bits:
+        raise TargetError(f"{where}: [neuron] vth_bits: {n.vth_bits} + activation_shift {n.activation_shift} "
+                          f"exceeds state_bits {n.state_bits}")
+    if t.timing.barrier_min_ns > t.timing.barrier_max_ns:
+        raise TargetError(f"{where}: [timing] barrier_min_ns exceeds barrier_max_ns")
+    syn = t.synapses
+    entry = syn.weight_bits + t.index_bits
+    if syn.block_header_bits + entry > syn.word_bits * syn.block_synapses:
+        raise TargetError(f"{where}: [synapses] block_synapses: a block cannot hold even one synapse")
+    if syn.word_bits > t.core.synaptic_memory_bits:
+        raise TargetError(f"{where}: [core] synaptic_memory_bits: smaller than one {syn.word_bits}-bit word")
+
+
+def parse_target(doc: dict, where: str) -> Target:
+    """A Target from a parsed TOML document; ``where`` names the file in messages."""
+    head = doc.get("target")
+    if not isinstance(head, dict):
+        raise TargetError(f"{where}: table [target] (name, description) is missing")
+    for name in ("name", "description"):
+        if not isinstance(head.get(name), str) or not head.get(name):
+            raise TargetError(f"{where}: [target] {name}: missing or not a non-empty string")
+    unknown = sorted(set(doc) - set(_RULES) - {"target"})
+    if unknown:
+        raise TargetError(f"{where}: [{unknown[0]}]: unknown table (known: target, {', '.join(_RULES)})")
+    parts = {table: cls(**_table(doc, table, where)) for table, cls in _CLASSES.items()}
+    target = Target(name=head["name"], description=head["description"], source=where, **parts)
+    _consistency(target, where)
+    return target
+
+
+def available_targets() -> list[str]:
+    """Names of the targets shipped with neuromap."""
+    return sorted(p.stem for p in TARGETS_DIR.glob("*.toml"))
+
+
+def load_target(name_or_path: str | Path) -> Target:
+    """Load a shipped target by name ("loihi1", "loihi2", "testchip") or a user's TOML file by path."""
+    if isinstance(name_or_path, Target):
+        return name_or_path
+    text = str(name_or_path)
+    path = Path(text)
+    if not (text.endswith(".toml") or path.is_file()):
+        path = TARGETS_DIR / f"{text}.toml"
+        if not path.is_file():
+            raise TargetError(f"unknown target {text!r} (shipped: {', '.join(available_targets())}; "
+                              "or give the path of a .toml file)")
+    if not path.is_file():
+        raise TargetError(f"{path}: no such target file")
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise TargetError(f"{path}: not valid TOML ({exc})") from None
+    return parse_target(doc, str(path))

@@ -1,0 +1,114 @@
+"""``neuromap convert``: train (or load) a zoo ANN, convert it to IF neurons, save the graph, sweep T.
+
+Weights load with ``torch.load(weights_only=True)``: a state_dict file never runs code.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from neuromap.cli.common import emit_json
+from neuromap.errors import FormatError, NeuromapError
+
+
+def _steps(text: str | None) -> list[int]:
+    if not text:
+        return []
+    try:
+        return [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise NeuromapError(f"--sweep: expected comma-separated integers like 8,16,32, got {text!r}") from None
+
+
+def _load_weights(model, path: Path) -> None:
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:   # torch raises several types for unreadable or unsafe files
+        raise FormatError(f"{path}: not a readable state_dict ({str(exc).splitlines()[0]})") from None
+    if not isinstance(state, dict):
+        raise FormatError(f"{path}: expected a state_dict (a dict of tensors), got {type(state).__name__}")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise FormatError(f"{path}: weights do not fit the model ({str(exc).splitlines()[0]})") from None
+
+
+@click.command("convert")
+@click.option("--model", "model_name", type=click.Choice(["mlp", "cnn", "vgg", "resnet20"]), default="mlp",
+              show_default=True, help="Zoo architecture (neuromap.frontends.rmp.models).")
+@click.option("--activation", type=click.Choice(["relu", "qcfs"]), default="relu", show_default=True,
+              help="qcfs: train with QCFS clip-floor-shift activations (use with --threshold qcfs).")
+@click.option("--levels", default=8, show_default=True, help="QCFS quantisation levels.")
+@click.option("--data", "data_name", default="digits", show_default=True,
+              help="digits, mnist5k or an .npz with x and y.")
+@click.option("--weights", type=click.Path(dir_okay=False, path_type=Path),
+              help="Load a state_dict instead of training.")
+@click.option("--epochs", default=10, show_default=True, help="Training epochs (without --weights).")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--save-weights", type=click.Path(dir_okay=False, path_type=Path), help="Save the trained state_dict.")
+@click.option("--threshold", type=click.Choice(["ann_max", "percentile", "snn_max", "qcfs"]), default="ann_max",
+              show_default=True, help="Threshold balancing statistic.")
+@click.option("--alpha", default=1.0, show_default=True, help="Threshold = alpha * statistic.")
+@click.option("--percentile", default=99.99, show_default=True)
+@click.option("--granularity", type=click.Choice(["layer", "channel"]), default="layer", show_default=True)
+@click.option("--reset", type=click.Choice(["subtract", "zero"]), default="subtract", show_default=True,
+              help="subtract = soft reset (RMP), zero = hard reset.")
+@click.option("--maxpool", type=click.Choice(["error", "avg"]), default="error", show_default=True)
+@click.option("--encoding", type=click.Choice(["direct", "poisson"]), default="direct", show_default=True)
+@click.option("--calib-samples", default=256, show_default=True, help="Training samples used for calibration.")
+@click.option("--calib-steps", default=64, show_default=True, help="Steps per calibration run (snn_max).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the IR graph here (.npz).")
+@click.option("--sweep", "sweep", metavar="T,T,...",
+              help="Accuracy on the test split after these time steps, for soft and hard reset.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line.")
+def convert_cmd(model_name, activation, levels, data_name, weights, epochs, seed, save_weights, threshold, alpha,
+                percentile, granularity, reset, maxpool, encoding, calib_samples, calib_steps, output, sweep,
+                as_json) -> None:
+    """Convert a zoo ANN trained on DATA into a spiking IR graph (RMP-SNN: IF neurons, soft reset)."""
+    import torch
+
+    from neuromap import data as nmdata
+    from neuromap.frontends import rmp
+    from neuromap.ir import save_graph
+
+    start = time.perf_counter()
+    steps = _steps(sweep)
+    ds = nmdata.load(data_name)
+    torch.manual_seed(seed)
+    model = rmp.build_model(model_name, ds.sample_shape, ds.num_classes, activation=activation,
+                            levels=levels)
+    if weights:
+        _load_weights(model, weights)
+    else:
+        rmp.train_ann(model, ds, epochs=epochs, seed=seed)
+    if save_weights:
+        save_weights.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(model.state_dict(), save_weights)
+    ann_acc = rmp.ann_accuracy(model, ds.x_test, ds.y_test)
+    options = dict(threshold=threshold, alpha=alpha, percentile=percentile, granularity=granularity, maxpool=maxpool,
+                   encoding=encoding, calib_steps=calib_steps, seed=seed)
+    calib = ds.x_train[:calib_samples]
+    graph = rmp.convert(model, calib, reset=reset, **options)
+    result = {"model": model_name, "data": ds.name, "ann_accuracy": ann_acc, "neurons": graph.neuron_count(),
+              "latency": graph.metadata["rmp"]["latency"], "options": graph.metadata["rmp"]}
+    if output:
+        result["graph"] = str(save_graph(graph, output))
+    if not as_json:
+        click.echo(f"{model_name} on {ds.name}: ANN accuracy {ann_acc:.2f}%, {result['neurons']} neurons, "
+                   f"latency {result['latency']} steps" + (f", graph written to {output}" if output else ""))
+    if steps:
+        sweep_result = rmp.reset_sweep(model, calib, ds.x_test, ds.y_test, steps, reference=ann_acc, **options)
+        result.update(sweep_result)
+        if not as_json:
+            for label, curve in sweep_result["snn_accuracy"].items():
+                points = ", ".join(f"T={t}: {a:.2f}%" for t, a in curve.items())
+                click.echo(f"  {label} reset: {points}; within 1 point from T="
+                           f"{sweep_result['steps_to_within_1pt'][label]}")
+    result["seconds"] = round(time.perf_counter() - start, 2)
+    if as_json:
+        emit_json(result)

@@ -1,0 +1,192 @@
+"""``neuromap estimate MAPPING_OR_MODEL``: energy and latency per inference on the chip, against a GPU.
+
+The chip figures come from hwsim's event counts on real data (they depend on the activity) and the
+target's per-event constants (``hwsim.estimate``); the GPU figures from the network's size and a GPU
+profile (``hwsim.gpu``, modelled) and, with ``--measure-gpu``, from timing a float32 torch run of the same
+network on the CUDA device and reading its energy counter through NVML.
+"""
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+from neuromap.cli.common import emit_json
+from neuromap.errors import BackendError, FormatError, TargetError, UnsupportedError
+from neuromap.passes.quantize import ENCODINGS
+
+TRACE_BYTES = 1 << 28          # hwsim traces held at once
+TRACE_BYTES_PER_VALUE = 5      # an int8 spike and an int32 v per neuron and step
+
+
+def is_mapping_file(path: str | Path) -> bool:
+    """Whether ``path`` is a saved Mapping (an .npz with the mapping header) rather than a model."""
+    if Path(path).suffix.lower() != ".npz":
+        return False
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return "__mapping__" in data.files
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+        raise FormatError(f"{path}: not a readable .npz file ({str(exc).splitlines()[0]})") from None
+
+
+def load_or_compile(path: str, target: str | None, input_encoding: str | None = None):
+    """A compiled Mapping: loaded from a mapping file, or compiled from a model for ``target`` (default
+    loihi2) with ``input_encoding`` (default: the compiler's)."""
+    from neuromap.mapping import Mapping, compile as compile_graph, read_model
+
+    if is_mapping_file(path):
+        if input_encoding is not None:
+            raise UnsupportedError(f"{path} is a compiled mapping: its input encoding is fixed; --input-encoding "
+                                   "applies when compiling a model")
+        mapping = Mapping.load(path)
+        if target is not None and target not in (mapping.target.name, mapping.target.source):
+            raise UnsupportedError(f"{path} was compiled for target {mapping.target.name!r}, not {target!r}; "
+                                   "compile the model again for that target")
+        return mapping
+    return compile_graph(read_model(path), target or "loihi2", input_encoding=input_encoding)
+
+
+def encoded_inputs(mapping, x: np.ndarray, steps: int, seed: int) -> dict[str, np.ndarray]:
+    """hwsim's (N, steps, size) integer data for the mapping's single input: graded payloads repeated every
+    step (direct encoding), or Bernoulli rate-coded spikes for a spiking input."""
+    from neuromap.data import poisson_encode
+
+    if len(mapping.inputs) != 1:
+        raise UnsupportedError(f"the network has {len(mapping.inputs)} inputs; estimate feeds one data set to one "
+                               "input")
+    (name, enc), = mapping.inputs.items()
+    size = int(np.prod(mapping.graph.nodes[name].output_shape))
+    if int(np.prod(x.shape[1:])) != size:
+        raise UnsupportedError(f"input {name!r} takes {size} values per sample, the data set has "
+                               f"{int(np.prod(x.shape[1:]))} ({x.shape[1:]})")
+    flat = x.reshape(len(x), size)
+    if enc.kind == "graded":
+        payload = mapping.encode_inputs(flat)[name]
+        return {name: np.broadcast_to(payload[:, None, :], (len(x), steps, size))}
+    spikes = poisson_encode(flat, steps, seed=seed).numpy()
+    return mapping.encode_inputs(spikes)
+
+
+def estimate(mapping, data: str, steps: int, limit: int | None, gpu: str, gpu_batch: int, measure: bool,
+             seed: int = 0) -> dict[str, Any]:
+    """Everything ``neuromap estimate`` reports, as one dict (the --json object)."""
+    from hwsim.estimate import EstimateError, estimate_chip
+    from hwsim.events import EventCounts
+    from hwsim.gpu import GpuMeasureError, NvmlEnergyMeter, estimate_gpu, measure_gpu
+    from hwsim.sim import InputDataError, default_device, simulate
+    from mappings import TargetError as MappingsTargetError
+    from mappings.gpu import load_gpu
+    from neuromap import data as datasets
+
+    if steps < 1:
+        raise UnsupportedError(f"--steps must be at least 1, got {steps}")
+    if gpu_batch < 1:
+        raise UnsupportedError(f"--gpu-batch must be at least 1, got {gpu_batch}")
+    try:
+        profile = load_gpu(gpu)
+    except MappingsTargetError as exc:
+        raise TargetError(str(exc)) from None
+    ds = datasets.load(data)
+    x, y = ds.x_test[:limit], ds.y_test[:limit]
+    if len(x) == 0:
+        raise UnsupportedError("--limit leaves no samples")
+    qnet = mapping.netdesc()
+    inputs = encoded_inputs(mapping, x, steps, seed)
+    readout = qnet.outputs[0]
+    # hwsim records every population's traces: run the samples in chunks that keep them to TRACE_BYTES
+    neurons = sum(p.size for p in qnet.populations)
+    chunk = max(1, TRACE_BYTES // (steps * neurons * TRACE_BYTES_PER_VALUE))
+    predictions, parts = [], []
+    try:
+        for start in range(0, len(x), chunk):
+            hw = simulate(qnet, {k: v[start:start + chunk] for k, v in inputs.items()}, steps, record=("spikes", "v"))
+            predictions.append(hw.scores(readout).argmax(axis=1))
+            parts.append(hw.events)
+        events = EventCounts.concatenate(parts)
+        chip = estimate_chip(events, mapping.target, qnet.cores)
+    except (InputDataError, EstimateError) as exc:
+        raise BackendError(f"hwsim: {exc}") from None
+    predictions = np.concatenate(predictions)
+    model = estimate_gpu(qnet, steps, profile, batch=gpu_batch)
+    measured = None
+    if measure:
+        device = default_device()
+        if device.type != "cuda":
+            raise BackendError("--measure-gpu needs a CUDA device, and torch sees none")
+        try:
+            run, scores = measure_gpu(qnet, {k: v[:gpu_batch] for k, v in inputs.items()}, steps, device=device,
+                                      meter=NvmlEnergyMeter(device))
+        except GpuMeasureError as exc:
+            raise BackendError(f"--measure-gpu: {exc}") from None
+        measured = run.to_dict() | {
+            "agreement_with_hwsim": float((scores[readout].argmax(axis=1) == predictions[:gpu_batch]).mean()),
+            "energy_ratio_over_chip": run.energy_j_per_sample / chip.energy_j,
+            "latency_ratio_over_chip": run.latency_s / chip.latency_s}
+    return {
+        "target": mapping.target.name, "basis": chip.basis, "gpu": profile.name, "data": data,
+        "samples": len(x), "steps": steps, "accuracy": float((predictions == y).mean()),
+        "chip_energy_uj_per_sample": chip.energy_j * 1e6, "chip_latency_ms_per_sample": chip.latency_s * 1e3,
+        "gpu_energy_uj_per_sample": model.energy_j * 1e6, "gpu_latency_ms_per_sample": model.latency_s * 1e3,
+        "energy_ratio_gpu_over_chip": model.energy_j / chip.energy_j,
+        "energy_ratio_gpu_over_chip_dynamic": model.energy_j / chip.dynamic_energy_j,
+        "latency_ratio_gpu_over_chip": model.latency_s / chip.latency_s,
+        "dominant_term": chip.dominant_term, "events_per_sample": events.per_sample(),
+        "chip": chip.to_dict(), "gpu_model": model.to_dict(), "gpu_measured": measured,
+    }
+
+
+def format_table(r: dict[str, Any]) -> str:
+    chip, gm = r["chip"], r["gpu_model"]
+    lines = [f"{r['samples']} samples of {r['data']}, {r['steps']} steps; hwsim accuracy {r['accuracy']:.1%}",
+             f"{'':28}{'energy / inference':>20}{'latency / inference':>22}",
+             f"{'chip ' + r['target']:28}{r['chip_energy_uj_per_sample']:>17.3f} uJ"
+             f"{r['chip_latency_ms_per_sample']:>19.4f} ms",
+             f"{'GPU ' + r['gpu'] + ' (modelled)':28}{r['gpu_energy_uj_per_sample']:>17.3f} uJ"
+             f"{r['gpu_latency_ms_per_sample']:>19.4f} ms"]
+    m = r["gpu_measured"]
+    if m is not None:
+        lines.append(f"{'GPU measured (board)':28}{m['energy_uj_per_sample']:>17.3f} uJ"
+                     f"{m['latency_ms_per_sample']:>19.4f} ms   ({m['device']}, batch {m['batch']}, "
+                     f"idle {m['idle_power_w']:.0f} W, "
+                     f"{m['energy_above_idle_uj_per_sample']:.3f} uJ above idle)")
+    lines += [f"GPU / chip: energy {r['energy_ratio_gpu_over_chip']:.3g}x "
+              f"({r['energy_ratio_gpu_over_chip_dynamic']:.3g}x against the chip's dynamic energy {chip['dynamic_energy_uj_per_sample']:.3f} uJ), latency "
+              f"{r['latency_ratio_gpu_over_chip']:.3g}x (modelled)",
+              "chip energy terms (uJ): " + ", ".join(f"{k} {v:.4g}" for k, v in chip["energy_terms_uj"].items())
+              + f"; dominant: {chip['dominant_term']}",
+              "chip latency terms (ms): " + ", ".join(f"{k} {v:.4g}" for k, v in chip["latency_terms_ms"].items())
+              + f"; mean step {chip['step_time_mean_us']:.3f} us",
+              f"GPU model: {gm['macs_per_sample']:,.0f} MACs, {gm['dram_words_per_sample']:,.0f} DRAM words per "
+              f"inference ({'cache-resident' if gm['cache_resident'] else 'streaming'} weights), TDP bound "
+              f"{gm['tdp_energy_bound_uj_per_sample']:.4g} uJ"]
+    lines += [f"note: {n}" for n in chip["notes"]]
+    return "\n".join(lines)
+
+
+@click.command("estimate")
+@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+@click.option("--data", "data", required=True, help="digits, mnist5k, or an .npz file with x and y.")
+@click.option("--steps", type=int, required=True, help="Time steps per inference.")
+@click.option("--limit", type=int, default=200, show_default=True, help="Test samples to run.")
+@click.option("--target", default=None,
+              help="Target for a model (default loihi2); a mapping file keeps the target it was compiled for.")
+@click.option("--input-encoding", type=click.Choice(ENCODINGS), default=None,
+              help="For a model: graded payloads or rate-coded binary spikes (default: the compiler's).")
+@click.option("--gpu", default="h100", show_default=True, help="GPU profile name (mappings/gpus) or a .toml file.")
+@click.option("--gpu-batch", type=int, default=1, show_default=True,
+              help="Samples the GPU runs at once (1: single-inference latency).")
+@click.option("--measure-gpu", is_flag=True, help="Also time a float32 run on the CUDA device and read NVML energy.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the rate code for spiking inputs.")
+@click.option("--json", "as_json", is_flag=True, help="End with one JSON line of figures.")
+def estimate_cmd(model, data, steps, limit, target, input_encoding, gpu, gpu_batch, measure_gpu, seed, as_json) -> None:
+    """Energy and latency per inference of MAPPING_OR_MODEL on the chip (from hwsim's event counts on DATA),
+    and of the same network on a GPU."""
+    mapping = load_or_compile(model, target, input_encoding)
+    result = estimate(mapping, data, steps, limit, gpu, gpu_batch, measure_gpu, seed)
+    click.echo(format_table(result))
+    if as_json:
+        emit_json(result)

@@ -1,0 +1,548 @@
+"""Partition: split every population into core-sized slices under each per-core limit, pack them onto cores.
+
+Limits (all from the target): neurons per core, synaptic memory (each input axon's synapse list in
+blocks; the cheapest of dense, sparse and, where the target shares convolution kernels, shared
+storage), input axons (distinct source neurons feeding the core) and output axons (per source neuron,
+one per destination core it reaches). Resources are counted from the connectivity *structure* of each
+projection, never from its unrolled matrix where that can be avoided: a projection made of convolutions
+and pooling between two (C, H, W) tensors is a Kronecker product of three small boolean matrices
+(channels, rows, columns), so every count over a (channels x rows x columns) box of destination neurons
+is a product of per-axis counts (a convolution counts its full kernel rectangle, zero weights included).
+Other projections (dense layers, flattening) use the boolean support of their weights.
+
+A 3-D population is cut into equal boxes (channels x rows x columns), a 1-D one into contiguous
+ranges. Among the boxes that satisfy every limit, the winner needs the fewest cores counting the output
+axons its cut costs the source populations (every source neuron sends one axon per slice it reaches);
+a range is the longest that fits. Sources whose output axons still overflow are cut finer. Slices are then packed onto cores in layer
+order (at most one slice per population per core), small layers sharing a core. A network that cannot
+fit raises FitError naming the layer, the limit and the numbers, before anything runs.
+
+Counting conventions: an axon that feeds two populations packed on the same core is counted once per
+population (conservative). Inputs arrive from outside the neuro-cores: they use input axons on the cores
+they feed but no core's output axons.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+from functools import reduce
+
+import networkx as nx
+import numpy as np
+import scipy.sparse as sp
+
+from mappings import Target
+from neuromap.errors import FitError
+from neuromap.ir import Affine, Conv2d, Flatten, Graph, Linear, SumPool2d
+from neuromap.passes.lower import Lowered, Projection, op_matrix
+
+RESOURCES = ("neurons", "synaptic_memory_bits", "input_axons", "output_axons")
+_RECENT_CORES = 8  # packing looks back this many cores: keeps layers contiguous and packing linear-time
+
+
+# ---------------------------------------------------------------------------------------------- structure
+def _band(n_out: int, n_in: int, k: int, s: int, p: int, d: int) -> np.ndarray:
+    """Boolean (n_out, n_in): output o reads input o*s - p + j*d for j < k, where in range."""
+    m = np.zeros((n_out, n_in), dtype=bool)
+    o = np.arange(n_out)[:, None]
+    i = o * s - p + np.arange(k)[None, :] * d
+    ok = (i >= 0) & (i < n_in)
+    m[np.broadcast_to(o, i.shape)[ok], i[ok]] = True
+    return m
+
+
+def _axis_factors(node) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    cin, h, w = node.input_shape
+    cout, ho, wo = node.output_shape
+    if isinstance(node, Conv2d):
+        g = node.groups
+        chan = np.kron(np.eye(g, dtype=bool), np.ones((cout // g, cin // g), dtype=bool))
+        (kh, kw), s, p, d = node.weight.shape[2:], node.stride, node.padding, node.dilation
+    else:
+        chan = np.eye(cin, dtype=bool)
+        (kh, kw), s, p, d = node.kernel_size, node.stride, node.padding, (1, 1)
+    return chan, _band(ho, h, kh, s[0], p[0], d[0]), _band(wo, w, kw, s[1], p[1], d[1])
+
+
+def _bool_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a.astype(np.float32) @ b.astype(np.float32)) > 0  # float: BLAS; counts stay exact (< 2^24)
+
+
+@dataclass(frozen=True)
+class Connectivity:
+    """Which source neuron feeds which destination neuron, for one projection.
+
+    ``factors`` (kron kind): boolean (dst, src) matrices for channels, rows, columns; the support is their
+    Kronecker product on C-order flattened tensors. ``support`` (matrix kind): boolean CSR (dst, src).
+    ``shares_kernel``: the chain holds a convolution whose weights a core may store once.
+    """
+
+    name: str
+    src: str
+    dst: str
+    src_shape: tuple[int, ...]
+    dst_shape: tuple[int, ...]
+    factors: tuple[np.ndarray, ...] | None = None
+    support: sp.csr_matrix | None = None
+    shares_kernel: bool = False
+
+    @property
+    def synapses(self) -> int:
+        if self.factors is not None:
+            return math.prod(int(f.sum()) for f in self.factors)
+        return int(self.support.nnz)
+
+
+def connectivity(graph: Graph, pr: Projection) -> Connectivity:
+    """The structure of one lowered projection (Kronecker form when its chain allows it)."""
+    src_shape, dst_shape = graph.nodes[pr.src].output_shape, graph.nodes[pr.dst].output_shape
+    spatial = all(isinstance(graph.nodes[n], (Conv2d, SumPool2d)) for path in pr.paths for n in path)
+    if len(pr.paths) == 1 and spatial and len(src_shape) == 3 and len(dst_shape) == 3:
+        factors = [np.eye(s, dtype=bool) for s in src_shape]
+        for name in pr.paths[0]:
+            factors = [_bool_product(f_new, f) for f_new, f in zip(_axis_factors(graph.nodes[name]), factors)]
+        shares = any(isinstance(graph.nodes[n], Conv2d) for n in pr.paths[0])
+        return Connectivity(pr.name, pr.src, pr.dst, src_shape, dst_shape, factors=tuple(factors), shares_kernel=shares)
+    n_src = math.prod(src_shape)
+    total = sp.csr_matrix((math.prod(dst_shape), n_src), dtype=np.int32)
+    for path in pr.paths:
+        mats = [_support(graph.nodes[n]) for n in path]
+        chain = reduce(lambda acc, m: (m @ acc), mats) if mats else sp.identity(n_src, dtype=np.int32, format="csr")
+        total = total + (chain != 0).astype(np.int32)
+    support = sp.csr_matrix(total != 0)
+    support.sort_indices()
+    return Connectivity(pr.name, pr.src, pr.dst, src_shape, dst_shape, support=support)
+
+
+def _support(node) -> sp.csr_matrix:
+    if isinstance(node, (Affine, Linear)):
+        return sp.csr_matrix(node.weight != 0, dtype=np.int32)
+    if isinstance(node, Flatten):
+        return sp.identity(math.prod(node.input_shape), dtype=np.int32, format="csr")
+    return sp.csr_matrix(op_matrix(node) != 0, dtype=np.int32)
+
+
+# ---------------------------------------------------------------------------------------------- memory model
+def list_bits(n: np.ndarray | int, entry_bits: int, target: Target) -> np.ndarray:
+    """Synaptic memory of synapse lists with ``n`` entries each: blocks of entries plus a header, in words."""
+    syn = target.synapses
+    n = np.asarray(n, dtype=np.int64)
+    block = syn.block_synapses
+    per_full = -(-(block * entry_bits + syn.block_header_bits) // syn.word_bits) * syn.word_bits
+    rem = n % block
+    rem_bits = np.where(rem > 0, -(-(rem * entry_bits + syn.block_header_bits) // syn.word_bits) * syn.word_bits, 0)
+    return (n // block) * per_full + rem_bits
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What one projection needs on one core for one slice of its destination."""
+
+    synapses: int
+    input_axons: int
+    memory_bits: int
+    encoding: str  # "dense", "sparse" or "shared"
+
+
+def _usage(target: Target, neurons: int, synapses: int, axons: int, counts: np.ndarray, mults: np.ndarray) -> Usage:
+    """Cheaper of dense and sparse lists; ``counts``/``mults`` is the histogram of synapses per input axon."""
+    wbits = target.synapses.weight_bits
+    options = {"sparse": int((list_bits(counts, wbits + target.index_bits, target) * mults).sum()),
+               "dense": int(axons * list_bits(neurons, wbits, target))}
+    encoding = min(options, key=lambda k: (options[k], k))
+    return Usage(synapses, axons, options[encoding], encoding)
+
+
+def _shared_usage(target: Target, synapses: int, positions: int, kernel_weights: int) -> Usage:
+    """A convolution whose kernel is stored once per core and reached through population axons: one axon
+    per source pixel position (the channel travels with the spike), one pointer word per axon."""
+    word = target.synapses.word_bits
+    memory = -(-kernel_weights * target.synapses.weight_bits // word) * word + positions * word
+    return Usage(synapses, positions, memory, "shared")
+
+
+class _AxisStats:
+    """Per-axis counts of a Kronecker factor over a range of destination rows, cached per range."""
+
+    def __init__(self, factor: np.ndarray) -> None:
+        self.factor = factor
+        self._cache: dict[tuple[int, int], tuple] = {}
+
+    def __call__(self, lo: int, hi: int) -> tuple[int, int, np.ndarray, np.ndarray, int]:
+        key = (lo, hi)
+        if key not in self._cache:
+            rows = self.factor[lo:hi]
+            colsum = rows.sum(axis=0)
+            values, mults = np.unique(colsum[colsum > 0], return_counts=True)
+            extent = int(rows.sum(axis=1).max()) if hi > lo else 0
+            self._cache[key] = (int(rows.sum()), int((colsum > 0).sum()), values, mults, extent)
+        return self._cache[key]
+
+
+def _kron_usage(target: Target, conn: Connectivity, stats: list[_AxisStats], box: tuple[tuple[int, int], ...]) -> Usage:
+    parts = [s(lo, hi) for s, (lo, hi) in zip(stats, box)]
+    synapses = math.prod(p[0] for p in parts)
+    axons = math.prod(p[1] for p in parts)
+    if conn.shares_kernel and target.synapses.shared_conv_weights:
+        return _shared_usage(target, synapses, parts[1][1] * parts[2][1], parts[0][0] * parts[1][4] * parts[2][4])
+    counts = reduce(np.multiply.outer, [p[2] for p in parts]).ravel()
+    mults = reduce(np.multiply.outer, [p[3] for p in parts]).ravel()
+    neurons = math.prod(hi - lo for lo, hi in box)
+    return _usage(target, neurons, synapses, axons, counts, mults)
+
+
+def _matrix_usage(target: Target, conn: Connectivity, rows: np.ndarray) -> Usage:
+    n_src = conn.support.shape[1]
+    if conn.support.nnz == conn.support.shape[0] * n_src:  # fully connected: every axon feeds every row
+        return _usage(target, len(rows), len(rows) * n_src, n_src, np.array([len(rows)]), np.array([n_src]))
+    sub = conn.support[rows]
+    per_axon = np.bincount(sub.indices, minlength=n_src)  # synapses of each source neuron in these rows
+    values, mults = np.unique(per_axon[per_axon > 0], return_counts=True)
+    return _usage(target, len(rows), int(sub.nnz), int(mults.sum()), values, mults)
+
+
+# ---------------------------------------------------------------------------------------------- slices
+@dataclass(frozen=True)
+class Slice:
+    """A box (3-D populations: channel, row, column ranges) or range (1-D) of one population."""
+
+    population: str
+    index: int
+    box: tuple[tuple[int, int], ...]
+    neurons: int
+    synapses: int
+    memory_bits: int
+    input_axons: int
+    encodings: tuple[str, ...]  # per incoming projection
+
+    @property
+    def name(self) -> str:
+        return f"{self.population}[{self.index}]"
+
+    def flat_indices(self, shape: tuple[int, ...]) -> np.ndarray:
+        if len(shape) == 1:
+            return np.arange(*self.box[0])
+        grids = np.meshgrid(*[np.arange(lo, hi) for lo, hi in self.box], indexing="ij")
+        return np.ravel_multi_index([g.ravel() for g in grids], shape)
+
+
+def _ranges(size: int, step: int) -> list[tuple[int, int]]:
+    return [(lo, min(lo + step, size)) for lo in range(0, size, step)]
+
+
+def _candidate_sizes(size: int) -> list[int]:
+    return sorted({-(-size // k) for k in range(1, size + 1)}, reverse=True)
+
+
+class _Population:
+    """Resource evaluation of one destination population for a proposed slicing."""
+
+    def __init__(self, name: str, shape: tuple[int, ...], conns: list[Connectivity], target: Target,
+                 inputs: frozenset[str] = frozenset()) -> None:
+        self.name, self.shape, self.conns, self.target, self.inputs = name, shape, conns, target, inputs
+        self.stats = [[_AxisStats(f) for f in c.factors] if c.factors is not None else None for c in conns]
+
+    def usage(self, box: tuple[tuple[int, int], ...]) -> tuple[int, list[Usage]]:
+        neurons = math.prod(hi - lo for lo, hi in box)
+        uses = []
+        rows = None
+        for conn, stats in zip(self.conns, self.stats):
+            if stats is not None:
+                uses.append(_kron_usage(self.target, conn, stats, box))
+            else:
+                if rows is None:
+                    rows = Slice(self.name, 0, box, neurons, 0, 0, 0, ()).flat_indices(self.shape)
+                uses.append(_matrix_usage(self.target, conn, rows))
+        return neurons, uses
+
+    def violations(self, box, neuron_cap: int) -> list[tuple[str, int, int]]:
+        """(resource, needed, allowed) for every limit this box breaks."""
+        neurons, uses = self.usage(box)
+        core = self.target.core
+        needs = [("neurons", neurons, min(core.neurons, neuron_cap)),
+                 ("synaptic_memory_bits", sum(u.memory_bits for u in uses), core.synaptic_memory_bits),
+                 ("input_axons", sum(u.input_axons for u in uses), core.input_axons)]
+        return [(r, n, a) for r, n, a in needs if n > a]
+
+    def boxes(self, sizes: tuple[int, ...]) -> list[tuple[tuple[int, int], ...]]:
+        return list(itertools.product(*[_ranges(s, b) for s, b in zip(self.shape, sizes)]))
+
+    def distinct_boxes(self, sizes: tuple[int, ...]) -> list[tuple[tuple[int, int], ...]]:
+        """Boxes that can differ in resource use: every combination of distinct per-axis range statistics
+        for Kronecker projections; all boxes when a projection has a general support."""
+        if any(s is None for s in self.stats):
+            return self.boxes(sizes)
+        per_axis = []
+        for axis, (size, step) in enumerate(zip(self.shape, sizes)):
+            seen: dict = {}
+            for lo, hi in _ranges(size, step):
+                key = (hi - lo,) + tuple(
+                    (st[axis](lo, hi)[0], st[axis](lo, hi)[1], st[axis](lo, hi)[2].tobytes(),
+                     st[axis](lo, hi)[3].tobytes(), st[axis](lo, hi)[4]) for st in self.stats)
+                seen.setdefault(key, (lo, hi))
+            per_axis.append(list(seen.values()))
+        return list(itertools.product(*per_axis))
+
+    def fits(self, sizes: tuple[int, ...], neuron_cap: int) -> bool:
+        if math.prod(sizes) > min(self.target.core.neurons, neuron_cap):
+            return False
+        return all(not self.violations(box, neuron_cap) for box in self.distinct_boxes(sizes))
+
+    def choose(self, neuron_cap: int) -> tuple[int, ...]:
+        """Slice sizes that fit with the fewest cores: this population's slices plus the source cores their
+        fan-out will cost (ties: fewer input axons in total). Slice counts up to twice the smallest
+        feasible one are considered: cutting channels makes every source neuron reach every channel
+        slice, cutting rows and columns only the few slices around it."""
+        if len(self.shape) == 1:
+            return (self._largest_range(neuron_cap),)
+        cands = itertools.product(*[_candidate_sizes(s) for s in self.shape])
+        by_count: dict[int, list[tuple[int, ...]]] = {}
+        limit = min(self.target.core.neurons, neuron_cap)
+        for sizes in cands:
+            if math.prod(sizes) <= limit:
+                n = math.prod(-(-s // b) for s, b in zip(self.shape, sizes))
+                by_count.setdefault(n, []).append(sizes)
+        feasible: list[tuple[int, ...]] = []
+        first = None
+        for n in sorted(by_count):
+            if first is not None and n > 2 * first:
+                break
+            ok = [s for s in by_count[n] if self.fits(s, neuron_cap)]
+            if ok and first is None:
+                first = n
+            feasible.extend(ok)
+        if not feasible:
+            self._raise_unfit(tuple(1 for _ in self.shape), neuron_cap)
+        return min(feasible, key=lambda s: (self._cores_with_fanout(s), self._total_axons(s), s))
+
+    def _cores_with_fanout(self, sizes: tuple[int, ...]) -> float:
+        """Slices, plus the output axons their sources need, in cores' worth of output axons."""
+        cores = float(math.prod(-(-s // b) for s, b in zip(self.shape, sizes)))
+        for conn, stats in zip(self.conns, self.stats):
+            if stats is None or conn.src in self.inputs:
+                continue
+            reach = 1.0
+            for factor, size, step in zip(conn.factors, self.shape, sizes):
+                touched = sum(factor[lo:hi].any(axis=0).astype(np.int64) for lo, hi in _ranges(size, step))
+                reach *= float(np.mean(touched))
+            cores += math.prod(conn.src_shape) * reach / self.target.core.output_axons
+        return cores
+
+    def _total_axons(self, sizes: tuple[int, ...]) -> int:
+        return sum(sum(u.input_axons for u in self.usage(box)[1]) for box in self.distinct_boxes(sizes))
+
+    def _largest_range(self, neuron_cap: int) -> int:
+        n_total = self.shape[0]
+        hi = min(n_total, self.target.core.neurons, neuron_cap)
+        if hi >= 1 and self.fits((hi,), neuron_cap):
+            return hi
+        lo = 1
+        if not self.fits((1,), neuron_cap):
+            self._raise_unfit((1,), neuron_cap)
+        while hi - lo > 1:  # resources grow with the range length: bisect for the largest that fits
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if self.fits((mid,), neuron_cap) else (lo, mid)
+        return lo
+
+    def _heaviest_rows(self) -> list[tuple[tuple[int, int], ...]]:
+        """Single-neuron ranges of the neurons with the most synapses in each general-support projection."""
+        rows = {int(np.argmax(np.diff(c.support.indptr))) for c in self.conns if c.support is not None} or {0}
+        return [((r, r + 1),) for r in sorted(rows)]
+
+    def _raise_unfit(self, sizes: tuple[int, ...], neuron_cap: int) -> None:
+        worst = max(self.distinct_boxes(sizes) if len(self.shape) == 3 else self._heaviest_rows(),
+                    key=lambda b: len(self.violations(b, neuron_cap)))
+        parts = [_describe(r, n, a) for r, n, a in self.violations(worst, neuron_cap)]
+        layers = ", ".join(c.name for c in self.conns)
+        raise FitError(f"{layers} -> {self.name}: even a single neuron per core does not fit target "
+                       f"{self.target.name!r}: " + "; ".join(parts))
+
+
+def _describe(resource: str, need: int, allowed: int) -> str:
+    if resource == "synaptic_memory_bits":
+        return f"synaptic memory {need / 8192:,.1f} KiB > {allowed / 8192:,.1f} KiB"
+    what = {"neurons": "neurons", "input_axons": "input axons", "output_axons": "output axons"}[resource]
+    return f"needs {need:,} {what} on a core, target allows {allowed:,}"
+
+
+# ---------------------------------------------------------------------------------------------- result
+@dataclass
+class CoreUse:
+    index: int
+    slices: list[int] = field(default_factory=list)  # indices into Partition.slices
+    neurons: int = 0
+    synapses: int = 0
+    synaptic_memory_bits: int = 0
+    input_axons: int = 0
+    output_axons: int = 0
+
+
+@dataclass(frozen=True)
+class Partition:
+    slices: tuple[Slice, ...]
+    slice_core: np.ndarray            # core index per slice
+    slice_output_axons: np.ndarray    # output axons per slice
+    cores: tuple[CoreUse, ...]
+    edges: dict[tuple[int, int], tuple[int, float]]  # (src core, dst core) -> (axons, traffic per step)
+    input_axons_from_inputs: int      # axons fed by Input nodes (host traffic, not on the mesh)
+
+    def core_graph(self) -> nx.DiGraph:
+        g = nx.DiGraph()
+        for c in self.cores:
+            g.add_node(c.index, neurons=c.neurons, synapses=c.synapses, synaptic_memory_bits=c.synaptic_memory_bits,
+                       input_axons=c.input_axons, output_axons=c.output_axons,
+                       slices=[self.slices[i].name for i in c.slices])
+        for (a, b), (axons, traffic) in sorted(self.edges.items()):
+            g.add_edge(a, b, axons=axons, traffic=traffic)
+        return g
+
+
+def _source_mask(conn: Connectivity, dst: Slice) -> np.ndarray:
+    """Flat boolean mask of the source neurons that feed any neuron of ``dst``."""
+    if conn.factors is not None:
+        masks = [f[lo:hi].any(axis=0) for f, (lo, hi) in zip(conn.factors, dst.box)]
+        return reduce(np.multiply.outer, masks).ravel()
+    mask = np.zeros(math.prod(conn.src_shape), dtype=bool)
+    mask[conn.support[dst.flat_indices(conn.dst_shape)].indices] = True
+    return mask
+
+
+def _labels(shape: tuple[int, ...], slices: list[Slice]) -> np.ndarray:
+    """Slice index of every (flattened) neuron of a population."""
+    label = np.zeros(math.prod(shape), dtype=np.int64)
+    for s in slices:
+        label[s.flat_indices(shape)] = s.index
+    return label
+
+
+def _slice_population(pop: _Population, neuron_cap: int) -> list[Slice]:
+    sizes = pop.choose(neuron_cap)
+    out = []
+    for i, box in enumerate(pop.boxes(sizes)):
+        neurons, uses = pop.usage(box)
+        out.append(Slice(pop.name, i, box, neurons, sum(u.synapses for u in uses), sum(u.memory_bits for u in uses),
+                         sum(u.input_axons for u in uses), tuple(u.encoding for u in uses)))
+    return out
+
+
+def partition(lowered: Lowered, target: Target, *, rates: dict[str, np.ndarray] | None = None) -> Partition:
+    """Slice and pack every population of ``lowered`` onto ``target``'s cores (see module docstring).
+
+    ``rates``: expected spikes per neuron per step for some populations/inputs (a calibration run); edges
+    are weighted by them, or by 1 per axon (fan-out) where unknown.
+    """
+    graph = lowered.graph
+    conns = {pr: connectivity(graph, pr) for pr in lowered.projections}
+    inputs = frozenset(graph.inputs)
+    pops = {name: _Population(name, graph.nodes[name].output_shape,
+                              [conns[pr] for pr in lowered.incoming(name)], target, inputs)
+            for name in lowered.populations}
+    caps = {name: target.core.neurons for name in pops}
+    rate = {}
+    for name in lowered.sources:
+        size = math.prod(graph.nodes[name].output_shape)
+        given = (rates or {}).get(name)
+        rate[name] = np.broadcast_to(np.asarray(1.0 if given is None else given, dtype=float), (size,)).ravel()
+    slices = {name: _slice_population(pops[name], caps[name]) for name in pops}
+    for _ in range(32):  # output axons depend on how destinations are sliced: shrink offenders, recount
+        out_axons, pair = _output_axons(graph, lowered, conns, slices, rate)
+        offenders = {}
+        for name in pops:
+            worst = int(out_axons[name].max(initial=0))
+            if worst > target.core.output_axons:
+                offenders[name] = worst
+        if not offenders:
+            break
+        for name, worst in offenders.items():
+            current = max(s.neurons for s in slices[name])
+            if current == 1:
+                raise FitError(f"{name}: one neuron reaches {worst:,} destination cores; target {target.name!r} "
+                               f"allows {target.core.output_axons:,} output axons per core")
+            caps[name] = max(1, min(current - 1, current * target.core.output_axons // worst))
+            slices[name] = _slice_population(pops[name], caps[name])
+    else:
+        raise FitError(f"output axons: no slicing found within {target.core.output_axons:,} per core")
+    return _pack(lowered, target, slices, out_axons, pair)
+
+
+def _output_axons(graph, lowered, conns, slices, rate):
+    """Output axons per source slice, and (src, src slice, dst, dst slice) -> (axons, traffic per step)."""
+    out = {name: np.zeros(len(s), dtype=np.int64) for name, s in slices.items()}
+    pair: dict[tuple[str, int, str, int], tuple[int, float]] = {}
+    labels = {name: _labels(graph.nodes[name].output_shape, s) for name, s in slices.items()}
+    for pr in lowered.projections:
+        conn = conns[pr]
+        src_is_input = pr.src not in slices
+        label = np.zeros(math.prod(conn.src_shape), dtype=np.int64) if src_is_input else labels[pr.src]
+        n_src = 1 if src_is_input else len(slices[pr.src])
+        for d in slices[pr.dst]:
+            mask = _source_mask(conn, d)
+            counts = np.bincount(label[mask], minlength=n_src)
+            traffic = np.bincount(label[mask], weights=rate[pr.src][mask], minlength=n_src)
+            for k in np.nonzero(counts)[0]:
+                key = (pr.src, int(k), pr.dst, d.index)
+                prev = pair.get(key, (0, 0.0))
+                pair[key] = (prev[0] + int(counts[k]), prev[1] + float(traffic[k]))
+            if not src_is_input:
+                out[pr.src] += counts
+    return out, pair
+
+
+def binding_constraint(cores, target: Target) -> str:
+    """The resource that is the fullest on the most cores (ties: the larger summed utilisation)."""
+    votes = dict.fromkeys(RESOURCES, 0)
+    fill = dict.fromkeys(RESOURCES, 0.0)
+    for c in cores:
+        use = {r: getattr(c, r) / getattr(target.core, r) for r in RESOURCES}
+        votes[max(RESOURCES, key=lambda r: (use[r], r))] += 1
+        for r in RESOURCES:
+            fill[r] += use[r]
+    return max(RESOURCES, key=lambda r: (votes[r], fill[r]))
+
+
+def _pack(lowered: Lowered, target: Target, slices: dict[str, list[Slice]], out_axons, pair) -> Partition:
+    core = target.core
+    flat: list[Slice] = [s for name in lowered.populations for s in slices[name]]
+    slice_id = {(s.population, s.index): i for i, s in enumerate(flat)}
+    outs = np.array([int(out_axons[s.population][s.index]) for s in flat], dtype=np.int64)
+    cores: list[CoreUse] = []
+    owner = np.zeros(len(flat), dtype=np.int64)
+    for i, s in enumerate(flat):
+        placed = None
+        for c in cores[-_RECENT_CORES:]:
+            held = {flat[j].population for j in c.slices}
+            if (s.population not in held and c.neurons + s.neurons <= core.neurons
+                    and c.synaptic_memory_bits + s.memory_bits <= core.synaptic_memory_bits
+                    and c.input_axons + s.input_axons <= core.input_axons
+                    and c.output_axons + outs[i] <= core.output_axons):
+                placed = c
+                break
+        if placed is None:
+            placed = CoreUse(len(cores))
+            cores.append(placed)
+        placed.slices.append(i)
+        placed.neurons += s.neurons
+        placed.synapses += s.synapses
+        placed.synaptic_memory_bits += s.memory_bits
+        placed.input_axons += s.input_axons
+        placed.output_axons += int(outs[i])
+        owner[i] = placed.index
+    if len(cores) > target.max_cores:
+        bound = binding_constraint(cores, target)
+        total = sum(getattr(c, bound) for c in cores)
+        raise FitError(f"network needs {len(cores):,} cores, target {target.name!r} has {target.max_cores:,} "
+                       f"({target.system.max_chips} chips x {target.chip.cores} cores); binding constraint "
+                       f"{bound} (the fullest resource on most cores): {total:,} in total, "
+                       f"{getattr(core, bound):,} per core")
+    edges: dict[tuple[int, int], tuple[int, float]] = {}
+    from_inputs = 0
+    for (src, k, dst, d), (axons, traffic) in pair.items():
+        b = int(owner[slice_id[(dst, d)]])
+        if (src, k) not in slice_id:
+            from_inputs += axons
+            continue
+        a = int(owner[slice_id[(src, k)]])
+        prev = edges.get((a, b), (0, 0.0))
+        edges[(a, b)] = (prev[0] + axons, prev[1] + traffic)
+    return Partition(tuple(flat), owner, outs, tuple(cores), edges, from_inputs)

@@ -1,0 +1,187 @@
+"""Place: assign every core of a partition to a chip and a tile of the chip mesh.
+
+Cost: spike traffic x hops, summed over the edges of the core graph. Traffic is counted per axon (one
+message per destination core per spike), weighted by expected spike rates when a calibration run gave
+them, by fan-out otherwise (partition.py). Hops are the Manhattan distance between tiles on the global
+mesh: chips sit side by side on the target's chip grid and the mesh continues across chip borders.
+
+Two placements, both deterministic given the seed:
+* ``sequential``: cores in layer order, row-major over each chip's tiles, chip after chip (the baseline);
+* ``optimised``: recursive Kernighan-Lin bisection of the core graph onto recursive halves of the mesh,
+  then greedy pairwise swaps; the swaps are also run from the sequential placement and the cheaper
+  result is kept.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import networkx as nx
+import numpy as np
+
+from mappings import Target
+from neuromap.errors import FitError
+
+METHODS = ("optimised", "sequential")
+_SWAP_PASSES = 4
+_SWAP_RADIUS = 3  # tiles: swaps are tried within this Manhattan distance
+
+
+@dataclass(frozen=True)
+class Slots:
+    """Every core position of ``chips`` chips, in sequential order."""
+
+    chip: np.ndarray
+    x: np.ndarray  # tile column on its chip
+    y: np.ndarray  # tile row on its chip
+    gx: np.ndarray  # tile column on the global mesh
+    gy: np.ndarray
+
+
+def slots(target: Target, chips: int) -> Slots:
+    c, s = target.chip, target.system
+    per_chip = [(x, y) for y in range(c.mesh_rows) for x in range(c.mesh_cols) for _ in range(c.cores_per_tile)]
+    per_chip = per_chip[:c.cores]
+    chip = np.repeat(np.arange(chips), len(per_chip))
+    x = np.tile([p[0] for p in per_chip], chips)
+    y = np.tile([p[1] for p in per_chip], chips)
+    gx = (chip % s.chip_cols) * c.mesh_cols + x
+    gy = (chip // s.chip_cols) * c.mesh_rows + y
+    return Slots(chip, x, y, gx, gy)
+
+
+def traffic_hops(edges: dict[tuple[int, int], tuple[int, float]], gx: np.ndarray, gy: np.ndarray) -> float:
+    """Sum over core-graph edges of traffic x Manhattan hops, for core positions (gx, gy)."""
+    return float(sum(t * (abs(int(gx[a]) - int(gx[b])) + abs(int(gy[a]) - int(gy[b])))
+                     for (a, b), (_, t) in edges.items()))
+
+
+@dataclass(frozen=True)
+class Placement:
+    method: str
+    chip: np.ndarray   # per core
+    x: np.ndarray
+    y: np.ndarray
+    gx: np.ndarray
+    gy: np.ndarray
+    chips: int
+    traffic_hops: float
+    traffic_hops_sequential: float
+
+
+def _undirected(n: int, edges) -> list[dict[int, float]]:
+    adj: list[dict[int, float]] = [dict() for _ in range(n)]
+    for (a, b), (_, t) in edges.items():
+        if a != b and t > 0:
+            adj[a][b] = adj[a].get(b, 0.0) + t
+            adj[b][a] = adj[b].get(a, 0.0) + t
+    return adj
+
+
+def _bisect(adj, cores: list[int], positions: list[int], sl: Slots, seed: int, out: np.ndarray) -> None:
+    """Recursive bisection: split the positions in two along the longer side, the cores by KL."""
+    if not cores:
+        return
+    if len(positions) == 1:
+        out[cores[0]] = positions[0]
+        return
+    gx, gy = sl.gx[positions], sl.gy[positions]
+    key = (lambda p: (sl.gx[p], sl.gy[p], p)) if np.ptp(gx) >= np.ptp(gy) else (lambda p: (sl.gy[p], sl.gx[p], p))
+    ordered = sorted(positions, key=key)
+    half = len(ordered) // 2
+    left, right = ordered[:half], ordered[half:]
+    n_left = min(len(left), max(len(cores) - len(right), round(len(cores) * len(left) / len(ordered))))
+    first, second = cores[:n_left], cores[n_left:]
+    if first and second:
+        g = nx.Graph()
+        g.add_nodes_from(cores)
+        members = set(cores)
+        for a in cores:
+            for b, w in adj[a].items():
+                if b in members and a < b:
+                    g.add_edge(a, b, weight=w)
+        if g.number_of_edges():
+            part_a, _ = nx.algorithms.community.kernighan_lin_bisection(g, (set(first), set(second)),
+                                                                        weight="weight", seed=seed)
+            first = [c for c in cores if c in part_a]
+            second = [c for c in cores if c not in part_a]
+    _bisect(adj, first, left, sl, seed, out)
+    _bisect(adj, second, right, sl, seed, out)
+
+
+def _refine(adj, pos: np.ndarray, sl: Slots) -> np.ndarray:
+    """Greedy swaps: each core in turn moves to the nearby position (empty, or swapping with its
+    occupant) that lowers the cost most; repeated while anything improves. Vectorised per core."""
+    pos = pos.copy()
+    n = len(pos)
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    indptr[1:] = np.cumsum([len(a) for a in adj])
+    nbr = np.fromiter((b for a in adj for b in a), dtype=np.int64, count=int(indptr[-1]))
+    wgt = np.fromiter((w for a in adj for w in a.values()), dtype=np.float64, count=int(indptr[-1]))
+    occupant = np.full(len(sl.gx), -1)
+    occupant[pos] = np.arange(n)
+    gx, gy = sl.gx.astype(np.int64), sl.gy.astype(np.int64)
+    near = [np.nonzero(np.abs(gx - gx[p]) + np.abs(gy - gy[p]) <= _SWAP_RADIUS)[0] for p in range(len(gx))]
+
+    for _ in range(_SWAP_PASSES):
+        improved = False
+        for a in range(n):
+            lo, hi = indptr[a], indptr[a + 1]
+            if lo == hi:
+                continue
+            pa = pos[a]
+            cand = near[pa][near[pa] != pa]
+            at = pos[nbr[lo:hi]]
+            w = wgt[lo:hi]
+            here = float((w * (np.abs(gx[pa] - gx[at]) + np.abs(gy[pa] - gy[at]))).sum())
+            there = (w * (np.abs(gx[cand][:, None] - gx[at]) + np.abs(gy[cand][:, None] - gy[at]))).sum(axis=1)
+            delta = there - here
+            bs = occupant[cand]
+            k = np.nonzero(bs >= 0)[0]
+            if len(k):
+                b = bs[k]
+                counts = indptr[b + 1] - indptr[b]
+                seg = np.repeat(np.arange(len(k)), counts)
+                idx = np.repeat(indptr[b] - np.cumsum(counts) + counts, counts) + np.arange(int(counts.sum()))
+                at_b = pos[nbr[idx]]
+                q = cand[k][seg]
+                d_pa = np.abs(gx[pa] - gx[at_b]) + np.abs(gy[pa] - gy[at_b])
+                d_q = np.abs(gx[q] - gx[at_b]) + np.abs(gy[q] - gy[at_b])
+                delta[k] += np.bincount(seg, weights=wgt[idx] * (d_pa - d_q), minlength=len(k))
+                # the a-b edge keeps its length under a swap, but the sums above moved it by -2 w d
+                w_ab = np.array([adj[a].get(int(x), 0.0) for x in b])
+                delta[k] += 2 * w_ab * (np.abs(gx[pa] - gx[cand[k]]) + np.abs(gy[pa] - gy[cand[k]]))
+            best = int(np.argmin(delta))
+            if delta[best] < -1e-9:
+                q = cand[best]
+                b = occupant[q]
+                pos[a], occupant[q], occupant[pa] = q, a, b
+                if b >= 0:
+                    pos[b] = pa
+                improved = True
+        if not improved:
+            break
+    return pos
+
+
+def place(n_cores: int, edges: dict[tuple[int, int], tuple[int, float]], target: Target, *, seed: int = 0,
+          method: str = "optimised") -> Placement:
+    """Place ``n_cores`` cores (numbered in layer order) on as few chips as hold them."""
+    if method not in METHODS:
+        raise ValueError(f"placement method {method!r} is not one of {METHODS}")
+    chips = max(1, math.ceil(n_cores / target.chip.cores))
+    if chips > target.system.max_chips:
+        raise FitError(f"{n_cores:,} cores need {chips} chips, target {target.name!r} has {target.system.max_chips}")
+    sl = slots(target, chips)
+    sequential = np.arange(n_cores)
+    seq_cost = traffic_hops(edges, sl.gx[sequential], sl.gy[sequential])
+    pos = sequential
+    if method == "optimised" and n_cores > 1:
+        adj = _undirected(n_cores, edges)
+        bisected = np.zeros(n_cores, dtype=np.int64)
+        _bisect(adj, list(range(n_cores)), list(range(len(sl.gx))), sl, seed, bisected)
+        candidates = [_refine(adj, bisected, sl), _refine(adj, sequential, sl)]
+        costs = [traffic_hops(edges, sl.gx[c], sl.gy[c]) for c in candidates]
+        pos = candidates[int(np.argmin(costs))]
+    cost = traffic_hops(edges, sl.gx[pos], sl.gy[pos])
+    return Placement(method, sl.chip[pos], sl.x[pos], sl.y[pos], sl.gx[pos], sl.gy[pos], chips, cost, seq_cost)

@@ -1,0 +1,588 @@
+"""Quantize: float parameters to the target's integer formats (docs/architecture.md, "Fixed-point step").
+
+Scales. Every population gets a scale lambda (weight units per float unit of membrane): a float weight
+w into it becomes the integer q with q * 2^weight_exp ~ w * lambda, its threshold vth ~ theta * lambda, its
+bias (state units, 64 per weight unit) ~ b * lambda * 64 and its initial membrane likewise; decays are scale
+free. Spikes are 1 in both worlds, so a population's dynamics are unchanged up to rounding. ``per_layer``
+uses one lambda per population; ``per_channel`` one per output channel (per neuron for a 1-D population),
+folded into that channel's threshold, bias and initial state, which keeps the arithmetic exact (the
+neuron update is homogeneous in v, u, theta, bias and input). An ``LI`` read-out always uses one scale so
+that its arg-max is unchanged. Graded inputs are sent as integer payloads x * sigma; their weights are
+divided by sigma.
+
+Choice of lambda: the largest incoming weight magnitude fills the mantissa (254 for mixed-sign weights,
+which must be even, 255 for single-sign ones) at weight_exp = 0; lambda is then doubled (weight_exp + 1
+on every incoming projection) while the smallest threshold mantissa is below 2^10, the largest threshold
+stays legal and the worst-case synaptic current stays inside the 24-bit state.
+
+Precision is never lost silently: a clipped weight, threshold or bias, a threshold that rounds to 0 or a
+decay that rounds to "no leak" or "full leak" raises a QuantizationWarning with the numbers (a
+QuantizationError in strict mode); a worst-case current that can wrap the 24-bit state raises a
+StateOverflowWarning (in strict mode too: it is a bound, not a certain loss). Everything is also in
+the per-layer report.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from dataclasses import dataclass, field
+from functools import reduce
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from mappings import Target
+from neuromap.errors import QuantizationError, UnsupportedError
+from neuromap.ir import LIF, Affine, AvgPool2d, Conv2d, Graph, Linear, SumPool2d
+from neuromap.passes.lower import Lowered, Projection, op_matrix
+
+MODES = ("per_layer", "per_channel")
+ENCODINGS = ("graded", "spikes")
+VTH_PRECISE = 1 << 10  # a threshold mantissa of at least this keeps its rounding error below 0.05 %
+
+
+class QuantizationWarning(UserWarning):
+    """A value was clipped or rounded to something that changes behaviour (the message has the numbers)."""
+
+
+class StateOverflowWarning(UserWarning):
+    """The worst-case synaptic current of a population can leave the 24-bit state and wrap."""
+
+
+# ---------------------------------------------------------------------------------------------- results
+@dataclass(frozen=True)
+class InputEncoding:
+    """How the user's input reaches the chip: binary spikes, or integer payloads round(x * scale)."""
+
+    name: str
+    kind: str          # "spikes" or "graded"
+    bits: int = 0      # payload bits (graded)
+    scale: float = 1.0 # payload per unit of x (graded)
+    signed: bool = False
+
+    def encode(self, x: np.ndarray) -> np.ndarray:
+        """Integer payloads (graded) or 0/1 spikes, clipped to the payload range."""
+        x = np.asarray(x, dtype=np.float64)
+        if self.kind == "spikes":
+            if x.size and not np.isin(x, (0.0, 1.0)).all():
+                raise UnsupportedError(f"input {self.name!r} is encoded as binary spikes but got values other than "
+                                       "0 and 1; rate-encode it first (neuromap.data.poisson_encode)")
+            return x.astype(np.int64)
+        lo, hi = self.payload_range
+        return np.clip(np.rint(x * self.scale), lo, hi).astype(np.int64)
+
+    @property
+    def payload_range(self) -> tuple[int, int]:
+        if self.signed:
+            return -(1 << (self.bits - 1)), (1 << (self.bits - 1)) - 1
+        return 0, (1 << self.bits) - 1
+
+
+@dataclass(frozen=True)
+class QuantPopulation:
+    name: str
+    kind: str                 # "spiking" or "integrator"
+    shape: tuple[int, ...]
+    scale: np.ndarray         # lambda per neuron (weight units per float unit)
+    vth: np.ndarray           # per neuron, int64
+    du: np.ndarray
+    dv: np.ndarray
+    bias_mant: np.ndarray
+    bias_exp: np.ndarray
+    v_init: np.ndarray
+    reset: str
+    reset_timing: str
+
+
+@dataclass(frozen=True)
+class QuantProjection:
+    """Integer weights of one lowered projection.
+
+    ``node`` form: the chain has one weighted node (Affine, Linear, Conv2d); ``weights`` are its integer
+    weights and the matrix is the chain with pooling as plain sums (its scale is folded into ``weights``).
+    ``matrix`` form: anything else; ``matrix`` is the integer (dst, src) CSR matrix itself.
+    """
+
+    name: str
+    src: str
+    dst: str
+    paths: tuple[tuple[str, ...], ...]
+    weight_exp: int
+    node: str | None = None
+    weights: np.ndarray | None = None
+    matrix: sp.csr_matrix | None = None
+
+    def integer_matrix(self, graph: Graph) -> sp.csr_matrix:
+        """The (dst, src) int32 CSR weight matrix hwsim runs (netdesc.Projection.weights)."""
+        if self.matrix is not None:
+            return self.matrix
+        mats = [op_matrix(_integer_node(graph.nodes[n], self.weights if n == self.node else None))
+                for n in self.paths[0]]
+        product = sp.csr_matrix(reduce(lambda acc, m: m @ acc, mats))
+        product.data = np.rint(product.data)  # sums of integers: exact in float64
+        out = product.astype(np.int32)
+        out.eliminate_zeros()
+        return out
+
+
+def _integer_node(node, weights):
+    if weights is not None:
+        changes: dict[str, Any] = {"weight": weights.astype(np.float64)}
+        if hasattr(node, "bias"):
+            changes["bias"] = np.zeros_like(node.bias)
+        return node.replace(**changes)
+    if isinstance(node, AvgPool2d):
+        return SumPool2d(input_shape_chw=node.input_shape_chw, kernel_size=node.kernel_size, stride=node.stride,
+                         padding=node.padding)
+    return node
+
+
+@dataclass
+class LayerReport:
+    """What quantizing one population and its incoming projections did."""
+
+    population: str
+    mode: str
+    scale_min: float
+    scale_max: float
+    projections: list[dict] = field(default_factory=list)
+    vth_range: tuple[int, int] = (0, 0)
+    vth_max_rel_error: float = 0.0
+    bias_max_abs_error: float = 0.0
+    bias_clipped: int = 0
+    decay_max_abs_error: float = 0.0
+    worst_case_current: int = 0   # |u| bound in state units
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"population": self.population, "mode": self.mode, "scale_min": self.scale_min,
+                "scale_max": self.scale_max, "projections": self.projections, "vth_range": list(self.vth_range),
+                "vth_max_rel_error": self.vth_max_rel_error, "bias_max_abs_error": self.bias_max_abs_error,
+                "bias_clipped": self.bias_clipped, "decay_max_abs_error": self.decay_max_abs_error,
+                "worst_case_current": self.worst_case_current, "notes": list(self.notes)}
+
+
+def format_report(layers: list[dict]) -> str:
+    """The per-layer report as a text table (what the CLI prints)."""
+    head = f"{'projection':<16} {'-> population':<16} {'exp':>4} {'scale':>12} {'max|err|':>10} " \
+           f"{'clipped':>8} {'to zero':>8} {'weights':>10}"
+    lines = [head, "-" * len(head)]
+    for layer in layers:
+        for p in layer["projections"]:
+            lines.append(f"{p['name'][:16]:<16} {'-> ' + layer['population'][:13]:<16} {p['weight_exp']:>4} "
+                         f"{layer['scale_max']:>12.5g} {p['max_abs_error']:>10.3g} {p['clipped']:>8,} "
+                         f"{p['rounded_to_zero']:>8,} {p['weights']:>10,}")
+        vth = layer["vth_range"]
+        lines.append(f"{'':<16} {layer['population'][:16]:<16} vth {vth[0]:,}..{vth[1]:,} "
+                     f"(rel. err <= {layer['vth_max_rel_error']:.2g}), worst |u| {layer['worst_case_current']:,}"
+                     + ("; " + "; ".join(layer["notes"]) if layer["notes"] else ""))
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Quantized:
+    mode: str
+    populations: dict[str, QuantPopulation]
+    projections: tuple[QuantProjection, ...]
+    inputs: dict[str, InputEncoding]
+    report: tuple[dict, ...]
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+class _Lossy:
+    """Reports precision problems with their numbers: a warning, or in strict mode a QuantizationError.
+    A possible state overflow is a worst-case bound, not a certain loss: it always stays a warning."""
+
+    def __init__(self, strict: bool) -> None:
+        self.strict = strict
+
+    def __call__(self, message: str, category=QuantizationWarning) -> None:
+        if self.strict and category is QuantizationWarning:
+            raise QuantizationError(message)
+        warnings.warn(message, category, stacklevel=4)
+
+
+def _weighted_nodes(graph: Graph, path: tuple[str, ...]) -> list[str]:
+    return [n for n in path if isinstance(graph.nodes[n], (Affine, Linear, Conv2d))]
+
+
+def _chain_scale(graph: Graph, path: tuple[str, ...]) -> float:
+    return math.prod(graph.nodes[n].scale for n in path if isinstance(graph.nodes[n], SumPool2d))
+
+
+def _multiplicity(graph: Graph, path: tuple[str, ...], weighted: str) -> int:
+    """Upper bound on how many weights of the node add up in one entry of the chain's matrix."""
+    after = False
+    m = 1
+    for n in path:
+        node = graph.nodes[n]
+        if n == weighted:
+            after = True
+        elif isinstance(node, SumPool2d):
+            (kh, kw), (sh, sw) = node.kernel_size, node.stride
+            m *= kh * kw if after else math.ceil(kh / sh) * math.ceil(kw / sw)
+    return m
+
+
+def _pooled(graph: Graph, path: tuple[str, ...]) -> int:
+    """How many terms of the chain's matrix row each weight of the node contributes (pool windows)."""
+    return math.prod(math.prod(graph.nodes[n].kernel_size) for n in path if isinstance(graph.nodes[n], SumPool2d))
+
+
+def _channels(shape: tuple[int, ...]) -> tuple[int, int]:
+    """(channels, neurons per channel) of a population: a 1-D population has one neuron per channel."""
+    return (shape[0], math.prod(shape[1:])) if len(shape) > 1 else (shape[0], 1)
+
+
+@dataclass
+class _Incoming:
+    """One projection being quantized: float effective weights (node or matrix form) and their stats."""
+
+    pr: Projection
+    node: str | None
+    weights: np.ndarray | None       # effective float weights of the node (scale and 1/sigma folded in)
+    matrix: sp.csr_matrix | None     # effective float matrix
+    channel_max: np.ndarray          # max |w| per destination channel (per-channel alignment) or scalar
+    aligned: bool                    # weights' rows are the destination's channels
+    mixed: bool
+    multiplicity: int
+    pooled: int = 1                  # source neurons behind each weight (pool windows in the chain)
+
+    @property
+    def q_max(self) -> int:
+        q = (254 if self.mixed else 255) // self.multiplicity
+        return q - (q % 2) if self.mixed else q
+
+
+def _incoming(lowered: Lowered, pr: Projection, dst_shape, input_scale: dict[str, float]) -> _Incoming:
+    graph = lowered.graph
+    sigma = input_scale.get(pr.src, 1.0)
+    n_ch, per_ch = _channels(dst_shape)
+    weighted = _weighted_nodes(graph, pr.paths[0]) if len(pr.paths) == 1 else []
+    if len(pr.paths) == 1 and len(weighted) == 1:
+        name = weighted[0]
+        path = pr.paths[0]
+        w = graph.nodes[name].weight * (_chain_scale(graph, path) / sigma)
+        tail = path[path.index(name) + 1:]
+        aligned = (w.shape[0] == n_ch and all(isinstance(graph.nodes[n], SumPool2d) for n in tail)
+                   and (len(dst_shape) == 3) == (w.ndim == 4))
+        per_row = np.abs(w).reshape(w.shape[0], -1).max(axis=1)
+        return _Incoming(pr, name, w, None, per_row if aligned else np.full(n_ch, per_row.max(initial=0.0)),
+                         aligned, bool(w.min() < 0 < w.max()), _multiplicity(graph, path, name),
+                         _pooled(graph, path))
+    m = sp.csr_matrix(pr.matrix(graph) / sigma)
+    m.eliminate_zeros()
+    row_max = np.zeros(m.shape[0])
+    if m.nnz:
+        row_max = np.maximum.reduceat(np.abs(np.append(m.data, 0.0)), np.minimum(m.indptr[:-1], m.nnz))
+        row_max[np.diff(m.indptr) == 0] = 0.0
+    mixed = bool(m.nnz and m.data.min() < 0 < m.data.max())
+    return _Incoming(pr, None, None, m, row_max.reshape(n_ch, per_ch).max(axis=1), True, mixed, 1)
+
+
+def _quantize_values(x: np.ndarray, q_max: int, mixed: bool) -> tuple[np.ndarray, int]:
+    """Round to the nearest integer (nearest even one for mixed-sign weights), clip to +-q_max."""
+    q = np.rint(x * 0.5) * 2.0 if mixed else np.rint(x)
+    clipped = int(np.count_nonzero(np.abs(q) > q_max))
+    return np.clip(q, -q_max, q_max, out=q), clipped
+
+
+# ---------------------------------------------------------------------------------------------- the pass
+def input_encodings(graph: Graph, target: Target, encoding: str | None, input_range: tuple[float, float] | None,
+                    input_bits: int) -> dict[str, InputEncoding]:
+    """How each Input reaches the chip. Defaults: graph.metadata 'input_encoding' / 'input_range', else
+    graded payloads over [0, 1]."""
+    kind = encoding or graph.metadata.get("input_encoding", "graded")
+    if kind not in ENCODINGS:
+        raise UnsupportedError(f"input encoding {kind!r} is not one of {ENCODINGS}")
+    out = {}
+    for name in graph.inputs:
+        if kind == "spikes":
+            out[name] = InputEncoding(name, "spikes")
+            continue
+        allowed = min(target.neuron.graded_spike_bits, 24)  # hwsim.netdesc carries payloads of up to 24 bits
+        if allowed == 0:
+            raise UnsupportedError(f"input {name!r}: target {target.name!r} has binary spikes only "
+                                   "(graded_spike_bits = 0); compile with input_encoding='spikes' "
+                                   "(CLI: --input-encoding spikes) and rate-encode the input")
+        if not 1 <= input_bits <= allowed:
+            raise UnsupportedError(f"input {name!r}: {input_bits}-bit payloads requested, target {target.name!r} "
+                                   f"carries 1..{allowed}")
+        try:
+            lo, hi = (float(v) for v in (input_range or graph.metadata.get("input_range", (0.0, 1.0))))
+        except (TypeError, ValueError):
+            raise UnsupportedError(f"input {name!r}: input range must be two numbers (low, high), got "
+                                   f"{input_range or graph.metadata.get('input_range')!r}") from None
+        if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo and max(abs(lo), abs(hi)) > 0):
+            raise UnsupportedError(f"input {name!r}: input range ({lo}, {hi}) is empty or not finite")
+        signed = lo < 0
+        top = (1 << (input_bits - 1)) - 1 if signed else (1 << input_bits) - 1
+        if top < 1:
+            raise UnsupportedError(f"input {name!r}: signed payloads need at least 2 bits")
+        out[name] = InputEncoding(name, "graded", input_bits, top / max(abs(lo), abs(hi)), signed)
+    return out
+
+
+def quantize(lowered: Lowered, target: Target, *, mode: str = "per_layer", strict: bool = False,
+             input_encoding: str | None = None, input_range: tuple[float, float] | None = None,
+             input_bits: int = 8) -> Quantized:
+    """Quantize every population and projection of ``lowered`` for ``target`` (see module docstring)."""
+    if mode not in MODES:
+        raise UnsupportedError(f"quantization mode {mode!r} is not one of {MODES}")
+    lossy = _Lossy(strict)
+    graph = lowered.graph
+    inputs = input_encodings(graph, target, input_encoding, input_range, input_bits)
+    input_scale = {n: e.scale for n, e in inputs.items() if e.kind == "graded"}
+    input_payload = {n: max(abs(v) for v in e.payload_range) if e.kind == "graded" else 1 for n, e in inputs.items()}
+    pops: dict[str, QuantPopulation] = {}
+    projs: list[QuantProjection] = []
+    report = []
+    for name in lowered.populations:
+        node = graph.nodes[name]
+        incoming = [_incoming(lowered, pr, node.output_shape, input_scale) for pr in lowered.incoming(name)]
+        qpop, qprojs, layer = _quantize_population(lowered, name, node, incoming, target, mode, lossy,
+                                                   input_payload)
+        pops[name] = qpop
+        projs.extend(qprojs)
+        report.append(layer.as_dict())
+    names = [p.name for p in projs]  # a synaptic node feeding two populations names two projections
+    projs = [dataclasses.replace(p, name=f"{p.src}->{p.dst}") if names.count(p.name) > 1 else p for p in projs]
+    return Quantized(mode, pops, tuple(projs), inputs, tuple(report))
+
+
+def _quantize_population(lowered, name, node, incoming, target, mode, lossy, input_payload):
+    graded = {src for src, payload in input_payload.items() if payload > 1}
+    n_ch, per_ch = _channels(node.output_shape)
+    size = n_ch * per_ch
+    spiking = isinstance(node, LIF)
+    layer_mode = mode
+    if mode == "per_channel" and (not spiking or not all(i.aligned for i in incoming)):
+        layer_mode = "per_layer"
+    vth_max = (1 << target.neuron.vth_bits) - 1
+    state_max = (1 << (target.neuron.state_bits - 1)) - 1
+    shift = target.neuron.activation_shift
+    exp_min, exp_max = target.neuron.weight_exp_min, target.neuron.weight_exp_max
+
+    # lambda at weight_exp = 0: the tightest projection fills its mantissa
+    need = np.stack([i.channel_max / i.q_max for i in incoming]) if incoming else np.zeros((1, n_ch))
+    per_channel_need = need.max(axis=0)
+    with np.errstate(over="ignore", divide="ignore"):
+        layer_base = 1.0 / np.float64(per_channel_need.max(initial=0.0))
+        if not np.isfinite(layer_base):
+            layer_base = 1.0  # no (or only subnormal) weights: unit scale; thresholds, biases still quantized
+        base = 1.0 / per_channel_need if layer_mode == "per_channel" else np.full(n_ch, layer_base)
+    base = np.where(np.isfinite(base), base, layer_base)
+    theta = np.broadcast_to(node.threshold, node.output_shape).reshape(n_ch, per_ch) if spiking else None
+    i_decay = np.broadcast_to(node.i_decay, node.output_shape).reshape(-1)
+    # bias (it limits the scale): the population's own plus the constant currents of Affine/Conv biases
+    bias_f = np.broadcast_to(node.bias, node.output_shape).reshape(-1).astype(np.float64)
+    has_chain_bias = any(np.any(getattr(lowered.graph.nodes[n], "bias", 0)) for pr in lowered.incoming(name)
+                         for path in pr.paths for n in path)
+    chain_bias = lowered.bias_current(name) if has_chain_bias else np.zeros(size)
+    if np.any(chain_bias != 0):
+        if (i_decay != 1).any():
+            raise UnsupportedError(f"{name}: an incoming bias (constant current) into a population with current "
+                                   "decay (i_decay < 1) has no exact fixed-point form; fold it into the "
+                                   "population's bias or use i_decay = 1")
+        bias_f = bias_f + chain_bias
+    v_init_f = np.broadcast_to(getattr(node, "v_init", np.zeros(())), node.output_shape).reshape(-1)
+    # the largest scale at which every threshold, bias and initial membrane stays legal, per channel: weights
+    # far below them give up mantissa bits instead of those values being clipped
+    bias_max = ((1 << (target.neuron.bias_mant_bits - 1)) - 1) * 2.0 ** target.neuron.bias_exp_max
+    with np.errstate(divide="ignore", over="ignore"):  # no bias / v_init: no limit
+        cap = np.minimum(bias_max / ((1 << shift) * np.abs(bias_f).reshape(n_ch, per_ch).max(axis=1)),
+                         state_max / ((1 << shift) * np.abs(v_init_f).reshape(n_ch, per_ch).max(axis=1)))
+        if theta is not None:
+            cap = np.minimum(cap, vth_max / theta.max(axis=1))
+    if layer_mode != "per_channel":
+        cap = np.full(n_ch, cap.min())
+    base = np.minimum(base, cap)
+    unity = 1 << target.neuron.decay_bits
+    kept = np.rint(i_decay * unity).min() / unity  # the current decay the chip will apply
+    current_gain = 1.0 / kept if kept > 0 else math.inf  # steady-state |u| per unit of constant input
+
+    def worst_current(scale: np.ndarray, exps: list[int]) -> int:
+        total_pos = np.zeros(n_ch)
+        total_neg = np.zeros(n_ch)
+        for inc, e in zip(incoming, exps):
+            pos, neg = _row_sums(inc, scale, e, n_ch, per_ch)
+            payload = input_payload.get(inc.pr.src, 1)
+            total_pos += pos * payload * 2.0 ** e
+            total_neg += neg * payload * 2.0 ** e
+        return int(max(total_pos.max(initial=0), total_neg.max(initial=0)) * (1 << shift))
+
+    def exps_for(scale: np.ndarray) -> list[int]:
+        """Smallest exponent that fits each projection's mantissa. Spike sources keep it >= 0: a negative
+        exponent floors the accumulated sum (docs/architecture.md), a bias for small binary sums."""
+        out = []
+        for inc in incoming:
+            lo = exp_min if inc.pr.src in graded else max(exp_min, 0)
+            m = float((inc.channel_max * scale).max(initial=0.0))
+            out.append(int(np.clip(math.ceil(math.log2(m / inc.q_max) - 1e-9), lo, exp_max)) if m > 0 else lo)
+        return out
+
+    scale = base.copy()
+    gain = current_gain if math.isfinite(current_gain) else 1.0  # no current decay: warned below
+    # a graded input's worst case (every payload at full scale) is a plausible input: halve lambda (weight_exp
+    # - 1, which drops low bits of a large accumulated sum) until it fits. Spike sources keep their mantissa:
+    # all inputs firing at once is unlikely, so that case is only warned about below.
+    graded_in = [k for k, inc in enumerate(incoming) if inc.pr.src in graded]
+    while (graded_in and worst_current(scale, exps_for(scale)) * gain > state_max
+           and min(exps_for(scale)[k] for k in graded_in) > exp_min):
+        scale = scale / 2.0
+    if spiking and np.array_equal(scale, base):
+        # double lambda while it buys threshold precision and stays inside the formats
+        while True:
+            trial = scale * 2.0
+            exps = exps_for(trial)
+            if (float((theta.min(axis=1) * scale).min()) >= VTH_PRECISE or (trial > cap).any()
+                    or max(exps, default=0) >= exp_max
+                    or worst_current(trial, exps) * gain > state_max):
+                break
+            scale = trial
+    exps = exps_for(scale)
+    layer = LayerReport(name, layer_mode, float(scale.min()), float(scale.max()))
+    if layer_mode != mode:
+        layer.notes.append("per-channel scaling not applicable here (read-out or unaligned projection): per layer")
+    scale_n = np.repeat(scale, per_ch)
+
+    qprojs = []
+    for inc, e in zip(incoming, exps):
+        qprojs.append(_quantize_projection(lowered.graph, inc, scale, e, n_ch, per_ch, layer, lossy))
+
+    # worst-case synaptic current (static overflow check)
+    worst = worst_current(scale, exps)
+    layer.worst_case_current = worst
+    if worst * current_gain > state_max:
+        how = ("with no current decay the current can grow without bound" if math.isinf(current_gain)
+               else f"{worst:,} per step (x{current_gain:.3g} with the current decay)")
+        lossy(f"{name}: worst-case synaptic current {how} can exceed the {target.neuron.state_bits}-bit state "
+              f"(|u| < {state_max + 1:,}) "
+              "if enough inputs spike in one step; u would wrap", StateOverflowWarning)
+
+    # thresholds
+    if spiking:
+        theta_n = theta.reshape(-1)
+        vth_f = theta_n * scale_n
+        vth = np.rint(vth_f)
+        if (vth < 1).any():
+            i = int(np.argmin(vth_f))
+            lossy(f"{name}: threshold {theta_n[i]:g} x scale {scale_n[i]:.4g} rounds to {int(vth[i])} "
+                  f"(< 1); the neuron would fire on any positive membrane")
+        if (vth > vth_max).any():
+            i = int(np.argmax(vth_f))
+            lossy(f"{name}: threshold mantissa {vth_f[i]:,.0f} exceeds the {target.neuron.vth_bits}-bit maximum "
+                  f"{vth_max:,}; clipped")
+        vth = np.clip(vth, 0, vth_max).astype(np.int64)
+        layer.vth_range = (int(vth.min()), int(vth.max()))
+        layer.vth_max_rel_error = float((np.abs(vth - vth_f) / vth_f).max())
+    else:
+        vth = np.zeros(size, dtype=np.int64)
+
+    # decays: the fraction lost per step, in 1/4096
+    v_decay = np.broadcast_to(node.v_decay, node.output_shape).reshape(-1)
+    dv = np.rint(v_decay * unity).astype(np.int64)
+    du = np.rint(i_decay * unity).astype(np.int64) - 1
+    for what, frac, d in (("v_decay", v_decay, dv), ("i_decay", i_decay, du + 1)):
+        lost = (frac > 0) & (d == 0)
+        full = (frac < 1) & (d == unity)
+        if lost.any():
+            i = int(np.argmax(lost))
+            lossy(f"{name}.{what}: {frac[i]:g} rounds to 0/{unity} (no decay at all)")
+        if full.any():
+            i = int(np.argmax(full))
+            lossy(f"{name}.{what}: {frac[i]:g} rounds to {unity}/{unity} (full decay every step)")
+    layer.decay_max_abs_error = float(max(np.abs(dv / unity - v_decay).max(), np.abs((du + 1) / unity - i_decay).max()))
+
+    bias_mant, bias_exp, bias_err, bias_clipped = _quantize_bias(bias_f * scale_n * (1 << shift), target)
+    layer.bias_max_abs_error = float(bias_err / scale_n.min()) / (1 << shift)
+    layer.bias_clipped = bias_clipped
+    if bias_clipped:
+        lossy(f"{name}: {bias_clipped:,} bias values exceed mantissa x 2^{target.neuron.bias_exp_max}; clipped")
+
+    v_init = np.rint(v_init_f * scale_n * (1 << shift))
+    if (np.abs(v_init) > state_max).any():
+        lossy(f"{name}: initial membrane exceeds the {target.neuron.state_bits}-bit state; clipped")
+    v_init = np.clip(v_init, -state_max, state_max).astype(np.int64)
+
+    qpop = QuantPopulation(name=name, kind="spiking" if spiking else "integrator", shape=node.output_shape,
+                           scale=scale_n, vth=vth, du=du, dv=dv, bias_mant=bias_mant, bias_exp=bias_exp,
+                           v_init=v_init, reset=getattr(node, "reset", "zero"),
+                           reset_timing=getattr(node, "reset_timing", "immediate"))
+    return qpop, qprojs, layer
+
+
+def _row_sums(inc: _Incoming, scale: np.ndarray, e: int, n_ch: int, per_ch: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per destination channel: bound on the summed positive / negative integer weights of one matrix row
+    (each weight may round up by one step; a weight behind a pool window counts once per pooled neuron)."""
+    if inc.weights is not None:
+        w = inc.weights.reshape(inc.weights.shape[0], -1)
+        lam = scale[:, None] if inc.aligned else float(scale.max())
+        q = w * (lam / 2.0 ** e)
+        pos = np.clip(q + 1, 0, None).sum(axis=1) * inc.pooled
+        neg = -np.clip(q - 1, None, 0).sum(axis=1) * inc.pooled
+        if inc.aligned:
+            return pos, neg
+        return np.full(n_ch, pos.max(initial=0)), np.full(n_ch, neg.max(initial=0))
+    m = inc.matrix
+    rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
+    q = m.data * np.repeat(scale, per_ch)[rows] / 2.0 ** e
+    pos = np.bincount(rows, weights=np.clip(q + 1, 0, None), minlength=m.shape[0]).reshape(n_ch, per_ch).max(axis=1)
+    neg = np.bincount(rows, weights=-np.clip(q - 1, None, 0), minlength=m.shape[0]).reshape(n_ch, per_ch).max(axis=1)
+    return pos, neg
+
+
+def _quantize_projection(graph, inc: _Incoming, scale, e, n_ch, per_ch, layer: LayerReport, lossy) -> QuantProjection:
+    pr = inc.pr
+    step = 2.0 ** e
+    if inc.weights is not None:
+        w = inc.weights
+        row_scale = (scale if inc.aligned else np.full(w.shape[0], float(scale.max())))
+        if not inc.aligned and not np.allclose(scale, scale[0]):
+            raise AssertionError("unaligned projections are quantized per layer")
+        lam = row_scale.reshape((-1,) + (1,) * (w.ndim - 1)) / step
+        x = w * lam
+        q, clipped = _quantize_values(x, inc.q_max, inc.mixed)
+        err = np.abs(q - x) / lam
+        values, qvalues = w, q
+        result = QuantProjection(pr.name, pr.src, pr.dst, pr.paths, e, node=inc.node, weights=q.astype(np.int64))
+    else:
+        m = inc.matrix
+        rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
+        lam = np.repeat(scale, per_ch)[rows] / step
+        x = m.data * lam
+        q, clipped = _quantize_values(x, inc.q_max, inc.mixed)
+        err = np.abs(q - x) / lam
+        values, qvalues = m.data, q
+        qm = sp.csr_matrix((q.astype(np.int32), m.indices.copy(), m.indptr.copy()), shape=m.shape)
+        qm.eliminate_zeros()
+        result = QuantProjection(pr.name, pr.src, pr.dst, pr.paths, e, matrix=qm)
+    to_zero = int(((values != 0) & (qvalues == 0)).sum())
+    if clipped:
+        lossy(f"{pr.name}: {clipped:,} of {values.size:,} weights exceed the {inc.q_max}-step mantissa at "
+              f"weight_exp {e} (the exponent's limit); clipped")
+    layer.projections.append({"name": pr.name, "src": pr.src, "weight_exp": e, "q_max": inc.q_max,
+                              "mixed_sign": inc.mixed, "form": "node" if inc.weights is not None else "matrix",
+                              "weights": int(values.size), "max_abs_error": float(err.max(initial=0.0)),
+                              "max_abs_weight": float(np.abs(values).max(initial=0.0)),
+                              "clipped": clipped, "rounded_to_zero": to_zero})
+    return result
+
+
+def _quantize_bias(b: np.ndarray, target: Target) -> tuple[np.ndarray, np.ndarray, float, int]:
+    """bias (state units) -> (mant, exp) with |mant| < 2^(bits-1), the smallest legal exponent per neuron."""
+    mant_max = (1 << (target.neuron.bias_mant_bits - 1)) - 1
+    lo, hi = max(target.neuron.bias_exp_min, 0), target.neuron.bias_exp_max
+    mag = np.abs(b)
+    with np.errstate(divide="ignore"):
+        exp = np.where(mag > mant_max, np.ceil(np.log2(np.maximum(mag, 1) / mant_max)), 0).astype(np.int64)
+    exp = np.clip(exp, lo, hi)
+    mant = np.rint(b / 2.0 ** exp)
+    exp = np.where(np.abs(mant) > mant_max, np.minimum(exp + 1, hi), exp)  # rounding up past the mantissa
+    mant = np.rint(b / 2.0 ** exp)
+    clipped = int((np.abs(mant) > mant_max).sum())
+    mant = np.clip(mant, -mant_max, mant_max)
+    err = float(np.abs(mant * 2.0 ** exp - b).max(initial=0.0))
+    return mant.astype(np.int64), exp.astype(np.int64), err, clipped

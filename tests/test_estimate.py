@@ -1,0 +1,299 @@
+"""Energy/latency estimators: the chip model on hand-counted events, the GPU model on a hand-counted MLP,
+the float GPU network against hwsim, the measurement loop, GPU profiles and the ``estimate`` CLI."""
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import mappings
+from hwsim.estimate import EstimateError, estimate_chip
+from hwsim.events import PER_STEP, EventCounts
+from hwsim.gpu import FloatSNN, GpuMeasureError, NvmlEnergyMeter, estimate_gpu, measure_gpu
+from hwsim.netdesc import Core, InputPort, Population, Projection, QuantNetwork
+from hwsim.sim import simulate
+from mappings.gpu import load_gpu
+
+LOIHI1 = mappings.load_target("loihi1")
+H100 = load_gpu("h100")
+
+
+def _counts(neurons, traffic, **per_step) -> EventCounts:
+    shape = np.asarray(per_step["synops"]).shape
+    arrays = {name: np.asarray(per_step.get(name, np.zeros(shape)), dtype=np.int64) for name in PER_STEP}
+    return EventCounts(tuple(range(len(neurons))), np.asarray(neurons), np.asarray(traffic, dtype=np.int64), **arrays)
+
+
+# two cores on one chip, tiles (0, 0) and (1, 1): a message between them makes one E-W and one N-S hop
+CORES = (Core(0, 0, 0, 0), Core(1, 0, 1, 1))
+
+
+def _hand_case() -> EventCounts:
+    """One sample, two steps. Step 0: core 0 does 10 synops, all 4 of its neurons are active, it sends 3
+    messages to core 1 (2 hops each) and receives 2 input messages; core 1 is idle. Step 1: core 0 has 1
+    active neuron, core 1 does 6 synops with both neurons active."""
+    return _counts(neurons=[4, 2], traffic=[[0, 3], [0, 0]],
+                   synops=[[[10, 0], [0, 6]]], active_neurons=[[[4, 0], [1, 2]]],
+                   messages_out=[[[3, 0], [0, 0]]], messages_in=[[[0, 3], [0, 0]]], spikes=[[[3, 0], [0, 0]]],
+                   input_messages=[[[2, 0], [0, 0]]], hops=[[[6, 0], [0, 0]]])
+
+
+def test_chip_estimate_of_a_hand_counted_case():
+    est = estimate_chip(_hand_case(), LOIHI1, CORES)
+    # Davies 2018 Table 2: synop 23.6 pJ / 3.5 ns, neuron active 81 pJ / 8.4 ns, idle 52 pJ / 5.3 ns,
+    # in-tile spike 1.7 pJ / 2.1 ns, hop E-W 3.0 pJ / 4.1 ns, N-S 4.0 pJ / 6.5 ns; barrier 113 ns (1 tile)
+    # to 465 ns (32 tiles): 2 tiles -> 113 + 352 / 31
+    barrier = 113 + 352 / 31
+    step0 = max(10 * 3.5 + 4 * 8.4, 2 * 5.3) + (3 + 2) * 2.1 + 6 * 6.5 + barrier  # a hop takes the slower 6.5 ns
+    step1 = max(1 * 8.4 + 3 * 5.3, 6 * 3.5 + 2 * 8.4) + barrier
+    terms_pj = {"synaptic_ops": 16 * 23.6, "neuron_updates_active": 7 * 81.0, "neuron_updates_idle": 5 * 52.0,
+                "spike_messages": 5 * 1.7, "hops": 3 * (3.0 + 4.0), "static": 104.0 * (step0 + step1)}
+    assert est.energy_terms_j == pytest.approx({k: v * 1e-12 for k, v in terms_pj.items()}, rel=1e-12)
+    assert est.energy_j == pytest.approx(sum(terms_pj.values()) * 1e-12, rel=1e-12)
+    assert est.latency_s == pytest.approx((step0 + step1) * 1e-9, rel=1e-12)
+    assert est.latency_terms_s["barrier"] == pytest.approx(2 * barrier * 1e-9)
+    assert est.step_time_max_s == pytest.approx(step0 * 1e-9)
+    assert (est.samples, est.steps, est.chips, est.tiles) == (1, 2, 1, 2)
+    # a whole chip's leakage (104 mW) outweighs two nearly idle cores' dynamic energy
+    assert est.dominant_term == "static" and est.dominant_latency_term == "barrier"
+    assert est.dynamic_energy_j == pytest.approx(est.energy_j - terms_pj["static"] * 1e-12)
+    assert "Loihi-1-class, 14 nm, 0.75 V" in est.notes[0]
+
+
+def test_loihi2_estimates_are_labelled_as_loihi1_class_figures():
+    d = estimate_chip(_hand_case(), mappings.load_target("loihi2"), CORES).to_dict()
+    assert d["basis"].startswith("Loihi-1-class, 14 nm, 0.75 V") and d["basis"] in d["notes"][0]
+
+
+def test_a_second_chip_uses_the_full_barrier_and_says_it_is_a_lower_bound():
+    far = (Core(0, 0, 0, 0), Core(1, 1, 1, 1))
+    est = estimate_chip(_hand_case(), LOIHI1, far)
+    assert est.chips == 2 and est.barrier_s == pytest.approx(465e-9)
+    assert any("lower bound" in n for n in est.notes)
+
+
+def test_counts_that_contradict_the_cores_are_refused():
+    with pytest.raises(EstimateError, match="hops: core 0 sent 6 hops but .* give 3"):
+        estimate_chip(_hand_case(), LOIHI1, (Core(0, 0, 0, 0), Core(1, 0, 1, 0)))
+    with pytest.raises(EstimateError, match="cores: indices"):
+        estimate_chip(_hand_case(), LOIHI1, (Core(0, 0, 0, 0), Core(5, 0, 1, 1)))
+    bad = dataclasses.replace(_hand_case(), active_neurons=np.array([[[5, 0], [0, 0]]]))
+    with pytest.raises(EstimateError, match="active_neurons"):
+        estimate_chip(bad, LOIHI1, CORES)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.data())
+def test_more_spikes_never_cost_less_energy_or_time(data):
+    """Adding spikes (k messages from core i to core j at step t, with their hops and f synops each, and the
+    neurons they wake) to any event counts raises the energy strictly and never lowers the latency."""
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**31)))
+    cores = (Core(0, 0, 0, 0), Core(1, 0, 1, 0), Core(2, 0, 2, 3))
+    xy = np.array([(c.x, c.y) for c in cores])
+    dist = np.abs(xy[:, None] - xy[None, :]).sum(axis=2)
+    neurons = np.array([50, 40, 30])
+    traffic = rng.integers(0, 20, (3, 3))
+    b, t = 2, 3
+    msgs = np.zeros((b, t, 3), np.int64)
+    hops = np.zeros((b, t, 3), np.int64)
+    # spread the traffic over samples and steps so that hops match it
+    for i in range(3):
+        for j in range(3):
+            for _ in range(traffic[i, j]):
+                s, k = rng.integers(b), rng.integers(t)
+                msgs[s, k, i] += 1
+                hops[s, k, i] += dist[i, j]
+    base = _counts(neurons, traffic, synops=rng.integers(0, 100, (b, t, 3)), messages_out=msgs, hops=hops,
+                   active_neurons=rng.integers(0, 20, (b, t, 3)), input_messages=rng.integers(0, 5, (b, t, 3)))
+    i, j = data.draw(st.integers(0, 2)), data.draw(st.integers(0, 2))
+    s, k = data.draw(st.integers(0, b - 1)), data.draw(st.integers(0, t - 1))
+    n, fan, woken = data.draw(st.integers(1, 5)), data.draw(st.integers(0, 8)), data.draw(st.integers(0, 10))
+    more = dataclasses.replace(base, traffic=base.traffic.copy(), **{f: getattr(base, f).copy() for f in PER_STEP})
+    more.traffic[i, j] += n
+    more.messages_out[s, k, i] += n
+    more.spikes[s, k, i] += n
+    more.hops[s, k, i] += n * dist[i, j]
+    more.synops[s, k, j] += n * fan
+    more.active_neurons[s, k, j] = min(neurons[j], more.active_neurons[s, k, j] + woken)
+    before, after = estimate_chip(base, LOIHI1, cores), estimate_chip(more, LOIHI1, cores)
+    assert after.energy_j > before.energy_j
+    assert after.latency_s >= before.latency_s
+
+
+# ---------------------------------------------------------------------------------------------- networks
+def _pop(name, n, cores, vth, **kw):
+    return Population(name, n, vth=vth, du=4095, dv=0, bias_mant=0, bias_exp=0, v_init=0, core=cores, **kw)
+
+
+def _mlp(seed=0, dense=True) -> QuantNetwork:
+    """4 -> 3 -> 2 IF neurons on three cores; every weight nonzero when ``dense``."""
+    rng = np.random.default_rng(seed)
+    w1 = 2 * rng.integers(1, 30, (3, 4)) * rng.choice([-1, 1], (3, 4))
+    w2 = 2 * rng.integers(1, 30, (2, 3)) * rng.choice([-1, 1], (2, 3))
+    if not dense:
+        w1[0, 0] = 0
+    return QuantNetwork((InputPort("x", 4),),
+                        (_pop("h", 3, [0, 0, 1], vth=[20, 30, 25]), _pop("o", 2, [2, 2], vth=[15, 40], reset="zero")),
+                        (Projection("p1", "x", "h", sp.csr_matrix(w1), weight_exp=1),
+                         Projection("p2", "h", "o", sp.csr_matrix(w2))),
+                        (Core(0, 0, 0, 0), Core(1, 0, 1, 0), Core(2, 0, 1, 1)), ("o",))
+
+
+def test_gpu_model_of_a_hand_counted_mlp():
+    """4-3-2 MLP, 10 steps: S = 12 + 6 synapses, N = 5 neurons, I = 4 inputs, 4 kernels per step."""
+    est = estimate_gpu(_mlp(), 10, H100)
+    macs, adds = 10 * (18 + 3 * 5), 10 * 5
+    words = 18 + 10 * 4  # cache-resident: weights once, the input every step
+    assert est.resident and est.macs_per_sample == macs and est.dram_words_per_sample == words
+    assert est.energy_j == pytest.approx((macs * 4.6 + adds * 0.9 + words * 640.0) * 1e-12, rel=1e-12)
+    per_step = max((2 * 33 + 5) / 67e12, words * 4 / 10 / 3350e9) + 4 * 5e-6
+    assert est.latency_s == pytest.approx(10 * per_step, rel=1e-12)
+    assert est.tdp_energy_bound_j == pytest.approx(700 * 10 * per_step, rel=1e-12)
+    # an L2 too small for the weights: weights re-read and u, v, s read and written every step
+    tiny = dataclasses.replace(H100, l2_cache_mb=1e-6)
+    streaming = estimate_gpu(_mlp(), 10, tiny, batch=2)
+    assert not streaming.resident
+    assert streaming.dram_words_per_sample == 10 * (18 + 2 * (4 + 6 * 5)) / 2
+    # a weight quantized to zero is no synapse
+    assert estimate_gpu(_mlp(dense=False), 10, H100).macs_per_sample == macs - 10
+
+
+def _spikes(batch, steps, size, seed, rate=0.4):
+    return (np.random.default_rng(seed).random((batch, steps, size)) < rate).astype(np.int64)
+
+
+def test_the_float_gpu_network_spikes_like_hwsim():
+    """No leak, no current memory, small integers: float32 arithmetic is exact, so FloatSNN must give
+    hwsim's read-out exactly (soft reset in one population, hard reset in the other)."""
+    qnet, x = _mlp(seed=3), _spikes(6, 40, 4, seed=1)
+    hw = simulate(qnet, {"x": x}, 40, device="cpu", events=False)
+    scores = FloatSNN(qnet, "cpu").run({"x": torch.tensor(x, dtype=torch.float32)}, 40)
+    assert np.array_equal(scores["o"].numpy(), hw.scores("o"))
+    assert hw.scores("o").sum() > 20  # not trivially silent
+
+
+def test_more_input_spikes_cost_more_on_the_chip_end_to_end():
+    qnet = _mlp(seed=3)
+    silent = simulate(qnet, {"x": np.zeros((2, 20, 4), np.int64)}, 20, device="cpu", record=False).events
+    busy = simulate(qnet, {"x": _spikes(2, 20, 4, seed=2)}, 20, device="cpu", record=False).events
+    e_silent, e_busy = (estimate_chip(ev, LOIHI1, qnet.cores) for ev in (silent, busy))
+    assert e_silent.energy_terms_j["synaptic_ops"] == 0 and e_busy.energy_terms_j["synaptic_ops"] > 0
+    assert e_busy.energy_j > e_silent.energy_j
+
+
+class _ConstantPower:
+    """A counter that a 50 W board would show: the energy measurement must come back as 50 W x time."""
+
+    def __init__(self, watts: float) -> None:
+        import time
+        self._clock, self.watts = time.perf_counter, watts
+
+    def energy_mj(self) -> float:
+        return self._clock() * self.watts * 1e3
+
+
+def test_the_measurement_loop_times_runs_and_converts_the_energy_counter():
+    qnet, x = _mlp(), _spikes(3, 10, 4, seed=0)
+    run, scores = measure_gpu(qnet, {"x": x}, 10, device="cpu", meter=_ConstantPower(50.0), min_seconds=0.2,
+                              min_repeats=2, idle_seconds=0.2)
+    assert run.repeats >= 2 and run.batch == 3 and run.seconds >= 0.2
+    assert run.latency_s == pytest.approx(run.seconds / run.repeats)
+    # the meter and the loop read the clock microseconds apart: a few percent covers a busy machine
+    assert run.idle_power_w == pytest.approx(50.0, rel=0.1)
+    assert run.energy_j_per_sample == pytest.approx(50.0 * run.seconds / (run.repeats * 3), rel=0.1)
+    assert abs(run.energy_above_idle_j_per_sample) < 0.1 * run.energy_j_per_sample
+    assert scores["o"].shape == (3, 2)
+    timed_only, _ = measure_gpu(qnet, {"x": x}, 10, device="cpu", meter=None, min_seconds=0.0, min_repeats=1)
+    assert timed_only.energy_j_per_sample is None and timed_only.repeats == 1
+
+
+def test_nvml_refuses_a_device_that_is_not_a_cuda_gpu():
+    with pytest.raises(GpuMeasureError, match="not a visible CUDA device"):
+        NvmlEnergyMeter("cpu")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="NVML's energy counter needs an NVIDIA GPU")
+def test_nvml_energy_counter_on_the_gpu():
+    qnet, x = _mlp(), _spikes(4, 10, 4, seed=0)
+    run, scores = measure_gpu(qnet, {"x": x}, 10, device="cuda", meter=NvmlEnergyMeter("cuda"), min_seconds=1.0)
+    assert run.energy_j_per_sample > 0 and run.idle_power_w > 0
+    hw = simulate(qnet, {"x": x}, 10, device="cpu", events=False)
+    assert np.array_equal(scores["o"], hw.scores("o"))
+
+
+# ---------------------------------------------------------------------------------------------- GPU profiles
+def test_shipped_gpu_profiles_load_and_a_broken_one_names_its_field(tmp_path):
+    assert {"h100", "a100", "jetson_orin_nano"} <= set(mappings.gpu.available_gpus())
+    assert (H100.peak_fp32_tflops, H100.memory_bandwidth_gb_s, H100.tdp_w) == (67.0, 3350.0, 700.0)
+    for name in mappings.gpu.available_gpus():
+        for line in (mappings.gpu.GPUS_DIR / f"{name}.toml").read_text().splitlines():
+            if "=" in line and not line.lstrip().startswith(("#", "name", "description")):
+                assert "#" in line, f"{name}.toml: no source for {line.strip()!r}"
+    broken = tmp_path / "g.toml"
+    broken.write_text(open(H100.source).read().replace("tdp_w = 700.0", "tdp_w = -1.0"))
+    with pytest.raises(mappings.TargetError, match=r"\[compute\] tdp_w: must be finite and > 0"):
+        load_gpu(broken)
+    with pytest.raises(mappings.TargetError, match="unknown GPU profile 'h900'"):
+        load_gpu("h900")
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+JSON_KEYS = {"chip_energy_uj_per_sample", "chip_latency_ms_per_sample", "gpu_energy_uj_per_sample",
+             "gpu_latency_ms_per_sample", "energy_ratio_gpu_over_chip", "dominant_term", "samples", "steps",
+             "gpu_measured"}
+
+
+@pytest.fixture(scope="module")
+def digits_model(tmp_path_factory):
+    from neuromap.ir import IF, LI, Affine, Input, Output, save_graph, sequential
+    rng = np.random.default_rng(0)
+    graph = sequential([("in", Input(shape=(64,))), ("fc1", Affine(weight=rng.normal(0, 0.3, (16, 64)),
+                                                                    bias=np.zeros(16))),
+                        ("if1", IF(shape=(16,), threshold=1.0)),
+                        ("fc2", Affine(weight=rng.normal(0, 0.5, (10, 16)), bias=np.zeros(10))),
+                        ("li", LI(shape=(10,))), ("out", Output(shape=(10,)))])
+    return save_graph(graph, tmp_path_factory.mktemp("model") / "mlp.npz")
+
+
+def test_cli_estimate_json_on_a_model_and_on_its_mapping(digits_model, tmp_path, monkeypatch):
+    from neuromap.cli import main
+    runner = CliRunner()
+    args = ["--data", "digits", "--steps", "8", "--limit", "12", "--json"]
+    res = runner.invoke(main, ["estimate", str(digits_model), "--target", "loihi1", "--input-encoding", "spikes",
+                               *args])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output.strip().splitlines()[-1])
+    assert JSON_KEYS <= set(out)
+    assert out["samples"] == 12 and out["steps"] == 8 and out["gpu_measured"] is None
+    assert out["energy_ratio_gpu_over_chip"] == pytest.approx(out["gpu_energy_uj_per_sample"]
+                                                              / out["chip_energy_uj_per_sample"])
+    assert out["chip_energy_uj_per_sample"] == pytest.approx(sum(out["chip"]["energy_terms_uj"].values()))
+    assert out["dominant_term"] in ("synaptic_ops", "neuron_updates", "spike_routing", "static")
+    assert out["events_per_sample"]["synops"] > 0
+    assert "Loihi-1-class" in res.output
+    # the same network as a compiled mapping file gives the same figures
+    from neuromap.mapping import compile as compile_graph, read_model
+    path = compile_graph(read_model(digits_model), "loihi1", input_encoding="spikes").save(tmp_path / "m.npz")
+    again = runner.invoke(main, ["estimate", str(path), *args])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.output.strip().splitlines()[-1])["chip_energy_uj_per_sample"] == \
+        pytest.approx(out["chip_energy_uj_per_sample"])
+    # hwsim run in chunks of samples (to bound its traces) counts the same events
+    monkeypatch.setattr("neuromap.cli.estimate.TRACE_BYTES", 5 * 8 * 26 * 5)  # 5 samples of 8 steps x 26 neurons
+    chunked = runner.invoke(main, ["estimate", str(path), *args])
+    assert json.loads(chunked.output.strip().splitlines()[-1])["events_per_sample"] == out["events_per_sample"]
+    wrong = runner.invoke(main, ["estimate", str(path), "--target", "loihi2", *args])
+    assert wrong.exit_code == 2 and "compiled for target 'loihi1'" in wrong.output
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error torch gives without a GPU")
+def test_cli_measure_gpu_without_cuda_is_a_one_line_error(digits_model):
+    from neuromap.cli import main
+    res = CliRunner().invoke(main, ["estimate", str(digits_model), "--data", "digits", "--steps", "4", "--limit", "2",
+                                    "--measure-gpu"])
+    assert res.exit_code == 2 and "--measure-gpu needs a CUDA device" in res.output
