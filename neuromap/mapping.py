@@ -20,7 +20,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping as MappingType
@@ -33,7 +32,7 @@ import mappings
 from hwsim import netdesc
 from neuromap.errors import FormatError, TargetError, UnsupportedError
 from neuromap.ir import Graph, load_graph
-from neuromap.ir.serialize import graph_from_arrays, graph_to_arrays
+from neuromap.ir.serialize import graph_from_arrays, graph_to_arrays, read_npz
 from neuromap.passes.lower import lower
 from neuromap.passes.partition import RESOURCES, CoreUse, Partition, Slice, binding_constraint, partition
 from neuromap.passes.place import METHODS, Placement, place
@@ -191,15 +190,7 @@ class Mapping:
 
     @classmethod
     def load(cls, path: str | Path) -> "Mapping":
-        path = Path(path)
-        if not path.is_file():
-            raise FormatError(f"{path}: no such file")
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {k: data[k] for k in data.files}
-        except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
-            raise FormatError(f"{path}: not a readable .npz mapping file ({str(exc).splitlines()[0]})") from None
-        return _from_arrays(arrays, str(path))
+        return _from_arrays(read_npz(path, "mapping"), str(path))
 
 
 def _count(items) -> dict[str, int]:

@@ -32,20 +32,17 @@ def load_model(path: str, *, reset_timing: str | None = None):
 
     from neuromap.errors import FormatError
     from neuromap.ir import load_graph, read_nir
+    from neuromap.ir.serialize import read_npz
     from neuromap.mapping import Mapping
 
     p = Path(path)
     if not p.is_file():
         raise FormatError(f"{p}: no such file")
     if zipfile.is_zipfile(p):
-        try:
-            with np.load(p, allow_pickle=False) as f:
-                keys = set(f.files)
-        except (ValueError, OSError, zipfile.BadZipFile) as exc:
-            raise FormatError(f"{p}: not a readable .npz file ({str(exc).splitlines()[0]})") from None
-        if "__mapping__" in keys:
+        arrays = read_npz(p, "model")
+        if "__mapping__" in arrays:
             return Mapping.load(p)
-        if "__graph__" in keys:
+        if "__graph__" in arrays:
             return load_graph(p)
         raise FormatError(f"{p}: an .npz file but neither a neuromap graph nor a Mapping")
     return read_nir(p, reset_timing=reset_timing)

@@ -111,15 +111,20 @@ def graph_from_arrays(arrays: Any, source: str) -> Graph:
     return Graph(nodes, edges, metadata)
 
 
-def load_graph(path: str | Path) -> Graph:
+def read_npz(path: str | Path, what: str) -> dict[str, np.ndarray]:
+    """All arrays of an .npz file, never unpickling; a missing or unreadable file is a one-line FormatError."""
     path = Path(path)
     if not path.is_file():
         raise FormatError(f"{path}: no such file")
     try:
         with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
+            return {k: data[k] for k in data.files}
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
-        raise FormatError(f"{path}: not a readable .npz graph file ({str(exc).splitlines()[0]})") from None
+        raise FormatError(f"{path}: not a readable .npz {what} file ({str(exc).splitlines()[0]})") from None
+
+
+def load_graph(path: str | Path) -> Graph:
+    arrays = read_npz(path, "graph")
     try:
         return graph_from_arrays(arrays, str(path))
     except GraphError as exc:
