@@ -7,47 +7,34 @@ network on the CUDA device and reading its energy counter through NVML.
 """
 from __future__ import annotations
 
-import zipfile
-from pathlib import Path
 from typing import Any
 
 import click
 import numpy as np
 
-from neuromap.cli.common import emit_json
-from neuromap.errors import BackendError, FormatError, TargetError, UnsupportedError
+from neuromap.cli.common import emit_json, load_model
+from neuromap.errors import BackendError, TargetError, UnsupportedError
 from neuromap.passes.quantize import ENCODINGS
 
 TRACE_BYTES = 1 << 28          # hwsim traces held at once
 TRACE_BYTES_PER_VALUE = 5      # an int8 spike and an int32 v per neuron and step
 
 
-def is_mapping_file(path: str | Path) -> bool:
-    """Whether ``path`` is a saved Mapping (an .npz with the mapping header) rather than a model."""
-    if Path(path).suffix.lower() != ".npz":
-        return False
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return "__mapping__" in data.files
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
-        raise FormatError(f"{path}: not a readable .npz file ({str(exc).splitlines()[0]})") from None
-
-
 def load_or_compile(path: str, target: str | None, input_encoding: str | None = None):
     """A compiled Mapping: loaded from a mapping file, or compiled from a model for ``target`` (default
     loihi2) with ``input_encoding`` (default: the compiler's)."""
-    from neuromap.mapping import Mapping, compile as compile_graph, read_model
+    from neuromap.mapping import Mapping, compile as compile_graph
 
-    if is_mapping_file(path):
+    loaded = load_model(path)
+    if isinstance(loaded, Mapping):
         if input_encoding is not None:
             raise UnsupportedError(f"{path} is a compiled mapping: its input encoding is fixed; --input-encoding "
                                    "applies when compiling a model")
-        mapping = Mapping.load(path)
-        if target is not None and target not in (mapping.target.name, mapping.target.source):
-            raise UnsupportedError(f"{path} was compiled for target {mapping.target.name!r}, not {target!r}; "
+        if target is not None and target not in (loaded.target.name, loaded.target.source):
+            raise UnsupportedError(f"{path} was compiled for target {loaded.target.name!r}, not {target!r}; "
                                    "compile the model again for that target")
-        return mapping
-    return compile_graph(read_model(path), target or "loihi2", input_encoding=input_encoding)
+        return loaded
+    return compile_graph(loaded, target or "loihi2", input_encoding=input_encoding)
 
 
 def encoded_inputs(mapping, x: np.ndarray, steps: int, seed: int) -> dict[str, np.ndarray]:
