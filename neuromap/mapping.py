@@ -20,6 +20,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping as MappingType
@@ -51,16 +52,23 @@ def load_target(target: str | Path | mappings.Target) -> mappings.Target:
         raise TargetError(str(exc)) from None
 
 
-def read_model(path: str | Path) -> Graph:
-    """A network graph from a NIR file (.nir) or a saved neuromap graph (.npz)."""
+def read_model(path: str | Path, *, reset_timing: str | None = None) -> "Graph | Mapping":
+    """A saved Mapping, a saved neuromap graph (.npz) or a NIR file, told apart by content, not by name.
+
+    ``reset_timing`` is for NIR files written without neuromap metadata (snnTorch: "next_step")."""
+    from neuromap.ir.nir_io import read_nir
+
     path = Path(path)
-    if path.suffix.lower() in (".nir", ".h5", ".hdf5"):
-        from neuromap.ir.nir_io import read_nir
-        return read_nir(path)
-    if path.suffix.lower() == ".npz":
-        return load_graph(path)
-    raise FormatError(f"{path}: unknown model format {path.suffix!r} (expected a .nir file or a saved neuromap "
-                      "graph .npz)")
+    if not path.is_file():
+        raise FormatError(f"{path}: no such file")
+    if zipfile.is_zipfile(path):
+        arrays = read_npz(path, "model")
+        if "__mapping__" in arrays:
+            return _from_arrays(arrays, str(path))
+        if "__graph__" in arrays:
+            return load_graph(path)
+        raise FormatError(f"{path}: an .npz file but neither a neuromap graph nor a Mapping")
+    return read_nir(path, reset_timing=reset_timing)
 
 
 @dataclass(frozen=True, eq=False)
@@ -228,6 +236,8 @@ def compile(graph: Graph | str | Path, target: str | Path | mappings.Target = "l
         raise UnsupportedError(f"placement {placement!r} is not one of {METHODS}")
     if not isinstance(graph, Graph):
         graph = read_model(graph)
+        if isinstance(graph, Mapping):
+            raise UnsupportedError("that file is a compiled Mapping already; compile its model (a graph or NIR file)")
     tgt = load_target(target)
     lowered = lower(graph)
     unknown = sorted(set(rates or {}) - set(lowered.sources))

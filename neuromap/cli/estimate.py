@@ -12,7 +12,7 @@ from typing import Any
 import click
 import numpy as np
 
-from neuromap.cli.common import emit_json, load_model
+from neuromap.cli.common import emit_json
 from neuromap.errors import BackendError, TargetError, UnsupportedError
 from neuromap.passes.quantize import ENCODINGS
 
@@ -23,9 +23,9 @@ TRACE_BYTES_PER_VALUE = 5      # an int8 spike and an int32 v per neuron and ste
 def load_or_compile(path: str, target: str | None, input_encoding: str | None = None):
     """A compiled Mapping: loaded from a mapping file, or compiled from a model for ``target`` (default
     loihi2) with ``input_encoding`` (default: the compiler's)."""
-    from neuromap.mapping import Mapping, compile as compile_graph
+    from neuromap.mapping import Mapping, compile as compile_graph, read_model
 
-    loaded = load_model(path)
+    loaded = read_model(path)
     if isinstance(loaded, Mapping):
         if input_encoding is not None:
             raise UnsupportedError(f"{path} is a compiled mapping: its input encoding is fixed; --input-encoding "

@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from neuromap.cli.common import emit_json, load_model
+from neuromap.cli.common import emit_json
 from neuromap.errors import NeuromapError
 
 BACKENDS = ("torch", "hwsim", "lava")
@@ -59,11 +59,11 @@ def run_cmd(model: str, backend: str, data_name: str, steps: int, limit: int, en
             as_json: bool) -> None:
     """Run MODEL (a Mapping, a saved graph or a NIR file) on the test split of a data set."""
     from neuromap import data as nmdata
-    from neuromap.mapping import Mapping, compile as compile_graph
+    from neuromap.mapping import Mapping, compile as compile_graph, read_model
     from neuromap.passes.lower import lower
 
     start = time.perf_counter()
-    loaded = load_model(model, reset_timing=reset_timing)
+    loaded = read_model(model, reset_timing=reset_timing)
     graph = loaded.graph if isinstance(loaded, Mapping) else loaded
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
         raise NeuromapError(f"{model}: run takes networks with one Input and one Output "
