@@ -241,7 +241,7 @@ def test_cli_train_json_and_export(tmp_path):
                                        "--epochs", "1", "--threads", "1", "--out", str(out), "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output.strip().splitlines()[-1])
-    assert report["method"] == "stop-wtl" and 0.0 <= report["test_accuracy"] <= 1.0
+    assert report["method"] == "stop-wtl" and 30.0 < report["test_accuracy"] <= 100.0  # chance is 10 %
     assert report["export"]["agreement"] >= 0.95
     assert load_graph(out).metadata["run_steps"] == 3 + 2
     bad = CliRunner().invoke(main, ["train", "--arch", "q7"])

@@ -115,7 +115,7 @@ def estimate(mapping, data: str, steps: int, limit: int | None, gpu: str, gpu_ba
             "latency_ratio_over_chip": run.latency_s / chip.latency_s}
     return {
         "target": mapping.target.name, "basis": chip.basis, "gpu": profile.name, "data": data,
-        "samples": len(x), "steps": steps, "accuracy": float((predictions == y).mean()),
+        "samples": len(x), "steps": steps, "accuracy": round(100 * float((predictions == y).mean()), 2),
         "chip_energy_uj_per_sample": chip.energy_j * 1e6, "chip_latency_ms_per_sample": chip.latency_s * 1e3,
         "gpu_energy_uj_per_sample": model.energy_j * 1e6, "gpu_latency_ms_per_sample": model.latency_s * 1e3,
         "energy_ratio_gpu_over_chip": model.energy_j / chip.energy_j,
@@ -128,7 +128,7 @@ def estimate(mapping, data: str, steps: int, limit: int | None, gpu: str, gpu_ba
 
 def format_table(r: dict[str, Any]) -> str:
     chip, gm = r["chip"], r["gpu_model"]
-    lines = [f"{r['samples']} samples of {r['data']}, {r['steps']} steps; hwsim accuracy {r['accuracy']:.1%}",
+    lines = [f"{r['samples']} samples of {r['data']}, {r['steps']} steps; hwsim accuracy {r['accuracy']:.2f} %",
              f"{'':28}{'energy / inference':>20}{'latency / inference':>22}",
              f"{'chip ' + r['target']:28}{r['chip_energy_uj_per_sample']:>17.3f} uJ"
              f"{r['chip_latency_ms_per_sample']:>19.4f} ms",

@@ -64,11 +64,11 @@ def train(data_name, arch, method, encoding, steps, epochs, batch_size, lr, lr_t
               for i, l in enumerate(model.layers)]
     graph = to_graph(model, steps=steps)
     report = {"data": ds.name, "arch": arch, "method": method, "encoding": encoding, "steps": steps,
-              "epochs": epochs, "test_accuracy": result.test_accuracy, "seconds": result.seconds,
+              "epochs": epochs, "test_accuracy": round(100 * result.test_accuracy, 2), "seconds": result.seconds,
               "final_loss": float(np.mean(result.losses[-10:])), "layers": layers,
               "export": {"latency": graph.metadata["latency"], "run_steps": graph.metadata["run_steps"]}}
     click.echo(f"{method} on {ds.name} ({arch}, T={steps}, {encoding}): test accuracy "
-               f"{result.test_accuracy:.4f} after {epochs} epochs in {result.seconds:.1f} s")
+               f"{100 * result.test_accuracy:.2f} % after {epochs} epochs in {result.seconds:.1f} s")
     for entry in layers:
         click.echo(f"  layer {entry['layer']}: alpha {entry['alpha']:.3f}, theta {entry['theta_min']:.3f}.."
                    f"{entry['theta_max']:.3f} (mean {entry['theta_mean']:.3f})")
@@ -82,9 +82,9 @@ def train(data_name, arch, method, encoding, steps, epochs, batch_size, lr, lr_t
         x_sim, run_steps = simulation_input(model, x_test, steps)
         simulated = torch_sim.classify(graph, x_sim, run_steps)
         report["export"]["agreement"] = float(np.mean(simulated == trained))
-        report["export"]["accuracy"] = float(np.mean(simulated == ds.y_test))
+        report["export"]["accuracy"] = round(100 * float(np.mean(simulated == ds.y_test)), 2)
         click.echo(f"  exported graph in torch_sim ({run_steps} steps = T + latency {graph.metadata['latency']}): "
-                   f"accuracy {report['export']['accuracy']:.4f}, agrees with the trained network on "
+                   f"accuracy {report['export']['accuracy']:.2f} %, agrees with the trained network on "
                    f"{100 * report['export']['agreement']:.1f}% of test samples")
     if as_json:
         emit_json(report)
