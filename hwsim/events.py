@@ -109,7 +109,7 @@ class EventTables:
         steps, batch, n = out.shape
         active = out if out.dtype == torch.bool else out != 0
         c = self.n_cores
-        counts = self.ops[name](active.reshape(-1, n)).to(torch.int64).view(steps, batch, -1)
+        counts = self.ops[name].exact(active.reshape(-1, n)).view(steps, batch, -1)
         if name in self.core_col:
             keys = ("synops", "messages_in", "spikes", "messages_out", "hops", "chip_crossings")
         else:

@@ -20,12 +20,6 @@ def wrap32(x: torch.Tensor) -> torch.Tensor:
     return ((x - INT32_MIN) & 0xFFFFFFFF) + INT32_MIN
 
 
-def shift(acc: torch.Tensor, exp: int) -> torch.Tensor:
-    """Lava's weight_exp on an accumulated sum: left shift, or arithmetic (floor) right shift.
-    The left shift is a multiplication (torch's int64 << is several times slower; |acc| < 2^53 cannot overflow)."""
-    return acc * (1 << exp) if exp > 0 else acc >> -exp if exp < 0 else acc
-
-
 def decay(x: torch.Tensor, factor: torch.Tensor | int) -> torch.Tensor:
     """trunc0(x * factor / 4096): Lava's sign(p) * (|p| >> 12), i.e. division rounding toward zero."""
     return torch.div(x * factor, DECAY_UNITY, rounding_mode="trunc")

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from hwsim.events import PER_STEP, EventCounts, EventTables
-from hwsim.fixed import shift, wrap32
+from hwsim.fixed import wrap32
 from hwsim.netdesc import QuantNetwork
 from hwsim.neuron import NeuronParams, currents, voltages
 from hwsim.synapse import SynapseOp
@@ -31,8 +31,9 @@ class InputDataError(ValueError):
 
 @dataclass
 class HwResult:
-    """Per population (B, T, n) traces: ``spikes`` (int8), ``v`` and ``u`` (int32, state units), each holding
-    the populations that were recorded; ``events`` unless switched off."""
+    """Per population (B, T, n) traces, as ``neuromap.backends.lava.LavaResult`` holds them: ``spikes[p][b, t]``
+    (int8) are the spikes of step t + 1, ``v``/``u`` (int32, state units) the state after that step (after
+    the reset); only the traces asked for are filled. ``events`` unless switched off."""
 
     spikes: dict[str, np.ndarray]
     v: dict[str, np.ndarray]
@@ -42,9 +43,10 @@ class HwResult:
 
     def scores(self, name: str) -> np.ndarray:
         """(B, n) class scores of a read-out population: spike counts, or the final v of an integrator."""
-        if name in self.integrators:
-            return self.v[name][:, -1]
-        return self.spikes[name].sum(axis=1, dtype=np.int64)
+        trace = self.v if name in self.integrators else self.spikes
+        if name not in trace:
+            raise InputDataError(f"scores of {name!r}: its {'v' if trace is self.v else 'spikes'} were not recorded")
+        return trace[name][:, -1] if trace is self.v else trace[name].sum(axis=1, dtype=np.int64)
 
 
 def default_device() -> torch.device:
@@ -75,6 +77,8 @@ def _check_inputs(qnet: QuantNetwork, inputs: Mapping[str, object], steps: int) 
             raise InputDataError(f"input {port.name!r}: no data given")
         raw = inputs[port.name]
         arr = raw.detach().cpu().numpy() if isinstance(raw, torch.Tensor) else np.asarray(raw)
+        if arr.ndim >= 3 and int(np.prod(arr.shape[2:])) == port.size:
+            arr = arr.reshape(*arr.shape[:2], port.size)  # (B, T, C, H, W) frames, flattened in C order
         if arr.ndim != 3 or arr.shape[2] != port.size or arr.shape[1] < steps:
             raise InputDataError(f"input {port.name!r}: shape {arr.shape}, expected (B, T >= {steps}, {port.size})")
         arr = arr[:, :steps]
@@ -119,9 +123,16 @@ class _Plan:
                     for pr in qnet.projections}
         self.graded = graded
         self.params = {p.name: NeuronParams.of(p, device) for p in qnet.populations}
+        # Lava's Dense/Sparse sum binary spikes in int64 but multiply graded payloads in int32 (numpy dot of
+        # int32 arrays), which wraps *before* weight_exp shifts the sum.
+        self.wrap_before_shift = {pr.name for pr in qnet.projections
+                                  if pr.src in graded and self.ops[pr.name].bound >= INT32_LIMIT}
         # bounds on |shift(W @ x)| per projection and on the port sum per population: where below 2^31,
         # the int32 wraps are identities and are skipped
-        self.shifted_bound = {pr.name: _shifted_bound(self.ops[pr.name].bound, pr.weight_exp)
+        # the shift applied to an op's result: weight_exp and the power of two the op factored out of W
+        self.exp = {pr.name: pr.weight_exp + self.ops[pr.name].exp for pr in qnet.projections}
+        self.shifted_bound = {pr.name: _shifted_bound(INT32_LIMIT if pr.name in self.wrap_before_shift
+                                                      else self.ops[pr.name].bound, self.exp[pr.name])
                               for pr in qnet.projections}
         self.port_bound = {p.name: sum(self.shifted_bound[pr.name] for pr in qnet.incoming(p.name))
                            for p in qnet.populations}
@@ -133,15 +144,24 @@ class _Plan:
             self.last_use[pr.src] = max(self.last_use.get(pr.src, -1), order[pr.dst])
 
 
-def _accumulate(target: torch.Tensor, raw: torch.Tensor, exp: int, bound: int, first: bool) -> None:
-    """target (+)= int32 channel value of shift(raw, exp); raw holds exact integers (maybe as floats)."""
-    if first and exp == 0 and bound < INT32_LIMIT:
-        target.copy_(raw)  # converts and copies in one pass
-        return
-    acc = _wrap32_unless(shift(raw.to(torch.int64), exp), bound)
+def _accumulate(target: torch.Tensor, raw: torch.Tensor, exp: int, bound: int, first: bool,
+                wrap_first: bool) -> None:
+    """target (+)= int32 channel value of shift(raw, exp) (of shift(wrap32(raw), exp) with ``wrap_first``);
+    raw holds exact integers (maybe as floats). In place where possible: these are the biggest arrays."""
     if first:
-        target.copy_(acc)
+        target.copy_(raw)  # converts and copies in one pass
+        acc = target
     else:
+        acc = raw.to(torch.int64)
+    if wrap_first:
+        acc.copy_(wrap32(acc))
+    if exp > 0:
+        acc.mul_(1 << exp)  # a left shift; torch's int64 << is several times slower
+    elif exp < 0:
+        acc.bitwise_right_shift_(-exp)
+    if bound >= INT32_LIMIT:
+        acc.copy_(wrap32(acc))
+    if not first:
         target.add_(acc)
 
 
@@ -177,7 +197,8 @@ def _run_chunk(plan: _Plan, data: dict[str, torch.Tensor], keep: tuple[str, ...]
         for j, pr in enumerate(incoming):
             src = outs[pr.src]
             raw = plan.ops[pr.name](src[:-1].reshape(-1, src.shape[2])).view(steps - 1, batch, pop.size)
-            _accumulate(a[1:], raw, pr.weight_exp, plan.shifted_bound[pr.name], first=j == 0)
+            _accumulate(a[1:], raw, plan.exp[pr.name], plan.shifted_bound[pr.name], first=j == 0,
+                        wrap_first=pr.name in plan.wrap_before_shift)
         port_bound = plan.port_bound[pop.name]
         a = _wrap32_unless(a, port_bound)  # the port adds its int32 inputs in int32
         active = tables.input_or_bias(pop.name, a) if tables is not None else None  # before currents eats a
@@ -206,7 +227,7 @@ def simulate(qnet: QuantNetwork, inputs: Mapping[str, object], steps: int, *, re
              device: str | torch.device | None = None, batch_size: int | None = None, events: bool = True,
              synapses: str | None = None) -> HwResult:
     """Run ``qnet`` for ``steps`` steps on ``inputs`` ({port name: int array (B, T >= steps, size)}: 0/1 spikes,
-    or payloads for graded ports).
+    or payloads for graded ports; (B, T, *shape) frames are flattened in C order).
 
     ``record``: True (spikes, v, u), False, or a subset of ("spikes", "v", "u"). ``device``: default CUDA when
     torch sees a GPU, else CPU. ``batch_size``: samples simulated at once (default: as many as fit
@@ -238,8 +259,9 @@ def simulate(qnet: QuantNetwork, inputs: Mapping[str, object], steps: int, *, re
         traces, counts = _run_chunk(plan, chunk, keep)
         for key, per_pop in traces.items():
             for name, trace in per_pop.items():
-                # narrowed on the device: less to copy back from a GPU
-                result[key][name][start:stop] = trace.to(TRACE_DTYPES[key][1]).permute(1, 0, 2).cpu().numpy()
+                if trace.device.type != "cpu":  # narrowed on the device: less to copy back
+                    trace = trace.to(TRACE_DTYPES[key][1]).cpu()
+                result[key][name][start:stop] = trace.permute(1, 0, 2).numpy()
         if counts is not None:
             parts.append(counts)
     return HwResult(spikes=result.get("spikes", {}), v=result.get("v", {}), u=result.get("u", {}),
