@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from neuromap.cli import main
-from neuromap.ir import IF, LI, Affine, Input, Output, save_graph, sequential
+from neuromap.ir import IF, LI, Affine, Conv2d, Flatten, Input, Output, save_graph, sequential
 
 
 @pytest.fixture(scope="module")
@@ -16,6 +16,17 @@ def model(tmp_path_factory):
                         ("if1", IF((24,), threshold=1.0)), ("fc2", Affine(rng.normal(0, 0.4, (10, 24)), np.zeros(10))),
                         ("li", LI((10,))), ("out", Output((10,)))])
     return str(save_graph(graph, tmp_path_factory.mktemp("m") / "net.npz"))
+
+
+@pytest.fixture(scope="module")
+def conv_model(tmp_path_factory):
+    rng = np.random.default_rng(1)
+    graph = sequential([("in", Input((1, 8, 8))), ("conv", Conv2d((1, 8, 8), rng.normal(0, 0.6, (3, 1, 3, 3)),
+                                                                    np.zeros(3), padding=1, stride=2)),
+                        ("if1", IF((3, 4, 4), threshold=1.0)), ("flat", Flatten((3, 4, 4))),
+                        ("fc", Affine(rng.normal(0, 0.4, (10, 48)), np.zeros(10))), ("li", LI((10,))),
+                        ("out", Output((10,)))])
+    return str(save_graph(graph, tmp_path_factory.mktemp("c") / "conv.npz"))
 
 
 def run(*args):
@@ -32,7 +43,9 @@ def test_torch_and_hwsim_report_the_contract_keys(model, tmp_path):
 
 
 @pytest.mark.lava
-def test_lava_fixed_and_hwsim_spikes_are_identical(model, tmp_path):
+@pytest.mark.parametrize("which", ["model", "conv_model"])
+def test_lava_fixed_and_hwsim_spikes_are_identical(which, request, tmp_path):
+    model = request.getfixturevalue(which)
     saved = {}
     for backend in ("hwsim", "lava"):
         path = tmp_path / f"{backend}.npz"

@@ -317,11 +317,7 @@ def _lava_int32_edge(weight_exp: int):
 
 
 @pytest.mark.lava
-@pytest.mark.parametrize("weight_exp", [
-    -8,
-    pytest.param(0, marks=pytest.mark.xfail(strict=True, reason="neuromap's Lava Neurons model computes a << 6 in "
-                                            "int64; Lava's PyLifModelBitAcc (and hwsim) wrap it to int32")),
-])
+@pytest.mark.parametrize("weight_exp", [-8, 0])
 def test_matches_lava_on_int32_wraps(weight_exp):
     from neuromap.backends.lava import run_network
 

@@ -175,6 +175,8 @@ def _network_frames(qnet, inputs: Mapping, steps: int) -> dict[str, np.ndarray]:
         if port.name not in inputs:
             raise BackendError(f"Lava: no data for input {port.name!r}")
         arr = np.asarray(inputs[port.name])
+        if arr.ndim > 3 and math.prod(arr.shape[2:]) == port.size:  # (B, T, C, H, W) frames, as hwsim takes them
+            arr = arr.reshape(*arr.shape[:2], port.size)
         if arr.ndim != 3 or arr.shape[2] != port.size or arr.shape[1] < steps:
             raise BackendError(f"Lava: input {port.name!r} has shape {arr.shape}; "
                                f"expected (B, T>={steps}, {port.size})")

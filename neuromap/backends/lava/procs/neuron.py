@@ -126,6 +126,11 @@ class PyNeuronsFloat(_NeuronsModel):
         return s
 
 
+def _wrap32(x: np.ndarray) -> np.ndarray:
+    """int64 values reduced to int32's range, two's complement, as an int32 store would."""
+    return ((x + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+
+
 def _trunc0_decay(x: np.ndarray, keep: np.ndarray) -> np.ndarray:
     """x * keep / 4096 rounded toward zero (Loihi's decay)."""
     p = x * keep
@@ -155,8 +160,10 @@ class PyNeuronsFixed(_NeuronsModel):
 
     def update(self, a: np.ndarray) -> np.ndarray:
         m = self.HALF_RANGE
-        a = a.astype(np.int64) + self.input_bias
-        u = _trunc0_decay(self.u.astype(np.int64), 4096 - (self.du.astype(np.int64) + 1)) + (a << 6)
+        # Lava's PyLifModelBitAcc shifts the int32 input and adds it to the int32 decayed current, so both
+        # wrap at 32 bits before the 24-bit wrap below
+        a = _wrap32(a.astype(np.int64) + self.input_bias)
+        u = _wrap32(_trunc0_decay(self.u.astype(np.int64), 4096 - (self.du.astype(np.int64) + 1)) + _wrap32(a << 6))
         u = np.where(u > m, u - 2 * m, np.where(u <= -m, u + 2 * m, u))  # wraps once, as Lava
         be = self.bias_exp.astype(np.int64)
         bm = self.bias_mant.astype(np.int64)
