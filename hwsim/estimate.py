@@ -38,6 +38,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from hwsim.errors import HwsimError
 from hwsim.events import PER_STEP, EventCounts
 from mappings import Target
 
@@ -52,7 +53,7 @@ PJ = 1e-12
 NS = 1e-9
 
 
-class EstimateError(ValueError):
+class EstimateError(HwsimError, ValueError):
     """Event counts that do not fit the cores or each other; the message names the field."""
 
 

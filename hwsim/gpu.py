@@ -37,6 +37,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from hwsim.errors import HwsimError
 from hwsim.netdesc import QuantNetwork
 from mappings.gpu import GpuProfile
 
@@ -47,7 +48,7 @@ WORD_BYTES = 4          # fp32
 DENSE_MAX_ELEMENTS = 1 << 24  # a projection's weights run as a dense matmul up to this size, as CSR beyond
 
 
-class GpuMeasureError(RuntimeError):
+class GpuMeasureError(HwsimError, RuntimeError):
     """The GPU measurement cannot run (no CUDA device, no NVML, no energy counter); says why."""
 
 

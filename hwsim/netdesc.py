@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from hwsim.errors import HwsimError
+
 STATE_BITS = 24
 STATE_MAX = (1 << (STATE_BITS - 1)) - 1
 VTH_MAX = (1 << 17) - 1
@@ -32,7 +34,7 @@ RESET_TIMINGS = ("immediate", "next_step")
 KINDS = ("spiking", "integrator")
 
 
-class NetDescError(ValueError):
+class NetDescError(HwsimError, ValueError):
     """The description breaks one of the rules above; the message names the item and the rule."""
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from hwsim.errors import HwsimError
 from hwsim.events import PER_STEP, EventCounts, EventTables
 from hwsim.fixed import wrap32
 from hwsim.netdesc import QuantNetwork
@@ -25,7 +26,7 @@ TRACE_DTYPES = {"spikes": (np.int8, torch.int8), "v": (np.int32, torch.int32), "
 CHUNK_ELEMENTS = 1 << 25  # state elements (steps x samples x neurons) simulated at once, to bound memory
 
 
-class InputDataError(ValueError):
+class InputDataError(HwsimError, ValueError):
     """The input arrays do not fit the network's input ports; the message names the port and the rule."""
 
 

@@ -1,7 +1,8 @@
 """The ``neuromap`` command. Each subcommand lives in its own module and is registered below.
 
 Every command that computes figures takes ``--json``: its last stdout line is then one JSON object.
-A NeuromapError becomes one line on stderr and exit status 2, never a traceback.
+A NeuromapError (or an error of hwsim's or mappings' own family) becomes one line on stderr and exit
+status 2, never a traceback.
 """
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import sys
 
 import click
 
+from hwsim.errors import HwsimError
+from mappings import TargetError
 from neuromap.errors import NeuromapError
 
 
@@ -16,7 +19,7 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except NeuromapError as exc:
+        except (NeuromapError, HwsimError, TargetError) as exc:
             click.echo(f"neuromap: error: {exc}", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
