@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mappings.target import TargetError
+from mappings.target import TargetError, read_toml
 
 GPUS_DIR = Path(__file__).with_name("gpus")
 
@@ -93,17 +92,5 @@ def available_gpus() -> list[str]:
 
 def load_gpu(name_or_path: str | Path) -> GpuProfile:
     """A shipped GPU profile by name ("h100", "a100", ...) or a user's TOML file by path."""
-    text = str(name_or_path)
-    path = Path(text)
-    if not (text.endswith(".toml") or path.is_file()):
-        path = GPUS_DIR / f"{text}.toml"
-        if not path.is_file():
-            raise TargetError(f"unknown GPU profile {text!r} (shipped: {', '.join(available_gpus())}; "
-                              "or give the path of a .toml file)")
-    if not path.is_file():
-        raise TargetError(f"{path}: no such GPU profile file")
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise TargetError(f"{path}: not valid TOML ({exc})") from None
+    doc, path = read_toml(name_or_path, GPUS_DIR, "GPU profile")
     return parse_gpu(doc, str(path))

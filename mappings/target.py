@@ -261,21 +261,26 @@ def available_targets() -> list[str]:
     return sorted(p.stem for p in TARGETS_DIR.glob("*.toml"))
 
 
+def read_toml(name_or_path: str | Path, shipped: Path, what: str) -> tuple[dict, Path]:
+    """The TOML document of a shipped description by name (a file in ``shipped``) or of a user's file by path."""
+    text = str(name_or_path)
+    path = Path(text)
+    if not (text.endswith(".toml") or path.is_file()):
+        path = shipped / f"{text}.toml"
+        if not path.is_file():
+            names = sorted(p.stem for p in shipped.glob("*.toml"))
+            raise TargetError(f"unknown {what} {text!r} (shipped: {', '.join(names)}; or give the path of a .toml file)")
+    if not path.is_file():
+        raise TargetError(f"{path}: no such {what} file")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8")), path
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise TargetError(f"{path}: not valid TOML ({exc})") from None
+
+
 def load_target(name_or_path: str | Path) -> Target:
     """Load a shipped target by name ("loihi1", "loihi2", "testchip") or a user's TOML file by path."""
     if isinstance(name_or_path, Target):
         return name_or_path
-    text = str(name_or_path)
-    path = Path(text)
-    if not (text.endswith(".toml") or path.is_file()):
-        path = TARGETS_DIR / f"{text}.toml"
-        if not path.is_file():
-            raise TargetError(f"unknown target {text!r} (shipped: {', '.join(available_targets())}; "
-                              "or give the path of a .toml file)")
-    if not path.is_file():
-        raise TargetError(f"{path}: no such target file")
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise TargetError(f"{path}: not valid TOML ({exc})") from None
+    doc, path = read_toml(name_or_path, TARGETS_DIR, "target")
     return parse_target(doc, str(path))
