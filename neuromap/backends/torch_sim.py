@@ -24,14 +24,13 @@ class SimResult:
     outputs: dict[str, torch.Tensor]
     spikes: dict[str, torch.Tensor] = field(default_factory=dict)
     voltages: dict[str, torch.Tensor] = field(default_factory=dict)
+    readout_kind: dict[str, str] = field(default_factory=dict)  # Output name -> kind of the node it reads
 
     def scores(self, name: str | None = None) -> torch.Tensor:
         """Class scores of one Output: spike counts over time, or the final value of an LI read-out."""
         name = name or next(iter(self.outputs))
         trace = self.outputs[name]
         return trace[:, -1] if self.readout_kind.get(name) == "LI" else trace.sum(dim=1)
-
-    readout_kind: dict[str, str] = field(default_factory=dict)
 
 
 def _param(arr: np.ndarray, shape: tuple[int, ...], device, dtype) -> torch.Tensor:
@@ -184,10 +183,7 @@ def simulate(graph: Graph, x, steps: int, *, record: bool = False, dtype=torch.f
             else:
                 val[name] = ops[name](total)
         prev = {n: cur[n] for n in sources}
-    readout = {}
-    for name in graph.outputs:
-        src = graph.predecessors(name)[0]
-        readout[name] = graph.nodes[src].kind
+    readout = {name: graph.nodes[graph.predecessors(name)[0]].kind for name in graph.outputs}
     return SimResult(outputs={n: torch.stack(v, dim=1) for n, v in outputs.items()},
                      spikes={n: torch.stack(v, dim=1) for n, v in spikes.items()},
                      voltages={n: torch.stack(v, dim=1) for n, v in volts.items()},
