@@ -52,10 +52,12 @@ def load_target(target: str | Path | mappings.Target) -> mappings.Target:
         raise TargetError(str(exc)) from None
 
 
-def read_model(path: str | Path, *, reset_timing: str | None = None) -> "Graph | Mapping":
+def read_model(path: str | Path, *, dt: float = 1.0, reset_timing: str | None = None) -> "Graph | Mapping":
     """A saved Mapping, a saved neuromap graph (.npz) or a NIR file, told apart by content, not by name.
 
-    ``reset_timing`` is for NIR files written without neuromap metadata (snnTorch: "next_step")."""
+    ``dt`` and ``reset_timing`` are for NIR files (``neuromap.ir.nir_io.from_nir``): the time step that turns
+    NIR's time constants into per-step decays (snnTorch writes its files with dt = 1e-4), and when neurons
+    reset in files written without neuromap metadata (snnTorch: "next_step")."""
     from neuromap.ir.nir_io import read_nir
 
     path = Path(path)
@@ -68,7 +70,7 @@ def read_model(path: str | Path, *, reset_timing: str | None = None) -> "Graph |
         if "__graph__" in arrays:
             return load_graph(path)
         raise FormatError(f"{path}: an .npz file but neither a neuromap graph nor a Mapping")
-    return read_nir(path, reset_timing=reset_timing)
+    return read_nir(path, dt=dt, reset_timing=reset_timing)
 
 
 @dataclass(frozen=True, eq=False)

@@ -70,3 +70,27 @@ def test_bad_inputs_are_one_line_errors(model, tmp_path):
         res, _ = run(*args)
         assert res.exit_code == 2 and message in res.output, res.output
         assert "Traceback" not in res.output
+
+
+def test_snntorch_nir_file_needs_dt_and_reset_timing(tmp_path):
+    import nir
+    import snntorch as snn
+    import torch
+    from snntorch.export_nir import export_to_nir
+
+    torch.manual_seed(0)
+    # per-neuron beta/threshold: snnTorch 1.0's export of scalars fails NIR 1.0.8's type check
+    net = torch.nn.Sequential(torch.nn.Linear(64, 16), snn.Leaky(beta=torch.full((16,), 0.9), threshold=torch.ones(16),
+                                                                 init_hidden=True),
+                              torch.nn.Linear(16, 10), snn.Leaky(beta=torch.full((10,), 0.9), threshold=torch.ones(10),
+                                                                 init_hidden=True, output=True))
+    path = tmp_path / "snntorch.nir"
+    nir.write(path, export_to_nir(net, torch.zeros(1, 64), ignore_dims=[0]))
+    res, _ = run(str(path), "--limit", "5")
+    assert res.exit_code == 2 and "dt/tau" in res.output and "Traceback" not in res.output
+    res, _ = run(str(path), "--limit", "5", "--dt", "1e-4")
+    assert res.exit_code == 2 and "reset" in res.output
+    res, out = run(str(path), "--limit", "5", "--dt", "1e-4", "--reset-timing", "next_step", "--backend", "hwsim",
+                   "--json")
+    assert res.exit_code == 0, res.output
+    assert out["samples"] == 5

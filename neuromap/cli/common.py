@@ -24,3 +24,13 @@ def emit_json(obj: dict[str, Any]) -> None:
     """Print one JSON object on one line (the contract for ``--json``)."""
     click.echo(json.dumps(_plain(obj), sort_keys=True))
 
+
+def nir_options(command):
+    """--dt and --reset-timing: what a NIR file does not say (see neuromap.ir.nir_io)."""
+    command = click.option("--reset-timing", type=click.Choice(["immediate", "next_step"]), default=None,
+                           help="For a NIR file without neuromap metadata: when its neurons reset "
+                                "(snnTorch: next_step).")(command)
+    return click.option("--dt", type=float, default=1.0, show_default=True,
+                        help="For a NIR file: the time step that turns its time constants into decays "
+                             "(snnTorch: 1e-4).")(command)
+

@@ -6,7 +6,7 @@ import warnings
 
 import click
 
-from neuromap.cli.common import emit_json
+from neuromap.cli.common import emit_json, nir_options
 from neuromap.errors import UnsupportedError
 from neuromap.passes.place import METHODS
 from neuromap.passes.quantize import ENCODINGS, MODES
@@ -27,15 +27,14 @@ _RESOURCE_NAMES = {"neurons": "neurons", "synaptic_memory_bits": "synaptic memor
 @click.option("--input-bits", type=int, default=8, show_default=True, help="Payload bits of graded inputs.")
 @click.option("--placement", type=click.Choice(METHODS), default="optimised", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--reset-timing", type=click.Choice(["immediate", "next_step"]), default=None,
-              help="For a NIR file without neuromap metadata: when its neurons reset (snnTorch: next_step).")
+@nir_options
 @click.option("--json", "as_json", is_flag=True, help="End with one JSON line of figures.")
-def compile_cmd(model, target, out, mode, strict, input_encoding, input_bits, placement, seed, reset_timing,
+def compile_cmd(model, target, out, mode, strict, input_encoding, input_bits, placement, seed, dt, reset_timing,
                 as_json) -> None:
     """Compile MODEL (a NIR file or a saved neuromap graph .npz) for a Loihi-style target."""
     from neuromap.mapping import Mapping, compile as compile_graph, read_model
 
-    graph = read_model(model, reset_timing=reset_timing)
+    graph = read_model(model, dt=dt, reset_timing=reset_timing)
     if isinstance(graph, Mapping):
         raise UnsupportedError(f"{model} is a compiled Mapping already; compile its model (a graph or NIR file)")
     start = time.perf_counter()

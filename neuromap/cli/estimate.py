@@ -12,7 +12,7 @@ from typing import Any
 import click
 import numpy as np
 
-from neuromap.cli.common import emit_json
+from neuromap.cli.common import emit_json, nir_options
 from neuromap.errors import BackendError, TargetError, UnsupportedError
 from neuromap.passes.quantize import ENCODINGS
 
@@ -20,12 +20,13 @@ TRACE_BYTES = 1 << 28          # hwsim traces held at once
 TRACE_BYTES_PER_VALUE = 5      # an int8 spike and an int32 v per neuron and step
 
 
-def load_or_compile(path: str, target: str | None, input_encoding: str | None = None):
+def load_or_compile(path: str, target: str | None, input_encoding: str | None = None, *, dt: float = 1.0,
+                    reset_timing: str | None = None):
     """A compiled Mapping: loaded from a mapping file, or compiled from a model for ``target`` (default
     loihi2) with ``input_encoding`` (default: the compiler's)."""
     from neuromap.mapping import Mapping, compile as compile_graph, read_model
 
-    loaded = read_model(path)
+    loaded = read_model(path, dt=dt, reset_timing=reset_timing)
     if isinstance(loaded, Mapping):
         if input_encoding is not None:
             raise UnsupportedError(f"{path} is a compiled mapping: its input encoding is fixed; --input-encoding "
@@ -168,11 +169,13 @@ def format_table(r: dict[str, Any]) -> str:
               help="Samples the GPU runs at once (1: single-inference latency).")
 @click.option("--measure-gpu", is_flag=True, help="Also time a float32 run on the CUDA device and read NVML energy.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the rate code for spiking inputs.")
+@nir_options
 @click.option("--json", "as_json", is_flag=True, help="End with one JSON line of figures.")
-def estimate_cmd(model, data, steps, limit, target, input_encoding, gpu, gpu_batch, measure_gpu, seed, as_json) -> None:
+def estimate_cmd(model, data, steps, limit, target, input_encoding, gpu, gpu_batch, measure_gpu, seed, dt, reset_timing,
+                 as_json) -> None:
     """Energy and latency per inference of MAPPING_OR_MODEL on the chip (from hwsim's event counts on DATA),
     and of the same network on a GPU."""
-    mapping = load_or_compile(model, target, input_encoding)
+    mapping = load_or_compile(model, target, input_encoding, dt=dt, reset_timing=reset_timing)
     result = estimate(mapping, data, steps, limit, gpu, gpu_batch, measure_gpu, seed)
     click.echo(format_table(result))
     if as_json:

@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from neuromap.cli.common import emit_json
+from neuromap.cli.common import emit_json, nir_options
 from neuromap.errors import NeuromapError
 
 BACKENDS = ("torch", "hwsim", "lava")
@@ -46,8 +46,7 @@ def fit_samples(x: np.ndarray, shape: tuple[int, ...], source: str) -> np.ndarra
 @click.option("--limit", default=0, show_default=True, type=click.IntRange(0), help="At most N test samples (0: all).")
 @click.option("--encoding", type=click.Choice(["direct", "poisson"]), default="direct", show_default=True)
 @click.option("--target", default="loihi2", show_default=True, help="Target (name or TOML) to compile a graph for.")
-@click.option("--reset-timing", type=click.Choice(["immediate", "next_step"]), default=None,
-              help="For a NIR file without neuromap metadata: when its neurons reset (snnTorch: next_step).")
+@nir_options
 @click.option("--float", "float_lava", is_flag=True, help="lava: run the float graph in floating_pt.")
 @click.option("--device", default=None, help="torch/hwsim device, e.g. cuda (default: cuda when present for hwsim).")
 @click.option("--seed", default=0, show_default=True, help="Seed of the Poisson encoder.")
@@ -55,7 +54,7 @@ def fit_samples(x: np.ndarray, shape: tuple[int, ...], source: str) -> np.ndarra
               help="Write every population's spikes (N, T, neurons) to this .npz file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON line last.")
 def run_cmd(model: str, backend: str, data_name: str, steps: int, limit: int, encoding: str, target: str,
-            reset_timing: str | None, float_lava: bool, device: str | None, seed: int, save_spikes: str | None,
+            dt: float, reset_timing: str | None, float_lava: bool, device: str | None, seed: int, save_spikes: str | None,
             as_json: bool) -> None:
     """Run MODEL (a Mapping, a saved graph or a NIR file) on the test split of a data set."""
     from neuromap import data as nmdata
@@ -63,7 +62,7 @@ def run_cmd(model: str, backend: str, data_name: str, steps: int, limit: int, en
     from neuromap.passes.lower import lower
 
     start = time.perf_counter()
-    loaded = read_model(model, reset_timing=reset_timing)
+    loaded = read_model(model, dt=dt, reset_timing=reset_timing)
     graph = loaded.graph if isinstance(loaded, Mapping) else loaded
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
         raise NeuromapError(f"{model}: run takes networks with one Input and one Output "
