@@ -341,6 +341,8 @@ def _from_arrays(arrays: dict[str, np.ndarray], source: str) -> Mapping:
         raise FormatError(f"{source}: mapping file is missing {exc}") from None
     except mappings.TargetError as exc:
         raise FormatError(f"{source}: stored target is invalid ({exc})") from None
+    except (TypeError, ValueError, IndexError) as exc:  # a field of the wrong type or length (edited file)
+        raise FormatError(f"{source}: mapping file has a malformed field ({str(exc).splitlines()[0]})") from None
 
 
 def _rebuild(arrays: dict[str, np.ndarray], header: dict, source: str) -> Mapping:
@@ -351,6 +353,11 @@ def _rebuild(arrays: dict[str, np.ndarray], header: dict, source: str) -> Mappin
     pops = {}
     for i, p in enumerate(header["populations"]):
         values = {f: arrays[f"pop/{i}/{f}"] for f in _POP_ARRAYS}
+        size = math.prod(p["shape"])
+        wrong = next((f for f, v in values.items() if v.size != size), None)
+        if wrong is not None:
+            raise FormatError(f"{source}: population {p['name']!r} field {wrong!r} has {values[wrong].size} values "
+                              f"for {size} neurons")
         pops[p["name"]] = QuantPopulation(name=p["name"], kind=p["kind"], shape=tuple(p["shape"]), reset=p["reset"],
                                           reset_timing=p["reset_timing"], **values)
     projs = []

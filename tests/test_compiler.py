@@ -100,7 +100,8 @@ def test_graded_input_payloads_round_trip():
     assert (enc.kind, enc.bits, enc.signed) == ("graded", 8, False) and enc.scale == pytest.approx(255 / 2)
     x = np.linspace(0, 2, 50)
     assert np.abs(enc.encode(x) / enc.scale - x).max() <= 0.5 / enc.scale + 1e-12
-    assert enc.encode(np.array([5.0]))[0] == 255  # clipped to the payload range
+    with pytest.warns(QuantizationWarning, match="1 of 1 values lie outside the input range"):
+        assert enc.encode(np.array([5.0]))[0] == 255  # clipped to the payload range
     signed = quantize(lower(graph), TESTCHIP, input_range=(-1.0, 1.0), input_bits=8).inputs["in"]
     assert signed.signed and signed.payload_range == (-128, 127) and signed.scale == 127
     with pytest.raises(UnsupportedError, match="binary spikes only"):
@@ -114,8 +115,11 @@ def test_per_channel_scaling_keeps_small_channels_precise():
     conv = Conv2d(input_shape_chw=(3, 6, 6), weight=w, bias=np.zeros(2))
     graph = sequential([("in", Input(shape=(3, 6, 6))), ("conv", conv), ("if", IF(shape=(2, 4, 4), threshold=0.01)),
                         ("out", Output(shape=(2, 4, 4)))])
-    layer = quantize(lower(graph), TESTCHIP, input_encoding="spikes").report[0]
-    channel = quantize(lower(graph), TESTCHIP, mode="per_channel", input_encoding="spikes").report[0]
+    with pytest.warns(QuantizationWarning, match="conv: weights lose precision"):
+        layer = quantize(lower(graph), TESTCHIP, input_encoding="spikes").report[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", QuantizationWarning)  # per-channel scales keep every channel precise
+        channel = quantize(lower(graph), TESTCHIP, mode="per_channel", input_encoding="spikes").report[0]
     assert layer["projections"][0]["rounded_to_zero"] > 10
     assert channel["projections"][0]["rounded_to_zero"] <= 2 and channel["mode"] == "per_channel"
     # the per-channel scale is folded into the thresholds: the channel with small weights has a larger one
@@ -149,7 +153,8 @@ def test_precision_loss_warns_with_numbers_and_strict_mode_raises():
 def test_report_counts_weights_rounded_to_zero():
     graph = sequential([("in", Input(shape=(3,))), ("fc", Affine(weight=[[1.0, 1e-4, -0.5]], bias=[0.0])),
                         ("if", IF(shape=(1,), threshold=1.0)), ("out", Output(shape=(1,)))])
-    m = _compile(graph, input_encoding="spikes")
+    with pytest.warns(QuantizationWarning, match="fc: weights lose precision: .* 1 of 3 non-zero weights round to 0"):
+        m = neuromap.compile(graph, TESTCHIP, input_encoding="spikes")
     (p,) = m.quantization_report[0]["projections"]
     assert (p["rounded_to_zero"], p["clipped"], p["weights"], p["mixed_sign"]) == (1, 0, 3, True)
     assert "fc" in m.format_quantization_report()

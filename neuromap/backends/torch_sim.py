@@ -135,6 +135,8 @@ def simulate(graph: Graph, x, steps: int, *, record: bool = False, dtype=torch.f
     ``zero_delay``: projections pass step t's output on within step t (snnTorch's and other training
     frameworks' semantics) instead of adding the one-step delay of docs/architecture.md.
     """
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise BackendError(f"torch simulator: steps must be a positive integer, got {steps!r}")
     device = torch.device(device or "cpu")
     data = _inputs_by_name(graph, x)
     batch = None

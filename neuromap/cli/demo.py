@@ -23,9 +23,10 @@ def _accuracy(pred: np.ndarray, y: np.ndarray) -> float:
 
 
 @click.command()
-@click.option("--steps", default=32, show_default=True, help="Time steps per sample.")
-@click.option("--samples", default=0, show_default=True, help="Test samples to run (0 = the whole test split).")
-@click.option("--epochs", default=30, show_default=True, help="ANN training epochs.")
+@click.option("--steps", default=32, show_default=True, type=click.IntRange(min=1), help="Time steps per sample.")
+@click.option("--samples", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Test samples to run (0 = the whole test split).")
+@click.option("--epochs", default=30, show_default=True, type=click.IntRange(min=0), help="ANN training epochs.")
 @click.option("--out", "out_dir", default="out/demo", show_default=True, type=click.Path(file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON line last.")
 def demo(steps: int, samples: int, epochs: int, out_dir: str, as_json: bool) -> None:
@@ -41,7 +42,7 @@ def demo(steps: int, samples: int, epochs: int, out_dir: str, as_json: bool) -> 
     start = time.perf_counter()
     torch.manual_seed(0)
     ds = data.load("digits").flat()
-    n = len(ds.x_test) if samples <= 0 else min(samples, len(ds.x_test))
+    n = len(ds.x_test) if samples == 0 else min(samples, len(ds.x_test))
     x_test, y_test = ds.x_test[:n], ds.y_test[:n]
 
     click.echo(f"1/6 training a 64-100-10 MLP on digits ({len(ds.x_train)} images, {epochs} epochs)")

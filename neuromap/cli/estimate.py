@@ -72,6 +72,8 @@ def estimate(mapping, data: str, steps: int, limit: int | None, gpu: str, gpu_ba
 
     if steps < 1:
         raise UnsupportedError(f"--steps must be at least 1, got {steps}")
+    if limit is not None and limit < 1:
+        raise UnsupportedError(f"--limit must be at least 1, got {limit}")
     if gpu_batch < 1:
         raise UnsupportedError(f"--gpu-batch must be at least 1, got {gpu_batch}")
     try:

@@ -45,7 +45,8 @@ def fit_samples(x: np.ndarray, shape: tuple[int, ...], source: str) -> np.ndarra
 @click.option("--steps", default=32, show_default=True, type=click.IntRange(1))
 @click.option("--limit", default=0, show_default=True, type=click.IntRange(0), help="At most N test samples (0: all).")
 @click.option("--encoding", type=click.Choice(["direct", "poisson"]), default="direct", show_default=True)
-@click.option("--target", default="loihi2", show_default=True, help="Target (name or TOML) to compile a graph for.")
+@click.option("--target", default=None,
+              help="Target (name or TOML) to compile a graph for (default loihi2); a Mapping keeps its own.")
 @nir_options
 @click.option("--float", "float_lava", is_flag=True, help="lava: run the float graph in floating_pt.")
 @click.option("--device", default=None, help="torch/hwsim device, e.g. cuda (default: cuda when present for hwsim).")
@@ -61,9 +62,14 @@ def run_cmd(model: str, backend: str, data_name: str, steps: int, limit: int, en
     from neuromap.mapping import Mapping, compile as compile_graph, read_model
     from neuromap.passes.lower import lower
 
+    if float_lava and backend != "lava":
+        raise NeuromapError(f"--float applies to --backend lava only (got --backend {backend})")
     start = time.perf_counter()
     loaded = read_model(model, dt=dt, reset_timing=reset_timing)
     graph = loaded.graph if isinstance(loaded, Mapping) else loaded
+    if isinstance(loaded, Mapping) and target not in (None, loaded.target.name, loaded.target.source):
+        raise NeuromapError(f"{model} was compiled for target {loaded.target.name!r}, not {target!r}; "
+                            "compile the model again for that target")
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
         raise NeuromapError(f"{model}: run takes networks with one Input and one Output "
                             f"(this one has {len(graph.inputs)} and {len(graph.outputs)})")
@@ -90,7 +96,7 @@ def run_cmd(model: str, backend: str, data_name: str, steps: int, limit: int, en
         spikes = {k: v.cpu().numpy().astype(np.int8) for k, v in result.spikes.items()
                   if graph.nodes[k].kind != "LI"}
     else:
-        mapping = loaded if isinstance(loaded, Mapping) else compile_graph(graph, target)
+        mapping = loaded if isinstance(loaded, Mapping) else compile_graph(graph, target or "loihi2")
         qnet = mapping.netdesc()
         inputs = mapping.encode_inputs(frames)
         if backend == "hwsim":
@@ -112,7 +118,7 @@ def run_cmd(model: str, backend: str, data_name: str, steps: int, limit: int, en
         Path(save_spikes).parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(save_spikes, **{k: np.asarray(v, dtype=np.int8) for k, v in spikes.items()},
                             labels=y, predictions=np.asarray(scores).argmax(axis=1))
-    summary = {"backend": backend + ("-float" if float_lava and backend == "lava" else ""), "accuracy": accuracy,
+    summary = {"backend": backend + ("-float" if float_lava else ""), "accuracy": accuracy,
                "samples": n, "steps": steps, "spikes_total": spikes_total,
                "seconds": round(time.perf_counter() - start, 2)}
     click.echo(f"{summary['backend']}: accuracy {accuracy:.2f} % on {n} samples x {steps} steps, "

@@ -106,6 +106,8 @@ def graph_from_arrays(arrays: Any, source: str) -> Graph:
         if bad is not None:
             raise FormatError(f"{source}: edge {list(bad)!r} is not a [source, target] pair")
         metadata = header.get("metadata", {})
+        if not isinstance(metadata, dict):
+            raise FormatError(f"{source}: graph metadata is not a JSON object")
     except (KeyError, TypeError) as exc:
         raise FormatError(f"{source}: graph header is missing or has a malformed field ({exc})") from None
     return Graph(nodes, edges, metadata)

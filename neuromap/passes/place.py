@@ -20,7 +20,7 @@ import networkx as nx
 import numpy as np
 
 from mappings import Target
-from neuromap.errors import FitError
+from neuromap.errors import FitError, UnsupportedError
 
 METHODS = ("optimised", "sequential")
 _SWAP_PASSES = 4
@@ -168,7 +168,7 @@ def place(n_cores: int, edges: dict[tuple[int, int], tuple[int, float]], target:
           method: str = "optimised") -> Placement:
     """Place ``n_cores`` cores (numbered in layer order) on as few chips as hold them."""
     if method not in METHODS:
-        raise ValueError(f"placement method {method!r} is not one of {METHODS}")
+        raise UnsupportedError(f"placement method {method!r} is not one of {METHODS}")
     chips = max(1, math.ceil(n_cores / target.chip.cores))
     if chips > target.system.max_chips:
         raise FitError(f"{n_cores:,} cores need {chips} chips, target {target.name!r} has {target.system.max_chips}")

@@ -19,7 +19,8 @@ Precision is never lost silently: a clipped weight, threshold or bias, a thresho
 decay that rounds to "no leak" or "full leak" raises a QuantizationWarning with the numbers (a
 QuantizationError in strict mode); a worst-case current that can wrap the 24-bit state raises a
 StateOverflowWarning (in strict mode too: it is a bound, not a certain loss). Everything is also in
-the per-layer report.
+the per-layer report. At run time, encoding an input value outside the compiled input range clips it and
+raises a QuantizationWarning.
 """
 from __future__ import annotations
 
@@ -40,7 +41,14 @@ from neuromap.passes.lower import Lowered, Projection, op_matrix
 
 MODES = ("per_layer", "per_channel")
 ENCODINGS = ("graded", "spikes")
+WEIGHT_BITS = 8  # Lava's num_weight_bits: mixed-sign mantissas even in [-256, 254], single-sign ones up to 255
 VTH_PRECISE = 1 << 10  # a threshold mantissa of at least this keeps its rounding error below 0.05 %
+
+
+# a projection whose weights round to zero this often, or whose largest mantissa leaves this many high bits
+# unused, has lost precision that changes behaviour: warned (an error in strict mode)
+LOST_WEIGHTS_FRACTION = 0.10
+UNUSED_BITS_LIMIT = 3
 
 
 class QuantizationWarning(UserWarning):
@@ -71,7 +79,13 @@ class InputEncoding:
                                        "0 and 1; rate-encode it first (neuromap.data.poisson_encode)")
             return x.astype(np.int64)
         lo, hi = self.payload_range
-        return np.clip(np.rint(x * self.scale), lo, hi).astype(np.int64)
+        payload = np.rint(x * self.scale)
+        outside = int(np.count_nonzero((payload < lo) | (payload > hi)))
+        if outside:
+            warnings.warn(f"input {self.name!r}: {outside:,} of {x.size:,} values lie outside the input range "
+                          f"[{lo / self.scale:g}, {hi / self.scale:g}] it was compiled for; clipped (compile with "
+                          "input_range= to cover the data)", QuantizationWarning, stacklevel=2)
+        return np.clip(payload, lo, hi).astype(np.int64)
 
     @property
     def payload_range(self) -> tuple[int, int]:
@@ -331,8 +345,18 @@ def quantize(lowered: Lowered, target: Target, *, mode: str = "per_layer", stric
     """Quantize every population and projection of ``lowered`` for ``target`` (see module docstring)."""
     if mode not in MODES:
         raise UnsupportedError(f"quantization mode {mode!r} is not one of {MODES}")
+    if target.synapses.weight_bits != WEIGHT_BITS:
+        # the mantissas below (254 / 255) are Lava's 8-bit format; other widths would be counted in synaptic
+        # memory at one size and run at another
+        raise UnsupportedError(f"target {target.name!r}: [synapses] weight_bits = {target.synapses.weight_bits}; "
+                               f"the quantizer, hwsim and the Lava backend implement {WEIGHT_BITS}-bit weights only")
     lossy = _Lossy(strict)
     graph = lowered.graph
+    for pr in lowered.projections:
+        if pr.src in lowered.populations and not isinstance(graph.nodes[pr.src], LIF):
+            raise UnsupportedError(f"{pr.src!r} (LI, a non-spiking integrator) feeds {pr.dst!r}: on the chip an "
+                                   "integrator sends nothing, so that projection would be silent; use LI only as "
+                                   "the read-out")
     inputs = input_encodings(graph, target, input_encoding, input_range, input_bits)
     input_scale = {n: e.scale for n, e in inputs.items() if e.kind == "graded"}
     input_payload = {n: max(abs(v) for v in e.payload_range) if e.kind == "graded" else 1 for n, e in inputs.items()}
@@ -420,7 +444,9 @@ def _quantize_population(lowered, name, node, incoming, target, mode, lossy, inp
         for inc in incoming:
             lo = exp_min if inc.pr.src in graded else max(exp_min, 0)
             m = float((inc.channel_max * scale).max(initial=0.0))
-            out.append(int(np.clip(math.ceil(math.log2(m / inc.q_max) - 1e-9), lo, exp_max)) if m > 0 else lo)
+            # log2(m) - log2(q_max), not log2(m / q_max): that quotient underflows to 0 for a subnormal m
+            need = math.ceil(math.log2(m) - math.log2(inc.q_max) - 1e-9) if m > 0 else lo
+            out.append(int(np.clip(need, lo, exp_max)))
         return out
 
     scale = base.copy()
@@ -559,7 +585,13 @@ def _quantize_projection(graph, inc: _Incoming, scale, e, n_ch, per_ch, layer: L
         qm = sp.csr_matrix((q.astype(np.int32), m.indices.copy(), m.indptr.copy()), shape=m.shape)
         qm.eliminate_zeros()
         result = QuantProjection(pr.name, pr.src, pr.dst, pr.paths, e, matrix=qm)
+    nonzero = int((values != 0).sum())
     to_zero = int(((values != 0) & (qvalues == 0)).sum())
+    largest = int(np.abs(qvalues).max(initial=0))
+    if nonzero and (to_zero > LOST_WEIGHTS_FRACTION * nonzero or largest < inc.q_max >> UNUSED_BITS_LIMIT):
+        # the scale is capped by the threshold, bias or state range: the weights then use few of their bits
+        lossy(f"{pr.name}: weights lose precision: the largest mantissa is {largest} of {inc.q_max} and "
+              f"{to_zero:,} of {nonzero:,} non-zero weights round to 0 (max error {float(err.max(initial=0.0)):.3g})")
     if clipped:
         lossy(f"{pr.name}: {clipped:,} of {values.size:,} weights exceed the {inc.q_max}-step mantissa at "
               f"weight_exp {e} (the exponent's limit); clipped")

@@ -34,7 +34,7 @@ def saccade_events(images: np.ndarray | torch.Tensor, steps: int, *, amplitude: 
     x = torch.as_tensor(images, dtype=torch.float32)
     if x.ndim != 4:
         raise NeuromapError(f"saccade_events: expected images (N, C, H, W), got shape {tuple(x.shape)}")
-    if steps < 1 or amplitude <= 0 or threshold <= 0:
+    if steps < 1 or not amplitude > 0 or not threshold > 0:  # written so that NaN fails
         raise NeuromapError(f"saccade_events: steps, amplitude and threshold must be > 0 "
                             f"(got {steps}, {amplitude:g}, {threshold:g})")
     n, c, h, w = x.shape

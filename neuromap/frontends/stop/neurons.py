@@ -46,9 +46,9 @@ class LIFParams(nn.Module):
         super().__init__()
         if not 0.0 <= alpha <= 1.0:
             raise NeuromapError(f"LIF alpha (leak factor) must lie in [0, 1], got {alpha:g}")
-        if theta_min <= 0 or theta < theta_min:
+        if not theta >= theta_min > 0:  # written so that NaN fails
             raise NeuromapError(f"LIF theta must be >= theta_min > 0, got theta={theta:g}, theta_min={theta_min:g}")
-        if surrogate_width <= 0:
+        if not surrogate_width > 0:
             raise NeuromapError(f"surrogate width must be > 0, got {surrogate_width:g}")
         if not per_channel and len(shape) != 1:
             raise NeuromapError(f"per-neuron thresholds need a 1-D population, got shape {shape}")

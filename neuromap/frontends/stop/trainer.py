@@ -17,6 +17,7 @@ BPTT keeps the graph through all T steps and lets autograd differentiate the ver
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -86,6 +87,9 @@ class Trainer:
         self.learn = METHODS[self.method]
         groups = self.model.param_groups()
         lrs = {"weight": self.lr, "theta": self.lr_theta, "alpha": self.lr_alpha}
+        for kind in self.learn:  # Adam checks only its default lr, not a parameter group's
+            if not (math.isfinite(lrs[kind]) and lrs[kind] > 0):
+                raise NeuromapError(f"{kind} learning rate must be finite and > 0, got {lrs[kind]:g}")
         for kind, params in groups.items():
             for p in params:
                 p.requires_grad_(kind in self.learn)
