@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 import mappings
 from neuromap.cli import main
-from neuromap.errors import BackendError, FormatError, NeuromapError, UnsupportedError
+from neuromap.errors import BackendError, FormatError, GraphError, NeuromapError, UnsupportedError
 from neuromap.ir import IF, LI, Affine, Input, Linear, Output, load_graph, save_graph, sequential
 from neuromap.ir.serialize import read_npz
 from neuromap.mapping import Mapping, compile as compile_graph
@@ -143,3 +143,11 @@ def test_subnormal_weights_compile():
     with pytest.warns(QuantizationWarning, match="lin: weights lose precision: the largest mantissa is 0"):
         m = compile_graph(graph, TESTCHIP)
     assert m.quantized.projections[1].weight_exp == 0 and not m.quantized.projections[1].weights.any()
+
+
+def test_fractional_shapes_and_bad_sweeps_are_refused_early():
+    with pytest.raises(GraphError, match="sizes must be whole numbers"):
+        Input(shape=(64.5,))
+    assert Input(shape=np.array([64.0])).shape == (64,)
+    res = CliRunner().invoke(main, ["convert", "--sweep", "0,-4"])
+    assert res.exit_code == 2 and "at least 1" in res.output

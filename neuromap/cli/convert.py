@@ -17,9 +17,12 @@ def _steps(text: str | None) -> list[int]:
     if not text:
         return []
     try:
-        return [int(t) for t in text.split(",") if t.strip()]
+        steps = [int(t) for t in text.split(",") if t.strip()]
     except ValueError:
         raise NeuromapError(f"--sweep: expected comma-separated integers like 8,16,32, got {text!r}") from None
+    if any(t < 1 for t in steps):  # checked before training, not after
+        raise NeuromapError(f"--sweep: time steps must be at least 1, got {text!r}")
+    return steps
 
 
 def _load_weights(model, path: Path) -> None:

@@ -29,9 +29,12 @@ RESET_TIMINGS = ("immediate", "next_step")
 
 def _shape(value: Any, what: str) -> tuple[int, ...]:
     try:
-        shape = tuple(int(d) for d in np.atleast_1d(np.asarray(value, dtype=np.int64)))
-    except (TypeError, ValueError) as exc:
+        raw = np.atleast_1d(np.asarray(value))
+        shape = tuple(int(d) for d in raw.astype(np.int64))
+    except (TypeError, ValueError, OverflowError) as exc:
         raise GraphError(f"{what}: not a shape ({value!r})") from exc
+    if raw.dtype.kind not in "iub" and not np.array_equal(raw, np.asarray(shape)):
+        raise GraphError(f"{what}: sizes must be whole numbers, got {value!r}")
     if not shape or any(d <= 0 for d in shape):
         raise GraphError(f"{what}: shape must be non-empty with positive sizes, got {shape}")
     return shape
