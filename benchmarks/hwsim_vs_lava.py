@@ -15,8 +15,9 @@ Lava runs one sample at a time (its run_network lays samples end to end in one c
 timed on 1 and on ``--lava-samples`` samples (best of two runs each), and its wall time for the full
 workload is extrapolated linearly: t(1) + (N - 1) * per-sample time (the start-up paid once). hwsim runs
 the full workload of N samples at batch 1 (on --device and on the CPU; the faster counts) and in batches,
-best of two runs each. Both record spikes, v and u of every population (hwsim without event counts;
-``hwsim_events_sample_steps_per_s`` is the same run with them). Last stdout line: one JSON object.
+best of two runs each. Both get the same inputs (spikes as bool arrays) and record spikes, v and u of
+every population (hwsim without event counts; ``hwsim_events_sample_steps_per_s`` is the same run with
+them). Last stdout line: one JSON object.
 """
 from __future__ import annotations
 
@@ -122,6 +123,19 @@ def conv(samples: int, steps: int) -> tuple[QuantNetwork, dict, None]:
     return mapping.netdesc(), {name: x.reshape(samples, steps, -1) for name, x in inputs.items()}, None
 
 
+def as_bits(qnet: QuantNetwork, inputs: dict) -> dict:
+    """Binary ports' spikes as bool arrays, the natural type of spikes (both simulators accept it; hwsim then
+    skips a conversion and a range check of 8-byte integers): the same values, checked to be 0/1."""
+    out = dict(inputs)
+    for port in qnet.inputs:
+        if port.graded_bits == 0:
+            arr = np.asarray(inputs[port.name])
+            if not np.isin(arr, (0, 1)).all():
+                raise SystemExit(f"input {port.name!r} of a binary port holds values other than 0/1")
+            out[port.name] = arr.astype(np.bool_)
+    return out
+
+
 def timed(fn, repeats: int = 1):
     """fn's result and its best wall time over ``repeats`` runs (a loaded machine only ever slows it)."""
     best = None
@@ -206,6 +220,7 @@ def main() -> None:
     results = {}
     for name in args.networks:
         qnet, inputs, labels = builders[name](args.samples, args.steps)
+        inputs = as_bits(qnet, inputs)
         results[name] = measure(name, qnet, inputs, labels, args.steps, args)
     print(json.dumps({"device": args.device, "torch_threads": torch.get_num_threads(),
                       "lava_extrapolation": "t(1 sample) + (samples - 1) * (t(k) - t(1)) / (k - 1), "

@@ -1,7 +1,8 @@
-"""The integer arithmetic of a neuro-core, as torch int64 tensor operations (docs/architecture.md, "Fixed-point step").
+"""The integer arithmetic of a neuro-core, as torch tensor operations (docs/architecture.md, "Fixed-point step").
 
 Lava's fixed_pt models (reference/loihi_lava.md §2) compute in numpy int32/int64; these helpers reproduce
-their wrap-around and rounding exactly on int64 tensors, whatever the device.
+their wrap-around and rounding exactly on int64 tensors (int32 where the caller has bounded the values),
+whatever the device.
 """
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ def wrap32(x: torch.Tensor) -> torch.Tensor:
 
 
 def decay(x: torch.Tensor, factor: torch.Tensor | int) -> torch.Tensor:
-    """trunc0(x * factor / 4096): Lava's sign(p) * (|p| >> 12), i.e. division rounding toward zero."""
-    return torch.div(x * factor, DECAY_UNITY, rounding_mode="trunc")
+    """trunc0(x * factor / 4096): Lava's sign(p) * (|p| >> 12), i.e. division rounding toward zero. In int64
+    whatever x's type: the product of a 24-bit state and a 13-bit factor needs 37 bits."""
+    return torch.div(x.to(torch.int64) * factor, DECAY_UNITY, rounding_mode="trunc")
 
 
 def wrap_u_once(u: torch.Tensor) -> torch.Tensor:

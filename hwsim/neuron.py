@@ -71,34 +71,28 @@ def _leaky_sup(step_bound: int, loss: int, steps: int) -> int:
     return step_bound * horizon
 
 
-def currents(p: NeuronParams, a: torch.Tensor, a_bound: int) -> tuple[torch.Tensor, int]:
-    """u at every step from the port input a (T, B, n) (an int32 sum, |a| <= a_bound); and a bound on |u|.
-    Consumes a: it may be overwritten (and returned as u)."""
-    a6 = a.mul_(1 << ACT_SHIFT)  # int64 holds it (|a| < 2^32); multiplying is faster than torch's <<
-    a6_bound = a_bound << ACT_SHIFT
-    if a6_bound > INT32_MAX:  # numpy's int32 left shift wraps
-        a6 = wrap32(a6)
-        a6_bound = 1 << 31
+def currents(p: NeuronParams, a6: torch.Tensor, a6_bound: int) -> tuple[torch.Tensor, int]:
+    """u at every step from the port input shifted into state units, a6 = wrap32(a << 6) (T, B, n),
+    |a6| <= a6_bound; and a bound on |u|. Works in place: a6 (int32 or int64) becomes u, unless a 24-bit
+    wrap that is not modular needs a new tensor."""
     steps = a6.shape[0]
     if a6_bound >= 2 * U_LIMIT:  # the static bound does not settle the wrap question: look at the data
         a6_bound = int(a6.abs().max()) if a6.numel() else 0
     may_wrap24 = _leaky_sup(a6_bound, p.min_current_loss, steps) >= U_LIMIT  # else |u| < 2^23 at every step
+    # |sum| <= 2^23 + |a6| <= 3 * 2^23 - 1 when |a6| < 2^24: one wrap is then the modular wrap.
+    modular = a6_bound < 2 * U_LIMIT
     if _is(p.current_factor, 0):  # du = 4095: no current memory, u = a << 6 (wrapped)
         if not may_wrap24:
             return a6, a6_bound
-        return (wrap_u_modular_(a6) if a6_bound < 2 * U_LIMIT else wrap_u_once(a6)), U_LIMIT  # a6 is ours
+        return (wrap_u_modular_(a6) if modular else wrap_u_once(a6)), U_LIMIT
     # |decayed u| <= 2^23, so the int32 sum decayed + a6 can only wrap if |a6| > 2^31 - 1 - 2^23.
     may_wrap32 = a6_bound > INT32_MAX - U_LIMIT
-    # |sum| <= 2^23 + |a6| <= 3 * 2^23 - 1 when |a6| < 2^24: one wrap is then the modular wrap.
-    modular = a6_bound < 2 * U_LIMIT
-    u_all = torch.empty_like(a6)
     u = torch.zeros_like(a6[0])
-    for t in range(steps):
-        ut = u_all[t]
+    for ut in a6.unbind(0):  # u[t] overwrites a6[t], the only input step t reads besides u[t-1]
         if _is(p.current_factor, DECAY_UNITY):  # du = -1: no decay
-            torch.add(u, a6[t], out=ut)
+            ut.add_(u)
         else:
-            torch.add(decay(u, p.current_factor), a6[t], out=ut)
+            torch.add(decay(u, p.current_factor), ut, out=ut)
         if may_wrap24:
             if may_wrap32:
                 ut.copy_(wrap32(ut))
@@ -107,18 +101,35 @@ def currents(p: NeuronParams, a: torch.Tensor, a_bound: int) -> tuple[torch.Tens
             else:
                 ut.copy_(wrap_u_once(ut))
         u = ut
-    return u_all, (U_LIMIT if may_wrap24 else _leaky_sup(a6_bound, p.min_current_loss, steps))
+    return a6, (U_LIMIT if may_wrap24 else _leaky_sup(a6_bound, p.min_current_loss, steps))
 
 
-def voltages(p: NeuronParams, drive: torch.Tensor, drive_bound: int) -> tuple[torch.Tensor, torch.Tensor]:
+def v_bound(p: NeuronParams, drive_bound: int) -> int:
+    """A bound on |v| at every point of a step (before the clip), given |drive| <= drive_bound: the clipped
+    (or initial) v plus one step's drive, plus vth << 6 for next_step subtract."""
+    subtract_late = p.max_vth_state if p.next_step and p.reset == "subtract" else 0
+    return max(STATE_MAX, p.max_v_init) + drive_bound + subtract_late
+
+
+def voltages(p: NeuronParams, drive: torch.Tensor, drive_bound: int, v_out: torch.Tensor | None = None,
+             s_out: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(spikes, v) at every step from drive = u + bias (T, B, n), |drive| <= drive_bound; v starts at v_init,
-    no spike before step 1."""
+    no spike before step 1. Spikes are int8 0/1, v int32 where ``v_bound`` allows it, else int64. ``v_out``
+    (int32) and ``s_out`` (int8), (T, B, n) views of any layout, receive them when given (the caller's
+    result buffers, sparing a copy); ``v_out`` needs a v bound below 2^31."""
     steps, batch, n = drive.shape
     # Resets only shrink |v| except next_step subtract, which may push it down by vth << 6 once per step.
     step_bound = drive_bound + (p.max_vth_state if p.next_step and p.reset == "subtract" else 0)
     may_saturate = p.max_v_init + _leaky_sup(step_bound, p.min_voltage_loss, steps) > STATE_MAX
-    v_all = torch.empty_like(drive)
-    s_all = torch.zeros(drive.shape, dtype=torch.bool, device=drive.device)
+    fits32 = v_bound(p, drive_bound) <= INT32_MAX
+    if v_out is not None and not fits32:
+        raise ValueError("v_out is int32 but v may not fit 32 bits")
+    v_all = v_out if v_out is not None else torch.empty(drive.shape, dtype=torch.int32 if fits32 else torch.int64,
+                                                        device=drive.device)
+    # int8 rather than bool: torch writes comparisons into int8 about twice as fast; 0/1 either way
+    s_all = s_out if s_out is not None else torch.empty(drive.shape, dtype=torch.int8, device=drive.device)
+    if not p.spiking:
+        s_all.zero_()
     v = p.v_init.expand(batch, n)
     vth, factor = p.vth_state, p.voltage_factor
     no_leak, full_leak = _is(factor, DECAY_UNITY), _is(factor, 0)
@@ -129,7 +140,7 @@ def voltages(p: NeuronParams, drive: torch.Tensor, drive_bound: int) -> tuple[to
     s_prev = None
     for vt, st, dt in zip(v_all.unbind(0), s_all.unbind(0), drive.unbind(0)):
         if late_zero and s_prev is not None:  # the previous step's spikes reset v before the decay
-            v = v.masked_fill(s_prev, 0)
+            v = v.masked_fill(s_prev.view(torch.bool), 0)
         if no_leak:
             torch.add(v, dt, out=vt)
         elif full_leak:
@@ -137,14 +148,22 @@ def voltages(p: NeuronParams, drive: torch.Tensor, drive_bound: int) -> tuple[to
         else:
             torch.add(decay(v, factor), dt, out=vt)
         if late_subtract and s_prev is not None:
-            vt.sub_(s_prev * vth)
+            _subtract_where(vt, s_prev, vth)
         if may_saturate:
             saturate_v_(vt)
         if p.spiking:
             torch.gt(vt, vth, out=st)
             if now_subtract:
-                vt.sub_(st * vth)
+                _subtract_where(vt, st, vth)
             elif now_zero:
-                vt.masked_fill_(st, 0)
+                vt.masked_fill_(st.view(torch.bool), 0)
         v, s_prev = vt, st
     return s_all, v_all
+
+
+def _subtract_where(v: torch.Tensor, spikes: torch.Tensor, vth: int | torch.Tensor) -> None:
+    """In place: v -= vth where spikes (int8 0/1). A scalar vth is folded into one pass (alpha)."""
+    if isinstance(vth, int):
+        v.sub_(spikes, alpha=vth)
+    else:
+        v.sub_(spikes * vth)

@@ -27,6 +27,7 @@ Strategies (picked per projection by ``choose``):
 """
 from __future__ import annotations
 
+import functools
 import warnings
 
 import numpy as np
@@ -80,25 +81,30 @@ def _active_indices(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _power_of_two_exponent(weights: sp.csr_matrix) -> int:
-    """The largest e <= 8 such that 2^e divides every weight (1 for Lava's even mixed-sign weights)."""
-    data = weights.data[weights.data != 0].astype(np.int64)
-    exp = 0
-    while exp < 8 and data.size and not (data & ((2 << exp) - 1)).any():
-        exp += 1
-    return exp
+    """The largest e <= 8 such that 2^e divides every weight (1 for Lava's even mixed-sign weights): the
+    trailing zero bits of all weights OR-ed together (in two's complement, a negative weight has the same)."""
+    combined = int(np.bitwise_or.reduce(weights.data.astype(np.int64, copy=False), initial=0))
+    if combined == 0:  # no nonzero weight
+        return 0
+    return min(8, (combined & -combined).bit_length() - 1)
 
 
 def _int8_parts(weights: sp.csr_matrix) -> list[tuple[int, torch.Tensor]]:
-    """W^T as int8 matrices P_k with W^T = sum_k scale_k * P_k: W itself, or 16 * high + low."""
-    wt = weights.T.toarray().astype(np.int64)
-    if wt.shape[0] >= 1 << 23:  # 128 * rows must stay below 2^31 for the int32 accumulator
-        raise NetDescError(f"{wt.shape[0]} presynaptic neurons overflow an int32 accumulator")
-    if wt.size == 0 or (wt.min() >= -128 and wt.max() <= 127):
-        parts = [(1, wt)]
+    """W^T as int8 matrices P_k with W^T = sum_k scale_k * P_k: W itself, or 16 * high + low. ``weights``
+    (int64) must be canonical (no duplicate entries): the parts are split entry by entry, before densifying."""
+    if weights.shape[1] >= 1 << 23:  # 128 * rows must stay below 2^31 for the int32 accumulator
+        raise NetDescError(f"{weights.shape[1]} presynaptic neurons overflow an int32 accumulator")
+    data = weights.data
+    if data.size == 0 or (data.min() >= -128 and data.max() <= 127):
+        parts = [(1, data)]
     else:  # |w| <= 256: high in [-16, 16], low in [0, 15]
-        high = wt >> 4
-        parts = [(16, high), (1, wt - (high << 4))]
-    return [(scale, torch.from_numpy(part.astype(np.int8)).contiguous()) for scale, part in parts]
+        high = data >> 4
+        parts = [(16, high), (1, data - (high << 4))]
+    # W' densified, then transposed into a fresh C-order array: _int_mm reads the row stride even of a
+    # single-row matrix, which a transposed view of an (n, 1) array leaves at 1
+    return [(scale, torch.from_numpy(sp.csr_matrix((part.astype(np.int8), weights.indices, weights.indptr),
+                                                   shape=weights.shape).toarray().T.copy()))
+            for scale, part in parts]
 
 
 class SynapseOp:
@@ -121,6 +127,7 @@ class SynapseOp:
         self.n_dst, self.n_src = weights.shape
         self.exp = 0 if graded else _power_of_two_exponent(weights)
         weights = weights.astype(np.int64)  # a copy: W' = W / 2^exp
+        weights.sum_duplicates()
         weights.data >>= self.exp
         bound = int(np.asarray(abs(weights).sum(axis=1)).max(initial=0)) * int(x_max)
         self.bound = bound  # |W' @ x| <= bound for every row
@@ -139,8 +146,14 @@ class SynapseOp:
                                                  torch.from_numpy(weights.indices.astype(np.int64)),
                                                  torch.from_numpy(weights.data), size=weights.shape,
                                                  dtype=self.dtype, device=device)
-        else:  # W^T, so that the rows gathered by embedding_bag / hit by the matmul are presynaptic neurons
-            self.wt = torch.from_numpy(weights.T.toarray()).to(device=device, dtype=self.dtype).contiguous()
+        else:
+            self._weights = weights  # densified on first use: ``cpu_spikes`` often never gathers
+
+    @functools.cached_property
+    def wt(self) -> torch.Tensor:
+        """Dense W^T in the exact float type, so that the rows gathered by embedding_bag / hit by the matmul
+        are presynaptic neurons (the ``sparse`` strategy sets its own CSR ``wt`` instead)."""
+        return torch.from_numpy(self._weights.T.toarray()).to(device=self.device, dtype=self.dtype).contiguous()
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Exact integer results, as int32, int64 or the strategy's float type."""

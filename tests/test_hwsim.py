@@ -7,7 +7,7 @@ import scipy.sparse as sp
 
 from hwsim.netdesc import Core, InputPort, Population, Projection, QuantNetwork
 from hwsim.sim import InputDataError, simulate
-from netgen import random_inputs, random_network
+from netgen import population, random_inputs, random_network
 
 M = 1 << 23
 
@@ -342,3 +342,15 @@ def test_matches_lava_fixed_point(seed, options):
     assert sum(s.sum() for s in lava.spikes.values()) > 0
     if options.get("stress"):
         assert any((np.abs(v) == M - 1).any() for v in lava.v.values()), "the stress net never saturated v"
+
+
+@pytest.mark.parametrize("synapses", ["int8", "gather", "sparse", "dense"])
+def test_a_single_presynaptic_neuron_on_every_strategy(synapses):
+    # torch._int_mm misreads a transposed (n, 1) operand: a one-neuron source is the edge case of the int8 path
+    rng = np.random.default_rng(3)
+    pop = population(rng, "n", 6, [0])
+    w = sp.csr_matrix(rng.integers(-60, 60, (6, 1)) * 2)
+    qnet = QuantNetwork(inputs=(InputPort("x", 1),), populations=(pop,),
+                        projections=(Projection("x->n", "x", "n", w, 1),), cores=(Core(0, 0, 0, 0),), outputs=("n",))
+    inputs = {"x": (rng.random((4, 16, 1)) < 0.5).astype(np.int64)}
+    assert_same(simulate(qnet, inputs, 16, device="cpu", synapses=synapses), reference_run(qnet, inputs, 16))
