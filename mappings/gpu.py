@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mappings.target import TargetError, read_toml
+from mappings.target import check_head, check_table, read_toml
 
 GPUS_DIR = Path(__file__).with_name("gpus")
 
@@ -45,43 +45,16 @@ _FIELDS = {
     "energy": ("fp32_mac_pj", "fp32_add_pj", "dram_word_pj"),
 }
 _MAY_BE_ZERO = {"kernel_launch_us"}
-
-
-def _numbers(doc: dict, table: str, where: str) -> dict[str, float]:
-    raw = doc.get(table)
-    if not isinstance(raw, dict):
-        raise TargetError(f"{where}: table [{table}] is missing")
-    known = _FIELDS[table]
-    unknown = sorted(set(raw) - set(known))
-    if unknown:
-        raise TargetError(f"{where}: [{table}] {unknown[0]}: unknown field (known: {', '.join(known)})")
-    out = {}
-    for name in known:
-        if name not in raw:
-            raise TargetError(f"{where}: [{table}] {name}: missing")
-        value = raw[name]
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TargetError(f"{where}: [{table}] {name}: expected a number, got {type(value).__name__} ({value!r})")
-        value = float(value)
-        if not math.isfinite(value) or value < 0 or (value == 0 and name not in _MAY_BE_ZERO):
-            rule = ">= 0" if name in _MAY_BE_ZERO else "> 0"
-            raise TargetError(f"{where}: [{table}] {name}: must be finite and {rule}, got {value!r}")
-        out[name] = value
-    return out
+_RULE = (float, lambda x: x > 0, "> 0")
+_RULE_ZERO_OK = (float, lambda x: x >= 0, ">= 0")
 
 
 def parse_gpu(doc: dict, where: str) -> GpuProfile:
     """A GpuProfile from a parsed TOML document; ``where`` names the file in messages."""
-    head = doc.get("gpu")
-    if not isinstance(head, dict):
-        raise TargetError(f"{where}: table [gpu] (name, description) is missing")
-    for name in ("name", "description"):
-        if not isinstance(head.get(name), str) or not head.get(name):
-            raise TargetError(f"{where}: [gpu] {name}: missing or not a non-empty string")
-    unknown = sorted(set(doc) - set(_FIELDS) - {"gpu"})
-    if unknown:
-        raise TargetError(f"{where}: [{unknown[0]}]: unknown table (known: gpu, {', '.join(_FIELDS)})")
-    values = {k: v for table in _FIELDS for k, v in _numbers(doc, table, where).items()}
+    head = check_head(doc, "gpu", list(_FIELDS), where)
+    values = {k: v for table, names in _FIELDS.items()
+              for k, v in check_table(doc, table, where, {n: _RULE_ZERO_OK if n in _MAY_BE_ZERO else _RULE
+                                                          for n in names}).items()}
     return GpuProfile(name=head["name"], description=head["description"], source=where, **values)
 
 

@@ -184,13 +184,27 @@ _CLASSES = {"chip": Chip, "system": System, "core": Core, "synapses": Synapses, 
             "energy": Energy, "timing": Timing}
 
 
-def _table(doc: dict, table: str, where: str) -> dict[str, Any]:
+def check_head(doc: dict, head: str, tables: list[str], where: str) -> dict[str, str]:
+    """The ``[head]`` table (name, description) of a description file, after checking that no unknown table is there."""
+    table = doc.get(head)
+    if not isinstance(table, dict):
+        raise TargetError(f"{where}: table [{head}] (name, description) is missing")
+    for name in ("name", "description"):
+        if not isinstance(table.get(name), str) or not table.get(name):
+            raise TargetError(f"{where}: [{head}] {name}: missing or not a non-empty string")
+    unknown = sorted(set(doc) - set(tables) - {head})
+    if unknown:
+        raise TargetError(f"{where}: [{unknown[0]}]: unknown table (known: {head}, {', '.join(tables)})")
+    return table
+
+
+def check_table(doc: dict, table: str, where: str, rules: dict[str, tuple]) -> dict[str, Any]:
+    """One table's fields, each (type, check, meaning of the check) in ``rules``; the first problem names the field."""
     raw = doc.get(table)
     if raw is None:
         raise TargetError(f"{where}: table [{table}] is missing")
     if not isinstance(raw, dict):
         raise TargetError(f"{where}: [{table}] must be a table")
-    rules = _RULES[table]
     unknown = sorted(set(raw) - set(rules))
     if unknown:
         raise TargetError(f"{where}: [{table}] {unknown[0]}: unknown field (known: {', '.join(rules)})")
@@ -241,16 +255,8 @@ def _consistency(t: Target, where: str) -> None:
 
 def parse_target(doc: dict, where: str) -> Target:
     """A Target from a parsed TOML document; ``where`` names the file in messages."""
-    head = doc.get("target")
-    if not isinstance(head, dict):
-        raise TargetError(f"{where}: table [target] (name, description) is missing")
-    for name in ("name", "description"):
-        if not isinstance(head.get(name), str) or not head.get(name):
-            raise TargetError(f"{where}: [target] {name}: missing or not a non-empty string")
-    unknown = sorted(set(doc) - set(_RULES) - {"target"})
-    if unknown:
-        raise TargetError(f"{where}: [{unknown[0]}]: unknown table (known: target, {', '.join(_RULES)})")
-    parts = {table: cls(**_table(doc, table, where)) for table, cls in _CLASSES.items()}
+    head = check_head(doc, "target", list(_RULES), where)
+    parts = {table: cls(**check_table(doc, table, where, _RULES[table])) for table, cls in _CLASSES.items()}
     target = Target(name=head["name"], description=head["description"], source=where, **parts)
     _consistency(target, where)
     return target

@@ -236,7 +236,7 @@ def test_shipped_gpu_profiles_load_and_a_broken_one_names_its_field(tmp_path):
                 assert "#" in line, f"{name}.toml: no source for {line.strip()!r}"
     broken = tmp_path / "g.toml"
     broken.write_text(open(H100.source).read().replace("tdp_w = 700.0", "tdp_w = -1.0"))
-    with pytest.raises(mappings.TargetError, match=r"\[compute\] tdp_w: must be finite and > 0"):
+    with pytest.raises(mappings.TargetError, match=r"\[compute\] tdp_w: must be > 0, got -1.0"):
         load_gpu(broken)
     with pytest.raises(mappings.TargetError, match="unknown GPU profile 'h900'"):
         load_gpu("h900")
