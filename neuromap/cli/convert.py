@@ -68,19 +68,26 @@ def _load_weights(model, path: Path) -> None:
               help="Write the IR graph here (.npz).")
 @click.option("--sweep", "sweep", metavar="T,T,...",
               help="Accuracy on the test split after these time steps, for soft and hard reset.")
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path),
+              help="With --sweep: draw the accuracy-vs-T curves to this .png/.pdf/.svg file.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line.")
 def convert_cmd(model_name, activation, levels, data_name, weights, epochs, seed, save_weights, threshold, alpha,
                 percentile, granularity, reset, maxpool, encoding, calib_samples, calib_steps, output, sweep,
-                as_json) -> None:
+                plot, as_json) -> None:
     """Convert a zoo ANN trained on DATA into a spiking IR graph (RMP-SNN: IF neurons, soft reset)."""
     import torch
 
     from neuromap import data as nmdata
     from neuromap.frontends import rmp
     from neuromap.ir import save_graph
+    from neuromap.report.plots import SUFFIXES, plot_accuracy_vs_steps
 
     start = time.perf_counter()
     steps = _steps(sweep)
+    if plot and not steps:
+        raise NeuromapError("--plot draws the --sweep curves: give --sweep T,T,... too")
+    if plot and plot.suffix.lower() not in SUFFIXES:
+        raise NeuromapError(f"--plot {plot}: plots are written as {', '.join(SUFFIXES)}")
     ds = nmdata.load(data_name)
     torch.manual_seed(seed)
     model = rmp.build_model(model_name, ds.sample_shape, ds.num_classes, activation=activation,
@@ -112,6 +119,10 @@ def convert_cmd(model_name, activation, levels, data_name, weights, epochs, seed
                 points = ", ".join(f"T={t}: {a:.2f}%" for t, a in curve.items())
                 click.echo(f"  {label} reset: {points}; within 1 point from T="
                            f"{sweep_result['steps_to_within_1pt'][label]}")
+        if plot:
+            curves = {f"{label} reset": curve for label, curve in sweep_result["snn_accuracy"].items()}
+            result["plot"] = str(plot_accuracy_vs_steps(curves, plot, reference=ann_acc,
+                                                        title=f"{model_name} on {ds.name}: SNN vs ANN"))
     result["seconds"] = round(time.perf_counter() - start, 2)
     if as_json:
         emit_json(result)
