@@ -238,3 +238,11 @@ def test_lava_imports_after_tqdm_fixed_the_multiprocessing_context():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr.splitlines()[-1:]
     assert done.stdout.strip() == "ok"
+
+
+def test_lava_result_scores_like_hwsim():
+    spikes = np.array([[[0, 1], [1, 1]]])
+    v = np.array([[[5, -3], [7, 2]]])
+    res = LavaResult(spikes={"s": spikes, "i": np.zeros_like(spikes)}, v={"s": v, "i": v}, u={}, integrators=("i",))
+    assert res.scores("s").tolist() == [[1, 2]]
+    assert res.scores("i").tolist() == [[7, 2]]

@@ -76,9 +76,7 @@ def demo(steps: int, samples: int, epochs: int, out_dir: str, as_json: bool) -> 
     fixed = lava.run_network(qnet, inputs, steps, record=True)
     same = all(np.array_equal(fixed.spikes[p.name], hw.spikes[p.name]) and np.array_equal(fixed.v[p.name], hw.v[p.name])
                for p in qnet.populations)
-    fixed_scores = fixed.v[readout][:, -1] if qnet.population(readout).kind == "integrator" \
-        else fixed.spikes[readout].sum(axis=1)
-    lava_fixed_acc = _accuracy(np.asarray(fixed_scores).argmax(axis=1), y_test)
+    lava_fixed_acc = _accuracy(fixed.scores(readout).argmax(axis=1), y_test)
 
     summary = {"ann_accuracy": ann_acc, "snn_torch_accuracy": torch_acc, "snn_lava_accuracy": lava_acc,
                "snn_lava_fixed_accuracy": lava_fixed_acc, "snn_hwsim_accuracy": hwsim_acc,

@@ -108,9 +108,7 @@ def run_cmd(model: str, backend: str, data_name: str, steps: int, limit: int, en
             from neuromap.backends import lava
 
             lv = lava.run_network(qnet, inputs, steps, record=True)
-            pop = qnet.population(readout)
-            scores = lv.v[readout][:, -1] if pop.kind == "integrator" else lv.spikes[readout].sum(axis=1)
-            spikes = lv.spikes
+            scores, spikes = lv.scores(readout), lv.spikes
         spikes = {p.name: spikes[p.name] for p in qnet.populations if p.kind == "spiking"}
     accuracy = round(100.0 * float((np.asarray(scores).argmax(axis=1) == y).mean()), 2)
     spikes_total = int(sum(int(s.sum()) for s in spikes.values()))

@@ -36,6 +36,13 @@ class LavaResult:
     spikes: dict[str, np.ndarray]
     v: dict[str, np.ndarray]
     u: dict[str, np.ndarray]
+    integrators: tuple[str, ...] = ()
+
+    def scores(self, name: str) -> np.ndarray:
+        """(B, n) class scores of a read-out population, as hwsim's HwResult.scores gives them."""
+        if name in self.integrators:
+            return self.v[name][:, -1]
+        return self.spikes[name].sum(axis=1)
 
 
 def load_lava() -> None:
@@ -225,7 +232,8 @@ def run_network(qnet, inputs: Mapping[str, np.ndarray], steps: int, *, timeout: 
     as_int = {name: np.rint(t).astype(np.int64) for name, t in traces.items()}
     return LavaResult(spikes={n: t[:, :, 0] for n, t in as_int.items()},
                       v={n: t[:, :, 1] for n, t in as_int.items()},
-                      u={n: t[:, :, 2] for n, t in as_int.items()})
+                      u={n: t[:, :, 2] for n, t in as_int.items()},
+                      integrators=tuple(p.name for p in qnet.populations if p.kind == "integrator"))
 
 
 __all__ = ["LavaResult", "run_graph", "run_network", "load_lava", "DEFAULT_TIMEOUT_S"]
