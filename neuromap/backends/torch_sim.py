@@ -6,12 +6,14 @@ time-step definition. This is the float semantics every other backend is tested 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Mapping
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from hwsim.models.lif import LIFParameters, LIFState, lif_step
 from neuromap.errors import BackendError
 from neuromap.ir import (IF, LI, LIF, Affine, AvgPool2d, Conv2d, Flatten, Graph, Input, Linear, Output,
                          SumPool2d)
@@ -63,47 +65,29 @@ def stateless_op(node, device=None, dtype=torch.float64):
 
 
 class _Population:
+    """A LIF/IF/LI population's parameters and state; the update is hwsim.models.lif's pure step."""
+
     def __init__(self, node, batch: int, device, dtype) -> None:
         shape = (batch, *node.shape)
-        self.node = node
         self.spiking = isinstance(node, LIF)
-        self.alpha_v = 1 - _param(node.v_decay, node.shape, device, dtype)
-        self.alpha_i = 1 - _param(node.i_decay, node.shape, device, dtype)
-        self.bias = _param(node.bias, node.shape, device, dtype)
-        # skip arithmetic that is exactly a no-op (IF: no leak, no current memory, often no bias): speed only
-        self.current_memory = bool((node.i_decay != 1).any())
-        self.leaky = bool((node.v_decay != 0).any())
-        self.biased = bool((node.bias != 0).any())
-        self.u = torch.zeros(shape, device=device, dtype=dtype)
+        param = partial(_param, shape=node.shape, device=device, dtype=dtype)
+        decays = {"i_keep": 1 - param(node.i_decay), "v_keep": 1 - param(node.v_decay), "bias": param(node.bias)}
+        zeros = torch.zeros(shape, device=device, dtype=dtype)
         if self.spiking:
-            self.theta = _param(node.threshold, node.shape, device, dtype)
-            self.v = _param(node.v_init, node.shape, device, dtype).expand(shape).clone()
-            self.s = torch.zeros(shape, device=device, dtype=dtype)
+            self.params = LIFParameters(**decays, threshold=param(node.threshold), reset=node.reset,
+                                        timing=node.reset_timing)
+            self.state = LIFState(u=zeros, v=param(node.v_init).expand(shape).clone(), s=zeros)
         else:
-            self.v = torch.zeros(shape, device=device, dtype=dtype)
+            self.params = LIFParameters(**decays)
+            self.state = LIFState(u=zeros, v=zeros, s=zeros)
 
-    def _integrate(self, v_prev: torch.Tensor) -> torch.Tensor:
-        v = (self.alpha_v * v_prev if self.leaky else v_prev) + self.u
-        return v + self.bias if self.biased else v
+    @property
+    def v(self) -> torch.Tensor:
+        return self.state.v
 
     def step(self, a: torch.Tensor) -> torch.Tensor:
-        self.u = self.alpha_i * self.u + a if self.current_memory else a
-        if not self.spiking:
-            self.v = self._integrate(self.v)
-            return self.v
-        node = self.node
-        v_prev = self.v
-        late = node.reset_timing == "next_step"
-        if late and node.reset == "zero":
-            v_prev = v_prev * (1 - self.s)
-        v = self._integrate(v_prev)
-        if late and node.reset == "subtract":
-            v = v - self.theta * self.s
-        s = (v > self.theta).to(v.dtype)
-        if not late:
-            v = v - self.theta * s if node.reset == "subtract" else v * (1 - s)
-        self.v, self.s = v, s
-        return s
+        self.state, out = lif_step(self.params, self.state, a)
+        return out
 
 
 def _inputs_by_name(graph: Graph, x) -> dict[str, torch.Tensor]:
