@@ -38,7 +38,8 @@ import numpy as np
 import torch
 
 from hwsim.errors import HwsimError
-from hwsim.netdesc import QuantNetwork
+from hwsim.models.lif import LIFParameters, LIFState, lif_step
+from hwsim.netdesc import DECAY_UNITY, Population, QuantNetwork
 from mappings.gpu import GpuProfile
 
 NEURON_MACS = 3         # (1 - i_decay)·u + a, (1 - v_decay)·v + u (+ bias), v - θ·s
@@ -46,6 +47,7 @@ NEURON_ADDS = 1         # the threshold compare
 STATE_WORDS = 3         # u, v, s per neuron
 WORD_BYTES = 4          # fp32
 DENSE_MAX_ELEMENTS = 1 << 24  # a projection's weights run as a dense matmul up to this size, as CSR beyond
+ACTIVATION_SCALE = 64.0  # activations and thresholds enter the 24-bit state << 6 (docs: "Fixed-point step")
 
 
 class GpuMeasureError(HwsimError, RuntimeError):
@@ -134,7 +136,8 @@ def estimate_gpu(size: NetworkSize | QuantNetwork, steps: int, profile: GpuProfi
 # ---------------------------------------------------------------------------------------------- float network
 class FloatSNN:
     """The network in float32 torch: weights w·2^weight_exp, the fixed-point step of docs/architecture.md
-    in floating point (no truncation toward zero, no 24-bit wrap or clipping). With no current memory
+    in floating point (no truncation toward zero, no 24-bit wrap or clipping), the neuron update being
+    hwsim.models.lif's float step on the parameters of ``_float_parameters``. With no current memory
     (du = 4095), no leak (dv = 0) and magnitudes below 2^24 it equals hwsim exactly."""
 
     def __init__(self, qnet: QuantNetwork, device: torch.device | str) -> None:
@@ -152,14 +155,9 @@ class FloatSNN:
                     torch.as_tensor(w.indptr, dtype=torch.int64), torch.as_tensor(w.indices, dtype=torch.int64),
                     torch.as_tensor(w.data), size=w.shape, device=dev)
 
-        def vec(x: np.ndarray) -> torch.Tensor:
-            return torch.as_tensor(np.asarray(x, dtype=np.float32), device=dev)
-
-        self.params = {}
-        for p in qnet.populations:
-            self.params[p.name] = {
-                "u_keep": vec((4096 - (p.du + 1)) / 4096), "v_keep": vec((4096 - p.dv) / 4096),
-                "vth": vec(p.vth * 64.0), "bias": vec(p.bias), "v_init": vec(p.v_init)}
+        self.params = {p.name: _float_parameters(p, dev) for p in qnet.populations}
+        self.v_init = {p.name: torch.as_tensor(np.asarray(p.v_init, dtype=np.float32), device=dev)
+                       for p in qnet.populations}
 
     @torch.no_grad()
     def run(self, inputs: Mapping[str, torch.Tensor], steps: int) -> dict[str, torch.Tensor]:
@@ -171,39 +169,38 @@ class FloatSNN:
         dev = self.device
         state = {}
         for p in qnet.populations:
-            pr = self.params[p.name]
-            state[p.name] = {"u": torch.zeros(batch, p.size, device=dev),
-                             "v": pr["v_init"].expand(batch, p.size).clone(),
-                             "s": torch.zeros(batch, p.size, device=dev)}
+            zeros = torch.zeros(batch, p.size, device=dev)
+            state[p.name] = LIFState(u=zeros, v=self.v_init[p.name].expand(batch, p.size).clone(), s=zeros)
         counts = {name: torch.zeros(batch, qnet.population(name).size, device=dev) for name in qnet.outputs}
         previous = {name: torch.zeros(batch, x.shape[2], device=dev) for name, x in inputs.items()}
-        previous.update({p.name: state[p.name]["s"] for p in qnet.populations})
+        previous.update({p.name: state[p.name].s for p in qnet.populations})
         for t in range(steps):
             outputs = {name: x[:, t] for name, x in inputs.items()}
             for p in qnet.populations:
-                st, pr = state[p.name], self.params[p.name]
                 a = torch.zeros(batch, p.size, device=dev)
                 for proj in qnet.incoming(p.name):
                     w = self.weights[proj.name]
                     a = a + (w @ previous[proj.src].T).T
-                v = st["v"]
-                if p.reset_timing == "next_step":
-                    v = v - pr["vth"] * st["s"] if p.reset == "subtract" else v * (1 - st["s"])
-                u = st["u"] * pr["u_keep"] + a * 64.0
-                v = v * pr["v_keep"] + u + pr["bias"]
-                if p.kind == "integrator":
-                    s = torch.zeros_like(v)
-                else:
-                    s = (v > pr["vth"]).to(v.dtype)
-                    if p.reset_timing == "immediate":
-                        v = v - pr["vth"] * s if p.reset == "subtract" else v * (1 - s)
-                st.update(u=u, v=v, s=s)
+                state[p.name], _ = lif_step(self.params[p.name], state[p.name], a * ACTIVATION_SCALE)
+                s = state[p.name].s
                 outputs[p.name] = s
                 if p.name in counts:
                     counts[p.name] = counts[p.name] + s
             previous = outputs
-        return {name: (state[name]["v"] if qnet.population(name).kind == "integrator" else counts[name])
+        return {name: (state[name].v if qnet.population(name).kind == "integrator" else counts[name])
                 for name in qnet.outputs}
+
+
+def _float_parameters(p: Population, device: torch.device) -> LIFParameters:
+    """The population's fixed-point parameters as float factors (docs/architecture.md, "Fixed-point step"):
+    the chip's decays are fractions of DECAY_UNITY, its threshold and activations are << 6."""
+    def vec(x: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(x, dtype=np.float32), device=device)
+
+    threshold = None if p.kind == "integrator" else vec(p.vth * ACTIVATION_SCALE)
+    return LIFParameters(i_keep=vec((DECAY_UNITY - (p.du + 1)) / DECAY_UNITY),
+                         v_keep=vec((DECAY_UNITY - p.dv) / DECAY_UNITY), bias=vec(p.bias), threshold=threshold,
+                         reset=p.reset, timing=p.reset_timing)
 
 
 # ---------------------------------------------------------------------------------------------- measurement
