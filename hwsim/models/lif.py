@@ -12,8 +12,9 @@ A non-spiking population (LI) runs the first two lines and outputs v[t].
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import torch
 
