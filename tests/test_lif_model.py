@@ -71,6 +71,17 @@ def test_a_spike_function_replaces_the_threshold_test():
     assert float(v0.grad) == pytest.approx(sig * (1 - sig), rel=1e-15)  # autograd runs through the caller's fn
 
 
+def test_learned_factors_get_their_gradient_even_where_the_step_could_skip_them():
+    # keep factors 0 and 1 and bias 0 are exact no-ops for values, not for gradients
+    i_keep, v_keep, bias = (torch.tensor([x], dtype=torch.float64, requires_grad=True) for x in (0.0, 1.0, 0.0))
+    params = LIFParameters(i_keep=i_keep, v_keep=v_keep, bias=bias, threshold=_scalar([10.0]))
+    state = LIFState(u=_scalar([3.0]), v=_scalar([2.0]), s=_scalar([0.0]))
+    new, _ = lif_step(params, state, _scalar([1.0]))
+    # below the threshold v = v' = v_keep * 2 + (i_keep * 3 + 1) + bias: d/dv_keep = 2, d/di_keep = 3, d/dbias = 1
+    new.v.sum().backward()
+    assert (float(v_keep.grad), float(i_keep.grad), float(bias.grad)) == (2.0, 3.0, 1.0)
+
+
 def test_the_step_leaves_its_inputs_alone():
     params = LIFParameters(i_keep=_scalar([0.5]), v_keep=_scalar([0.5]), bias=_scalar([0.1]),
                            threshold=_scalar([1.0]), reset="zero", timing="next_step")

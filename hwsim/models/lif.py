@@ -51,7 +51,8 @@ class LIFParameters:
     reset: str = "subtract"
     timing: str = "immediate"
     # which terms can change a value: skipping the others is exact (0 * u + a == a, 1 * v == v, v + 0 == v)
-    # and only saves time (an IF has no leak, no current memory and often no bias)
+    # and only saves time (an IF has no leak, no current memory and often no bias); a factor that is being
+    # learned is never skipped, as its gradient is not a no-op
     current_memory: bool = field(init=False)
     leaky: bool = field(init=False)
     biased: bool = field(init=False)
@@ -61,9 +62,9 @@ class LIFParameters:
             raise LIFModelError(f"LIF reset: {self.reset!r} is not one of {RESETS}")
         if self.timing not in TIMINGS:
             raise LIFModelError(f"LIF timing: {self.timing!r} is not one of {TIMINGS}")
-        object.__setattr__(self, "current_memory", bool((self.i_keep != 0).any()))
-        object.__setattr__(self, "leaky", bool((self.v_keep != 1).any()))
-        object.__setattr__(self, "biased", bool((self.bias != 0).any()))
+        object.__setattr__(self, "current_memory", self.i_keep.requires_grad or bool((self.i_keep != 0).any()))
+        object.__setattr__(self, "leaky", self.v_keep.requires_grad or bool((self.v_keep != 1).any()))
+        object.__setattr__(self, "biased", self.bias.requires_grad or bool((self.bias != 0).any()))
 
     @property
     def spiking(self) -> bool:
