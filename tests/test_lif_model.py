@@ -8,6 +8,7 @@ import torch
 
 from hwsim.models.lif import LIFModelError, LIFParameters, LIFState, lif_step
 from neuromap.backends.torch_sim import simulate
+from neuromap.frontends.stop import build_model
 from neuromap.ir import LI, LIF, Input, Linear, Output, sequential
 
 VARIANTS = list(itertools.product(("subtract", "zero"), ("immediate", "next_step")))
@@ -198,3 +199,23 @@ def test_torch_sim_integrator_follows_the_spec():
     drive = np.concatenate([np.zeros((1, n)), x[0, :-1]])
     _, ref_v = spec_steps(drive, i_decay, v_decay, bias, None, 0.0, "subtract", "immediate")
     np.testing.assert_allclose(res.voltages["n"][0].numpy(), ref_v, rtol=0, atol=1e-12)
+
+
+def test_stops_trained_neuron_is_the_pure_step():
+    """STOP's U[t] = alpha (U[t-1] - theta s[t-1]) + W x[t] is the step with v_keep = alpha, no current
+    memory, immediate subtract: its spikes are the step's and U[t] - theta s[t] is the step's v[t]."""
+    model = build_model("fc16", (5,), 3, seed=2, alpha=0.7, theta=0.8).double()
+    layer = model.layers[0]
+    with torch.no_grad():
+        layer.neuron.theta.copy_(torch.linspace(0.4, 1.2, 16, dtype=torch.float64))
+    x = torch.rand((4, 12, 5), generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    theta = layer.neuron.theta.detach()
+    params = LIFParameters(i_keep=torch.zeros((), dtype=torch.float64), v_keep=layer.neuron.alpha.detach(),
+                           bias=torch.zeros((), dtype=torch.float64), threshold=theta)
+    zeros = torch.zeros((4, 16), dtype=torch.float64)
+    state = LIFState(zeros, zeros, zeros)
+    with torch.no_grad():
+        for t, (_, [(u, s)]) in enumerate(model.unroll(x)):
+            state, out = lif_step(params, state, torch.nn.functional.linear(x[:, t], layer.op.weight))
+            assert torch.equal(out, s) and torch.equal(state.v, u - theta * s)
+    assert state.s.sum() > 0
