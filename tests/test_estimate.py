@@ -177,19 +177,21 @@ def test_the_float_gpu_network_spikes_like_hwsim():
     assert hw.scores("o").sum() > 20  # not trivially silent
 
 
-@pytest.mark.parametrize("reset, hand_counts", [("subtract", [6, 3, 8, 9]), ("zero", [7, 3, 15, 7])])
+@pytest.mark.parametrize("reset, hand_counts", [("subtract", [6, 3, 8, 9, 4]), ("zero", [7, 3, 15, 7, 4])])
 def test_the_float_gpu_network_spikes_like_hwsim_with_leak_and_next_step_reset(reset, hand_counts):
-    """Leaky snnTorch-style neurons (next_step reset). One input spiking every step drives u = 128 << 7 << 6
-    = 2^20 from step 2; thresholds are multiples of 2^18 and the leaks keep 1/2 (dv 2048), 0 (dv 4096) or
-    all (dv 0) of v, so over 16 steps every v is an even integer below 2^23: trunc0 is exact and float32
-    holds it, and FloatSNN must give hwsim's spike counts. In units of 2^20, neuron 0 (keep 1/2,
-    threshold 1.25, subtract): v = 0, 1, 1.5*, .5, 1.25, 1.625*, .5625, 1.28125*, ... -> 6 spikes;
-    neuron 2 (keep 0, threshold .75): v = 0, 1*, 1 - .75, 1*, ... -> 8 (the reset subtracted before the
-    leak would be lost in it: 15). Zero reset: neuron 2 fires from step 2 on (15), neuron 0 every 2nd step."""
-    vth = np.array([5, 7, 3, 6]) * 4096
-    pop = Population("o", 4, vth=vth, du=4095, dv=[2048, 2048, 4096, 0], bias_mant=0, bias_exp=0, v_init=0,
-                     core=[0] * 4, reset=reset, reset_timing="next_step")
-    drive = Projection("p", "x", "o", sp.csr_matrix(np.full((4, 1), 128)), weight_exp=7)
+    """Leaky snnTorch-style neurons (next_step reset). One input spiking every step drives a << 6 =
+    128 << 7 << 6 = 2^20 from step 2; thresholds are multiples of 2^16, the leaks keep 1/2 (dv 2048), 0 (dv
+    4096) or all (dv 0) of v, and the last neuron keeps 1/2 of u (du 2047), so over 16 steps every u and v
+    is an even integer below 2^23: trunc0 is exact and float32 holds it, and FloatSNN must give hwsim's
+    spike counts. In units of 2^20, neuron 0 (keep 1/2, threshold 1.25, subtract): v = 0, 1, 1.5*, .5,
+    1.25, 1.625*, .5625, 1.28125*, ... -> 6 spikes; neuron 2 (keep 0, threshold .75): v = 0, 1*, 1 - .75,
+    1*, ... -> 8 (the reset subtracted before the leak would be lost in it: 15); neuron 4 (threshold 3):
+    u = 0, 1, 1.5, 1.75, 1.875, ..., v = 0, 1, 2, 2.75, 3.25*, .5625, 2.25, 3.109375*, ... -> 4.
+    Zero reset: neuron 2 fires from step 2 on (15), neuron 0 every 2nd step."""
+    vth = np.array([5, 7, 3, 6, 12]) * 4096
+    pop = Population("o", 5, vth=vth, du=[4095] * 4 + [2047], dv=[2048, 2048, 4096, 0, 2048], bias_mant=0,
+                     bias_exp=0, v_init=0, core=[0] * 5, reset=reset, reset_timing="next_step")
+    drive = Projection("p", "x", "o", sp.csr_matrix(np.full((5, 1), 128)), weight_exp=7)
     qnet = QuantNetwork((InputPort("x", 1),), (pop,), (drive,), (Core(0, 0, 0, 0),), ("o",))
     x = np.ones((1, 16, 1), np.int64)
     hw = simulate(qnet, {"x": x}, 16, device="cpu", events=False)
