@@ -41,7 +41,7 @@ class LIFParameters:
 
     ``i_keep``/``v_keep`` are the factors kept per step (1 - i_decay, 1 - v_decay), given as such so that
     a caller holding the kept factor (STOP's alpha, a chip's (4096 - dv) / 4096) passes it unrounded.
-    ``threshold`` is None for a non-spiking integrator (LI).
+    ``threshold`` is None for a non-spiking integrator (LI); ``reset`` and ``timing`` then play no part.
     """
 
     i_keep: torch.Tensor

@@ -1,7 +1,7 @@
 """Float reference simulator: runs a network graph in torch, following docs/architecture.md to the letter.
 
 Vectorised over a batch; every projection delays by one step; neuron updates as written in the one
-time-step definition. This is the float semantics every other backend is tested against.
+time-step definition (hwsim.models.lif's step). This is the float semantics every other backend is tested against.
 """
 from __future__ import annotations
 
