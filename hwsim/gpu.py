@@ -156,10 +156,11 @@ class FloatSNN:
             return torch.as_tensor(np.asarray(x, dtype=np.float32), device=dev)
 
         self.params = {}
+        unity, shift = qnet.formats.decay_unity, qnet.formats.activation_shift
         for p in qnet.populations:
             self.params[p.name] = {
-                "u_keep": vec((4096 - (p.du + 1)) / 4096), "v_keep": vec((4096 - p.dv) / 4096),
-                "vth": vec(p.vth * 64.0), "bias": vec(p.bias), "v_init": vec(p.v_init)}
+                "u_keep": vec((unity - (p.du + 1)) / unity), "v_keep": vec((unity - p.dv) / unity),
+                "vth": vec(p.vth * float(1 << shift)), "bias": vec(p.bias), "v_init": vec(p.v_init)}
 
     @torch.no_grad()
     def run(self, inputs: Mapping[str, torch.Tensor], steps: int) -> dict[str, torch.Tensor]:
