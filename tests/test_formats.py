@@ -14,7 +14,16 @@ import pytest
 import scipy.sparse as sp
 
 import neuromap
-from hwsim.netdesc import LOIHI, Core, Formats, InputPort, NetDescError, Population, Projection, QuantNetwork
+from hwsim.netdesc import (
+    LOIHI,
+    Core,
+    Formats,
+    InputPort,
+    NetDescError,
+    Population,
+    Projection,
+    QuantNetwork,
+)
 from hwsim.sim import simulate
 from mappings.target import TARGETS_DIR
 from neuromap.ir import LIF, Affine, Input, Output, sequential
@@ -27,7 +36,7 @@ def _target_file(tmp_path, **fields) -> str:
     """loihi2.toml with some [neuron] fields replaced, written to tmp_path."""
     text = (TARGETS_DIR / "loihi2.toml").read_text(encoding="utf-8")
     for name, value in fields.items():
-        text, count = re.subn(rf"^{name} = \S+", f"{name} = {value}", text, flags=re.M)
+        text, count = re.subn(rf"^{name} = \S+", f"{name} = {value}", text, flags=re.MULTILINE)
         assert count == 1, name
     path = tmp_path / "chip.toml"
     path.write_text(text, encoding="utf-8")
