@@ -102,7 +102,7 @@ class Formats:
                        bias_exp_max=n.bias_exp_max, weight_exp_min=n.weight_exp_min,
                        weight_exp_max=n.weight_exp_max, graded_bits=min(n.graded_spike_bits, GRADED_BITS_MAX))
         except NetDescError as exc:  # name the file and table the user edits, not the dataclass
-            raise NetDescError(f"target {target.name!r}: [neuron] {str(exc).removeprefix('formats.')}") from None
+            raise NetDescError(f"{target.source}: [neuron] {str(exc).removeprefix('formats.')}") from None
 
     @property
     def decay_unity(self) -> int:
