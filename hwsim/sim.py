@@ -118,7 +118,7 @@ def _shifted_bound(bound: int, exp: int) -> int:
 
 
 INT32_LIMIT = 1 << 31
-NARROW_A6_LIMIT = 1 << 30  # |a << 6| below this: u's sums and wraps stay inside int32
+NARROW_A6_LIMIT = 1 << 30  # |a << activation_shift| below this (state_bits <= 31): u's sums and wraps stay in int32
 
 
 def _wrap32_unless(x: torch.Tensor, bound: int) -> torch.Tensor:
@@ -151,7 +151,7 @@ class _Plan:
         self.port_bound = {p.name: sum(self.shifted_bound[pr.name] for pr in qnet.incoming(p.name))
                            for p in qnet.populations}
         # Populations whose whole step provably stays in int32 (a << shift below 2^30, so no int32 wrap of the
-        # input, nor of u's sums and 24-bit wraps; v below 2^31 before the clip) run in int32: half the
+        # input, nor of u's sums and state wraps; v below 2^31 before the clip) run in int32: half the
         # memory traffic of int64 and about 3x faster element-wise ops on the CPU. Only decay products
         # (state_bits + decay_bits + 1 wide: 37 bits on Loihi) are formed in int64 (``hwsim.fixed.decay``).
         self.narrow = {p.name: (self.port_bound[p.name] << self.shift) < NARROW_A6_LIMIT
