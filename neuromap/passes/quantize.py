@@ -5,9 +5,9 @@ w into it becomes the integer q with q * 2^weight_exp ~ w * lambda, its threshol
 bias (state units: 2^activation_shift, 64 on Loihi, per weight unit) ~ b * lambda * 2^activation_shift
 and its initial membrane likewise; decays are scale free. Spikes are 1 in both worlds, so a population's
 dynamics are unchanged up to rounding. ``per_layer`` uses one lambda per population; ``per_channel`` one per
-output channel (per neuron for a 1-D population), folded into that channel's threshold, bias and initial state, which keeps the arithmetic exact (the
-neuron update is homogeneous in v, u, theta, bias and input). An ``LI`` read-out always uses one scale so
-that its arg-max is unchanged. Graded inputs are sent as integer payloads x * sigma; their weights are
+output channel (per neuron for a 1-D population), folded into that channel's threshold, bias and initial
+state, which keeps the arithmetic exact (the neuron update is homogeneous in v, u, theta, bias and input).
+An ``LI`` read-out always uses one scale so that its arg-max is unchanged. Graded inputs are sent as integer payloads x * sigma; their weights are
 divided by sigma.
 
 Choice of lambda: the largest incoming weight magnitude fills the mantissa (254 for mixed-sign weights,
