@@ -7,8 +7,8 @@ and its initial membrane likewise; decays are scale free. Spikes are 1 in both w
 dynamics are unchanged up to rounding. ``per_layer`` uses one lambda per population; ``per_channel`` one per
 output channel (per neuron for a 1-D population), folded into that channel's threshold, bias and initial
 state, which keeps the arithmetic exact (the neuron update is homogeneous in v, u, theta, bias and input).
-An ``LI`` read-out always uses one scale so that its arg-max is unchanged. Graded inputs are sent as integer payloads x * sigma; their weights are
-divided by sigma.
+An ``LI`` read-out always uses one scale so that its arg-max is unchanged. Graded inputs are sent as
+integer payloads x * sigma; their weights are divided by sigma.
 
 Choice of lambda: the largest incoming weight magnitude fills the mantissa (254 for mixed-sign weights,
 which must be even, 255 for single-sign ones) at weight_exp = 0; lambda is then doubled (weight_exp + 1
