@@ -49,9 +49,10 @@ def _int_vector(value: Any, n: int, what: str, lo: int | None = None, hi: int | 
 
 
 # What hwsim implements, per format field: u, v and their traces are int32 (and Lava's channel sums are),
-# so a state of up to 31 bits; decay products (state x factor) stay inside int64; graded payloads up to 24
-# bits keep the exact float synaptic sums of hwsim.synapse in range.
-IMPLEMENTED = {"state_bits": (2, 31), "decay_bits": (1, 31), "activation_shift": (0, 30), "vth_bits": (1, 30),
+# so a state of up to 31 bits; du, dv (up to the unity 2^decay_bits) are int32 in Lava's model, and decay
+# products (state x factor) stay inside int64; graded payloads up to 24 bits keep the exact float synaptic
+# sums of hwsim.synapse in range.
+IMPLEMENTED = {"state_bits": (2, 31), "decay_bits": (1, 30), "activation_shift": (0, 30), "vth_bits": (1, 30),
                "bias_mant_bits": (2, 31), "bias_exp_min": (-31, 31), "bias_exp_max": (-31, 31),
                "weight_exp_min": (-31, 31), "weight_exp_max": (-31, 31), "graded_bits": (0, 24)}
 GRADED_BITS_MAX = IMPLEMENTED["graded_bits"][1]

@@ -183,7 +183,7 @@ def test_small_state_wraps_and_saturates_as_the_spec_says():
 
 @pytest.mark.parametrize("field, value, message", [
     ("state_bits", 32, r"\[neuron\] state_bits = 32: hwsim implements 2\.\.31"),
-    ("decay_bits", 40, r"\[neuron\] decay_bits = 40: hwsim implements 1\.\.31"),
+    ("decay_bits", 40, r"\[neuron\] decay_bits = 40: hwsim implements 1\.\.30"),
 ])
 def test_unimplemented_formats_are_refused_at_compile(tmp_path, field, value, message):
     with pytest.raises(NetDescError, match=message):
