@@ -2,17 +2,13 @@
 
 Lava's fixed_pt models (reference/loihi_lava.md §2) compute in numpy int32/int64; these helpers reproduce
 their wrap-around and rounding exactly on int64 tensors (int32 where the caller has bounded the values),
-whatever the device.
+whatever the device. The widths come from the network's ``hwsim.netdesc.Formats``: ``unity`` is its
+decay unity 2^decay_bits, ``half_range`` 2^(state_bits - 1), ``state_max`` half_range - 1.
 """
 from __future__ import annotations
 
 import torch
 
-from hwsim.netdesc import DECAY_UNITY, STATE_BITS, STATE_MAX
-
-ACT_SHIFT = 6        # synaptic input and threshold are MSB-aligned by 6 bits (Lava's act_shift / vth_shift)
-DECAY_SHIFT = 12     # decays are in units of 1/4096
-U_LIMIT = 1 << (STATE_BITS - 1)  # u wraps once when it leaves (-2^23, 2^23]
 INT32_MIN = -(1 << 31)
 
 
@@ -21,25 +17,26 @@ def wrap32(x: torch.Tensor) -> torch.Tensor:
     return ((x - INT32_MIN) & 0xFFFFFFFF) + INT32_MIN
 
 
-def decay(x: torch.Tensor, factor: torch.Tensor | int) -> torch.Tensor:
-    """trunc0(x * factor / 4096): Lava's sign(p) * (|p| >> 12), i.e. division rounding toward zero. In int64
-    whatever x's type: the product of a 24-bit state and a 13-bit factor needs 37 bits."""
-    return torch.div(x.to(torch.int64) * factor, DECAY_UNITY, rounding_mode="trunc")
+def decay(x: torch.Tensor, factor: torch.Tensor | int, unity: int) -> torch.Tensor:
+    """trunc0(x * factor / unity): Lava's sign(p) * (|p| >> decay_bits), i.e. division rounding toward zero.
+    In int64 whatever x's type: the product of a state and a factor is state_bits + decay_bits + 1 wide."""
+    return torch.div(x.to(torch.int64) * factor, unity, rounding_mode="trunc")
 
 
-def wrap_u_once(u: torch.Tensor) -> torch.Tensor:
-    """Lava's single 24-bit wrap of the current: u > 2^23 -> u - 2^24; u <= -2^23 -> u + 2^24 (once only)."""
-    m = U_LIMIT
+def wrap_u_once(u: torch.Tensor, half_range: int) -> torch.Tensor:
+    """Lava's single wrap of the current: u > half_range -> u - 2 half_range; u <= -half_range -> u + 2 half_range
+    (once only)."""
+    m = half_range
     return torch.where(u > m, u - 2 * m, torch.where(u <= -m, u + 2 * m, u))
 
 
-def wrap_u_modular_(u: torch.Tensor) -> torch.Tensor:
-    """In place: u mod 2^24 into [-2^23 + 1, 2^23]. Equals ``wrap_u_once`` whenever |u| <= 3 * 2^23 - 1,
-    because then one wrap already lands in that interval (the caller proves the bound)."""
-    m = U_LIMIT
+def wrap_u_modular_(u: torch.Tensor, half_range: int) -> torch.Tensor:
+    """In place: u mod 2 half_range into [-half_range + 1, half_range]. Equals ``wrap_u_once`` whenever
+    |u| <= 3 half_range - 1, because then one wrap already lands in that interval (the caller proves the bound)."""
+    m = half_range
     return u.add_(m - 1).bitwise_and_(2 * m - 1).sub_(m - 1)
 
 
-def saturate_v_(v: torch.Tensor) -> torch.Tensor:
-    """In place: v clipped to [-(2^23 - 1), 2^23 - 1]."""
-    return v.clamp_(-STATE_MAX, STATE_MAX)
+def saturate_v_(v: torch.Tensor, state_max: int) -> torch.Tensor:
+    """In place: v clipped to [-state_max, state_max]."""
+    return v.clamp_(-state_max, state_max)

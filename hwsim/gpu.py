@@ -39,7 +39,7 @@ import torch
 
 from hwsim.errors import HwsimError
 from hwsim.models.lif import LIFParameters, LIFState, lif_step
-from hwsim.netdesc import DECAY_UNITY, Population, QuantNetwork
+from hwsim.netdesc import Formats, Population, QuantNetwork
 from mappings.gpu import GpuProfile
 
 NEURON_MACS = 3         # (1 - i_decay)·u + a, (1 - v_decay)·v + u (+ bias), v - θ·s
@@ -47,7 +47,6 @@ NEURON_ADDS = 1         # the threshold compare
 STATE_WORDS = 3         # u, v, s per neuron
 WORD_BYTES = 4          # fp32
 DENSE_MAX_ELEMENTS = 1 << 24  # a projection's weights run as a dense matmul up to this size, as CSR beyond
-ACTIVATION_SCALE = 64.0  # activations and thresholds enter the 24-bit state << 6 (docs: "Fixed-point step")
 
 
 class GpuMeasureError(HwsimError, RuntimeError):
@@ -155,7 +154,8 @@ class FloatSNN:
                     torch.as_tensor(w.indptr, dtype=torch.int64), torch.as_tensor(w.indices, dtype=torch.int64),
                     torch.as_tensor(w.data), size=w.shape, device=dev)
 
-        self.params = {p.name: _float_parameters(p, dev) for p in qnet.populations}
+        self.activation_scale = float(1 << qnet.formats.activation_shift)
+        self.params = {p.name: _float_parameters(p, qnet.formats, dev) for p in qnet.populations}
         self.v_init = {p.name: torch.as_tensor(np.asarray(p.v_init, dtype=np.float32), device=dev)
                        for p in qnet.populations}
 
@@ -181,7 +181,7 @@ class FloatSNN:
                 for proj in qnet.incoming(p.name):
                     w = self.weights[proj.name]
                     a = a + (w @ previous[proj.src].T).T
-                state[p.name], _ = lif_step(self.params[p.name], state[p.name], a * ACTIVATION_SCALE)
+                state[p.name], _ = lif_step(self.params[p.name], state[p.name], a * self.activation_scale)
                 s = state[p.name].s
                 outputs[p.name] = s
                 if p.name in counts:
@@ -191,15 +191,16 @@ class FloatSNN:
                 for name in qnet.outputs}
 
 
-def _float_parameters(p: Population, device: torch.device) -> LIFParameters:
+def _float_parameters(p: Population, formats: Formats, device: torch.device) -> LIFParameters:
     """The population's fixed-point parameters as float factors (docs/architecture.md, "Fixed-point step"):
-    the chip's decays are fractions of DECAY_UNITY, its threshold and activations are << 6."""
+    the chip's decays are fractions of 2^decay_bits, its threshold and activations are << activation_shift."""
     def vec(x: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.asarray(x, dtype=np.float32), device=device)
 
-    threshold = None if p.kind == "integrator" else vec(p.vth * ACTIVATION_SCALE)
-    return LIFParameters(i_keep=vec((DECAY_UNITY - (p.du + 1)) / DECAY_UNITY),
-                         v_keep=vec((DECAY_UNITY - p.dv) / DECAY_UNITY), bias=vec(p.bias), threshold=threshold,
+    unity = formats.decay_unity
+    threshold = None if p.kind == "integrator" else vec(p.vth * float(1 << formats.activation_shift))
+    return LIFParameters(i_keep=vec((unity - (p.du + 1)) / unity),
+                         v_keep=vec((unity - p.dv) / unity), bias=vec(p.bias), threshold=threshold,
                          reset=p.reset, timing=p.reset_timing)
 
 

@@ -7,12 +7,14 @@ integers in the chip's formats, in Lava's conventions (docs/architecture.md, "Fi
   Lava's Dense/Sparse at num_weight_bits=8 (mixed-sign weights even, so Lava's truncation is a no-op),
   and ``weight_exp``: the accumulated sum is shifted left by it (right if negative);
   every projection delays by exactly one step;
-* a population holds per-neuron ``vth`` (mantissa, compared as v > vth << 6), ``du`` (Lava's current
-  decay: factor (4096 - (du + 1)) / 4096, so 4095 = no current memory, -1 = no decay), ``dv``
-  (voltage decay: factor (4096 - dv) / 4096, 0 = no leak, 4096 = full leak), ``bias_mant``/``bias_exp``
-  (bias = bias_mant << bias_exp), ``v_init`` (state units, i.e. already << 6), the reset rule,
-  and the core each neuron is placed on;
-* an input port emits binary spikes (``graded_bits == 0``) or integer payloads of ``graded_bits`` bits.
+* a population holds per-neuron ``vth`` (mantissa, compared as v > vth << activation_shift), ``du``
+  (Lava's current decay: factor (U - (du + 1)) / U with the decay unity U = 2^decay_bits, 4096 on Loihi, so
+  U - 1 = no current memory, -1 = no decay), ``dv`` (voltage decay: factor (U - dv) / U, 0 = no leak,
+  U = full leak), ``bias_mant``/``bias_exp`` (bias = bias_mant << bias_exp), ``v_init`` (state units, i.e.
+  already << activation_shift), the reset rule, and the core each neuron is placed on;
+* an input port emits binary spikes (``graded_bits == 0``) or integer payloads of ``graded_bits`` bits;
+* ``QuantNetwork.formats`` (a ``Formats``, default ``LOIHI``) fixes the widths above and the state width;
+  every value is validated against it, and hwsim computes in it.
 """
 from __future__ import annotations
 
@@ -23,12 +25,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from hwsim.errors import HwsimError
+from mappings.target import Target
 
-STATE_BITS = 24
-STATE_MAX = (1 << (STATE_BITS - 1)) - 1
-VTH_MAX = (1 << 17) - 1
-DECAY_UNITY = 4096
-BIAS_MANT_MAX = 4095
 RESETS = ("subtract", "zero")
 RESET_TIMINGS = ("immediate", "next_step")
 KINDS = ("spiking", "integrator")
@@ -38,16 +36,112 @@ class NetDescError(HwsimError, ValueError):
     """The description breaks one of the rules above; the message names the item and the rule."""
 
 
-def _int_vector(value: Any, n: int, what: str, lo: int, hi: int) -> np.ndarray:
+def _int_vector(value: Any, n: int, what: str, lo: int | None = None, hi: int | None = None) -> np.ndarray:
     arr = np.asarray(value)
     if arr.dtype.kind not in "iub":
         if not np.all(np.isfinite(arr)) or not np.array_equal(arr, np.round(arr)):
             raise NetDescError(f"{what}: values must be integers")
     arr = np.broadcast_to(arr.astype(np.int64), (n,)).copy()
-    if n and (arr.min() < lo or arr.max() > hi):
+    if n and lo is not None and hi is not None and (arr.min() < lo or arr.max() > hi):
         raise NetDescError(f"{what}: values must lie in [{lo}, {hi}], got [{arr.min()}, {arr.max()}]")
     arr.setflags(write=False)
     return arr
+
+
+# What hwsim implements, per format field: u, v and their traces are int32 (and Lava's channel sums are),
+# so a state of up to 31 bits; du, dv (up to the unity 2^decay_bits) are int32 in Lava's model, and decay
+# products (state x factor) stay inside int64; graded payloads up to 24 bits keep the exact float synaptic
+# sums of hwsim.synapse in range.
+IMPLEMENTED = {"state_bits": (2, 31), "decay_bits": (1, 30), "activation_shift": (0, 30), "vth_bits": (1, 30),
+               "bias_mant_bits": (2, 31), "bias_exp_min": (-31, 31), "bias_exp_max": (-31, 31),
+               "weight_exp_min": (-31, 31), "weight_exp_max": (-31, 31), "graded_bits": (0, 24)}
+GRADED_BITS_MAX = IMPLEMENTED["graded_bits"][1]
+
+
+@dataclass(frozen=True)
+class Formats:
+    """A chip's fixed-point formats (docs/architecture.md, "Fixed-point step"): u and v are signed
+    ``state_bits`` integers (u wraps once at 2^(state_bits-1), v saturates at 2^(state_bits-1) - 1); decays
+    are in units of 1/2^decay_bits; synaptic input and thresholds are shifted left by ``activation_shift``;
+    vth is an unsigned ``vth_bits`` mantissa; bias_mant a signed ``bias_mant_bits`` one with its exponent in
+    [bias_exp_min, bias_exp_max]; a projection's weight_exp lies in [weight_exp_min, weight_exp_max]; input
+    payloads have at most ``graded_bits`` bits. Validated at construction against what hwsim implements
+    (``IMPLEMENTED``); the message names the field."""
+
+    state_bits: int
+    decay_bits: int
+    activation_shift: int
+    vth_bits: int
+    bias_mant_bits: int
+    bias_exp_min: int
+    bias_exp_max: int
+    weight_exp_min: int
+    weight_exp_max: int
+    graded_bits: int
+
+    def __post_init__(self) -> None:
+        for name, (lo, hi) in IMPLEMENTED.items():
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+                raise NetDescError(f"formats.{name} = {value!r}: hwsim implements {lo}..{hi}")
+        for lo_name, hi_name in (("bias_exp_min", "bias_exp_max"), ("weight_exp_min", "weight_exp_max")):
+            if getattr(self, lo_name) > getattr(self, hi_name):
+                raise NetDescError(f"formats.{lo_name} = {getattr(self, lo_name)} exceeds {hi_name} = "
+                                   f"{getattr(self, hi_name)}")
+        if self.vth_bits + self.activation_shift > self.state_bits:
+            raise NetDescError(f"formats.vth_bits = {self.vth_bits}: + activation_shift {self.activation_shift} "
+                               f"exceeds state_bits {self.state_bits}")
+
+    @classmethod
+    def from_target(cls, target: Target) -> Formats:
+        """The formats of a target's [neuron] table. Payloads wider than hwsim carries (Loihi 2 allows 32
+        bits) are offered up to ``GRADED_BITS_MAX``: the target's capacity, not its arithmetic."""
+        n = target.neuron
+        try:
+            return cls(state_bits=n.state_bits, decay_bits=n.decay_bits, activation_shift=n.activation_shift,
+                       vth_bits=n.vth_bits, bias_mant_bits=n.bias_mant_bits, bias_exp_min=n.bias_exp_min,
+                       bias_exp_max=n.bias_exp_max, weight_exp_min=n.weight_exp_min,
+                       weight_exp_max=n.weight_exp_max, graded_bits=min(n.graded_spike_bits, GRADED_BITS_MAX))
+        except NetDescError as exc:  # name the file and table the user edits, not the dataclass
+            raise NetDescError(f"{target.source}: [neuron] {str(exc).removeprefix('formats.')}") from None
+
+    @property
+    def decay_unity(self) -> int:
+        """The decay factor that keeps a value whole: 2^decay_bits."""
+        return 1 << self.decay_bits
+
+    @property
+    def half_range(self) -> int:
+        """2^(state_bits - 1): u wraps once when it leaves (-half_range, half_range]."""
+        return 1 << (self.state_bits - 1)
+
+    @property
+    def state_max(self) -> int:
+        """v saturates at +-(2^(state_bits - 1) - 1)."""
+        return self.half_range - 1
+
+    @property
+    def vth_max(self) -> int:
+        return (1 << self.vth_bits) - 1
+
+    @property
+    def bias_mant_range(self) -> tuple[int, int]:
+        return -(1 << (self.bias_mant_bits - 1)), (1 << (self.bias_mant_bits - 1)) - 1
+
+    def legal_ranges(self) -> dict[str, tuple[int, int]]:
+        """Per population field, the values these formats can hold."""
+        unity = self.decay_unity
+        return {"vth": (0, self.vth_max), "du": (-1, unity - 1), "dv": (0, unity),
+                "bias_mant": self.bias_mant_range, "bias_exp": (self.bias_exp_min, self.bias_exp_max),
+                "v_init": (-self.state_max, self.state_max)}
+
+
+# Loihi's neuro-core, as Lava's fixed_pt LIF computes it (reference/loihi_lava.md §2.1, §2.3): 24-bit u and v,
+# 12-bit decays (unity 4096), act/vth shift 6, 17-bit vth mantissa, 13-bit signed bias mantissa, weight_exp in
+# [-8, 7]. bias_exp keeps hwsim's historical [-8, 7] (a negative exponent floors; neuromap's compiler uses 0..7,
+# the target files' range) and payloads the 24 bits hwsim carries, so hand-built descriptions keep meaning Loihi.
+LOIHI = Formats(state_bits=24, decay_bits=12, activation_shift=6, vth_bits=17, bias_mant_bits=13,
+                bias_exp_min=-8, bias_exp_max=7, weight_exp_min=-8, weight_exp_max=7, graded_bits=GRADED_BITS_MAX)
 
 
 @dataclass(frozen=True, eq=False)
@@ -59,8 +153,8 @@ class InputPort:
     def __post_init__(self) -> None:
         if self.size <= 0:
             raise NetDescError(f"input {self.name!r}: size must be positive")
-        if not 0 <= self.graded_bits <= 24:
-            raise NetDescError(f"input {self.name!r}: graded_bits must lie in [0, 24]")
+        if self.graded_bits < 0:
+            raise NetDescError(f"input {self.name!r}: graded_bits must be >= 0")
 
 
 @dataclass(frozen=True, eq=False)
@@ -83,12 +177,10 @@ class Population:
         n = int(self.size)
         if n <= 0:
             raise NetDescError(f"population {self.name!r}: size must be positive")
-        checks = {"vth": (0, VTH_MAX), "du": (-1, DECAY_UNITY - 1), "dv": (0, DECAY_UNITY),
-                  "bias_mant": (-BIAS_MANT_MAX - 1, BIAS_MANT_MAX), "bias_exp": (-8, 7),
-                  "v_init": (-STATE_MAX, STATE_MAX), "core": (0, 1 << 30)}
-        for name, (lo, hi) in checks.items():
-            object.__setattr__(self, name, _int_vector(getattr(self, name), n, f"population {self.name!r}.{name}",
-                                                       lo, hi))
+        # the parameters' ranges depend on the chip's formats: QuantNetwork checks them (Formats.legal_ranges)
+        for name in ("vth", "du", "dv", "bias_mant", "bias_exp", "v_init"):
+            object.__setattr__(self, name, _int_vector(getattr(self, name), n, f"population {self.name!r}.{name}"))
+        object.__setattr__(self, "core", _int_vector(self.core, n, f"population {self.name!r}.core", 0, 1 << 30))
         if self.reset not in RESETS:
             raise NetDescError(f"population {self.name!r}.reset: {self.reset!r} not in {RESETS}")
         if self.reset_timing not in RESET_TIMINGS:
@@ -129,8 +221,6 @@ class Projection:
                                    f"(Lava drops their lowest bit), got [{lo}, {hi}]")
             if not mixed and max(abs(lo), abs(hi)) > 255:
                 raise NetDescError(f"projection {self.name!r}: single-sign weights must have magnitude <= 255")
-        if not -8 <= int(self.weight_exp) <= 7:
-            raise NetDescError(f"projection {self.name!r}: weight_exp must lie in [-8, 7]")
         object.__setattr__(self, "weights", w)
         object.__setattr__(self, "weight_exp", int(self.weight_exp))
 
@@ -153,8 +243,10 @@ class QuantNetwork:
     cores: tuple[Core, ...]
     outputs: tuple[str, ...]
     meta: dict = field(default_factory=dict)
+    formats: Formats = LOIHI
 
     def __post_init__(self) -> None:
+        self._check_formats()
         sizes: dict[str, int] = {}
         for item in (*self.inputs, *self.populations):
             if item.name in sizes:
@@ -180,6 +272,26 @@ class QuantNetwork:
         for o in self.outputs:
             if o not in pop_names:
                 raise NetDescError(f"output {o!r} is not a population")
+
+    def _check_formats(self) -> None:
+        """Every value fits ``formats`` (the message names the item, the field and the format)."""
+        f = self.formats
+        if not isinstance(f, Formats):
+            raise NetDescError(f"formats: a hwsim.netdesc.Formats, got {type(f).__name__}")
+        for port in self.inputs:
+            if port.graded_bits > f.graded_bits:
+                raise NetDescError(f"input {port.name!r}: graded_bits {port.graded_bits} exceeds formats.graded_bits "
+                                   f"= {f.graded_bits}")
+        for p in self.populations:
+            for name, (lo, hi) in f.legal_ranges().items():
+                values = getattr(p, name)
+                if values.size and (values.min() < lo or values.max() > hi):
+                    raise NetDescError(f"population {p.name!r}.{name}: values must lie in [{lo}, {hi}] (formats), "
+                                       f"got [{values.min()}, {values.max()}]")
+        for pr in self.projections:
+            if not f.weight_exp_min <= pr.weight_exp <= f.weight_exp_max:
+                raise NetDescError(f"projection {pr.name!r}: weight_exp {pr.weight_exp} must lie in "
+                                   f"[{f.weight_exp_min}, {f.weight_exp_max}] (formats)")
 
     def population(self, name: str) -> Population:
         return next(p for p in self.populations if p.name == name)

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from hwsim.fixed import ACT_SHIFT, U_LIMIT, decay, saturate_v_, wrap32, wrap_u_modular_, wrap_u_once
-from hwsim.netdesc import DECAY_UNITY, STATE_MAX, Population
+from hwsim.fixed import decay, saturate_v_, wrap32, wrap_u_modular_, wrap_u_once
+from hwsim.netdesc import Formats, Population
 
 INT32_MAX = (1 << 31) - 1
 
@@ -30,12 +30,15 @@ def _uniform_or_tensor(values: np.ndarray, device: torch.device) -> int | torch.
 @dataclass(frozen=True)
 class NeuronParams:
     """A population's constants in the form the update uses, on the simulation device, with the extremes
-    that bound its state (to skip wraps and clips that provably cannot happen)."""
+    that bound its state (to skip wraps and clips that provably cannot happen), all in the network's formats."""
 
-    current_factor: int | torch.Tensor   # 4096 - (du + 1)
-    voltage_factor: int | torch.Tensor   # 4096 - dv
-    vth_state: int | torch.Tensor        # vth << 6
+    current_factor: int | torch.Tensor   # unity - (du + 1)
+    voltage_factor: int | torch.Tensor   # unity - dv
+    vth_state: int | torch.Tensor        # vth << activation_shift
     bias: int | torch.Tensor             # bias_mant << bias_exp (state units)
+    unity: int                           # 2^decay_bits
+    half_range: int                      # u wraps once at 2^(state_bits - 1)
+    state_max: int                       # v saturates at 2^(state_bits - 1) - 1
     v_init: torch.Tensor                 # (n,)
     reset: str
     next_step: bool
@@ -47,12 +50,14 @@ class NeuronParams:
     max_v_init: int
 
     @classmethod
-    def of(cls, pop: Population, device: torch.device) -> NeuronParams:
-        vth_state = pop.vth << ACT_SHIFT
-        return cls(current_factor=_uniform_or_tensor(DECAY_UNITY - (pop.du + 1), device),
-                   voltage_factor=_uniform_or_tensor(DECAY_UNITY - pop.dv, device),
+    def of(cls, pop: Population, formats: Formats, device: torch.device) -> NeuronParams:
+        vth_state = pop.vth << formats.activation_shift
+        unity = formats.decay_unity
+        return cls(current_factor=_uniform_or_tensor(unity - (pop.du + 1), device),
+                   voltage_factor=_uniform_or_tensor(unity - pop.dv, device),
                    vth_state=_uniform_or_tensor(vth_state, device),
                    bias=_uniform_or_tensor(pop.bias, device),
+                   unity=unity, half_range=formats.half_range, state_max=formats.state_max,
                    v_init=torch.tensor(np.array(pop.v_init), dtype=torch.int64, device=device),
                    reset=pop.reset, next_step=pop.reset_timing == "next_step", spiking=pop.kind == "spiking",
                    min_current_loss=int((pop.du + 1).min()), min_voltage_loss=int(pop.dv.min()),
@@ -64,51 +69,52 @@ def _is(value: int | torch.Tensor, constant: int) -> bool:
     return isinstance(value, int) and value == constant
 
 
-def _leaky_sup(step_bound: int, loss: int, steps: int) -> int:
-    """A bound on |x_t| for x_t = trunc0(x_{t-1} * (4096 - loss) / 4096) + e_t, x_0 = 0, |e_t| <= step_bound:
+def _leaky_sup(step_bound: int, loss: int, steps: int, unity: int) -> int:
+    """A bound on |x_t| for x_t = trunc0(x_{t-1} * (unity - loss) / unity) + e_t, x_0 = 0, |e_t| <= step_bound:
     the geometric sum of the decay factor, or t * step_bound, whichever is smaller."""
-    horizon = steps if loss <= 0 else min(steps, -(-DECAY_UNITY // loss))
+    horizon = steps if loss <= 0 else min(steps, -(-unity // loss))
     return step_bound * horizon
 
 
 def currents(p: NeuronParams, a6: torch.Tensor, a6_bound: int) -> tuple[torch.Tensor, int]:
-    """u at every step from the port input shifted into state units, a6 = wrap32(a << 6) (T, B, n),
-    |a6| <= a6_bound; and a bound on |u|. Works in place: a6 (int32 or int64) becomes u, unless a 24-bit
-    wrap that is not modular needs a new tensor."""
-    steps = a6.shape[0]
-    if a6_bound >= 2 * U_LIMIT:  # the static bound does not settle the wrap question: look at the data
+    """u at every step from the port input shifted into state units, a6 = wrap32(a << activation_shift)
+    (T, B, n), |a6| <= a6_bound; and a bound on |u|. Works in place: a6 (int32 or int64) becomes u, unless a
+    state wrap that is not modular needs a new tensor. M = half_range (2^23 on Loihi) below."""
+    steps, m = a6.shape[0], p.half_range
+    if a6_bound >= 2 * m:  # the static bound does not settle the wrap question: look at the data
         a6_bound = int(a6.abs().max()) if a6.numel() else 0
-    may_wrap24 = _leaky_sup(a6_bound, p.min_current_loss, steps) >= U_LIMIT  # else |u| < 2^23 at every step
-    # |sum| <= 2^23 + |a6| <= 3 * 2^23 - 1 when |a6| < 2^24: one wrap is then the modular wrap.
-    modular = a6_bound < 2 * U_LIMIT
-    if _is(p.current_factor, 0):  # du = 4095: no current memory, u = a << 6 (wrapped)
-        if not may_wrap24:
+    may_wrap = _leaky_sup(a6_bound, p.min_current_loss, steps, p.unity) >= m  # else |u| < M at every step
+    # |sum| <= M + |a6| <= 3M - 1 when |a6| < 2M: one wrap is then the modular wrap.
+    modular = a6_bound < 2 * m
+    if _is(p.current_factor, 0):  # du = unity - 1: no current memory, u = a << activation_shift (wrapped)
+        if not may_wrap:
             return a6, a6_bound
-        return (wrap_u_modular_(a6) if modular else wrap_u_once(a6)), U_LIMIT
-    # |decayed u| <= 2^23, so the int32 sum decayed + a6 can only wrap if |a6| > 2^31 - 1 - 2^23.
-    may_wrap32 = a6_bound > INT32_MAX - U_LIMIT
+        return (wrap_u_modular_(a6, m) if modular else wrap_u_once(a6, m)), m
+    # |decayed u| <= M, so the int32 sum decayed + a6 can only wrap if |a6| > 2^31 - 1 - M (and if both
+    # wraps may happen, M >= 2^30 and |wrap32(sum)| <= 2^31 <= 3M - 1 keeps the second one modular).
+    may_wrap32 = a6_bound > INT32_MAX - m
     u = torch.zeros_like(a6[0])
     for ut in a6.unbind(0):  # u[t] overwrites a6[t], the only input step t reads besides u[t-1]
-        if _is(p.current_factor, DECAY_UNITY):  # du = -1: no decay
+        if _is(p.current_factor, p.unity):  # du = -1: no decay
             ut.add_(u)
         else:
-            torch.add(decay(u, p.current_factor), ut, out=ut)
-        if may_wrap24:
+            torch.add(decay(u, p.current_factor, p.unity), ut, out=ut)
+        if may_wrap:
             if may_wrap32:
                 ut.copy_(wrap32(ut))
             if modular:
-                wrap_u_modular_(ut)
+                wrap_u_modular_(ut, m)
             else:
-                ut.copy_(wrap_u_once(ut))
+                ut.copy_(wrap_u_once(ut, m))
         u = ut
-    return a6, (U_LIMIT if may_wrap24 else _leaky_sup(a6_bound, p.min_current_loss, steps))
+    return a6, (m if may_wrap else _leaky_sup(a6_bound, p.min_current_loss, steps, p.unity))
 
 
 def v_bound(p: NeuronParams, drive_bound: int) -> int:
     """A bound on |v| at every point of a step (before the clip), given |drive| <= drive_bound: the clipped
-    (or initial) v plus one step's drive, plus vth << 6 for next_step subtract."""
+    (or initial) v plus one step's drive, plus vth << activation_shift for next_step subtract."""
     subtract_late = p.max_vth_state if p.next_step and p.reset == "subtract" else 0
-    return max(STATE_MAX, p.max_v_init) + drive_bound + subtract_late
+    return max(p.state_max, p.max_v_init) + drive_bound + subtract_late
 
 
 def voltages(p: NeuronParams, drive: torch.Tensor, drive_bound: int, v_out: torch.Tensor | None = None,
@@ -118,9 +124,9 @@ def voltages(p: NeuronParams, drive: torch.Tensor, drive_bound: int, v_out: torc
     (int32) and ``s_out`` (int8), (T, B, n) views of any layout, receive them when given (the caller's
     result buffers, sparing a copy); ``v_out`` needs a v bound below 2^31."""
     steps, batch, n = drive.shape
-    # Resets only shrink |v| except next_step subtract, which may push it down by vth << 6 once per step.
+    # Resets only shrink |v| except next_step subtract, which may push it down by vth << shift once per step.
     step_bound = drive_bound + (p.max_vth_state if p.next_step and p.reset == "subtract" else 0)
-    may_saturate = p.max_v_init + _leaky_sup(step_bound, p.min_voltage_loss, steps) > STATE_MAX
+    may_saturate = p.max_v_init + _leaky_sup(step_bound, p.min_voltage_loss, steps, p.unity) > p.state_max
     fits32 = v_bound(p, drive_bound) <= INT32_MAX
     if v_out is not None and not fits32:
         raise ValueError("v_out is int32 but v may not fit 32 bits")
@@ -132,7 +138,7 @@ def voltages(p: NeuronParams, drive: torch.Tensor, drive_bound: int, v_out: torc
         s_all.zero_()
     v = p.v_init.expand(batch, n)
     vth, factor = p.vth_state, p.voltage_factor
-    no_leak, full_leak = _is(factor, DECAY_UNITY), _is(factor, 0)
+    no_leak, full_leak = _is(factor, p.unity), _is(factor, 0)
     late_zero = p.spiking and p.next_step and p.reset == "zero"
     late_subtract = p.spiking and p.next_step and p.reset == "subtract"
     now_zero = p.spiking and not p.next_step and p.reset == "zero"
@@ -146,11 +152,11 @@ def voltages(p: NeuronParams, drive: torch.Tensor, drive_bound: int, v_out: torc
         elif full_leak:
             vt.copy_(dt)
         else:
-            torch.add(decay(v, factor), dt, out=vt)
+            torch.add(decay(v, factor, p.unity), dt, out=vt)
         if late_subtract and s_prev is not None:
             _subtract_where(vt, s_prev, vth)
         if may_saturate:
-            saturate_v_(vt)
+            saturate_v_(vt, p.state_max)
         if p.spiking:
             torch.gt(vt, vth, out=st)
             if now_subtract:

@@ -18,7 +18,7 @@ import torch
 
 from hwsim.errors import HwsimError
 from hwsim.events import PER_STEP, EventCounts, EventTables
-from hwsim.fixed import ACT_SHIFT, U_LIMIT, wrap32
+from hwsim.fixed import wrap32
 from hwsim.netdesc import Population, Projection, QuantNetwork
 from hwsim.neuron import NeuronParams, currents, v_bound, voltages
 from hwsim.synapse import SynapseOp
@@ -118,7 +118,7 @@ def _shifted_bound(bound: int, exp: int) -> int:
 
 
 INT32_LIMIT = 1 << 31
-NARROW_A6_LIMIT = 1 << 30  # |a << 6| below this: u's sums and wraps stay inside int32
+NARROW_A6_LIMIT = 1 << 30  # |a << activation_shift| below this (state_bits <= 31): u's sums and wraps stay in int32
 
 
 def _wrap32_unless(x: torch.Tensor, bound: int) -> torch.Tensor:
@@ -135,7 +135,8 @@ class _Plan:
         self.ops = {pr.name: SynapseOp(pr.weights, x_max.get(pr.src, 1), device, synapses, pr.src in graded)
                     for pr in qnet.projections}
         self.graded = graded
-        self.params = {p.name: NeuronParams.of(p, device) for p in qnet.populations}
+        self.params = {p.name: NeuronParams.of(p, qnet.formats, device) for p in qnet.populations}
+        self.shift = qnet.formats.activation_shift
         # Lava's Dense/Sparse sum binary spikes in int64 but multiply graded payloads in int32 (numpy dot of
         # int32 arrays), which wraps *before* weight_exp shifts the sum.
         self.wrap_before_shift = {pr.name for pr in qnet.projections
@@ -149,13 +150,14 @@ class _Plan:
                               for pr in qnet.projections}
         self.port_bound = {p.name: sum(self.shifted_bound[pr.name] for pr in qnet.incoming(p.name))
                            for p in qnet.populations}
-        # Populations whose whole step provably stays in int32 (a << 6 below 2^30, so no int32 wrap of the
-        # input, nor of u's sums and 24-bit wraps; v below 2^31 before the clip) run in int32: half the
-        # memory traffic of int64 and about 3x faster element-wise ops on the CPU. Only decay products,
-        # 37 bits wide, are formed in int64 (``hwsim.fixed.decay``).
-        self.narrow = {p.name: (self.port_bound[p.name] << ACT_SHIFT) < NARROW_A6_LIMIT
+        # Populations whose whole step provably stays in int32 (a << shift below 2^30, so no int32 wrap of the
+        # input, nor of u's sums and state wraps; v below 2^31 before the clip) run in int32: half the
+        # memory traffic of int64 and about 3x faster element-wise ops on the CPU. Only decay products
+        # (state_bits + decay_bits + 1 wide: 37 bits on Loihi) are formed in int64 (``hwsim.fixed.decay``).
+        self.narrow = {p.name: (self.port_bound[p.name] << self.shift) < NARROW_A6_LIMIT
                        and not any(pr.name in self.wrap_before_shift for pr in qnet.incoming(p.name))
-                       and v_bound(self.params[p.name], U_LIMIT + self.params[p.name].max_bias) < INT32_LIMIT
+                       and v_bound(self.params[p.name], qnet.formats.half_range + self.params[p.name].max_bias)
+                       < INT32_LIMIT
                        for p in qnet.populations}
         self.tables = EventTables(qnet, device) if events else None
         # after which population a source's outputs are no longer needed
@@ -214,16 +216,16 @@ def _wide_input(plan: _Plan, pop: Population, outs: dict[str, torch.Tensor], a: 
 
 
 def _narrow_input(plan: _Plan, pop: Population, outs: dict[str, torch.Tensor], a6: torch.Tensor) -> None:
-    """Fills a6 (T, B, n) int32 with the port's sum << ACT_SHIFT for a ``_Plan.narrow`` population: no wrap
-    can occur, so each projection's shift and the << 6 fold into one multiplication."""
+    """Fills a6 (T, B, n) int32 with the port's sum << activation_shift for a ``_Plan.narrow`` population: no
+    wrap can occur, so each projection's shift and the activation shift fold into one multiplication."""
     for j, pr in enumerate(_delayed_inputs(plan, pop, a6)):
         raw = _delayed_product(plan.ops[pr.name], outs[pr.src])
         if raw.is_floating_point():  # exact integers below 2^30
             raw = raw.to(torch.int32)
         exp = plan.exp[pr.name]
-        if exp < 0:  # Lava's floor shift comes before the << 6
+        if exp < 0:  # Lava's floor shift comes before the activation shift
             raw = torch.bitwise_right_shift(raw, -exp)
-        scale = 1 << (max(exp, 0) + ACT_SHIFT)
+        scale = 1 << (max(exp, 0) + plan.shift)
         if j == 0:
             torch.mul(raw, scale, out=a6[1:])
         else:
@@ -259,13 +261,13 @@ def _run_chunk(plan: _Plan, data: dict[str, torch.Tensor], buffers: dict[str, di
         if plan.narrow[pop.name]:
             a6 = out["u"] if "u" in out else torch.empty(shape, dtype=torch.int32, device=device)
             _narrow_input(plan, pop, outs, a6)
-            a6_bound = plan.port_bound[pop.name] << ACT_SHIFT
+            a6_bound = plan.port_bound[pop.name] << plan.shift
             active = tables.input_or_bias(pop.name, a6) if tables is not None else None  # a6 != 0 iff a != 0
         else:
             a = _wide_input(plan, pop, outs, torch.empty(shape, dtype=torch.int64, device=device))
-            active = tables.input_or_bias(pop.name, a) if tables is not None else None  # before a << 6 wraps
-            a6 = a.mul_(1 << ACT_SHIFT)  # multiplying is faster than torch's int64 <<
-            a6_bound = min(plan.port_bound[pop.name], INT32_LIMIT) << ACT_SHIFT
+            active = tables.input_or_bias(pop.name, a) if tables is not None else None  # before a << shift wraps
+            a6 = a.mul_(1 << plan.shift)  # multiplying is faster than torch's int64 <<
+            a6_bound = min(plan.port_bound[pop.name], INT32_LIMIT) << plan.shift
             if a6_bound >= INT32_LIMIT:  # numpy's int32 left shift wraps
                 a6, a6_bound = wrap32(a6), INT32_LIMIT
         u, u_bound = currents(p, a6, a6_bound)

@@ -182,7 +182,8 @@ class Mapping:
         outputs = tuple(dict.fromkeys(lower(self.graph).outputs.values()))
         return netdesc.QuantNetwork(ports, tuple(pops), projs, cores, outputs,
                                     meta={"target": self.target.name, "mode": q.mode,
-                                          "input_scale": {n: e.scale for n, e in q.inputs.items()}})
+                                          "input_scale": {n: e.scale for n, e in q.inputs.items()}},
+                                    formats=netdesc.Formats.from_target(self.target))
 
     # ------------------------------------------------------------------ file
     def save(self, path: str | Path) -> Path:

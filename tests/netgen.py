@@ -14,7 +14,7 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
-from hwsim.netdesc import VTH_MAX, Core, InputPort, Population, Projection, QuantNetwork
+from hwsim.netdesc import LOIHI, Core, InputPort, Population, Projection, QuantNetwork
 
 
 def conv_matrix(weight: np.ndarray, in_shape: tuple[int, int, int], stride: int, padding: int) -> sp.csr_matrix:
@@ -54,7 +54,7 @@ def population(rng: np.random.Generator, name: str, size: int, cores: list[int],
     bias_max = 4095 if stress else 300
     return Population(
         name=name, size=size,
-        vth=draw(1, vth_max, (0, 1, VTH_MAX) if stress else (0, 1)),
+        vth=draw(1, vth_max, (0, 1, LOIHI.vth_max) if stress else (0, 1)),
         du=draw(-1, 4095, (-1, 4095, 0)),
         dv=draw(0, 4096, (0, 4096)),
         bias_mant=draw(-bias_max, bias_max, (0,)),

@@ -2,22 +2,23 @@
 
 Scales. Every population gets a scale lambda (weight units per float unit of membrane): a float weight
 w into it becomes the integer q with q * 2^weight_exp ~ w * lambda, its threshold vth ~ theta * lambda, its
-bias (state units, 64 per weight unit) ~ b * lambda * 64 and its initial membrane likewise; decays are scale
-free. Spikes are 1 in both worlds, so a population's dynamics are unchanged up to rounding. ``per_layer``
-uses one lambda per population; ``per_channel`` one per output channel (per neuron for a 1-D population),
-folded into that channel's threshold, bias and initial state, which keeps the arithmetic exact (the
-neuron update is homogeneous in v, u, theta, bias and input). An ``LI`` read-out always uses one scale so
-that its arg-max is unchanged. Graded inputs are sent as integer payloads x * sigma; their weights are
-divided by sigma.
+bias (state units: 2^activation_shift, 64 on Loihi, per weight unit) ~ b * lambda * 2^activation_shift
+and its initial membrane likewise; decays are scale free. Spikes are 1 in both worlds, so a population's
+dynamics are unchanged up to rounding. ``per_layer`` uses one lambda per population; ``per_channel`` one per
+output channel (per neuron for a 1-D population), folded into that channel's threshold, bias and initial
+state, which keeps the arithmetic exact (the neuron update is homogeneous in v, u, theta, bias and input).
+An ``LI`` read-out always uses one scale so that its arg-max is unchanged. Graded inputs are sent as
+integer payloads x * sigma; their weights are divided by sigma.
 
 Choice of lambda: the largest incoming weight magnitude fills the mantissa (254 for mixed-sign weights,
 which must be even, 255 for single-sign ones) at weight_exp = 0; lambda is then doubled (weight_exp + 1
 on every incoming projection) while the smallest threshold mantissa is below 2^10, the largest threshold
-stays legal and the worst-case synaptic current stays inside the 24-bit state.
+stays legal and the worst-case synaptic current stays inside the state (24 bits on Loihi). Every width comes
+from the target's [neuron] table as ``hwsim.netdesc.Formats``, the formats hwsim then computes in.
 
 Precision is never lost silently: a clipped weight, threshold or bias, a threshold that rounds to 0 or a
 decay that rounds to "no leak" or "full leak" raises a QuantizationWarning with the numbers (a
-QuantizationError in strict mode); a worst-case current that can wrap the 24-bit state raises a
+QuantizationError in strict mode); a worst-case current that can wrap the state raises a
 StateOverflowWarning (in strict mode too: it is a bound, not a certain loss). Everything is also in
 the per-layer report. At run time, encoding an input value outside the compiled input range clips it and
 raises a QuantizationWarning.
@@ -34,6 +35,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from hwsim.netdesc import Formats
 from mappings import Target
 from neuromap.errors import QuantizationError, UnsupportedError
 from neuromap.ir import LIF, Affine, AvgPool2d, Conv2d, Graph, Linear, SumPool2d
@@ -56,7 +58,7 @@ class QuantizationWarning(UserWarning):
 
 
 class StateOverflowWarning(UserWarning):
-    """The worst-case synaptic current of a population can leave the 24-bit state and wrap."""
+    """The worst-case synaptic current of a population can leave the state (state_bits) and wrap."""
 
 
 # ---------------------------------------------------------------------------------------------- results
@@ -316,7 +318,7 @@ def input_encodings(graph: Graph, target: Target, encoding: str | None, input_ra
         if kind == "spikes":
             out[name] = InputEncoding(name, "spikes")
             continue
-        allowed = min(target.neuron.graded_spike_bits, 24)  # hwsim.netdesc carries payloads of up to 24 bits
+        allowed = Formats.from_target(target).graded_bits  # hwsim.netdesc carries payloads of up to 24 bits
         if allowed == 0:
             raise UnsupportedError(f"input {name!r}: target {target.name!r} has binary spikes only "
                                    "(graded_spike_bits = 0); compile with input_encoding='spikes' "
@@ -350,6 +352,7 @@ def quantize(lowered: Lowered, target: Target, *, mode: str = "per_layer", stric
         # memory at one size and run at another
         raise UnsupportedError(f"target {target.name!r}: [synapses] weight_bits = {target.synapses.weight_bits}; "
                                f"the quantizer, hwsim and the Lava backend implement {WEIGHT_BITS}-bit weights only")
+    formats = Formats.from_target(target)  # refuses arithmetic hwsim does not implement, naming the field
     lossy = _Lossy(strict)
     graph = lowered.graph
     for pr in lowered.projections:
@@ -366,7 +369,7 @@ def quantize(lowered: Lowered, target: Target, *, mode: str = "per_layer", stric
     for name in lowered.populations:
         node = graph.nodes[name]
         incoming = [_incoming(lowered, pr, node.output_shape, input_scale) for pr in lowered.incoming(name)]
-        qpop, qprojs, layer = _quantize_population(lowered, name, node, incoming, target, mode, lossy,
+        qpop, qprojs, layer = _quantize_population(lowered, name, node, incoming, formats, mode, lossy,
                                                    input_payload)
         pops[name] = qpop
         projs.extend(qprojs)
@@ -376,7 +379,7 @@ def quantize(lowered: Lowered, target: Target, *, mode: str = "per_layer", stric
     return Quantized(mode, pops, tuple(projs), inputs, tuple(report))
 
 
-def _quantize_population(lowered, name, node, incoming, target, mode, lossy, input_payload):
+def _quantize_population(lowered, name, node, incoming, formats: Formats, mode, lossy, input_payload):
     graded = {src for src, payload in input_payload.items() if payload > 1}
     n_ch, per_ch = _channels(node.output_shape)
     size = n_ch * per_ch
@@ -384,10 +387,10 @@ def _quantize_population(lowered, name, node, incoming, target, mode, lossy, inp
     layer_mode = mode
     if mode == "per_channel" and (not spiking or not all(i.aligned for i in incoming)):
         layer_mode = "per_layer"
-    vth_max = (1 << target.neuron.vth_bits) - 1
-    state_max = (1 << (target.neuron.state_bits - 1)) - 1
-    shift = target.neuron.activation_shift
-    exp_min, exp_max = target.neuron.weight_exp_min, target.neuron.weight_exp_max
+    vth_max = formats.vth_max
+    state_max = formats.state_max
+    shift = formats.activation_shift
+    exp_min, exp_max = formats.weight_exp_min, formats.weight_exp_max
 
     # lambda at weight_exp = 0: the tightest projection fills its mantissa
     need = np.stack([i.channel_max / i.q_max for i in incoming]) if incoming else np.zeros((1, n_ch))
@@ -414,7 +417,7 @@ def _quantize_population(lowered, name, node, incoming, target, mode, lossy, inp
     v_init_f = np.broadcast_to(getattr(node, "v_init", np.zeros(())), node.output_shape).reshape(-1)
     # the largest scale at which every threshold, bias and initial membrane stays legal, per channel: weights
     # far below them give up mantissa bits instead of those values being clipped
-    bias_max = ((1 << (target.neuron.bias_mant_bits - 1)) - 1) * 2.0 ** target.neuron.bias_exp_max
+    bias_max = formats.bias_mant_range[1] * 2.0 ** formats.bias_exp_max
     with np.errstate(divide="ignore", over="ignore"):  # no bias / v_init: no limit
         cap = np.minimum(bias_max / ((1 << shift) * np.abs(bias_f).reshape(n_ch, per_ch).max(axis=1)),
                          state_max / ((1 << shift) * np.abs(v_init_f).reshape(n_ch, per_ch).max(axis=1)))
@@ -423,7 +426,7 @@ def _quantize_population(lowered, name, node, incoming, target, mode, lossy, inp
     if layer_mode != "per_channel":
         cap = np.full(n_ch, cap.min())
     base = np.minimum(base, cap)
-    unity = 1 << target.neuron.decay_bits
+    unity = formats.decay_unity
     kept = np.rint(i_decay * unity).min() / unity  # the current decay the chip will apply
     current_gain = 1.0 / kept if kept > 0 else math.inf  # steady-state |u| per unit of constant input
 
@@ -484,7 +487,7 @@ def _quantize_population(lowered, name, node, incoming, target, mode, lossy, inp
     if worst * current_gain > state_max:
         how = ("with no current decay the current can grow without bound" if math.isinf(current_gain)
                else f"{worst:,} per step (x{current_gain:.3g} with the current decay)")
-        lossy(f"{name}: worst-case synaptic current {how} can exceed the {target.neuron.state_bits}-bit state "
+        lossy(f"{name}: worst-case synaptic current {how} can exceed the {formats.state_bits}-bit state "
               f"(|u| < {state_max + 1:,}) "
               "if enough inputs spike in one step; u would wrap", StateOverflowWarning)
 
@@ -499,7 +502,7 @@ def _quantize_population(lowered, name, node, incoming, target, mode, lossy, inp
                   f"(< 1); the neuron would fire on any positive membrane")
         if (vth > vth_max).any():
             i = int(np.argmax(vth_f))
-            lossy(f"{name}: threshold mantissa {vth_f[i]:,.0f} exceeds the {target.neuron.vth_bits}-bit maximum "
+            lossy(f"{name}: threshold mantissa {vth_f[i]:,.0f} exceeds the {formats.vth_bits}-bit maximum "
                   f"{vth_max:,}; clipped")
         vth = np.clip(vth, 0, vth_max).astype(np.int64)
         layer.vth_range = (int(vth.min()), int(vth.max()))
@@ -522,15 +525,15 @@ def _quantize_population(lowered, name, node, incoming, target, mode, lossy, inp
             lossy(f"{name}.{what}: {frac[i]:g} rounds to {unity}/{unity} (full decay every step)")
     layer.decay_max_abs_error = float(max(np.abs(dv / unity - v_decay).max(), np.abs((du + 1) / unity - i_decay).max()))
 
-    bias_mant, bias_exp, bias_err, bias_clipped = _quantize_bias(bias_f * scale_n * (1 << shift), target)
+    bias_mant, bias_exp, bias_err, bias_clipped = _quantize_bias(bias_f * scale_n * (1 << shift), formats)
     layer.bias_max_abs_error = float(bias_err / scale_n.min()) / (1 << shift)
     layer.bias_clipped = bias_clipped
     if bias_clipped:
-        lossy(f"{name}: {bias_clipped:,} bias values exceed mantissa x 2^{target.neuron.bias_exp_max}; clipped")
+        lossy(f"{name}: {bias_clipped:,} bias values exceed mantissa x 2^{formats.bias_exp_max}; clipped")
 
     v_init = np.rint(v_init_f * scale_n * (1 << shift))
     if (np.abs(v_init) > state_max).any():
-        lossy(f"{name}: initial membrane exceeds the {target.neuron.state_bits}-bit state; clipped")
+        lossy(f"{name}: initial membrane exceeds the {formats.state_bits}-bit state; clipped")
     v_init = np.clip(v_init, -state_max, state_max).astype(np.int64)
 
     qpop = QuantPopulation(name=name, kind="spiking" if spiking else "integrator", shape=node.output_shape,
@@ -603,10 +606,10 @@ def _quantize_projection(graph, inc: _Incoming, scale, e, n_ch, per_ch, layer: L
     return result
 
 
-def _quantize_bias(b: np.ndarray, target: Target) -> tuple[np.ndarray, np.ndarray, float, int]:
+def _quantize_bias(b: np.ndarray, formats: Formats) -> tuple[np.ndarray, np.ndarray, float, int]:
     """bias (state units) -> (mant, exp) with |mant| < 2^(bits-1), the smallest legal exponent per neuron."""
-    mant_max = (1 << (target.neuron.bias_mant_bits - 1)) - 1
-    lo, hi = max(target.neuron.bias_exp_min, 0), target.neuron.bias_exp_max
+    mant_max = formats.bias_mant_range[1]
+    lo, hi = max(formats.bias_exp_min, 0), formats.bias_exp_max
     mag = np.abs(b)
     with np.errstate(divide="ignore"):
         exp = np.where(mag > mant_max, np.ceil(np.log2(np.maximum(mag, 1) / mant_max)), 0).astype(np.int64)

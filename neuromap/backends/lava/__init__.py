@@ -221,8 +221,10 @@ def run_network(qnet, inputs: Mapping[str, np.ndarray], steps: int, *, timeout: 
     read = set(qnet.outputs)
     if not record and not read:
         raise BackendError("Lava: the network has no outputs; run with record=True")
+    f = qnet.formats  # the fixed model computes in the network's widths
+    widths = {"state_bits": f.state_bits, "decay_bits": f.decay_bits, "activation_shift": f.activation_shift}
     pops = tuple(PopSpec(p.name, p.size, dict(vth=p.vth, du=p.du, dv=p.dv, bias_mant=p.bias_mant,
-                                              bias_exp=p.bias_exp, v_init=p.v_init, input_bias=0),
+                                              bias_exp=p.bias_exp, v_init=p.v_init, input_bias=0, **widths),
                          p.reset, p.reset_timing, p.kind, record or p.name in read)
                  for p in qnet.populations)
     message_bits = {port.name: port.graded_bits for port in qnet.inputs}  # populations send binary spikes

@@ -9,7 +9,10 @@ Per-neuron parameters (Lava's stock LIF holds vth, du, dv as one scalar per popu
   (i_decay, v_decay), ``vth`` the threshold, ``bias_mant`` the bias (``bias_exp`` unused, as in Lava's
   float LIF). An integrator sends its v (a graded value) on ``s_out``.
 * fixed_pt follows "Fixed-point step" bit for bit (Lava's ``PyLifModelBitAcc`` arithmetic: du + 1, 24-bit
-  wrap of u, saturation of v, vth << 6, strict >), in int64. An integrator sends zeros.
+  wrap of u, saturation of v, vth << 6, strict >), in int64. An integrator sends zeros. Its widths are
+  process parameters, ``state_bits``, ``decay_bits`` and ``activation_shift`` (a ``hwsim.netdesc.Formats``'
+  fields; Loihi's 24, 12 and 6 by default, the values Lava's own LIF hard-codes), so it runs any chip's
+  formats that hwsim runs. The LavaPyType precisions below document Loihi's widths; Python models ignore them.
 
 ``input_bias`` is a constant added to the synaptic input a every step (an Affine's bias, which enters u,
 not v). ``sample_steps`` lays samples end to end in one run: at every step t with
@@ -42,13 +45,15 @@ _VARS = ("vth", "du", "dv", "bias_mant", "bias_exp", "v_init", "input_bias")
 class Neurons(AbstractProcess):
     def __init__(self, *, shape: tuple[int], vth, du, dv, bias_mant, bias_exp=0, v_init=0, input_bias=0,
                  reset: str = "subtract", reset_timing: str = "immediate", kind: str = "spiking",
-                 sample_steps: int, name: str | None = None) -> None:
+                 sample_steps: int, state_bits: int = 24, decay_bits: int = 12, activation_shift: int = 6,
+                 name: str | None = None) -> None:
         if reset not in RESETS or reset_timing not in RESET_TIMINGS or kind not in KINDS:
             raise ValueError(f"Neurons: reset {reset!r}, reset_timing {reset_timing!r} or kind {kind!r} unknown")
         if sample_steps < 1:
             raise ValueError("Neurons: sample_steps must be >= 1")
         super().__init__(shape=shape, reset=reset, reset_timing=reset_timing, kind=kind,
-                         sample_steps=int(sample_steps), name=name)
+                         sample_steps=int(sample_steps), state_bits=int(state_bits), decay_bits=int(decay_bits),
+                         activation_shift=int(activation_shift), name=name)
         (n,) = shape
         self.a_in = InPort(shape=shape)
         self.s_out = OutPort(shape=shape)
@@ -131,10 +136,10 @@ def _wrap32(x: np.ndarray) -> np.ndarray:
     return ((x + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
 
 
-def _trunc0_decay(x: np.ndarray, keep: np.ndarray) -> np.ndarray:
-    """x * keep / 4096 rounded toward zero (Loihi's decay)."""
+def _trunc0_decay(x: np.ndarray, keep: np.ndarray, decay_bits: int) -> np.ndarray:
+    """x * keep / 2^decay_bits rounded toward zero (Loihi's decay, 4096 = 2^12 there)."""
     p = x * keep
-    return np.sign(p) * (np.abs(p) >> 12)
+    return np.sign(p) * (np.abs(p) >> decay_bits)
 
 
 @implements(proc=Neurons, protocol=LoihiProtocol)
@@ -156,24 +161,29 @@ class PyNeuronsFixed(_NeuronsModel):
     v: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
     s_prev: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=1)
 
-    HALF_RANGE = 1 << 23  # u, v are 24-bit (reference/loihi_lava.md §2.1)
+    def __init__(self, proc_params) -> None:
+        super().__init__(proc_params)
+        self.half_range = 1 << (proc_params["state_bits"] - 1)  # u, v are 24-bit on Loihi (loihi_lava.md §2.1)
+        self.decay_bits = proc_params["decay_bits"]
+        self.shift = proc_params["activation_shift"]
 
     def update(self, a: np.ndarray) -> np.ndarray:
-        m = self.HALF_RANGE
+        m, unity, bits = self.half_range, 1 << self.decay_bits, self.decay_bits
         # Lava's PyLifModelBitAcc shifts the int32 input and adds it to the int32 decayed current, so both
-        # wrap at 32 bits before the 24-bit wrap below
+        # wrap at 32 bits before the state wrap below
         a = _wrap32(a.astype(np.int64) + self.input_bias)
-        u = _wrap32(_trunc0_decay(self.u.astype(np.int64), 4096 - (self.du.astype(np.int64) + 1)) + _wrap32(a << 6))
+        u = _wrap32(_trunc0_decay(self.u.astype(np.int64), unity - (self.du.astype(np.int64) + 1), bits)
+                    + _wrap32(a << self.shift))
         u = np.where(u > m, u - 2 * m, np.where(u <= -m, u + 2 * m, u))  # wraps once, as Lava
         be = self.bias_exp.astype(np.int64)
         bm = self.bias_mant.astype(np.int64)
         bias = np.where(be >= 0, bm << np.maximum(be, 0), bm >> np.maximum(-be, 0))
-        vth = self.vth.astype(np.int64) << 6
+        vth = self.vth.astype(np.int64) << self.shift
         s_prev = self.s_prev.astype(np.int64)
         v_prev = self.v.astype(np.int64)
         if self.late and not self.subtract:
             v_prev = np.where(s_prev != 0, 0, v_prev)
-        v = _trunc0_decay(v_prev, 4096 - self.dv.astype(np.int64)) + u + bias
+        v = _trunc0_decay(v_prev, unity - self.dv.astype(np.int64), bits) + u + bias
         if self.late and self.subtract:
             v = v - vth * s_prev
         v = np.clip(v, -(m - 1), m - 1)
