@@ -45,7 +45,8 @@ def _int_vector(value: Any, n: int, what: str, lo: int, hi: int) -> np.ndarray:
             raise NetDescError(f"{what}: values must be integers")
     arr = np.broadcast_to(arr.astype(np.int64), (n,)).copy()
     if n and (arr.min() < lo or arr.max() > hi):
-        raise NetDescError(f"{what}: values must lie in [{lo}, {hi}], got [{arr.min()}, {arr.max()}]")
+        raise NetDescError(f"{what}: values must lie in [{lo}, {hi}], got [{arr.min()}, {arr.max()}]", field=what,
+                           value=(int(arr.min()), int(arr.max())), allowed=(lo, hi))
     arr.setflags(write=False)
     return arr
 
@@ -90,11 +91,14 @@ class Population:
             object.__setattr__(self, name, _int_vector(getattr(self, name), n, f"population {self.name!r}.{name}",
                                                        lo, hi))
         if self.reset not in RESETS:
-            raise NetDescError(f"population {self.name!r}.reset: {self.reset!r} not in {RESETS}")
+            raise NetDescError(f"population {self.name!r}.reset: {self.reset!r} not in {RESETS}", node=self.name,
+                               field="reset", value=self.reset, allowed=RESETS)
         if self.reset_timing not in RESET_TIMINGS:
-            raise NetDescError(f"population {self.name!r}.reset_timing: {self.reset_timing!r} not in {RESET_TIMINGS}")
+            raise NetDescError(f"population {self.name!r}.reset_timing: {self.reset_timing!r} not in {RESET_TIMINGS}",
+                               node=self.name, field="reset_timing", value=self.reset_timing, allowed=RESET_TIMINGS)
         if self.kind not in KINDS:
-            raise NetDescError(f"population {self.name!r}.kind: {self.kind!r} not in {KINDS}")
+            raise NetDescError(f"population {self.name!r}.kind: {self.kind!r} not in {KINDS}", node=self.name,
+                               field="kind", value=self.kind, allowed=KINDS)
 
     @property
     def bias(self) -> np.ndarray:
@@ -126,11 +130,14 @@ class Projection:
             mixed = lo < 0 < hi
             if mixed and (lo < -256 or hi > 254 or (w.data % 2).any()):
                 raise NetDescError(f"projection {self.name!r}: mixed-sign weights must be even and in [-256, 254] "
-                                   f"(Lava drops their lowest bit), got [{lo}, {hi}]")
+                                   f"(Lava drops their lowest bit), got [{lo}, {hi}]", node=self.name,
+                                   field="weights", value=(lo, hi), allowed=(-256, 254))
             if not mixed and max(abs(lo), abs(hi)) > 255:
-                raise NetDescError(f"projection {self.name!r}: single-sign weights must have magnitude <= 255")
+                raise NetDescError(f"projection {self.name!r}: single-sign weights must have magnitude <= 255",
+                                   node=self.name, field="weights", value=(lo, hi), allowed=255)
         if not -8 <= int(self.weight_exp) <= 7:
-            raise NetDescError(f"projection {self.name!r}: weight_exp must lie in [-8, 7]")
+            raise NetDescError(f"projection {self.name!r}: weight_exp must lie in [-8, 7]", node=self.name,
+                               field="weight_exp", value=self.weight_exp, allowed=(-8, 7))
         object.__setattr__(self, "weights", w)
         object.__setattr__(self, "weight_exp", int(self.weight_exp))
 
@@ -169,7 +176,8 @@ class QuantNetwork:
         order = {name: i for i, name in enumerate([*(i.name for i in self.inputs), *(p.name for p in self.populations)])}
         for pr in self.projections:
             if pr.src not in sizes:
-                raise NetDescError(f"projection {pr.name!r}: unknown source {pr.src!r}")
+                raise NetDescError(f"projection {pr.name!r}: unknown source {pr.src!r}", node=pr.name, field="src",
+                                   value=pr.src)
             if pr.dst not in pop_names:
                 raise NetDescError(f"projection {pr.name!r}: destination {pr.dst!r} is not a population")
             if pr.weights.shape != (sizes[pr.dst], sizes[pr.src]):
