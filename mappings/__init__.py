@@ -8,5 +8,5 @@ from mappings.errors import NeuromapError, NeuromapWarning, TargetError
 from mappings.target import (Chip, Core, Energy, Neuron, Synapses, System, Target, Timing, available_targets,
                              load_target, parse_target)
 
-__all__ = ["Target", "Chip", "System", "Core", "Synapses", "Neuron", "Energy", "Timing", "TargetError",
-           "NeuromapError", "NeuromapWarning", "load_target", "parse_target", "available_targets"]
+__all__ = ["Chip", "Core", "Energy", "NeuromapError", "NeuromapWarning", "Neuron", "Synapses", "System", "Target",
+           "TargetError", "Timing", "available_targets", "load_target", "parse_target"]

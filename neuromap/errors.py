@@ -7,9 +7,9 @@ stderr and exit status 2, and prints every warning as one line.
 """
 from mappings.errors import NeuromapError, NeuromapWarning, TargetError
 
-__all__ = ["NeuromapError", "NeuromapWarning", "TargetError", "GraphError", "FormatError", "UnsupportedError",
-           "FitError", "QuantizationError", "BackendError", "QuantizationWarning", "ClippedInputWarning",
-           "StateOverflowWarning"]
+__all__ = ["BackendError", "ClippedInputWarning", "FitError", "FormatError", "GraphError", "NeuromapError",
+           "NeuromapWarning", "QuantizationError", "QuantizationWarning", "StateOverflowWarning", "TargetError",
+           "UnsupportedError"]
 
 
 class GraphError(NeuromapError):
