@@ -37,7 +37,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from hwsim.errors import HwsimError
+from hwsim.errors import HwsimError, SimOptionError
 from hwsim.models.lif import LIFParameters, LIFState, lif_step
 from hwsim.netdesc import Formats, Population, QuantNetwork
 from mappings.gpu import GpuProfile
@@ -104,7 +104,9 @@ def estimate_gpu(size: NetworkSize | QuantNetwork, steps: int, profile: GpuProfi
     """The modelled cost of ``steps`` steps of the network on ``profile``, running ``batch`` samples at
     once (1: a single inference, the latency a chip is compared with). Formula: the module docstring."""
     if steps < 1 or batch < 1:
-        raise ValueError(f"steps and batch must be at least 1, got steps={steps}, batch={batch}")
+        raise SimOptionError(f"steps and batch must be at least 1, got steps={steps}, batch={batch}",
+                             field="steps" if steps < 1 else "batch", value=steps if steps < 1 else batch,
+                             allowed=">= 1")
     n = size if isinstance(size, NetworkSize) else NetworkSize.of(size)
     s, neurons, inputs = n.synapses, n.neurons, n.inputs
     macs = steps * (s + NEURON_MACS * neurons)

@@ -43,7 +43,8 @@ def _int_vector(value: Any, n: int, what: str, lo: int | None = None, hi: int | 
             raise NetDescError(f"{what}: values must be integers")
     arr = np.broadcast_to(arr.astype(np.int64), (n,)).copy()
     if n and lo is not None and hi is not None and (arr.min() < lo or arr.max() > hi):
-        raise NetDescError(f"{what}: values must lie in [{lo}, {hi}], got [{arr.min()}, {arr.max()}]")
+        raise NetDescError(f"{what}: values must lie in [{lo}, {hi}], got [{arr.min()}, {arr.max()}]", field=what,
+                           value=(int(arr.min()), int(arr.max())), allowed=(lo, hi))
     arr.setflags(write=False)
     return arr
 
@@ -182,11 +183,14 @@ class Population:
             object.__setattr__(self, name, _int_vector(getattr(self, name), n, f"population {self.name!r}.{name}"))
         object.__setattr__(self, "core", _int_vector(self.core, n, f"population {self.name!r}.core", 0, 1 << 30))
         if self.reset not in RESETS:
-            raise NetDescError(f"population {self.name!r}.reset: {self.reset!r} not in {RESETS}")
+            raise NetDescError(f"population {self.name!r}.reset: {self.reset!r} not in {RESETS}", node=self.name,
+                               field="reset", value=self.reset, allowed=RESETS)
         if self.reset_timing not in RESET_TIMINGS:
-            raise NetDescError(f"population {self.name!r}.reset_timing: {self.reset_timing!r} not in {RESET_TIMINGS}")
+            raise NetDescError(f"population {self.name!r}.reset_timing: {self.reset_timing!r} not in {RESET_TIMINGS}",
+                               node=self.name, field="reset_timing", value=self.reset_timing, allowed=RESET_TIMINGS)
         if self.kind not in KINDS:
-            raise NetDescError(f"population {self.name!r}.kind: {self.kind!r} not in {KINDS}")
+            raise NetDescError(f"population {self.name!r}.kind: {self.kind!r} not in {KINDS}", node=self.name,
+                               field="kind", value=self.kind, allowed=KINDS)
 
     @property
     def bias(self) -> np.ndarray:
@@ -218,9 +222,11 @@ class Projection:
             mixed = lo < 0 < hi
             if mixed and (lo < -256 or hi > 254 or (w.data % 2).any()):
                 raise NetDescError(f"projection {self.name!r}: mixed-sign weights must be even and in [-256, 254] "
-                                   f"(Lava drops their lowest bit), got [{lo}, {hi}]")
+                                   f"(Lava drops their lowest bit), got [{lo}, {hi}]", node=self.name,
+                                   field="weights", value=(lo, hi), allowed=(-256, 254))
             if not mixed and max(abs(lo), abs(hi)) > 255:
-                raise NetDescError(f"projection {self.name!r}: single-sign weights must have magnitude <= 255")
+                raise NetDescError(f"projection {self.name!r}: single-sign weights must have magnitude <= 255",
+                                   node=self.name, field="weights", value=(lo, hi), allowed=255)
         object.__setattr__(self, "weights", w)
         object.__setattr__(self, "weight_exp", int(self.weight_exp))
 
@@ -261,7 +267,8 @@ class QuantNetwork:
         order = {name: i for i, name in enumerate([*(i.name for i in self.inputs), *(p.name for p in self.populations)])}
         for pr in self.projections:
             if pr.src not in sizes:
-                raise NetDescError(f"projection {pr.name!r}: unknown source {pr.src!r}")
+                raise NetDescError(f"projection {pr.name!r}: unknown source {pr.src!r}", node=pr.name, field="src",
+                                   value=pr.src)
             if pr.dst not in pop_names:
                 raise NetDescError(f"projection {pr.name!r}: destination {pr.dst!r} is not a population")
             if pr.weights.shape != (sizes[pr.dst], sizes[pr.src]):
@@ -281,17 +288,21 @@ class QuantNetwork:
         for port in self.inputs:
             if port.graded_bits > f.graded_bits:
                 raise NetDescError(f"input {port.name!r}: graded_bits {port.graded_bits} exceeds formats.graded_bits "
-                                   f"= {f.graded_bits}")
+                                   f"= {f.graded_bits}", node=port.name, field="graded_bits", value=port.graded_bits,
+                                   allowed=f.graded_bits)
         for p in self.populations:
             for name, (lo, hi) in f.legal_ranges().items():
                 values = getattr(p, name)
                 if values.size and (values.min() < lo or values.max() > hi):
                     raise NetDescError(f"population {p.name!r}.{name}: values must lie in [{lo}, {hi}] (formats), "
-                                       f"got [{values.min()}, {values.max()}]")
+                                       f"got [{values.min()}, {values.max()}]", node=p.name, field=name,
+                                       value=(int(values.min()), int(values.max())), allowed=(lo, hi))
         for pr in self.projections:
             if not f.weight_exp_min <= pr.weight_exp <= f.weight_exp_max:
                 raise NetDescError(f"projection {pr.name!r}: weight_exp {pr.weight_exp} must lie in "
-                                   f"[{f.weight_exp_min}, {f.weight_exp_max}] (formats)")
+                                   f"[{f.weight_exp_min}, {f.weight_exp_max}] (formats)", node=pr.name,
+                                   field="weight_exp", value=pr.weight_exp,
+                                   allowed=(f.weight_exp_min, f.weight_exp_max))
 
     def population(self, name: str) -> Population:
         return next(p for p in self.populations if p.name == name)

@@ -35,6 +35,7 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
+from hwsim.errors import SimOptionError
 from hwsim.netdesc import NetDescError
 
 STRATEGIES = ("cpu_spikes", "int8", "gather", "sparse", "dense", "torch_sparse")
@@ -118,11 +119,14 @@ class SynapseOp:
                  graded: bool = False) -> None:
         self.strategy = strategy or choose(weights, graded, device)
         if self.strategy not in STRATEGIES:
-            raise ValueError(f"unknown synapse strategy {self.strategy!r}; one of {STRATEGIES}")
+            raise SimOptionError(f"unknown synapse strategy {self.strategy!r}; one of {STRATEGIES}", field="synapses",
+                                 value=self.strategy, allowed=STRATEGIES)
         if self.strategy in ("sparse", "int8", "cpu_spikes") and device.type != "cpu":
-            raise ValueError(f"strategy {self.strategy!r} runs on the CPU only")
+            raise SimOptionError(f"strategy {self.strategy!r} runs on the CPU only", field="synapses",
+                                 value=self.strategy, allowed=("cpu",))
         if self.strategy in ("int8", "cpu_spikes") and graded:
-            raise ValueError(f"strategy {self.strategy!r} takes binary spikes only")
+            raise SimOptionError(f"strategy {self.strategy!r} takes binary spikes only", field="synapses",
+                                 value=self.strategy)
         self.device = device
         self.n_dst, self.n_src = weights.shape
         self.exp = 0 if graded else _power_of_two_exponent(weights)

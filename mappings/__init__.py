@@ -2,9 +2,11 @@
 
 Imports nothing of ours. ``load_target("loihi2")`` or ``load_target("my_chip.toml")`` returns a frozen,
 typed ``Target``; a broken file raises ``TargetError`` (a ValueError) naming the table and field.
+``mappings.errors`` holds the exception and warning family that every layer raises.
 """
-from mappings.target import (Chip, Core, Energy, Neuron, Synapses, System, Target, TargetError, Timing,
-                             available_targets, load_target, parse_target)
+from mappings.errors import NeuromapError, NeuromapWarning, TargetError
+from mappings.target import (Chip, Core, Energy, Neuron, Synapses, System, Target, Timing, available_targets,
+                             load_target, parse_target)
 
-__all__ = ["Target", "Chip", "System", "Core", "Synapses", "Neuron", "Energy", "Timing", "TargetError",
-           "load_target", "parse_target", "available_targets"]
+__all__ = ["Chip", "Core", "Energy", "NeuromapError", "NeuromapWarning", "Neuron", "Synapses", "System", "Target",
+           "TargetError", "Timing", "available_targets", "load_target", "parse_target"]

@@ -14,11 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mappings.errors import TargetError
+
 TARGETS_DIR = Path(__file__).with_name("targets")
-
-
-class TargetError(ValueError):
-    """A target file is missing, unreadable, or holds a missing, mistyped or impossible field."""
 
 
 def _positive(x: float) -> bool:
@@ -188,13 +186,15 @@ def check_head(doc: dict, head: str, tables: list[str], where: str) -> dict[str,
     """The ``[head]`` table (name, description) of a description file, after checking that no unknown table is there."""
     table = doc.get(head)
     if not isinstance(table, dict):
-        raise TargetError(f"{where}: table [{head}] (name, description) is missing")
+        raise TargetError(f"{where}: table [{head}] (name, description) is missing", path=where, field=f"[{head}]")
     for name in ("name", "description"):
         if not isinstance(table.get(name), str) or not table.get(name):
-            raise TargetError(f"{where}: [{head}] {name}: missing or not a non-empty string")
+            raise TargetError(f"{where}: [{head}] {name}: missing or not a non-empty string", path=where,
+                              field=f"[{head}] {name}", value=table.get(name))
     unknown = sorted(set(doc) - set(tables) - {head})
     if unknown:
-        raise TargetError(f"{where}: [{unknown[0]}]: unknown table (known: {head}, {', '.join(tables)})")
+        raise TargetError(f"{where}: [{unknown[0]}]: unknown table (known: {head}, {', '.join(tables)})", path=where,
+                          field=f"[{unknown[0]}]", allowed=(head, *tables))
     return table
 
 
@@ -202,26 +202,29 @@ def check_table(doc: dict, table: str, where: str, rules: dict[str, tuple]) -> d
     """One table's fields, each (type, check, meaning of the check) in ``rules``; the first problem names the field."""
     raw = doc.get(table)
     if raw is None:
-        raise TargetError(f"{where}: table [{table}] is missing")
+        raise TargetError(f"{where}: table [{table}] is missing", path=where, field=f"[{table}]")
     if not isinstance(raw, dict):
-        raise TargetError(f"{where}: [{table}] must be a table")
+        raise TargetError(f"{where}: [{table}] must be a table", path=where, field=f"[{table}]", value=raw)
     unknown = sorted(set(raw) - set(rules))
     if unknown:
-        raise TargetError(f"{where}: [{table}] {unknown[0]}: unknown field (known: {', '.join(rules)})")
+        raise TargetError(f"{where}: [{table}] {unknown[0]}: unknown field (known: {', '.join(rules)})", path=where,
+                          field=f"[{table}] {unknown[0]}", allowed=tuple(rules))
     values = {}
     for name, (kind, check, meaning) in rules.items():
         if name not in raw:
-            raise TargetError(f"{where}: [{table}] {name}: missing")
+            raise TargetError(f"{where}: [{table}] {name}: missing", path=where, field=f"[{table}] {name}")
         value = raw[name]
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise TargetError(f"{where}: [{table}] {name}: expected {kind.__name__}, got {type(value).__name__} "
-                              f"({value!r})")
+                              f"({value!r})", path=where, field=f"[{table}] {name}", value=value)
         if kind is float and not math.isfinite(value):
-            raise TargetError(f"{where}: [{table}] {name}: must be finite, got {value!r}")
+            raise TargetError(f"{where}: [{table}] {name}: must be finite, got {value!r}", path=where,
+                              field=f"[{table}] {name}", value=value)
         if check is not None and not check(value):
-            raise TargetError(f"{where}: [{table}] {name}: must be {meaning}, got {value!r}")
+            raise TargetError(f"{where}: [{table}] {name}: must be {meaning}, got {value!r}", path=where,
+                              field=f"[{table}] {name}", value=value, allowed=meaning)
         values[name] = value
     return values
 
@@ -231,26 +234,35 @@ def _consistency(t: Target, where: str) -> None:
     c = t.chip
     if c.mesh_cols * c.mesh_rows * c.cores_per_tile < c.cores:
         raise TargetError(f"{where}: [chip] cores: {c.cores} cores do not fit a {c.mesh_cols} x {c.mesh_rows} mesh "
-                          f"with {c.cores_per_tile} cores per tile")
+                          f"with {c.cores_per_tile} cores per tile", path=where, field="[chip] cores", value=c.cores,
+                          allowed=c.mesh_cols * c.mesh_rows * c.cores_per_tile)
     s = t.system
     if s.chip_cols * s.chip_rows < s.max_chips:
         raise TargetError(f"{where}: [system] max_chips: {s.max_chips} chips do not fit a {s.chip_cols} x "
-                          f"{s.chip_rows} chip grid")
+                          f"{s.chip_rows} chip grid", path=where, field="[system] max_chips", value=s.max_chips,
+                          allowed=s.chip_cols * s.chip_rows)
     n = t.neuron
     for lo, hi in (("bias_exp_min", "bias_exp_max"), ("weight_exp_min", "weight_exp_max")):
         if getattr(n, lo) > getattr(n, hi):
-            raise TargetError(f"{where}: [neuron] {lo}: {getattr(n, lo)} exceeds {hi} = {getattr(n, hi)}")
+            raise TargetError(f"{where}: [neuron] {lo}: {getattr(n, lo)} exceeds {hi} = {getattr(n, hi)}", path=where,
+                              field=f"[neuron] {lo}", value=getattr(n, lo), allowed=getattr(n, hi))
     if n.vth_bits + n.activation_shift > n.state_bits:
         raise TargetError(f"{where}: [neuron] vth_bits: {n.vth_bits} + activation_shift {n.activation_shift} "
-                          f"exceeds state_bits {n.state_bits}")
+                          f"exceeds state_bits {n.state_bits}", path=where, field="[neuron] vth_bits", value=n.vth_bits,
+                          allowed=n.state_bits - n.activation_shift)
     if t.timing.barrier_min_ns > t.timing.barrier_max_ns:
-        raise TargetError(f"{where}: [timing] barrier_min_ns exceeds barrier_max_ns")
+        raise TargetError(f"{where}: [timing] barrier_min_ns exceeds barrier_max_ns", path=where,
+                          field="[timing] barrier_min_ns", value=t.timing.barrier_min_ns,
+                          allowed=t.timing.barrier_max_ns)
     syn = t.synapses
     entry = syn.weight_bits + t.index_bits
     if syn.block_header_bits + entry > syn.word_bits * syn.block_synapses:
-        raise TargetError(f"{where}: [synapses] block_synapses: a block cannot hold even one synapse")
+        raise TargetError(f"{where}: [synapses] block_synapses: a block cannot hold even one synapse", path=where,
+                          field="[synapses] block_synapses", value=syn.block_synapses)
     if syn.word_bits > t.core.synaptic_memory_bits:
-        raise TargetError(f"{where}: [core] synaptic_memory_bits: smaller than one {syn.word_bits}-bit word")
+        raise TargetError(f"{where}: [core] synaptic_memory_bits: smaller than one {syn.word_bits}-bit word",
+                          path=where, field="[core] synaptic_memory_bits", value=t.core.synaptic_memory_bits,
+                          allowed=syn.word_bits)
 
 
 def parse_target(doc: dict, where: str) -> Target:
@@ -275,13 +287,14 @@ def read_toml(name_or_path: str | Path, shipped: Path, what: str) -> tuple[dict,
         path = shipped / f"{text}.toml"
         if not path.is_file():
             names = sorted(p.stem for p in shipped.glob("*.toml"))
-            raise TargetError(f"unknown {what} {text!r} (shipped: {', '.join(names)}; or give the path of a .toml file)")
+            raise TargetError(f"unknown {what} {text!r} (shipped: {', '.join(names)}; or give the path of a .toml file)",
+                              value=text, allowed=tuple(names))
     if not path.is_file():
-        raise TargetError(f"{path}: no such {what} file")
+        raise TargetError(f"{path}: no such {what} file", path=str(path))
     try:
         return tomllib.loads(path.read_text(encoding="utf-8")), path
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise TargetError(f"{path}: not valid TOML ({exc})") from None
+        raise TargetError(f"{path}: not valid TOML ({exc})", path=str(path)) from None
 
 
 def load_target(name_or_path: str | Path) -> Target:

@@ -31,7 +31,7 @@ import scipy.sparse as sp
 
 import mappings
 from hwsim import netdesc
-from neuromap.errors import FormatError, TargetError, UnsupportedError
+from neuromap.errors import FormatError, UnsupportedError
 from neuromap.ir import Graph, load_graph
 from neuromap.ir.serialize import graph_from_arrays, graph_to_arrays, read_npz
 from neuromap.passes.lower import lower
@@ -45,11 +45,8 @@ VERSION = 1
 
 
 def load_target(target: str | Path | mappings.Target) -> mappings.Target:
-    """A target by name or path, with the mappings package's error translated to neuromap's."""
-    try:
-        return mappings.load_target(target)
-    except mappings.TargetError as exc:
-        raise TargetError(str(exc)) from None
+    """A target by name or path (a broken one raises TargetError, the one class mappings and neuromap share)."""
+    return mappings.load_target(target)
 
 
 def read_model(path: str | Path, *, dt: float = 1.0, reset_timing: str | None = None) -> "Graph | Mapping":
@@ -341,7 +338,7 @@ def _from_arrays(arrays: dict[str, np.ndarray], source: str) -> Mapping:
     except KeyError as exc:
         raise FormatError(f"{source}: mapping file is missing {exc}") from None
     except mappings.TargetError as exc:
-        raise FormatError(f"{source}: stored target is invalid ({exc})") from None
+        raise FormatError(f"{source}: stored target is invalid ({exc})", **(exc.fields | {"path": source})) from None
     except (TypeError, ValueError, IndexError) as exc:  # a field of the wrong type or length (edited file)
         raise FormatError(f"{source}: mapping file has a malformed field ({str(exc).splitlines()[0]})") from None
 

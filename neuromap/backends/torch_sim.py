@@ -120,7 +120,8 @@ def simulate(graph: Graph, x, steps: int, *, record: bool = False, dtype=torch.f
     frameworks' semantics) instead of adding the one-step delay of docs/architecture.md.
     """
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise BackendError(f"torch simulator: steps must be a positive integer, got {steps!r}")
+        raise BackendError(f"torch simulator: steps must be a positive integer, got {steps!r}", backend="torch",
+                           field="steps", value=steps, allowed=">= 1")
     device = torch.device(device or "cpu")
     data = _inputs_by_name(graph, x)
     batch = None

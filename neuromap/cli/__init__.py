@@ -1,35 +1,27 @@
 """The ``neuromap`` command. Each subcommand lives in its own module and is registered below.
 
 Every command that computes figures takes ``--json``: its last stdout line is then one JSON object.
-A NeuromapError (or an error of hwsim's or mappings' own family) becomes one line on stderr and exit
-status 2, never a traceback.
+Warnings and errors are printed as one line each on stderr (``neuromap.cli.messages``): an error of the
+family (``neuromap.errors``, hwsim's, mappings') exits with status 2, any other exception is a bug and
+exits with status 1 (traceback with ``--debug`` or NEUROMAP_DEBUG=1).
 """
 from __future__ import annotations
 
-import sys
-
 import click
 
-from hwsim.errors import HwsimError
-from mappings import TargetError
-from neuromap.errors import NeuromapError
+from neuromap.cli.messages import DEBUG_ENV, reported
 
 
 class _Group(click.Group):
     def invoke(self, ctx: click.Context):
-        try:
+        with reported(debug=bool(ctx.params.get("debug"))):
             return super().invoke(ctx)
-        except (NeuromapError, HwsimError, TargetError) as exc:
-            click.echo(f"neuromap: error: {exc}", err=True)
-            sys.exit(2)
-        except KeyboardInterrupt:
-            click.echo("neuromap: interrupted", err=True)
-            sys.exit(130)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="neuromap")
-def main() -> None:
+@click.option("--debug", is_flag=True, help=f"Show the traceback of an internal error (or set {DEBUG_ENV}=1).")
+def main(debug: bool) -> None:
     """Take trained spiking neural networks to Loihi-style neuromorphic hardware."""
 
 

@@ -1,4 +1,4 @@
-"""Helpers shared by the subcommands: JSON output as the last stdout line."""
+"""Helpers shared by the subcommands: JSON output as the last stdout line, options several commands take."""
 from __future__ import annotations
 
 import json
@@ -6,6 +6,8 @@ from typing import Any
 
 import click
 import numpy as np
+
+from neuromap.errors import UnsupportedError
 
 
 def _plain(value: Any) -> Any:
@@ -34,3 +36,25 @@ def nir_options(command):
                         help="For a NIR file: the time step that turns its time constants into decays "
                              "(snnTorch: 1e-4).")(command)
 
+
+
+def available_devices() -> tuple[str, ...]:
+    """The torch devices this machine can run on: the CPU, and each visible CUDA GPU (and Apple's MPS)."""
+    import torch
+
+    devices = ["cpu"]
+    if torch.cuda.is_available():
+        devices += ["cuda", *(f"cuda:{i}" for i in range(torch.cuda.device_count()))]
+    if torch.backends.mps.is_available():
+        devices.append("mps")
+    return tuple(devices)
+
+
+def checked_device(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A click callback for ``--device``: one of ``available_devices()``, or one error line that lists them."""
+    devices = available_devices()
+    if value is None or value in devices:
+        return value
+    flag = param.opts[0] if param.opts else "--device"
+    raise UnsupportedError(f"{flag} {value!r}: no such device on this machine (available: {', '.join(devices)})",
+                           flag=flag, value=value, allowed=devices)

@@ -7,6 +7,7 @@ import warnings
 import click
 
 from neuromap.cli.common import emit_json, nir_options
+from neuromap.cli.messages import show_recorded
 from neuromap.errors import UnsupportedError
 from neuromap.passes.place import METHODS
 from neuromap.passes.quantize import ENCODINGS, MODES
@@ -43,8 +44,7 @@ def compile_cmd(model, target, out, mode, strict, input_encoding, input_bits, pl
         mapping = compile_graph(graph, target, seed=seed, strict=strict, mode=mode, input_encoding=input_encoding,
                                 input_bits=input_bits, placement=placement)
     seconds = time.perf_counter() - start
-    for w in caught:
-        click.echo(f"neuromap: warning: {w.message}", err=True)
+    show_recorded(caught)
     res = mapping.resources
     click.echo(f"target {mapping.target.name}: {res['cores']:,} cores on {res['chips']} chip(s); "
                f"{res['neurons']:,} neurons, {res['synapses']:,} synapses; lower bound {res['lower_bound_cores']:,} "

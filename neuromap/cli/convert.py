@@ -19,9 +19,11 @@ def _steps(text: str | None) -> list[int]:
     try:
         steps = [int(t) for t in text.split(",") if t.strip()]
     except ValueError:
-        raise NeuromapError(f"--sweep: expected comma-separated integers like 8,16,32, got {text!r}") from None
+        raise NeuromapError(f"--sweep: expected comma-separated integers like 8,16,32, got {text!r}", flag="--sweep",
+                            value=text) from None
     if any(t < 1 for t in steps):  # checked before training, not after
-        raise NeuromapError(f"--sweep: time steps must be at least 1, got {text!r}")
+        raise NeuromapError(f"--sweep: time steps must be at least 1, got {text!r}", flag="--sweep", value=text,
+                            allowed=">= 1")
     return steps
 
 
@@ -31,13 +33,15 @@ def _load_weights(model, path: Path) -> None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:   # torch raises several types for unreadable or unsafe files
-        raise FormatError(f"{path}: not a readable state_dict ({str(exc).splitlines()[0]})") from None
+        raise FormatError(f"{path}: not a readable state_dict ({str(exc).splitlines()[0]})", path=str(path)) from None
     if not isinstance(state, dict):
-        raise FormatError(f"{path}: expected a state_dict (a dict of tensors), got {type(state).__name__}")
+        raise FormatError(f"{path}: expected a state_dict (a dict of tensors), got {type(state).__name__}",
+                          path=str(path))
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        raise FormatError(f"{path}: weights do not fit the model ({str(exc).splitlines()[0]})") from None
+        raise FormatError(f"{path}: weights do not fit the model ({str(exc).splitlines()[0]})",
+                          path=str(path)) from None
 
 
 @click.command("convert")

@@ -13,7 +13,7 @@ import click
 import numpy as np
 
 from neuromap.cli.common import emit_json, nir_options
-from neuromap.errors import BackendError, TargetError, UnsupportedError
+from neuromap.errors import BackendError, UnsupportedError
 from neuromap.passes.quantize import ENCODINGS
 
 TRACE_BYTES = 1 << 28          # hwsim traces held at once
@@ -66,20 +66,17 @@ def estimate(mapping, data: str, steps: int, limit: int | None, gpu: str, gpu_ba
     from hwsim.events import EventCounts
     from hwsim.gpu import GpuMeasureError, NvmlEnergyMeter, estimate_gpu, measure_gpu
     from hwsim.sim import InputDataError, default_device, simulate
-    from mappings import TargetError as MappingsTargetError
     from mappings.gpu import load_gpu
     from neuromap import data as datasets
 
     if steps < 1:
-        raise UnsupportedError(f"--steps must be at least 1, got {steps}")
+        raise UnsupportedError(f"--steps must be at least 1, got {steps}", flag="--steps", value=steps, allowed=">= 1")
     if limit is not None and limit < 1:
-        raise UnsupportedError(f"--limit must be at least 1, got {limit}")
+        raise UnsupportedError(f"--limit must be at least 1, got {limit}", flag="--limit", value=limit, allowed=">= 1")
     if gpu_batch < 1:
-        raise UnsupportedError(f"--gpu-batch must be at least 1, got {gpu_batch}")
-    try:
-        profile = load_gpu(gpu)
-    except MappingsTargetError as exc:
-        raise TargetError(str(exc)) from None
+        raise UnsupportedError(f"--gpu-batch must be at least 1, got {gpu_batch}", flag="--gpu-batch", value=gpu_batch,
+                               allowed=">= 1")
+    profile = load_gpu(gpu)
     ds = datasets.load(data)
     x, y = ds.x_test[:limit], ds.y_test[:limit]
     if len(x) == 0:
@@ -99,19 +96,21 @@ def estimate(mapping, data: str, steps: int, limit: int | None, gpu: str, gpu_ba
         events = EventCounts.concatenate(parts)
         chip = estimate_chip(events, mapping.target, qnet.cores)
     except (InputDataError, EstimateError) as exc:
-        raise BackendError(f"hwsim: {exc}") from None
+        raise BackendError(f"hwsim: {exc}", **(exc.fields | {"backend": "hwsim"})) from None
     predictions = np.concatenate(predictions)
     model = estimate_gpu(qnet, steps, profile, batch=gpu_batch)
     measured = None
     if measure:
         device = default_device()
         if device.type != "cuda":
-            raise BackendError("--measure-gpu needs a CUDA device, and torch sees none")
+            raise BackendError("--measure-gpu needs a CUDA device, and torch sees none", flag="--measure-gpu",
+                               backend="nvml")
         try:
             run, scores = measure_gpu(qnet, {k: v[:gpu_batch] for k, v in inputs.items()}, steps, device=device,
                                       meter=NvmlEnergyMeter(device))
         except GpuMeasureError as exc:
-            raise BackendError(f"--measure-gpu: {exc}") from None
+            raise BackendError(f"--measure-gpu: {exc}",
+                               **(exc.fields | {"flag": "--measure-gpu", "backend": "nvml"})) from None
         measured = run.to_dict() | {
             "agreement_with_hwsim": float((scores[readout].argmax(axis=1) == predictions[:gpu_batch]).mean()),
             "energy_ratio_over_chip": run.energy_j_per_sample / chip.energy_j,

@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from neuromap.cli.common import emit_json, nir_options
+from neuromap.cli.common import checked_device, emit_json, nir_options
 from neuromap.errors import NeuromapError
 
 BACKENDS = ("torch", "hwsim", "lava")
@@ -49,7 +49,8 @@ def fit_samples(x: np.ndarray, shape: tuple[int, ...], source: str) -> np.ndarra
               help="Target (name or TOML) to compile a graph for (default loihi2); a Mapping keeps its own.")
 @nir_options
 @click.option("--float", "float_lava", is_flag=True, help="lava: run the float graph in floating_pt.")
-@click.option("--device", default=None, help="torch/hwsim device, e.g. cuda (default: cuda when present for hwsim).")
+@click.option("--device", default=None, callback=checked_device,
+              help="torch/hwsim device, e.g. cuda (default: cuda when present for hwsim).")
 @click.option("--seed", default=0, show_default=True, help="Seed of the Poisson encoder.")
 @click.option("--save-spikes", type=click.Path(dir_okay=False), default=None,
               help="Write every population's spikes (N, T, neurons) to this .npz file.")

@@ -19,7 +19,7 @@ def make_node(name: str, cls: Callable[..., Node], **fields: Any) -> Node:
     try:
         return cls(**fields)
     except GraphError as exc:
-        raise GraphError(f"node {name!r}: {exc}") from None
+        raise GraphError(f"node {name!r}: {exc}", **(exc.fields | {"node": name})) from None
 
 
 class Graph:
@@ -42,13 +42,13 @@ class Graph:
             raise GraphError("graph has no nodes")
         for name, node in self.nodes.items():
             if not isinstance(node, Node):
-                raise GraphError(f"node {name!r}: {type(node).__name__} is not a neuromap node")
+                raise GraphError(f"node {name!r}: {type(node).__name__} is not a neuromap node", node=name)
         g = nx.DiGraph()
         g.add_nodes_from(self.nodes)
         for src, dst in self.edges:
             for end in (src, dst):
                 if end not in self.nodes:
-                    raise GraphError(f"edge {src!r} -> {dst!r}: node {end!r} does not exist")
+                    raise GraphError(f"edge {src!r} -> {dst!r}: node {end!r} does not exist", node=end)
             if g.has_edge(src, dst):
                 raise GraphError(f"edge {src!r} -> {dst!r} appears twice")
             g.add_edge(src, dst)
@@ -69,21 +69,23 @@ class Graph:
             preds = list(g.predecessors(name))
             if name in inputs:
                 if preds:
-                    raise GraphError(f"node {name!r}: an Input node cannot have incoming edges (from {preds[0]!r})")
+                    raise GraphError(f"node {name!r}: an Input node cannot have incoming edges (from {preds[0]!r})",
+                                     node=name)
                 continue
             if not preds:
-                raise GraphError(f"node {name!r} ({node.kind}) has no incoming edge")
+                raise GraphError(f"node {name!r} ({node.kind}) has no incoming edge", node=name)
             if isinstance(node, Output) and list(g.successors(name)):
-                raise GraphError(f"node {name!r}: an Output node cannot have outgoing edges")
+                raise GraphError(f"node {name!r}: an Output node cannot have outgoing edges", node=name)
             for p in preds:
                 got = self.nodes[p].output_shape
                 if got != node.input_shape:
                     raise GraphError(f"edge {p!r} -> {name!r}: shape mismatch, {p!r} gives {got} "
-                                     f"but {name!r} ({node.kind}) takes {node.input_shape}")
+                                     f"but {name!r} ({node.kind}) takes {node.input_shape}", node=name,
+                                     field="input_shape", value=got, allowed=node.input_shape)
         reachable = set().union(*(nx.descendants(g, i) | {i} for i in inputs))
         unreachable = [n for n in self.nodes if n not in reachable]
         if unreachable:
-            raise GraphError(f"node {unreachable[0]!r} is not reachable from any Input")
+            raise GraphError(f"node {unreachable[0]!r} is not reachable from any Input", node=unreachable[0])
         return g
 
     # ------------------------------------------------------------------ queries

@@ -470,23 +470,26 @@ def _numeric(value: Any, name: str, field: str) -> np.ndarray:
     try:
         arr = np.array(value, dtype=np.float64)
     except (TypeError, ValueError):
-        raise GraphError(f"node {name!r}: {field} is not numeric ({type(value).__name__})") from None
+        raise GraphError(f"node {name!r}: {field} is not numeric ({type(value).__name__})", node=name,
+                         field=field) from None
     if not np.isfinite(arr).all():
-        raise GraphError(f"node {name!r}: {field} holds NaN or inf")
+        raise GraphError(f"node {name!r}: {field} holds NaN or inf", node=name, field=field)
     return arr
 
 
 def _int(value: Any, name: str, field: str) -> int:
     arr = np.asarray(value)
     if arr.size != 1 or arr.dtype.kind not in "iu":
-        raise GraphError(f"node {name!r}: {field} must be one integer, got {value!r}")
+        raise GraphError(f"node {name!r}: {field} must be one integer, got {value!r}", node=name, field=field,
+                         value=value)
     return int(arr.reshape(()))
 
 
 def _ints(value: Any, name: str, field: str) -> tuple[int, ...]:
     arr = np.atleast_1d(np.asarray(value))
     if arr.ndim != 1 or arr.dtype.kind not in "iu":
-        raise GraphError(f"node {name!r}: {field} must be integers, got {value!r}")
+        raise GraphError(f"node {name!r}: {field} must be integers, got {value!r}", node=name, field=field,
+                         value=value)
     return tuple(int(v) for v in arr)
 
 

@@ -32,11 +32,12 @@ def _shape(value: Any, what: str) -> tuple[int, ...]:
         raw = np.atleast_1d(np.asarray(value))
         shape = tuple(int(d) for d in raw.astype(np.int64))
     except (TypeError, ValueError, OverflowError) as exc:
-        raise GraphError(f"{what}: not a shape ({value!r})") from exc
+        raise GraphError(f"{what}: not a shape ({value!r})", field=what, value=value) from exc
     if raw.dtype.kind not in "iub" and not np.array_equal(raw, np.asarray(shape)):
-        raise GraphError(f"{what}: sizes must be whole numbers, got {value!r}")
+        raise GraphError(f"{what}: sizes must be whole numbers, got {value!r}", field=what, value=value)
     if not shape or any(d <= 0 for d in shape):
-        raise GraphError(f"{what}: shape must be non-empty with positive sizes, got {shape}")
+        raise GraphError(f"{what}: shape must be non-empty with positive sizes, got {shape}", field=what,
+                         value=shape)
     return shape
 
 
@@ -44,11 +45,13 @@ def _pair(value: Any, what: str, minimum: int) -> tuple[int, int]:
     try:
         arr = np.atleast_1d(np.asarray(value, dtype=np.int64))
     except (TypeError, ValueError) as exc:
-        raise GraphError(f"{what}: expected one or two integers >= {minimum}, got {value!r}") from exc
+        raise GraphError(f"{what}: expected one or two integers >= {minimum}, got {value!r}", field=what,
+                         value=value, allowed=f">= {minimum}") from exc
     if arr.size == 1:
         arr = np.repeat(arr, 2)
     if arr.shape != (2,) or (arr < minimum).any():
-        raise GraphError(f"{what}: expected one or two integers >= {minimum}, got {value!r}")
+        raise GraphError(f"{what}: expected one or two integers >= {minimum}, got {value!r}", field=what,
+                         value=value, allowed=f">= {minimum}")
     return int(arr[0]), int(arr[1])
 
 
@@ -56,11 +59,12 @@ def _array(value: Any, what: str) -> np.ndarray:
     try:
         arr = np.array(value, dtype=np.float64)
     except (TypeError, ValueError) as exc:
-        raise GraphError(f"{what}: not numeric ({type(value).__name__})") from exc
+        raise GraphError(f"{what}: not numeric ({type(value).__name__})", field=what) from exc
     bad = ~np.isfinite(arr)
     if bad.any():
         where = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise GraphError(f"{what}: non-finite value {arr[where] if where else arr} at index {where}")
+        raise GraphError(f"{what}: non-finite value {arr[where] if where else arr} at index {where}", field=what,
+                         value=float(arr[where] if where else arr))
     arr.setflags(write=False)
     return arr
 
@@ -69,12 +73,14 @@ def _broadcastable(arr: np.ndarray, shape: tuple[int, ...], what: str) -> None:
     try:
         np.broadcast_to(arr, shape)
     except ValueError as exc:
-        raise GraphError(f"{what}: shape {arr.shape} does not broadcast to population shape {shape}") from exc
+        raise GraphError(f"{what}: shape {arr.shape} does not broadcast to population shape {shape}", field=what,
+                         value=arr.shape, allowed=shape) from exc
 
 
 def _in_range(arr: np.ndarray, lo: float, hi: float, what: str) -> None:
     if arr.size and (arr.min() < lo or arr.max() > hi):
-        raise GraphError(f"{what}: values must lie in [{lo}, {hi}], got [{arr.min():g}, {arr.max():g}]")
+        raise GraphError(f"{what}: values must lie in [{lo}, {hi}], got [{arr.min():g}, {arr.max():g}]", field=what,
+                         value=(float(arr.min()), float(arr.max())), allowed=(lo, hi))
 
 
 def conv_output_hw(hw: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int],
@@ -327,13 +333,16 @@ class LIF(Node):
             _broadcastable(arr, shape, f"{self.kind}.{name}")
             object.__setattr__(self, name, arr)
         if self.threshold.size and self.threshold.min() <= 0:
-            raise GraphError(f"{self.kind}.threshold: must be > 0, got minimum {self.threshold.min():g}")
+            raise GraphError(f"{self.kind}.threshold: must be > 0, got minimum {self.threshold.min():g}",
+                             field=f"{self.kind}.threshold", value=float(self.threshold.min()), allowed="> 0")
         _in_range(self.v_decay, 0.0, 1.0, f"{self.kind}.v_decay")
         _in_range(self.i_decay, 0.0, 1.0, f"{self.kind}.i_decay")
         if self.reset not in RESETS:
-            raise GraphError(f"{self.kind}.reset: {self.reset!r} is not one of {RESETS}")
+            raise GraphError(f"{self.kind}.reset: {self.reset!r} is not one of {RESETS}", field=f"{self.kind}.reset",
+                             value=self.reset, allowed=RESETS)
         if self.reset_timing not in RESET_TIMINGS:
-            raise GraphError(f"{self.kind}.reset_timing: {self.reset_timing!r} is not one of {RESET_TIMINGS}")
+            raise GraphError(f"{self.kind}.reset_timing: {self.reset_timing!r} is not one of {RESET_TIMINGS}",
+                             field=f"{self.kind}.reset_timing", value=self.reset_timing, allowed=RESET_TIMINGS)
 
     @property
     def input_shape(self) -> tuple[int, ...]:

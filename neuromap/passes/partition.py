@@ -355,8 +355,10 @@ class _Population:
                     key=lambda b: len(self.violations(b, neuron_cap)))
         parts = [_describe(r, n, a) for r, n, a in self.violations(worst, neuron_cap)]
         layers = ", ".join(c.name for c in self.conns)
+        resource, needed, allowed = self.violations(worst, neuron_cap)[0]
         raise FitError(f"{layers} -> {self.name}: even a single neuron per core does not fit target "
-                       f"{self.target.name!r}: " + "; ".join(parts))
+                       f"{self.target.name!r}: " + "; ".join(parts), layer=self.name, resource=resource,
+                       needed=needed, allowed=allowed)
 
 
 def _describe(resource: str, need: int, allowed: int) -> str:
@@ -458,11 +460,13 @@ def partition(lowered: Lowered, target: Target, *, rates: dict[str, np.ndarray] 
             current = max(s.neurons for s in slices[name])
             if current == 1:
                 raise FitError(f"{name}: one neuron reaches {worst:,} destination cores; target {target.name!r} "
-                               f"allows {target.core.output_axons:,} output axons per core")
+                               f"allows {target.core.output_axons:,} output axons per core", layer=name,
+                               resource="output_axons", needed=worst, allowed=target.core.output_axons)
             caps[name] = max(1, min(current - 1, current * target.core.output_axons // worst))
             slices[name] = _slice_population(pops[name], caps[name])
     else:
-        raise FitError(f"output axons: no slicing found within {target.core.output_axons:,} per core")
+        raise FitError(f"output axons: no slicing found within {target.core.output_axons:,} per core",
+                       resource="output_axons", allowed=target.core.output_axons)
     return _pack(lowered, target, slices, out_axons, pair)
 
 
@@ -534,7 +538,8 @@ def _pack(lowered: Lowered, target: Target, slices: dict[str, list[Slice]], out_
         raise FitError(f"network needs {len(cores):,} cores, target {target.name!r} has {target.max_cores:,} "
                        f"({target.system.max_chips} chips x {target.chip.cores} cores); binding constraint "
                        f"{bound} (the fullest resource on most cores): {total:,} in total, "
-                       f"{getattr(core, bound):,} per core")
+                       f"{getattr(core, bound):,} per core", resource="cores", needed=len(cores),
+                       allowed=target.max_cores)
     edges: dict[tuple[int, int], tuple[int, float]] = {}
     from_inputs = 0
     for (src, k, dst, d), (axons, traffic) in pair.items():

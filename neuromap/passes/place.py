@@ -171,7 +171,8 @@ def place(n_cores: int, edges: dict[tuple[int, int], tuple[int, float]], target:
         raise UnsupportedError(f"placement method {method!r} is not one of {METHODS}")
     chips = max(1, math.ceil(n_cores / target.chip.cores))
     if chips > target.system.max_chips:
-        raise FitError(f"{n_cores:,} cores need {chips} chips, target {target.name!r} has {target.system.max_chips}")
+        raise FitError(f"{n_cores:,} cores need {chips} chips, target {target.name!r} has {target.system.max_chips}",
+                       resource="chips", needed=chips, allowed=target.system.max_chips)
     sl = slots(target, chips)
     sequential = np.arange(n_cores)
     seq_cost = traffic_hops(edges, sl.gx[sequential], sl.gy[sequential])

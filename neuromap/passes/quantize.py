@@ -37,7 +37,8 @@ import scipy.sparse as sp
 
 from hwsim.netdesc import Formats
 from mappings import Target
-from neuromap.errors import QuantizationError, UnsupportedError
+from neuromap.errors import (ClippedInputWarning, NeuromapWarning, QuantizationError, QuantizationWarning,
+                             StateOverflowWarning, UnsupportedError)
 from neuromap.ir import LIF, Affine, AvgPool2d, Conv2d, Graph, Linear, SumPool2d
 from neuromap.passes.lower import Lowered, Projection, op_matrix
 
@@ -51,14 +52,6 @@ VTH_PRECISE = 1 << 10  # a threshold mantissa of at least this keeps its roundin
 # unused, has lost precision that changes behaviour: warned (an error in strict mode)
 LOST_WEIGHTS_FRACTION = 0.10
 UNUSED_BITS_LIMIT = 3
-
-
-class QuantizationWarning(UserWarning):
-    """A value was clipped or rounded to something that changes behaviour (the message has the numbers)."""
-
-
-class StateOverflowWarning(UserWarning):
-    """The worst-case synaptic current of a population can leave the state (state_bits) and wrap."""
 
 
 # ---------------------------------------------------------------------------------------------- results
@@ -84,9 +77,11 @@ class InputEncoding:
         payload = np.rint(x * self.scale)
         outside = int(np.count_nonzero((payload < lo) | (payload > hi)))
         if outside:
-            warnings.warn(f"input {self.name!r}: {outside:,} of {x.size:,} values lie outside the input range "
-                          f"[{lo / self.scale:g}, {hi / self.scale:g}] it was compiled for; clipped (compile with "
-                          "input_range= to cover the data)", QuantizationWarning, stacklevel=2)
+            warnings.warn(ClippedInputWarning(
+                f"input {self.name!r}: {outside:,} of {x.size:,} values lie outside the input range "
+                f"[{lo / self.scale:g}, {hi / self.scale:g}] it was compiled for; clipped (compile with "
+                "input_range= to cover the data)", node=self.name, needed=outside,
+                allowed=(lo / self.scale, hi / self.scale)), stacklevel=2)
         return np.clip(payload, lo, hi).astype(np.int64)
 
     @property
@@ -214,10 +209,10 @@ class _Lossy:
     def __init__(self, strict: bool) -> None:
         self.strict = strict
 
-    def __call__(self, message: str, category=QuantizationWarning) -> None:
+    def __call__(self, message: str, category: type[NeuromapWarning] = QuantizationWarning, **fields: Any) -> None:
         if self.strict and category is QuantizationWarning:
-            raise QuantizationError(message)
-        warnings.warn(message, category, stacklevel=4)
+            raise QuantizationError(message, **fields)
+        warnings.warn(category(message, **fields), stacklevel=4)
 
 
 def _weighted_nodes(graph: Graph, path: tuple[str, ...]) -> list[str]:
@@ -489,7 +484,8 @@ def _quantize_population(lowered, name, node, incoming, formats: Formats, mode, 
                else f"{worst:,} per step (x{current_gain:.3g} with the current decay)")
         lossy(f"{name}: worst-case synaptic current {how} can exceed the {formats.state_bits}-bit state "
               f"(|u| < {state_max + 1:,}) "
-              "if enough inputs spike in one step; u would wrap", StateOverflowWarning)
+              "if enough inputs spike in one step; u would wrap", StateOverflowWarning, node=name, field="u",
+              needed=worst * current_gain, allowed=state_max)
 
     # thresholds
     if spiking:
@@ -499,11 +495,12 @@ def _quantize_population(lowered, name, node, incoming, formats: Formats, mode, 
         if (vth < 1).any():
             i = int(np.argmin(vth_f))
             lossy(f"{name}: threshold {theta_n[i]:g} x scale {scale_n[i]:.4g} rounds to {int(vth[i])} "
-                  f"(< 1); the neuron would fire on any positive membrane")
+                  f"(< 1); the neuron would fire on any positive membrane", node=name, field="vth",
+                  value=int(vth[i]), allowed=">= 1")
         if (vth > vth_max).any():
             i = int(np.argmax(vth_f))
             lossy(f"{name}: threshold mantissa {vth_f[i]:,.0f} exceeds the {formats.vth_bits}-bit maximum "
-                  f"{vth_max:,}; clipped")
+                  f"{vth_max:,}; clipped", node=name, field="vth", value=float(vth_f[i]), allowed=vth_max)
         vth = np.clip(vth, 0, vth_max).astype(np.int64)
         layer.vth_range = (int(vth.min()), int(vth.max()))
         layer.vth_max_rel_error = float((np.abs(vth - vth_f) / vth_f).max())
@@ -519,21 +516,25 @@ def _quantize_population(lowered, name, node, incoming, formats: Formats, mode, 
         full = (frac < 1) & (d == unity)
         if lost.any():
             i = int(np.argmax(lost))
-            lossy(f"{name}.{what}: {frac[i]:g} rounds to 0/{unity} (no decay at all)")
+            lossy(f"{name}.{what}: {frac[i]:g} rounds to 0/{unity} (no decay at all)", node=name, field=what,
+                  value=float(frac[i]))
         if full.any():
             i = int(np.argmax(full))
-            lossy(f"{name}.{what}: {frac[i]:g} rounds to {unity}/{unity} (full decay every step)")
+            lossy(f"{name}.{what}: {frac[i]:g} rounds to {unity}/{unity} (full decay every step)", node=name,
+                  field=what, value=float(frac[i]))
     layer.decay_max_abs_error = float(max(np.abs(dv / unity - v_decay).max(), np.abs((du + 1) / unity - i_decay).max()))
 
     bias_mant, bias_exp, bias_err, bias_clipped = _quantize_bias(bias_f * scale_n * (1 << shift), formats)
     layer.bias_max_abs_error = float(bias_err / scale_n.min()) / (1 << shift)
     layer.bias_clipped = bias_clipped
     if bias_clipped:
-        lossy(f"{name}: {bias_clipped:,} bias values exceed mantissa x 2^{formats.bias_exp_max}; clipped")
+        lossy(f"{name}: {bias_clipped:,} bias values exceed mantissa x 2^{formats.bias_exp_max}; clipped",
+              node=name, field="bias", value=bias_clipped)
 
     v_init = np.rint(v_init_f * scale_n * (1 << shift))
     if (np.abs(v_init) > state_max).any():
-        lossy(f"{name}: initial membrane exceeds the {formats.state_bits}-bit state; clipped")
+        lossy(f"{name}: initial membrane exceeds the {formats.state_bits}-bit state; clipped", node=name,
+              field="v_init", value=float(np.abs(v_init).max()), allowed=state_max)
     v_init = np.clip(v_init, -state_max, state_max).astype(np.int64)
 
     qpop = QuantPopulation(name=name, kind="spiking" if spiking else "integrator", shape=node.output_shape,
@@ -594,10 +595,12 @@ def _quantize_projection(graph, inc: _Incoming, scale, e, n_ch, per_ch, layer: L
     if nonzero and (to_zero > LOST_WEIGHTS_FRACTION * nonzero or largest < inc.q_max >> UNUSED_BITS_LIMIT):
         # the scale is capped by the threshold, bias or state range: the weights then use few of their bits
         lossy(f"{pr.name}: weights lose precision: the largest mantissa is {largest} of {inc.q_max} and "
-              f"{to_zero:,} of {nonzero:,} non-zero weights round to 0 (max error {float(err.max(initial=0.0)):.3g})")
+              f"{to_zero:,} of {nonzero:,} non-zero weights round to 0 (max error {float(err.max(initial=0.0)):.3g})",
+              node=pr.name, field="weights", value=largest, allowed=inc.q_max)
     if clipped:
         lossy(f"{pr.name}: {clipped:,} of {values.size:,} weights exceed the {inc.q_max}-step mantissa at "
-              f"weight_exp {e} (the exponent's limit); clipped")
+              f"weight_exp {e} (the exponent's limit); clipped", node=pr.name, field="weights", value=clipped,
+              allowed=inc.q_max)
     layer.projections.append({"name": pr.name, "src": pr.src, "weight_exp": e, "q_max": inc.q_max,
                               "mixed_sign": inc.mixed, "form": "node" if inc.weights is not None else "matrix",
                               "weights": int(values.size), "max_abs_error": float(err.max(initial=0.0)),

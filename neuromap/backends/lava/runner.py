@@ -99,20 +99,22 @@ def run_guarded(job: Callable[[Emit, Emit], None], *, timeout: float, what: str,
             left = deadline - time.monotonic()
             if left <= 0 or not receiver.poll(left):
                 raise BackendError(f"{what}: no result within the timeout of {timeout:g} s "
-                                   f"({len(items)} of {total if total is not None else '?'} {unit}s done)")
+                                   f"({len(items)} of {total if total is not None else '?'} {unit}s done)",
+                                   backend="lava")
             try:
                 kind, payload = receiver.recv()
             except EOFError:
-                raise BackendError(f"{what}: the Lava child process died without a result") from None
+                raise BackendError(f"{what}: the Lava child process died without a result", backend="lava") from None
             if kind == "error":
-                raise BackendError(f"{what}: {payload}")
+                raise BackendError(f"{what}: {payload}", backend="lava")
             if kind == "done":
                 break
             items.append(payload)
             bar.update(1)
         child.join(max(0.0, deadline - time.monotonic()))
         if child.exitcode is None:
-            raise BackendError(f"{what}: the Lava child process did not exit within the timeout of {timeout:g} s")
+            raise BackendError(f"{what}: the Lava child process did not exit within the timeout of {timeout:g} s",
+                               backend="lava")
     finally:
         bar.close()
         receiver.close()
@@ -121,5 +123,6 @@ def run_guarded(job: Callable[[Emit, Emit], None], *, timeout: float, what: str,
             child.kill()
         child.join()
     if left_over:
-        raise BackendError(f"{what}: {len(left_over)} Lava worker processes survived SIGKILL (pids {left_over})")
+        raise BackendError(f"{what}: {len(left_over)} Lava worker processes survived SIGKILL (pids {left_over})",
+                           backend="lava")
     return items
