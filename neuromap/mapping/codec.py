@@ -117,6 +117,9 @@ def decode(arrays: dict[str, np.ndarray], source: str) -> MappingParts:
 def _rebuild(arrays: dict[str, np.ndarray], header: dict, source: str) -> MappingParts:
     graph = graph_from_arrays({k[len("graph/"):]: v for k, v in arrays.items() if k.startswith("graph/")}, source)
     t = dict(header["target"])
+    if isinstance(t.get("synapses"), dict) and "memory_model" not in t["synapses"]:
+        # written before targets named their synapse-memory model: Loihi's blocks were the only one
+        t["synapses"] = {**t["synapses"], "memory_model": "loihi_blocks"}
     target = mappings.parse_target({"target": {"name": t.pop("name"), "description": t.pop("description")},
                                     **{k: v for k, v in t.items() if k != "source"}}, t["source"])
     pops = {}

@@ -64,7 +64,7 @@ def compile(graph: Graph | str | Path, target: str | Path | mappings.Target = "l
         spike_rate[name] = arr.reshape(-1)
     quantized = quantize(lowered, tgt, mode=mode, strict=strict, input_encoding=input_encoding,
                          input_range=input_range, input_bits=input_bits)
-    part = partition(lowered, tgt, rates=spike_rate)
+    part = partition(lowered, quantized, tgt, rates=spike_rate)
     pl = place(len(part.cores), part.edges, tgt, seed=seed, method=placement)
     options = {"seed": seed, "strict": strict, "mode": mode, "placement": placement,
                "rates_given": sorted(rates or {})}
