@@ -6,19 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from neuromap.errors import UnsupportedError
-from neuromap.ir import (
-    IF,
-    LI,
-    AvgPool2d,
-    Conv2d,
-    Flatten,
-    Graph,
-    Input,
-    Linear,
-    Output,
-    SumPool2d,
-    sequential,
-)
+from neuromap.ir import IF, LI, AvgPool2d, Conv2d, Flatten, Graph, Input, Linear, Output, SumPool2d, sequential
 from neuromap.ir.ops import stateless_op
 from neuromap.passes.lower import conv_matrix, lower
 
