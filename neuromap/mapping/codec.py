@@ -61,8 +61,8 @@ def encode(m: Mapping) -> bytes:
                  "weight_exp": pr.weight_exp, "node": pr.node}
         if pr.matrix is not None:
             entry["shape"] = list(pr.matrix.shape)
-            for part in ("data", "indices", "indptr"):
-                arrays[f"proj/{i}/{part}"] = getattr(pr.matrix, part)
+            for piece in ("data", "indices", "indptr"):
+                arrays[f"proj/{i}/{piece}"] = getattr(pr.matrix, piece)
         else:
             arrays[f"proj/{i}/weights"] = pr.weights
         projs.append(entry)

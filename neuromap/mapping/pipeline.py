@@ -45,19 +45,18 @@ def compile(graph: Graph | str | Path, target: str | Path | mappings.Target = "l
     """
     if placement not in METHODS:
         raise UnsupportedError(f"placement {placement!r} is not one of {METHODS}")
-    if not isinstance(graph, Graph):
-        graph = read_model(graph)
-        if isinstance(graph, Mapping):
-            raise UnsupportedError("that file is a compiled Mapping already; compile its model (a graph or NIR file)")
+    model = graph if isinstance(graph, Graph) else read_model(graph)
+    if isinstance(model, Mapping):
+        raise UnsupportedError("that file is a compiled Mapping already; compile its model (a graph or NIR file)")
     tgt = load_target(target)
-    lowered = lower(graph)
+    lowered = lower(model)
     unknown = sorted(set(rates or {}) - set(lowered.sources))
     if unknown:
         raise UnsupportedError(f"rates given for {unknown[0]!r}, which is not an input or neuron population")
     spike_rate = {}
     for name, value in (rates or {}).items():
         arr = np.asarray(value, dtype=float)
-        size = math.prod(graph.nodes[name].output_shape)
+        size = math.prod(model.nodes[name].output_shape)
         if arr.size not in (1, size) or not np.all(np.isfinite(arr)) or (arr < 0).any():
             raise UnsupportedError(f"rates[{name!r}]: expected one non-negative rate or {size:,} of them, "
                                    f"got {arr.size:,} values")
@@ -68,4 +67,4 @@ def compile(graph: Graph | str | Path, target: str | Path | mappings.Target = "l
     pl = place(len(part.cores), part.edges, tgt, seed=seed, method=placement)
     options = {"seed": seed, "strict": strict, "mode": mode, "placement": placement,
                "rates_given": sorted(rates or {})}
-    return Mapping(graph, tgt, quantized, part, pl, options)
+    return Mapping(model, tgt, quantized, part, pl, options)
