@@ -72,6 +72,25 @@ def test_conv_counts_are_the_synapses_hwsim_runs(target, encoding, zero_pair):
             assert s.input_axons == len(np.unique(rows.indices))
 
 
+def test_a_chain_of_two_convolutions_counts_the_channel_pairs_of_its_integer_matrix():
+    """Two convolutions with no population between are quantized as one integer matrix: a source channel
+    whose every weight rounds to 0 there feeds nothing (loihi1: discrete axons, one slice)."""
+    rng = np.random.default_rng(1)
+    a = rng.uniform(0.5, 1.0, (3, 2, 3, 3))
+    a[:, 0] = 1e-4
+    graph = sequential([("in", Input(shape=(2, 6, 6))),
+                        ("a", Conv2d(input_shape_chw=(2, 6, 6), weight=a, bias=np.zeros(3), padding=1)),
+                        ("b", Conv2d(input_shape_chw=(3, 6, 6), weight=rng.uniform(0.5, 1.0, (2, 3, 3, 3)),
+                                     bias=np.zeros(2), padding=1)),
+                        ("if", IF(shape=(2, 6, 6), threshold=1.0)), ("out", Output(shape=(2, 6, 6)))])
+    m = neuromap.compile(graph, "loihi1", input_encoding="spikes")
+    integer = m.netdesc().projections[0].weights
+    assert m.quantized.projections[0].matrix is not None  # the matrix form, not one node's kernel
+    assert integer[:, :36].nnz == 0 < integer.nnz
+    assert m.resources["synapses"] == integer.nnz
+    assert m.partition.slices[0].input_axons == len(np.unique(integer.indices)) == 36
+
+
 def test_the_mlp_benchmark_keeps_its_cores_and_its_synapses_are_what_hwsim_runs():
     """benchmarks/compile.py's MLP: cores, bound and placement as before counting quantized weights;
     28,966 of its 1,794,000 float weights round to 0 and are no synapses."""

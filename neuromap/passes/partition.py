@@ -8,11 +8,11 @@ no synapse and costs no memory or axon. They are counted from each projection's 
 structure, never from its unrolled matrix where that can be avoided: a projection made of convolutions
 and pooling between two (C, H, W) tensors is a Kronecker product of three small boolean matrices
 (channels, rows, columns), so every count over a (channels x rows x columns) box of destination neurons
-is a product of per-axis counts. There a (destination, source) channel pair whose integer kernel is all
-zero is no connection, but a connected pair counts its full kernel rectangle (a zero tap inside it
-included: the per-axis form needs the rectangle, and a shared kernel stores it whole). Other
-projections (dense layers, flattening, chains of several weighted nodes) use the support of their
-integer weight matrix.
+is a product of per-axis counts. There a (destination, source) channel pair whose integer weights are
+all zero (in the kernel, or in the integer matrix of a chain of several convolutions) is no connection,
+but a connected pair counts its full kernel rectangle (a zero tap inside it included: the per-axis form
+needs the rectangle, and a shared kernel stores it whole). Other projections (dense layers, flattening)
+use the support of their integer weight matrix.
 
 A 3-D population is cut into equal boxes (channels x rows x columns), a 1-D one into contiguous
 ranges. Among the boxes that satisfy every limit, the winner needs the fewest cores counting the output
@@ -64,7 +64,8 @@ def _axis_factors(node, weights: np.ndarray | None) -> tuple[np.ndarray, np.ndar
     cout, ho, wo = node.output_shape
     if isinstance(node, Conv2d):
         g = node.groups
-        connected = (weights != 0).any(axis=(2, 3))  # (cout, cin // g): pairs with a non-zero integer tap
+        kernel = node.weight if weights is None else weights
+        connected = (kernel != 0).any(axis=(2, 3))  # (cout, cin // g): pairs with a non-zero tap
         chan = np.zeros((cout, cin), dtype=bool)
         for k in range(g):
             rows, cols = slice(k * (cout // g), (k + 1) * (cout // g)), slice(k * (cin // g), (k + 1) * (cin // g))
@@ -74,6 +75,14 @@ def _axis_factors(node, weights: np.ndarray | None) -> tuple[np.ndarray, np.ndar
         chan = np.eye(cin, dtype=bool)
         (kh, kw), s, p, d = node.kernel_size, node.stride, node.padding, (1, 1)
     return chan, _band(ho, h, kh, s[0], p[0], d[0]), _band(wo, w, kw, s[1], p[1], d[1])
+
+
+def _channel_support(matrix: sp.csr_matrix, src_shape: tuple[int, ...], dst_shape: tuple[int, ...]) -> np.ndarray:
+    """Boolean (dst channels, src channels): the channel pairs with a non-zero entry in ``matrix``."""
+    coo = matrix.tocoo()
+    chan = np.zeros((dst_shape[0], src_shape[0]), dtype=bool)
+    chan[coo.row[coo.data != 0] // math.prod(dst_shape[1:]), coo.col[coo.data != 0] // math.prod(src_shape[1:])] = True
+    return chan
 
 
 def _bool_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -109,12 +118,13 @@ def connectivity(graph: Graph, pr: Projection, quantized: QuantProjection) -> Co
     """The structure of one lowered projection's integer weights (Kronecker form when its chain allows it)."""
     src_shape, dst_shape = graph.nodes[pr.src].output_shape, graph.nodes[pr.dst].output_shape
     spatial = all(isinstance(graph.nodes[n], (Conv2d, SumPool2d)) for path in pr.paths for n in path)
-    if (len(pr.paths) == 1 and spatial and len(src_shape) == 3 and len(dst_shape) == 3
-            and (quantized.matrix is None or not any(isinstance(graph.nodes[n], Conv2d) for n in pr.paths[0]))):
+    if len(pr.paths) == 1 and spatial and len(src_shape) == 3 and len(dst_shape) == 3:
         factors = [np.eye(s, dtype=bool) for s in src_shape]
         for name in pr.paths[0]:
             kernel = quantized.weights if name == quantized.node else None
             factors = [_bool_product(f_new, f) for f_new, f in zip(_axis_factors(graph.nodes[name], kernel), factors)]
+        if quantized.matrix is not None:  # several weighted nodes: quantized as one integer matrix
+            factors[0] = factors[0] & _channel_support(quantized.matrix, src_shape, dst_shape)
         shares = any(isinstance(graph.nodes[n], Conv2d) for n in pr.paths[0])
         return Connectivity(pr.name, pr.src, pr.dst, src_shape, dst_shape, factors=tuple(factors), shares_kernel=shares)
     support = sp.csr_matrix(quantized.integer_matrix(graph) != 0)
