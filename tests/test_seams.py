@@ -4,6 +4,7 @@ import io
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -125,7 +126,7 @@ def test_every_model_a_target_may_name_is_implemented():
 
 
 def _target_with_model(tmp_path, name):
-    body = open(mappings.load_target("testchip").source).read()
+    body = Path(mappings.load_target("testchip").source).read_text()
     path = tmp_path / "chip.toml"
     path.write_text(body.replace('memory_model = "loihi_blocks"', f'memory_model = "{name}"'))
     return path
