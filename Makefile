@@ -21,7 +21,9 @@ $(STAMP): pyproject.toml
 demo: install
 	$(BIN)/neuromap demo
 
+# lint-imports: the layering contracts in pyproject.toml ([tool.importlinter])
 test: install
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 
 bench: install

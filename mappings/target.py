@@ -17,6 +17,8 @@ from typing import Any
 from mappings.errors import TargetError
 
 TARGETS_DIR = Path(__file__).with_name("targets")
+# Synapse-memory layouts a target may name; neuromap.passes.synapse_memory implements each.
+SYNAPSE_MEMORY_MODELS = ("loihi_blocks",)
 
 
 def _positive(x: float) -> bool:
@@ -60,9 +62,9 @@ class Core:
 
 @dataclass(frozen=True)
 class Synapses:
-    """How a synapse costs synaptic memory.
+    """How a synapse costs synaptic memory: the layout ``memory_model`` names, with these parameters.
 
-    Each input axon owns a synapse list on the destination core, stored in blocks of at most
+    ``loihi_blocks``: each input axon owns a synapse list on the destination core, stored in blocks of at most
     ``block_synapses`` entries; a block costs ``block_header_bits`` plus its entries, rounded up to
     whole ``word_bits`` words. An entry is ``weight_bits`` (dense: one entry per neuron of the target
     range) plus a compartment index (sparse: one entry per synapse; the index needs
@@ -78,6 +80,7 @@ class Synapses:
     block_header_bits: int
     min_index_bits: int
     shared_conv_weights: bool
+    memory_model: str
 
 
 @dataclass(frozen=True)
@@ -162,7 +165,9 @@ _RULES: dict[str, dict[str, tuple[type, Any, str]]] = {
     "synapses": {"weight_bits": (int, lambda x: 1 <= x <= 9, "in [1, 9]"),
                  "word_bits": (int, _positive, "> 0"), "block_synapses": (int, _positive, "> 0"),
                  "block_header_bits": (int, _non_negative, ">= 0"),
-                 "min_index_bits": (int, _non_negative, ">= 0"), "shared_conv_weights": (bool, None, "")},
+                 "min_index_bits": (int, _non_negative, ">= 0"), "shared_conv_weights": (bool, None, ""),
+                 "memory_model": (str, lambda x: x in SYNAPSE_MEMORY_MODELS,
+                                  f"one of {', '.join(SYNAPSE_MEMORY_MODELS)}")},
     "neuron": {"state_bits": (int, lambda x: 2 <= x <= 32, "in [2, 32]"),
                "activation_shift": (int, _non_negative, ">= 0"),
                "vth_bits": (int, _positive, "> 0"), "decay_bits": (int, _positive, "> 0"),

@@ -17,7 +17,7 @@ _API = {
     "compile": "neuromap.mapping:compile",
     "Mapping": "neuromap.mapping:Mapping",
     "load_target": "neuromap.mapping:load_target",
-    "spike_rates": "neuromap.mapping:spike_rates",
+    "spike_rates": "neuromap.calibrate:spike_rates",
 }
 
 __all__ = sorted(_API)

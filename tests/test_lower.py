@@ -5,9 +5,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from neuromap.backends.torch_sim import stateless_op
 from neuromap.errors import UnsupportedError
 from neuromap.ir import IF, LI, AvgPool2d, Conv2d, Flatten, Graph, Input, Linear, Output, SumPool2d, sequential
+from neuromap.ir.ops import stateless_op
 from neuromap.passes.lower import conv_matrix, lower
 
 

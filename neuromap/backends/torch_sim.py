@@ -11,12 +11,11 @@ from typing import Mapping
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from hwsim.models.lif import LIFParameters, LIFState, lif_step
 from neuromap.errors import BackendError
-from neuromap.ir import (IF, LI, LIF, Affine, AvgPool2d, Conv2d, Flatten, Graph, Input, Linear, Output,
-                         SumPool2d)
+from neuromap.ir import LI, LIF, Graph, Output
+from neuromap.ir.ops import stateless_op
 
 
 @dataclass
@@ -37,31 +36,6 @@ class SimResult:
 
 def _param(arr: np.ndarray, shape: tuple[int, ...], device, dtype) -> torch.Tensor:
     return torch.tensor(np.broadcast_to(arr, shape), device=device, dtype=dtype)
-
-
-def stateless_op(node, device=None, dtype=torch.float64):
-    """The stateless node as a function on a batch (B, *input_shape); parameters converted once."""
-    def t(a):
-        return torch.tensor(np.asarray(a), dtype=dtype, device=device)
-
-    if isinstance(node, Affine):
-        w, b = t(node.weight), t(node.bias)
-        return lambda x: F.linear(x, w, b)
-    if isinstance(node, Linear):
-        w = t(node.weight)
-        return lambda x: F.linear(x, w)
-    if isinstance(node, Conv2d):
-        w, b = t(node.weight), t(node.bias)
-        return lambda x: F.conv2d(x, w, b, node.stride, node.padding, node.dilation, node.groups)
-    if isinstance(node, SumPool2d):  # AvgPool2d is a SumPool2d with scale 1/k
-        factor = node.kernel_size[0] * node.kernel_size[1] * node.scale
-        return lambda x: F.avg_pool2d(x, node.kernel_size, node.stride, node.padding,
-                                      count_include_pad=True) * factor
-    if isinstance(node, Flatten):
-        return lambda x: x.reshape(x.shape[0], -1)
-    if isinstance(node, Output):
-        return lambda x: x
-    raise BackendError(f"torch simulator: node kind {node.kind} is not stateless")
 
 
 class _Population:

@@ -1,5 +1,9 @@
 """Save and load a network graph: one ``.npz`` file (no pickle) holding a JSON header and the arrays.
 
+The container (a sorted-key JSON header in a 0-d unicode array beside plain arrays, compressed ``.npz``,
+read without unpickling, header checked for format and version) is shared with ``neuromap.mapping``'s
+codec: ``header_array``, ``npz_bytes``, ``read_npz`` and ``read_header``.
+
 Layout: ``__graph__`` is a JSON document ``{"format": "neuromap-graph", "version": 1, "nodes": [...],
 "edges": [...], "metadata": {...}}``; each node lists its kind, name, scalar fields and, for every array
 field, the key of the array stored beside it (``<node>/<field>``). Metadata must be JSON-serialisable.
@@ -39,6 +43,35 @@ def _jsonable(value: Any, where: str) -> Any:
     raise FormatError(f"{where}: {type(value).__name__} cannot be saved (metadata must be JSON data)")
 
 
+def header_array(header: dict) -> np.ndarray:
+    """A JSON header as the 0-d unicode array stored beside the data (keys sorted: same input, same bytes)."""
+    return np.array(json.dumps(header, sort_keys=True))
+
+
+def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """The arrays as a compressed ``.npz`` file, in memory (insertion order kept: same input, same bytes)."""
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return buf.getvalue()
+
+
+def read_header(arrays: Any, key: str, fmt: str, version: int, source: str, what: str) -> dict:
+    """The JSON header stored under ``key``, checked to be a ``fmt`` document of ``version``."""
+    if key not in arrays:
+        raise FormatError(f"{source}: not a neuromap {what} (no {key!r} header)")
+    try:
+        header = json.loads(str(arrays[key][()]))
+    except (ValueError, TypeError) as exc:
+        raise FormatError(f"{source}: {what} header is not valid JSON ({exc})") from None
+    if not isinstance(header, dict) or header.get("format") != fmt:
+        found = header.get("format") if isinstance(header, dict) else header
+        raise FormatError(f"{source}: not a neuromap {what} file (format {found!r}, expected {fmt!r})")
+    if header.get("version") != version:
+        raise FormatError(f"{source}: {what} format version {header.get('version')!r} is not supported "
+                          f"(this neuromap reads version {version})")
+    return header
+
+
 def graph_to_arrays(graph: Graph) -> dict[str, np.ndarray]:
     """The graph as a dict of arrays (the header as a 0-d unicode array), ready for ``np.savez``."""
     arrays: dict[str, np.ndarray] = {}
@@ -59,32 +92,19 @@ def graph_to_arrays(graph: Graph) -> dict[str, np.ndarray]:
         nodes.append(entry)
     header = {"format": FORMAT, "version": VERSION, "nodes": nodes, "edges": [list(e) for e in graph.edges],
               "metadata": _jsonable(graph.metadata, "graph metadata")}
-    arrays["__graph__"] = np.array(json.dumps(header, sort_keys=True))
+    arrays["__graph__"] = header_array(header)
     return arrays
 
 
 def save_graph(graph: Graph, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **graph_to_arrays(graph))
-    path.write_bytes(buf.getvalue())
+    path.write_bytes(npz_bytes(graph_to_arrays(graph)))
     return path
 
 
 def graph_from_arrays(arrays: Any, source: str) -> Graph:
-    if "__graph__" not in arrays:
-        raise FormatError(f"{source}: not a neuromap graph (no '__graph__' header)")
-    try:
-        header = json.loads(str(arrays["__graph__"][()]))
-    except (ValueError, TypeError) as exc:
-        raise FormatError(f"{source}: graph header is not valid JSON ({exc})") from None
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise FormatError(f"{source}: header format is {header.get('format') if isinstance(header, dict) else header!r}, "
-                          f"expected {FORMAT!r}")
-    if header.get("version") != VERSION:
-        raise FormatError(f"{source}: graph format version {header.get('version')!r} is not supported "
-                          f"(this neuromap reads version {VERSION})")
+    header = read_header(arrays, "__graph__", FORMAT, VERSION, source, "graph")
     nodes = {}
     try:
         for entry in header["nodes"]:

@@ -16,9 +16,9 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from neuromap.backends.torch_sim import stateless_op
 from neuromap.errors import UnsupportedError
 from neuromap.ir import LI, LIF, Affine, Conv2d, Flatten, Graph, Input, Linear, Output, SumPool2d
+from neuromap.ir.ops import stateless_op
 
 
 def conv_matrix(node: Conv2d | SumPool2d) -> sp.csr_matrix:

@@ -1,14 +1,18 @@
 """Partition: split every population into core-sized slices under each per-core limit, pack them onto cores.
 
-Limits (all from the target): neurons per core, synaptic memory (each input axon's synapse list in
-blocks; the cheapest of dense, sparse and, where the target shares convolution kernels, shared
-storage), input axons (distinct source neurons feeding the core) and output axons (per source neuron,
-one per destination core it reaches). Resources are counted from the connectivity *structure* of each
-projection, never from its unrolled matrix where that can be avoided: a projection made of convolutions
+Limits (all from the target): neurons per core, synaptic memory (the target's synapse-memory model,
+``neuromap.passes.synapse_memory``: the cheapest of its encodings), input axons (distinct source neurons
+feeding the core) and output axons (per source neuron, one per destination core it reaches). Resources
+are counted from the *quantized* weights, the network hwsim runs: a weight whose integer value is 0 is
+no synapse and costs no memory or axon. They are counted from each projection's connectivity
+structure, never from its unrolled matrix where that can be avoided: a projection made of convolutions
 and pooling between two (C, H, W) tensors is a Kronecker product of three small boolean matrices
 (channels, rows, columns), so every count over a (channels x rows x columns) box of destination neurons
-is a product of per-axis counts (a convolution counts its full kernel rectangle, zero weights included).
-Other projections (dense layers, flattening) use the boolean support of their weights.
+is a product of per-axis counts. There a (destination, source) channel pair whose integer weights are
+all zero (in the kernel, or in the integer matrix of a chain of several convolutions) is no connection,
+but a connected pair counts its full kernel rectangle (a zero tap inside it included: the per-axis form
+needs the rectangle, and a shared kernel stores it whole). Other projections (dense layers, flattening)
+use the support of their integer weight matrix.
 
 A 3-D population is cut into equal boxes (channels x rows x columns), a 1-D one into contiguous
 ranges. Among the boxes that satisfy every limit, the winner needs the fewest cores counting the output
@@ -34,8 +38,10 @@ import scipy.sparse as sp
 
 from mappings import Target
 from neuromap.errors import FitError
-from neuromap.ir import Affine, Conv2d, Flatten, Graph, Linear, SumPool2d
-from neuromap.passes.lower import Lowered, Projection, op_matrix
+from neuromap.ir import Conv2d, Graph, SumPool2d
+from neuromap.passes.lower import Lowered, Projection
+from neuromap.passes.quantize import QuantProjection, Quantized
+from neuromap.passes.synapse_memory import SynapseMemory, Usage, memory_model
 
 RESOURCES = ("neurons", "synaptic_memory_bits", "input_axons", "output_axons")
 _RECENT_CORES = 8  # packing looks back this many cores: keeps layers contiguous and packing linear-time
@@ -52,17 +58,31 @@ def _band(n_out: int, n_in: int, k: int, s: int, p: int, d: int) -> np.ndarray:
     return m
 
 
-def _axis_factors(node) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _axis_factors(node, weights: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-axis support of a convolution or pooling; ``weights``: a convolution's integer kernel."""
     cin, h, w = node.input_shape
     cout, ho, wo = node.output_shape
     if isinstance(node, Conv2d):
         g = node.groups
-        chan = np.kron(np.eye(g, dtype=bool), np.ones((cout // g, cin // g), dtype=bool))
+        kernel = node.weight if weights is None else weights
+        connected = (kernel != 0).any(axis=(2, 3))  # (cout, cin // g): pairs with a non-zero tap
+        chan = np.zeros((cout, cin), dtype=bool)
+        for k in range(g):
+            rows, cols = slice(k * (cout // g), (k + 1) * (cout // g)), slice(k * (cin // g), (k + 1) * (cin // g))
+            chan[rows, cols] = connected[rows]
         (kh, kw), s, p, d = node.weight.shape[2:], node.stride, node.padding, node.dilation
     else:
         chan = np.eye(cin, dtype=bool)
         (kh, kw), s, p, d = node.kernel_size, node.stride, node.padding, (1, 1)
     return chan, _band(ho, h, kh, s[0], p[0], d[0]), _band(wo, w, kw, s[1], p[1], d[1])
+
+
+def _channel_support(matrix: sp.csr_matrix, src_shape: tuple[int, ...], dst_shape: tuple[int, ...]) -> np.ndarray:
+    """Boolean (dst channels, src channels): the channel pairs with a non-zero entry in ``matrix``."""
+    coo = matrix.tocoo()
+    chan = np.zeros((dst_shape[0], src_shape[0]), dtype=bool)
+    chan[coo.row[coo.data != 0] // math.prod(dst_shape[1:]), coo.col[coo.data != 0] // math.prod(src_shape[1:])] = True
+    return chan
 
 
 def _bool_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -94,72 +114,22 @@ class Connectivity:
         return int(self.support.nnz)
 
 
-def connectivity(graph: Graph, pr: Projection) -> Connectivity:
-    """The structure of one lowered projection (Kronecker form when its chain allows it)."""
+def connectivity(graph: Graph, pr: Projection, quantized: QuantProjection) -> Connectivity:
+    """The structure of one lowered projection's integer weights (Kronecker form when its chain allows it)."""
     src_shape, dst_shape = graph.nodes[pr.src].output_shape, graph.nodes[pr.dst].output_shape
     spatial = all(isinstance(graph.nodes[n], (Conv2d, SumPool2d)) for path in pr.paths for n in path)
     if len(pr.paths) == 1 and spatial and len(src_shape) == 3 and len(dst_shape) == 3:
         factors = [np.eye(s, dtype=bool) for s in src_shape]
         for name in pr.paths[0]:
-            factors = [_bool_product(f_new, f) for f_new, f in zip(_axis_factors(graph.nodes[name]), factors)]
+            kernel = quantized.weights if name == quantized.node else None
+            factors = [_bool_product(f_new, f) for f_new, f in zip(_axis_factors(graph.nodes[name], kernel), factors)]
+        if quantized.matrix is not None:  # several weighted nodes: quantized as one integer matrix
+            factors[0] = factors[0] & _channel_support(quantized.matrix, src_shape, dst_shape)
         shares = any(isinstance(graph.nodes[n], Conv2d) for n in pr.paths[0])
         return Connectivity(pr.name, pr.src, pr.dst, src_shape, dst_shape, factors=tuple(factors), shares_kernel=shares)
-    n_src = math.prod(src_shape)
-    total = sp.csr_matrix((math.prod(dst_shape), n_src), dtype=np.int32)
-    for path in pr.paths:
-        mats = [_support(graph.nodes[n]) for n in path]
-        chain = reduce(lambda acc, m: (m @ acc), mats) if mats else sp.identity(n_src, dtype=np.int32, format="csr")
-        total = total + (chain != 0).astype(np.int32)
-    support = sp.csr_matrix(total != 0)
+    support = sp.csr_matrix(quantized.integer_matrix(graph) != 0)
     support.sort_indices()
     return Connectivity(pr.name, pr.src, pr.dst, src_shape, dst_shape, support=support)
-
-
-def _support(node) -> sp.csr_matrix:
-    if isinstance(node, (Affine, Linear)):
-        return sp.csr_matrix(node.weight != 0, dtype=np.int32)
-    if isinstance(node, Flatten):
-        return sp.identity(math.prod(node.input_shape), dtype=np.int32, format="csr")
-    return sp.csr_matrix(op_matrix(node) != 0, dtype=np.int32)
-
-
-# ---------------------------------------------------------------------------------------------- memory model
-def list_bits(n: np.ndarray | int, entry_bits: int, target: Target) -> np.ndarray:
-    """Synaptic memory of synapse lists with ``n`` entries each: blocks of entries plus a header, in words."""
-    syn = target.synapses
-    n = np.asarray(n, dtype=np.int64)
-    block = syn.block_synapses
-    per_full = -(-(block * entry_bits + syn.block_header_bits) // syn.word_bits) * syn.word_bits
-    rem = n % block
-    rem_bits = np.where(rem > 0, -(-(rem * entry_bits + syn.block_header_bits) // syn.word_bits) * syn.word_bits, 0)
-    return (n // block) * per_full + rem_bits
-
-
-@dataclass(frozen=True)
-class Usage:
-    """What one projection needs on one core for one slice of its destination."""
-
-    synapses: int
-    input_axons: int
-    memory_bits: int
-    encoding: str  # "dense", "sparse" or "shared"
-
-
-def _usage(target: Target, neurons: int, synapses: int, axons: int, counts: np.ndarray, mults: np.ndarray) -> Usage:
-    """Cheaper of dense and sparse lists; ``counts``/``mults`` is the histogram of synapses per input axon."""
-    wbits = target.synapses.weight_bits
-    options = {"sparse": int((list_bits(counts, wbits + target.index_bits, target) * mults).sum()),
-               "dense": int(axons * list_bits(neurons, wbits, target))}
-    encoding = min(options, key=lambda k: (options[k], k))
-    return Usage(synapses, axons, options[encoding], encoding)
-
-
-def _shared_usage(target: Target, synapses: int, positions: int, kernel_weights: int) -> Usage:
-    """A convolution whose kernel is stored once per core and reached through population axons: one axon
-    per source pixel position (the channel travels with the spike), one pointer word per axon."""
-    word = target.synapses.word_bits
-    memory = -(-kernel_weights * target.synapses.weight_bits // word) * word + positions * word
-    return Usage(synapses, positions, memory, "shared")
 
 
 class _AxisStats:
@@ -180,26 +150,29 @@ class _AxisStats:
         return self._cache[key]
 
 
-def _kron_usage(target: Target, conn: Connectivity, stats: list[_AxisStats], box: tuple[tuple[int, int], ...]) -> Usage:
+def _kron_usage(model: SynapseMemory, conn: Connectivity, stats: list[_AxisStats],
+                box: tuple[tuple[int, int], ...]) -> Usage:
     parts = [s(lo, hi) for s, (lo, hi) in zip(stats, box)]
     synapses = math.prod(p[0] for p in parts)
     axons = math.prod(p[1] for p in parts)
-    if conn.shares_kernel and target.synapses.shared_conv_weights:
-        return _shared_usage(target, synapses, parts[1][1] * parts[2][1], parts[0][0] * parts[1][4] * parts[2][4])
+    if conn.shares_kernel:
+        shared = model.shared(synapses, parts[1][1] * parts[2][1], parts[0][0] * parts[1][4] * parts[2][4])
+        if shared is not None:
+            return shared
     counts = reduce(np.multiply.outer, [p[2] for p in parts]).ravel()
     mults = reduce(np.multiply.outer, [p[3] for p in parts]).ravel()
     neurons = math.prod(hi - lo for lo, hi in box)
-    return _usage(target, neurons, synapses, axons, counts, mults)
+    return model.lists(neurons, synapses, axons, counts, mults)
 
 
-def _matrix_usage(target: Target, conn: Connectivity, rows: np.ndarray) -> Usage:
+def _matrix_usage(model: SynapseMemory, conn: Connectivity, rows: np.ndarray) -> Usage:
     n_src = conn.support.shape[1]
     if conn.support.nnz == conn.support.shape[0] * n_src:  # fully connected: every axon feeds every row
-        return _usage(target, len(rows), len(rows) * n_src, n_src, np.array([len(rows)]), np.array([n_src]))
+        return model.lists(len(rows), len(rows) * n_src, n_src, np.array([len(rows)]), np.array([n_src]))
     sub = conn.support[rows]
     per_axon = np.bincount(sub.indices, minlength=n_src)  # synapses of each source neuron in these rows
     values, mults = np.unique(per_axon[per_axon > 0], return_counts=True)
-    return _usage(target, len(rows), int(sub.nnz), int(mults.sum()), values, mults)
+    return model.lists(len(rows), int(sub.nnz), int(mults.sum()), values, mults)
 
 
 # ---------------------------------------------------------------------------------------------- slices
@@ -241,6 +214,7 @@ class _Population:
     def __init__(self, name: str, shape: tuple[int, ...], conns: list[Connectivity], target: Target,
                  inputs: frozenset[str] = frozenset()) -> None:
         self.name, self.shape, self.conns, self.target, self.inputs = name, shape, conns, target, inputs
+        self.model = memory_model(target)
         self.stats = [[_AxisStats(f) for f in c.factors] if c.factors is not None else None for c in conns]
 
     def usage(self, box: tuple[tuple[int, int], ...]) -> tuple[int, list[Usage]]:
@@ -249,11 +223,11 @@ class _Population:
         rows = None
         for conn, stats in zip(self.conns, self.stats):
             if stats is not None:
-                uses.append(_kron_usage(self.target, conn, stats, box))
+                uses.append(_kron_usage(self.model, conn, stats, box))
             else:
                 if rows is None:
                     rows = Slice(self.name, 0, box, neurons, 0, 0, 0, ()).flat_indices(self.shape)
-                uses.append(_matrix_usage(self.target, conn, rows))
+                uses.append(_matrix_usage(self.model, conn, rows))
         return neurons, uses
 
     def violations(self, box, neuron_cap: int) -> list[tuple[str, int, int]]:
@@ -428,14 +402,17 @@ def _slice_population(pop: _Population, neuron_cap: int) -> list[Slice]:
     return out
 
 
-def partition(lowered: Lowered, target: Target, *, rates: dict[str, np.ndarray] | None = None) -> Partition:
-    """Slice and pack every population of ``lowered`` onto ``target``'s cores (see module docstring).
+def partition(lowered: Lowered, quantized: Quantized, target: Target, *,
+              rates: dict[str, np.ndarray] | None = None) -> Partition:
+    """Slice and pack every population of ``lowered`` onto ``target``'s cores (see module docstring),
+    counting the integer weights of ``quantized`` (``quantize(lowered, target)``).
 
     ``rates``: expected spikes per neuron per step for some populations/inputs (a calibration run); edges
     are weighted by them, or by 1 per axon (fan-out) where unknown.
     """
     graph = lowered.graph
-    conns = {pr: connectivity(graph, pr) for pr in lowered.projections}
+    integer = {(q.src, q.dst): q for q in quantized.projections}
+    conns = {pr: connectivity(graph, pr, integer[(pr.src, pr.dst)]) for pr in lowered.projections}
     inputs = frozenset(graph.inputs)
     pops = {name: _Population(name, graph.nodes[name].output_shape,
                               [conns[pr] for pr in lowered.incoming(name)], target, inputs)

@@ -1,0 +1,30 @@
+"""Reading a model file whatever it holds: a saved Mapping, a saved neuromap graph or a NIR file."""
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+from neuromap.errors import FormatError
+from neuromap.ir import Graph, load_graph
+from neuromap.ir.nir_io import read_nir
+from neuromap.ir.serialize import read_npz
+from neuromap.mapping.compiled import Mapping
+
+
+def read_model(path: str | Path, *, dt: float = 1.0, reset_timing: str | None = None) -> Graph | Mapping:
+    """A saved Mapping, a saved neuromap graph (.npz) or a NIR file, told apart by content, not by name.
+
+    ``dt`` and ``reset_timing`` are for NIR files (``neuromap.ir.nir_io.from_nir``): the time step that turns
+    NIR's time constants into per-step decays (snnTorch writes its files with dt = 1e-4), and when neurons
+    reset in files written without neuromap metadata (snnTorch: "next_step")."""
+    path = Path(path)
+    if not path.is_file():
+        raise FormatError(f"{path}: no such file")
+    if zipfile.is_zipfile(path):
+        arrays = read_npz(path, "model")
+        if "__mapping__" in arrays:
+            return Mapping.from_arrays(arrays, str(path))
+        if "__graph__" in arrays:
+            return load_graph(path)
+        raise FormatError(f"{path}: an .npz file but neither a neuromap graph nor a Mapping")
+    return read_nir(path, dt=dt, reset_timing=reset_timing)
