@@ -121,16 +121,16 @@ def _two_input_graph():
 
 
 BAD_INPUTS = [
-    ("wrong shape", lambda: (_mlp(), np.zeros((2, 7))), "input 'in' has shape (2, 7); expected (B, 8)"),
-    ("T < steps", lambda: (_mlp(), np.zeros((2, STEPS - 1, 8))), "input 'in' has shape (2, 7, 8); expected "
+    ("wrong_shape", lambda: (_mlp(), np.zeros((2, 7))), "input 'in' has shape (2, 7); expected (B, 8)"),
+    ("too_few_frames", lambda: (_mlp(), np.zeros((2, STEPS - 1, 8))), "input 'in' has shape (2, 7, 8); expected "
                                                                    f"(B, 8) or (B, T>={STEPS}, ...)"),
-    ("NaN", lambda: (_mlp(), np.full((2, 8), np.nan)), "input 'in' holds non-finite values"),
-    ("empty batch", lambda: (_mlp(), np.zeros((0, 8))), "the batch is empty"),
-    ("missing input", lambda: (_two_input_graph(), {"a": np.zeros((1, 2))}), "no data for input 'b'"),
-    ("unknown input", lambda: (_mlp(), {"in": np.zeros((1, 8)), "im": np.zeros((1, 8))}),
+    ("nan", lambda: (_mlp(), np.full((2, 8), np.nan)), "input 'in' holds non-finite values"),
+    ("empty_batch", lambda: (_mlp(), np.zeros((0, 8))), "the batch is empty"),
+    ("missing_input", lambda: (_two_input_graph(), {"a": np.zeros((1, 2))}), "no data for input 'b'"),
+    ("unknown_input", lambda: (_mlp(), {"in": np.zeros((1, 8)), "im": np.zeros((1, 8))}),
      "'im' is not an input of the network"),
-    ("no dict", lambda: (_two_input_graph(), np.zeros((1, 2))), "pass a dict keyed by input name"),
-    ("batch sizes", lambda: (_two_input_graph(), {"a": np.zeros((1, 2)), "b": np.zeros((2, 3))}),
+    ("no_dict", lambda: (_two_input_graph(), np.zeros((1, 2))), "pass a dict keyed by input name"),
+    ("batch_sizes", lambda: (_two_input_graph(), {"a": np.zeros((1, 2)), "b": np.zeros((2, 3))}),
      "input 'b' has batch size 2, other inputs have 1"),
 ]
 
