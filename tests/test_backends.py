@@ -2,6 +2,7 @@
 (docs/architecture.md "Read-out"), after the one input validator; a backend registered here is run by
 ``neuromap.run`` and by ``neuromap run``."""
 import json
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -122,8 +123,8 @@ def _two_input_graph():
 
 BAD_INPUTS = [
     ("wrong_shape", lambda: (_mlp(), np.zeros((2, 7))), "input 'in' has shape (2, 7); expected (B, 8)"),
-    ("too_few_frames", lambda: (_mlp(), np.zeros((2, STEPS - 1, 8))), "input 'in' has shape (2, 7, 8); expected "
-                                                                   f"(B, 8) or (B, T>={STEPS}, ...)"),
+    ("too_few_frames", lambda: (_mlp(), np.zeros((2, STEPS - 1, 8))),
+     f"input 'in' has shape (2, 7, 8); expected (B, 8) or (B, T>={STEPS}, ...)"),
     ("nan", lambda: (_mlp(), np.full((2, 8), np.nan)), "input 'in' holds non-finite values"),
     ("empty_batch", lambda: (_mlp(), np.zeros((0, 8))), "the batch is empty"),
     ("missing_input", lambda: (_two_input_graph(), {"a": np.zeros((1, 2))}), "no data for input 'b'"),
@@ -176,8 +177,8 @@ def test_a_mapping_keeps_its_target():
 class _EchoBackend:
     """A tiny fake engine: the LI read-out's v[t] is (t + 1) times the first inputs, times ``gain``."""
 
-    options = {"gain": "a factor on v"}
-    records = frozenset({"spikes", "v"})
+    options: ClassVar[dict[str, str]] = {"gain": "a factor on v"}
+    records: ClassVar[frozenset[str]] = frozenset({"spikes", "v"})
 
     def run(self, model, frames, steps, record, options):
         x = frames["in"][:, 0]

@@ -9,8 +9,9 @@ that has the :class:`Backend` attributes, registered with :func:`register_backen
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -82,7 +83,7 @@ def validate_inputs(graph: Graph, data: object, steps: int, who: str) -> dict[st
     batch = None
     for name, value in given.items():
         arr = _as_array(value)
-        shape = graph.nodes[name].shape
+        shape = graph.nodes[name].output_shape
         if arr.shape[1:] == shape:
             arr = arr[:, None]
         elif arr.ndim == len(shape) + 2 and arr.shape[2:] == shape and arr.shape[1] >= steps:
@@ -120,13 +121,14 @@ class Model:
         from neuromap.ir import Graph
         from neuromap.mapping import Mapping as CompiledMapping
 
+        self._mapping: CompiledMapping | None = None
         if isinstance(model, CompiledMapping):
             if target not in (None, model.target.name, model.target.source):
                 raise BackendError(f"the model was compiled for target {model.target.name!r}, not {target!r}; "
                                    "compile the model again for that target")
             self.graph, self._mapping = model.graph, model
         elif isinstance(model, Graph):
-            self.graph, self._mapping = model, None
+            self.graph = model
         else:
             raise BackendError(f"model: expected a neuromap Graph or Mapping, got {type(model).__name__}")
         self.target = target

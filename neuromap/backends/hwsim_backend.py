@@ -5,7 +5,8 @@ its input ports take, and ``hwsim.sim.simulate`` (hwsim's own API) runs them.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -13,8 +14,9 @@ from neuromap.backends.base import TRACES, Model, Traces, every_step, population
 
 
 class HwsimBackend:
-    options = {"device": "torch device for the emulator, e.g. cuda (default: cuda when present)"}
-    records = frozenset({*TRACES, "events"})
+    options: ClassVar[dict[str, str]] = {
+        "device": "torch device for the emulator, e.g. cuda (default: cuda when present)"}
+    records: ClassVar[frozenset[str]] = frozenset({*TRACES, "events"})
 
     def run(self, model: Model, frames: dict[str, np.ndarray], steps: int, record: frozenset[str],
             options: Mapping[str, Any]) -> Traces:

@@ -6,7 +6,7 @@ time-step definition. This is the float semantics every other backend is tested 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 import numpy as np
 import torch
@@ -129,11 +129,11 @@ def simulate(graph: Graph, x, steps: int, *, record: bool = False, dtype=torch.f
 
 
 @torch.no_grad()
-def _simulate(graph: Graph, frames: dict[str, np.ndarray], steps: int, *, record: bool, dtype, device,
+def _simulate(graph: Graph, validated: dict[str, np.ndarray], steps: int, *, record: bool, dtype, device,
               zero_delay: bool) -> SimResult:
     """``simulate`` on validated (B, F, *shape) frames (``neuromap.backends.base.validate_inputs``)."""
     device = torch.device(device or "cpu")
-    data = {name: _tensor(f).to(device, dtype) for name, f in frames.items()}
+    data = {name: _tensor(f).to(device, dtype) for name, f in validated.items()}
     batch = next(iter(data.values())).shape[0]
     pops = {n: _Population(node, batch, device, dtype) for n, node in graph.nodes.items()
             if isinstance(node, (LIF, LI))}
@@ -188,9 +188,9 @@ def classify(graph: Graph, x, steps: int, *, batch_size: int = 256, **kwargs) ->
 class TorchBackend:
     """The float reference as a registered backend: a graph, or a Mapping's float graph."""
 
-    options = {"device": "torch device, e.g. cuda (default cpu)",
+    options: ClassVar[dict[str, str]] = {"device": "torch device, e.g. cuda (default cpu)",
                "zero_delay": "pass spikes on within the step, as training frameworks do (default False)"}
-    records = frozenset({"spikes", "v"})
+    records: ClassVar[frozenset[str]] = frozenset({"spikes", "v"})
 
     def run(self, model: Model, frames: dict[str, np.ndarray], steps: int, record: frozenset[str],
             options: Mapping[str, Any]) -> Traces:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
@@ -218,10 +218,10 @@ class LavaBackend:
     """Lava as a registered backend: the Mapping's quantized network in fixed_pt (a graph is compiled
     first), or with ``float=True`` the float graph in floating_pt."""
 
-    options = {"float": "run the float graph in floating_pt instead of the quantized network (default False)",
+    options: ClassVar[dict[str, str]] = {"float": "run the float graph in floating_pt instead of the quantized network (default False)",
                "timeout": f"seconds before a run is killed (default {DEFAULT_TIMEOUT_S:g})",
                "progress": "show a progress bar on stderr (default True)"}
-    records = frozenset({"spikes", "v", "u"})
+    records: ClassVar[frozenset[str]] = frozenset({"spikes", "v", "u"})
 
     def run(self, model: Model, frames: dict[str, np.ndarray], steps: int, record: frozenset[str],
             options: Mapping[str, Any]) -> Traces:
@@ -232,9 +232,8 @@ class LavaBackend:
         if options.get("float", False):
             flat = {name: f.reshape(*f.shape[:2], -1) for name, f in frames.items()}
             traces = _float_traces(model.graph, flat, steps, timeout=timeout, record=True, progress=progress)
-            kinds = {key: shaped({p: t[:, :, k] for p, t in traces.items()}, shapes)
-                     for k, key in enumerate(("spikes", "v", "u"))}
-            return Traces(engine="lava-float", **kinds)
+            spikes, v, u = (shaped({p: t[:, :, k] for p, t in traces.items()}, shapes) for k in range(3))
+            return Traces(engine="lava-float", spikes=spikes, v=v, u=u)
         mapping = model.mapping()
         res = run_network(mapping.netdesc(), mapping.encode_inputs(every_step(frames, steps)), steps, record=True,
                           timeout=timeout, progress=progress)
