@@ -151,35 +151,17 @@ def run_graph(graph, x, steps: int, *, timeout: float = DEFAULT_TIMEOUT_S, recor
 
 # ------------------------------------------------------------------------------------------ quantized network
 def _network_frames(qnet, inputs: Mapping, steps: int) -> dict[str, np.ndarray]:
-    names = [port.name for port in qnet.inputs]
-    unknown = set(inputs) - set(names)
-    if unknown:
-        raise BackendError(f"Lava: {sorted(unknown)[0]!r} is not an input of the network (inputs: {names})")
-    frames, batch = {}, None
-    for port in qnet.inputs:
-        if port.name not in inputs:
-            raise BackendError(f"Lava: no data for input {port.name!r}")
-        arr = np.asarray(inputs[port.name])
-        if arr.ndim > 3 and math.prod(arr.shape[2:]) == port.size:  # (B, T, C, H, W) frames, as hwsim takes them
-            arr = arr.reshape(*arr.shape[:2], port.size)
-        if arr.ndim != 3 or arr.shape[2] != port.size or arr.shape[1] < steps:
-            raise BackendError(f"Lava: input {port.name!r} has shape {arr.shape}; "
-                               f"expected (B, T>={steps}, {port.size})")
-        if arr.dtype.kind not in "iub" and not (np.all(np.isfinite(arr)) and np.array_equal(arr, np.round(arr))):
-            raise BackendError(f"Lava: input {port.name!r} must hold integers")
-        arr = arr[:, :steps].astype(np.int64)
-        if port.graded_bits == 0 and not np.isin(arr, (0, 1)).all():
-            raise BackendError(f"Lava: input {port.name!r} is binary (graded_bits=0) but holds values other than 0/1")
-        if port.graded_bits and arr.size and np.abs(arr).max() >= 1 << port.graded_bits:
-            raise BackendError(f"Lava: input {port.name!r} payloads must have magnitude < 2^{port.graded_bits}, "
-                               f"got {np.abs(arr).max()}")
-        if batch is not None and arr.shape[0] != batch:
-            raise BackendError("Lava: inputs have different batch sizes")
-        batch = arr.shape[0]
-        frames[port.name] = arr
+    """Per input port its (B, steps, size) int64 data, checked by hwsim's port rules (the same network
+    description, so the same checks)."""
+    from hwsim.sim import InputDataError, check_inputs
+
+    try:
+        data, batch = check_inputs(qnet, inputs, steps)
+    except InputDataError as exc:
+        raise BackendError(f"Lava: {exc}") from None
     if not batch:
         raise BackendError("Lava: the batch is empty")
-    return frames
+    return {name: arr.astype(np.int64) for name, arr in data.items()}
 
 
 def run_network(qnet, inputs: Mapping[str, np.ndarray], steps: int, *, timeout: float = DEFAULT_TIMEOUT_S,
