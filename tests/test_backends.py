@@ -108,7 +108,8 @@ def test_result_read_out_rule_on_hand_traces():
     assert res.scores("s").tolist() == [[2, 2, 2]] and res.predictions("s").tolist() == [0]
     assert res.scores("i").tolist() == [[-1.0, 2.0]] and res.predictions("i").tolist() == [1]
     assert res.scores().tolist() == [[2, 2, 2]]  # the first Output by default
-    assert base.running_scores(spikes, False)[0, :, 0].tolist() == [0, 1, 2]
+    assert base.running_scores(spikes, False)[0, :, 0].tolist() == [0, 1, 2]  # the spike count after each step
+    assert base.running_scores(v, True).tolist() == v.tolist()  # an LI read-out's score after step t is v[t]
     with pytest.raises(BackendError, match="output 'nope': no such Output node"):
         res.scores("nope")
 
