@@ -68,7 +68,7 @@ def _traces_to_record(record: bool | Iterable[str]) -> tuple[str, ...]:
     return chosen
 
 
-def _check_inputs(qnet: QuantNetwork, inputs: Mapping[str, object], steps: int) -> tuple[dict[str, np.ndarray], int]:
+def check_inputs(qnet: QuantNetwork, inputs: Mapping[str, object], steps: int) -> tuple[dict[str, np.ndarray], int]:
     """Each port's data as a (B, steps, size) array (bool spikes, int64 payloads), checked against the port."""
     names = [i.name for i in qnet.inputs]
     extra = set(inputs) - set(names)
@@ -310,7 +310,7 @@ def simulate(qnet: QuantNetwork, inputs: Mapping[str, object], steps: int, *, re
     device = torch.device(device) if device is not None else default_device()
     if not qnet.inputs:
         raise InputDataError("the network has no input port; hwsim needs one to know the batch size")
-    data, batch = _check_inputs(qnet, inputs, steps)
+    data, batch = check_inputs(qnet, inputs, steps)
     if batch == 0:
         raise InputDataError("the batch is empty")
     total_neurons = sum(p.size for p in qnet.populations)

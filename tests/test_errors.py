@@ -159,6 +159,12 @@ def test_backend_error_names_backend_and_field():
     with pytest.raises(errors.BackendError) as info:
         simulate(_dense(4, 2), np.zeros((1, 4)), 0)
     assert (info.value.backend, info.value.field, info.value.value) == ("torch", "steps", 0)
+    with pytest.raises(errors.BackendError) as info:
+        simulate(_dense(4, 2), np.zeros((1, 3)), 2)
+    assert info.value.fields == {"backend": "torch", "node": "in", "field": "shape", "value": (1, 3)}
+    with pytest.raises(errors.BackendError) as info:
+        simulate(_dense(4, 2), np.full((1, 4), np.nan), 2)
+    assert (info.value.node, info.value.field) == ("in", "values")
 
 
 # ---------------------------------------------------------------------------------------------- the CLI

@@ -7,15 +7,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Mapping
+from typing import Any, ClassVar, Mapping
 
 import numpy as np
 import torch
 
 from hwsim.models.lif import LIFParameters, LIFState, lif_step
+from neuromap.backends.base import Model, Traces, check_steps, predictions, readout_scores, validate_inputs
 from neuromap.errors import BackendError
 from neuromap.ir import LI, LIF, Graph, Output
 from neuromap.ir.ops import stateless_op
+
+
+WHO = "torch simulator"
 
 
 @dataclass
@@ -30,8 +34,7 @@ class SimResult:
     def scores(self, name: str | None = None) -> torch.Tensor:
         """Class scores of one Output: spike counts over time, or the final value of an LI read-out."""
         name = name or next(iter(self.outputs))
-        trace = self.outputs[name]
-        return trace[:, -1] if self.readout_kind.get(name) == "LI" else trace.sum(dim=1)
+        return readout_scores(self.outputs[name], self.readout_kind.get(name) == "LI")
 
 
 def _param(arr: np.ndarray, shape: tuple[int, ...], device, dtype) -> torch.Tensor:
@@ -64,26 +67,11 @@ class _Population:
         return out
 
 
-def _inputs_by_name(graph: Graph, x) -> dict[str, torch.Tensor]:
-    names = graph.inputs
-    if isinstance(x, Mapping):
-        missing = set(names) - set(x)
-        if missing:
-            raise BackendError(f"torch simulator: no data for input {sorted(missing)[0]!r}")
-        return {n: _tensor(x[n]) for n in names}
-    if len(names) != 1:
-        raise BackendError(f"torch simulator: graph has {len(names)} inputs; pass a dict keyed by input name")
-    return {names[0]: _tensor(x)}
-
-
-def _tensor(x) -> torch.Tensor:
+def _tensor(frames: np.ndarray) -> torch.Tensor:
     # torch cannot share memory with a read-only array (e.g. a broadcast view): copy those
-    if isinstance(x, np.ndarray) and not x.flags.writeable:
-        return torch.tensor(x)
-    return torch.as_tensor(x)
+    return torch.from_numpy(frames) if frames.flags.writeable else torch.tensor(frames)
 
 
-@torch.no_grad()
 def simulate(graph: Graph, x, steps: int, *, record: bool = False, dtype=torch.float64,
              device: str | torch.device | None = None, zero_delay: bool = False) -> SimResult:
     """Run ``graph`` for ``steps`` steps.
@@ -93,24 +81,18 @@ def simulate(graph: Graph, x, steps: int, *, record: bool = False, dtype=torch.f
     ``zero_delay``: projections pass step t's output on within step t (snnTorch's and other training
     frameworks' semantics) instead of adding the one-step delay of docs/architecture.md.
     """
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise BackendError(f"torch simulator: steps must be a positive integer, got {steps!r}", backend="torch",
-                           field="steps", value=steps, allowed=">= 1")
+    steps = check_steps(steps, WHO, "torch")
+    return _simulate(graph, validate_inputs(graph, x, steps, WHO, "torch"), steps, record=record, dtype=dtype, device=device,
+                     zero_delay=zero_delay)
+
+
+@torch.no_grad()
+def _simulate(graph: Graph, validated: dict[str, np.ndarray], steps: int, *, record: bool, dtype, device,
+              zero_delay: bool) -> SimResult:
+    """``simulate`` on validated (B, F, *shape) frames (``neuromap.backends.base.validate_inputs``)."""
     device = torch.device(device or "cpu")
-    data = _inputs_by_name(graph, x)
-    batch = None
-    for name, tensor in data.items():
-        shape = graph.nodes[name].shape
-        if tuple(tensor.shape[1:]) == shape:
-            data[name] = tensor.to(device, dtype).unsqueeze(1)
-        elif tensor.ndim == len(shape) + 2 and tuple(tensor.shape[2:]) == shape and tensor.shape[1] >= steps:
-            data[name] = tensor.to(device, dtype)
-        else:
-            raise BackendError(f"torch simulator: input {name!r} has shape {tuple(tensor.shape)}; expected "
-                               f"(B, {', '.join(map(str, shape))}) or (B, T>={steps}, ...)")
-        if batch is not None and data[name].shape[0] != batch:
-            raise BackendError("torch simulator: inputs have different batch sizes")
-        batch = data[name].shape[0]
+    data = {name: _tensor(f).to(device, dtype) for name, f in validated.items()}
+    batch = next(iter(data.values())).shape[0]
     pops = {n: _Population(node, batch, device, dtype) for n, node in graph.nodes.items()
             if isinstance(node, (LIF, LI))}
     ops = {n: stateless_op(node, device, dtype) for n, node in graph.nodes.items()
@@ -157,5 +139,20 @@ def classify(graph: Graph, x, steps: int, *, batch_size: int = 256, **kwargs) ->
     preds = []
     for i in range(0, x.shape[0], batch_size):
         res = simulate(graph, x[i:i + batch_size], steps, **kwargs)
-        preds.append(res.scores().argmax(dim=1).cpu().numpy())
+        preds.append(predictions(res.scores()).cpu().numpy())
     return np.concatenate(preds) if preds else np.zeros(0, dtype=np.int64)
+
+
+class TorchBackend:
+    """The float reference as a registered backend: a graph, or a Mapping's float graph."""
+
+    options: ClassVar[dict[str, str]] = {"device": "torch device, e.g. cuda (default cpu)",
+               "zero_delay": "pass spikes on within the step, as training frameworks do (default False)"}
+    records: ClassVar[frozenset[str]] = frozenset({"spikes", "v"})
+
+    def run(self, model: Model, frames: dict[str, np.ndarray], steps: int, record: frozenset[str],
+            options: Mapping[str, Any]) -> Traces:
+        res = _simulate(model.graph, frames, steps, record=True, dtype=torch.float64, device=options.get("device"),
+                        zero_delay=bool(options.get("zero_delay", False)))
+        return Traces(engine="torch", spikes={n: t.cpu().numpy() for n, t in res.spikes.items()},
+                      v={n: t.cpu().numpy() for n, t in res.voltages.items()})

@@ -32,12 +32,10 @@ def _accuracy(pred: np.ndarray, y: np.ndarray) -> float:
 def demo(steps: int, samples: int, epochs: int, out_dir: str, as_json: bool) -> None:
     """Train, convert, compile and run a small SNN on digits (torch, Lava float and fixed, hwsim)."""
     from neuromap import data
-    from neuromap.backends import lava
-    from neuromap.backends.torch_sim import classify
+    from neuromap.backends import run
     from neuromap.frontends import rmp
     from neuromap.ir import save_graph
     from neuromap.mapping import compile as compile_graph
-    from hwsim.sim import simulate as hwsim_simulate
 
     start = time.perf_counter()
     torch.manual_seed(0)
@@ -56,27 +54,23 @@ def demo(steps: int, samples: int, epochs: int, out_dir: str, as_json: bool) -> 
     save_graph(graph, out / "snn.npz")
 
     click.echo(f"3/6 running the SNN in the torch reference ({n} samples x {steps} steps)")
-    torch_acc = _accuracy(classify(graph, x_test, steps), y_test)
+    torch_acc = _accuracy(run(graph, x_test, steps, "torch").predictions(), y_test)
 
     click.echo(f"4/6 running the SNN on Lava floating_pt ({n} samples x {steps} steps)")
-    result = lava.run_graph(graph, x_test, steps)
-    lava_acc = _accuracy(result.scores().argmax(dim=1).numpy(), y_test)
+    lava_acc = _accuracy(run(graph, x_test, steps, "lava", float=True).predictions(), y_test)
 
     click.echo("5/6 compiling for loihi2 (quantize, partition, place)")
     mapping = compile_graph(graph, "loihi2")
     mapping.save(out / "snn.mapping.npz")
     click.echo(mapping.format_quantization_report())
-    qnet = mapping.netdesc()
-    readout = qnet.outputs[0]
-    inputs = mapping.encode_inputs(np.broadcast_to(x_test[:, None], (n, steps, *x_test.shape[1:])))
 
     click.echo(f"6/6 running the quantized network on hwsim and on Lava fixed_pt ({n} samples x {steps} steps)")
-    hw = hwsim_simulate(qnet, inputs, steps, record=("spikes", "v"), events=False)
-    hwsim_acc = _accuracy(hw.scores(readout).argmax(axis=1), y_test)
-    fixed = lava.run_network(qnet, inputs, steps, record=True)
-    same = all(np.array_equal(fixed.spikes[p.name], hw.spikes[p.name]) and np.array_equal(fixed.v[p.name], hw.v[p.name])
-               for p in qnet.populations)
-    lava_fixed_acc = _accuracy(fixed.scores(readout).argmax(axis=1), y_test)
+    hw = run(mapping, x_test, steps, "hwsim", record=("spikes", "v"))
+    hwsim_acc = _accuracy(hw.predictions(), y_test)
+    fixed = run(mapping, x_test, steps, "lava", record=("spikes", "v"))
+    same = all(np.array_equal(fixed.spikes[p], hw.spikes[p]) for p in hw.spikes) and \
+        all(np.array_equal(fixed.v[p], hw.v[p]) for p in hw.v)
+    lava_fixed_acc = _accuracy(fixed.predictions(), y_test)
 
     summary = {"ann_accuracy": ann_acc, "snn_torch_accuracy": torch_acc, "snn_lava_accuracy": lava_acc,
                "snn_lava_fixed_accuracy": lava_fixed_acc, "snn_hwsim_accuracy": hwsim_acc,

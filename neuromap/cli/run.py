@@ -1,4 +1,6 @@
-"""``neuromap run``: classify a data set with a network on one backend and report accuracy and activity.
+"""``neuromap run``: classify a data set with a network on one registered backend and report accuracy and
+activity. It dispatches through ``neuromap.backends`` (``neuromap.run``), so a backend registered by name is
+a ``--backend`` choice; the built-in ones:
 
 * ``torch``: the float graph in the reference simulator (a Mapping carries its float graph);
 * ``hwsim``: the quantized, placed network in the bit-exact emulator (a graph is compiled first);
@@ -10,6 +12,7 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 import numpy as np
@@ -17,16 +20,17 @@ import numpy as np
 from neuromap.cli.common import checked_device, emit_json, nir_options
 from neuromap.errors import NeuromapError
 
-BACKENDS = ("torch", "hwsim", "lava")
+# backend option -> the flag that sets it
+OPTION_FLAGS = {"float": "--float", "device": "--device"}
 
 
 def _frames(x: np.ndarray, steps: int, encoding: str, seed: int) -> np.ndarray:
-    """(B, ...) -> (B, T, ...): the same analog frame every step, or Poisson spikes."""
+    """(B, ...) -> (B, T, ...) Poisson spikes; direct encoding holds the (B, ...) frame every step."""
     from neuromap.data import poisson_encode
 
     if encoding == "poisson":
         return poisson_encode(x, steps, seed=seed).numpy()
-    return np.broadcast_to(x[:, None], (x.shape[0], steps, *x.shape[1:]))
+    return x
 
 
 def fit_samples(x: np.ndarray, shape: tuple[int, ...], source: str) -> np.ndarray:
@@ -38,9 +42,23 @@ def fit_samples(x: np.ndarray, shape: tuple[int, ...], source: str) -> np.ndarra
     raise NeuromapError(f"{source}: samples have shape {tuple(x.shape[1:])} but the network's input takes {shape}")
 
 
+def _backend_options(backend: str, given: dict[str, Any]) -> dict[str, Any]:
+    """The flags given, as the backend's options; a flag the backend does not take names who takes it."""
+    from neuromap.backends import backend_names, get_backend
+
+    engine = get_backend(backend)
+    for option in given:
+        if option not in engine.options:
+            takers = [name for name in backend_names() if option in get_backend(name).options]
+            raise NeuromapError(f"{OPTION_FLAGS[option]} applies to --backend {' / '.join(takers)} only "
+                                f"(got --backend {backend})")
+    return given
+
+
 @click.command("run")
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.option("--backend", type=click.Choice(BACKENDS), default="hwsim", show_default=True)
+@click.option("--backend", default="hwsim", show_default=True,
+              help="A registered backend: torch, hwsim, lava or one added with neuromap.backends.register_backend.")
 @click.option("--data", "data_name", default="digits", show_default=True, help="digits, mnist5k or FILE.npz (test split).")
 @click.option("--steps", default=32, show_default=True, type=click.IntRange(1))
 @click.option("--limit", default=0, show_default=True, type=click.IntRange(0), help="At most N test samples (0: all).")
@@ -60,17 +78,14 @@ def run_cmd(model: str, backend: str, data_name: str, steps: int, limit: int, en
             as_json: bool) -> None:
     """Run MODEL (a Mapping, a saved graph or a NIR file) on the test split of a data set."""
     from neuromap import data as nmdata
-    from neuromap.mapping import Mapping, compile as compile_graph, read_model
-    from neuromap.passes.lower import lower
+    from neuromap.backends import run
+    from neuromap.mapping import Mapping, read_model
 
-    if float_lava and backend != "lava":
-        raise NeuromapError(f"--float applies to --backend lava only (got --backend {backend})")
+    given = {key: value for key, value in (("float", float_lava), ("device", device)) if value}
+    options = _backend_options(backend, given)
     start = time.perf_counter()
     loaded = read_model(model, dt=dt, reset_timing=reset_timing)
     graph = loaded.graph if isinstance(loaded, Mapping) else loaded
-    if isinstance(loaded, Mapping) and target not in (None, loaded.target.name, loaded.target.source):
-        raise NeuromapError(f"{model} was compiled for target {loaded.target.name!r}, not {target!r}; "
-                            "compile the model again for that target")
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
         raise NeuromapError(f"{model}: run takes networks with one Input and one Output "
                             f"(this one has {len(graph.inputs)} and {len(graph.outputs)})")
@@ -78,46 +93,18 @@ def run_cmd(model: str, backend: str, data_name: str, steps: int, limit: int, en
     n = len(ds.x_test) if limit == 0 else min(limit, len(ds.x_test))
     x = fit_samples(ds.x_test[:n], graph.nodes[graph.inputs[0]].shape, data_name)
     y = ds.y_test[:n]
-    # direct encoding holds one frame per sample; the float simulators take it as is
-    frames = _frames(x, steps, encoding, seed)
-    float_input = frames if encoding == "poisson" else x
-    record = save_spikes is not None
-    readout = lower(graph).outputs[graph.outputs[0]]
-
-    if backend == "torch" or (backend == "lava" and float_lava):
-        if backend == "torch":
-            from neuromap.backends.torch_sim import simulate
-
-            result = simulate(graph, float_input, steps, record=True, device=device)
-        else:
-            from neuromap.backends import lava
-
-            result = lava.run_graph(graph, float_input, steps, record=True)
-        scores = result.scores().cpu().numpy()
-        spikes = {k: v.cpu().numpy().astype(np.int8) for k, v in result.spikes.items()
-                  if graph.nodes[k].kind != "LI"}
-    else:
-        mapping = loaded if isinstance(loaded, Mapping) else compile_graph(graph, target or "loihi2")
-        qnet = mapping.netdesc()
-        inputs = mapping.encode_inputs(frames)
-        if backend == "hwsim":
-            import hwsim.sim
-
-            hw = hwsim.sim.simulate(qnet, inputs, steps, record=("spikes", "v"), device=device, events=False)
-            scores, spikes = hw.scores(readout), hw.spikes
-        else:
-            from neuromap.backends import lava
-
-            lv = lava.run_network(qnet, inputs, steps, record=True)
-            scores, spikes = lv.scores(readout), lv.spikes
-        spikes = {p.name: spikes[p.name] for p in qnet.populations if p.kind == "spiking"}
-    accuracy = round(100.0 * float((np.asarray(scores).argmax(axis=1) == y).mean()), 2)
-    spikes_total = int(sum(int(s.sum()) for s in spikes.values()))
-    if record:
+    result = run(loaded, _frames(x, steps, encoding, seed), steps, backend, record=("spikes",), target=target,
+                 **options)
+    predictions = result.predictions()
+    accuracy = round(100.0 * float((predictions == y).mean()), 2)
+    spikes_total = sum(result.spike_counts().values())
+    if save_spikes is not None:
         Path(save_spikes).parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(save_spikes, **{k: np.asarray(v, dtype=np.int8) for k, v in spikes.items()},
-                            labels=y, predictions=np.asarray(scores).argmax(axis=1))
-    summary = {"backend": backend + ("-float" if float_lava else ""), "accuracy": accuracy,
+        # (N, T, neurons) per spiking population, whatever the backend's trace layout
+        np.savez_compressed(save_spikes, **{k: v.reshape(*v.shape[:2], -1).astype(np.int8)
+                                            for k, v in result.spikes.items()},
+                            labels=y, predictions=predictions)
+    summary = {"backend": result.engine, "accuracy": accuracy,
                "samples": n, "steps": steps, "spikes_total": spikes_total,
                "seconds": round(time.perf_counter() - start, 2)}
     click.echo(f"{summary['backend']}: accuracy {accuracy:.2f} % on {n} samples x {steps} steps, "

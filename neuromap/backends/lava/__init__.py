@@ -14,10 +14,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import partial
-from typing import Mapping
+from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
+from neuromap.backends.base import Model, Traces, every_step, population_shapes, readout_scores, shaped, validate_inputs
 from neuromap.backends.lava import compat
 from neuromap.errors import BackendError
 
@@ -40,9 +41,8 @@ class LavaResult:
 
     def scores(self, name: str) -> np.ndarray:
         """(B, n) class scores of a read-out population, as hwsim's HwResult.scores gives them."""
-        if name in self.integrators:
-            return self.v[name][:, -1]
-        return self.spikes[name].sum(axis=1)
+        integrator = name in self.integrators
+        return readout_scores((self.v if integrator else self.spikes)[name], integrator)
 
 
 def load_lava() -> None:
@@ -76,40 +76,8 @@ def _run(net, *, timeout: float, progress: bool) -> dict[str, np.ndarray]:
 
 # ---------------------------------------------------------------------------------------------- float graph
 def _graph_frames(graph, x, steps: int) -> dict[str, np.ndarray]:
-    """Per Input node a (B, F, size) float64 array (torch_sim.simulate's input conventions).
-
-    F = 1: one frame held for all steps (direct encoding); F = steps: one frame per step.
-    """
-    names = graph.inputs
-    if isinstance(x, Mapping):
-        missing = set(names) - set(x)
-        if missing:
-            raise BackendError(f"Lava: no data for input {sorted(missing)[0]!r}")
-        data = {n: x[n] for n in names}
-    elif len(names) != 1:
-        raise BackendError(f"Lava: graph has {len(names)} inputs; pass a dict keyed by input name")
-    else:
-        data = {names[0]: x}
-    frames, batch = {}, None
-    for name, value in data.items():
-        arr = np.asarray(value.detach().cpu() if hasattr(value, "detach") else value, dtype=np.float64)
-        shape = graph.nodes[name].shape
-        if arr.shape[1:] == shape:
-            arr = arr[:, None]
-        elif arr.ndim == len(shape) + 2 and arr.shape[2:] == shape and arr.shape[1] >= steps:
-            arr = arr[:, :steps]
-        else:
-            raise BackendError(f"Lava: input {name!r} has shape {arr.shape}; expected "
-                               f"(B, {', '.join(map(str, shape))}) or (B, T>={steps}, ...)")
-        if not np.all(np.isfinite(arr)):
-            raise BackendError(f"Lava: input {name!r} holds non-finite values")
-        if batch is not None and arr.shape[0] != batch:
-            raise BackendError("Lava: inputs have different batch sizes")
-        batch = arr.shape[0]
-        frames[name] = arr.reshape(batch, arr.shape[1], -1)
-    if not batch:
-        raise BackendError("Lava: the batch is empty")
-    return frames
+    """Per Input node a (B, F, size) float64 array, F = 1 (one frame held for all steps) or F = steps."""
+    return {name: f.reshape(*f.shape[:2], -1) for name, f in validate_inputs(graph, x, steps, "Lava", "lava").items()}
 
 
 def _float_population(lowered, name: str, record: bool):
@@ -131,6 +99,24 @@ def _float_population(lowered, name: str, record: bool):
                    kind="spiking" if spiking else "integrator", record=record)
 
 
+def _float_traces(graph, frames: dict[str, np.ndarray], steps: int, *, timeout: float, record: bool,
+                  progress: bool) -> dict[str, np.ndarray]:
+    """Run the float graph on (B, F, size) frames; per recorded population its (B, T, 3, n) (s, v, u)."""
+    from neuromap.backends.lava.network import LavaNet, ProjSpec
+    from neuromap.ir import LI
+    from neuromap.passes.lower import lower
+
+    lowered = lower(graph)
+    batch = next(iter(frames.values())).shape[0]
+    graded = {name for name, f in frames.items() if not np.isin(f, (0.0, 1.0)).all()}
+    graded |= {p for p in lowered.populations if isinstance(graph.nodes[p], LI)}  # an LI sends its v
+    read = set(lowered.outputs.values())
+    pops = tuple(_float_population(lowered, p, record or p in read) for p in lowered.populations)
+    projs = tuple(ProjSpec(pr.name, pr.src, pr.dst, pr.matrix(graph), 0,
+                           FLOAT_MESSAGE_BITS if pr.src in graded else 0) for pr in lowered.projections)
+    return _run(LavaNet(frames, pops, projs, batch, steps, "floating_pt"), timeout=timeout, progress=progress)
+
+
 def run_graph(graph, x, steps: int, *, timeout: float = DEFAULT_TIMEOUT_S, record: bool = False,
               progress: bool = True):
     """Run a float network graph on Lava (floating_pt); same inputs and result as ``torch_sim.simulate``.
@@ -142,7 +128,6 @@ def run_graph(graph, x, steps: int, *, timeout: float = DEFAULT_TIMEOUT_S, recor
     """
     import torch
 
-    from neuromap.backends.lava.network import LavaNet, ProjSpec
     from neuromap.backends.torch_sim import SimResult
     from neuromap.ir import LI
     from neuromap.passes.lower import lower
@@ -152,14 +137,7 @@ def run_graph(graph, x, steps: int, *, timeout: float = DEFAULT_TIMEOUT_S, recor
     lowered = lower(graph)
     frames = _graph_frames(graph, x, steps)
     batch = next(iter(frames.values())).shape[0]
-    graded = {name for name, f in frames.items() if not np.isin(f, (0.0, 1.0)).all()}
-    graded |= {p for p in lowered.populations if isinstance(graph.nodes[p], LI)}  # an LI sends its v
-    read = set(lowered.outputs.values())
-    pops = tuple(_float_population(lowered, p, record or p in read) for p in lowered.populations)
-    projs = tuple(ProjSpec(pr.name, pr.src, pr.dst, pr.matrix(graph), 0,
-                           FLOAT_MESSAGE_BITS if pr.src in graded else 0) for pr in lowered.projections)
-    net = LavaNet(frames, pops, projs, batch, steps, "floating_pt")
-    traces = _run(net, timeout=timeout, progress=progress)
+    traces = _float_traces(graph, frames, steps, timeout=timeout, record=record, progress=progress)
 
     def shaped(pop: str, index: int) -> torch.Tensor:
         return torch.from_numpy(traces[pop][:, :, index].reshape(batch, steps, *graph.nodes[pop].output_shape))
@@ -173,35 +151,17 @@ def run_graph(graph, x, steps: int, *, timeout: float = DEFAULT_TIMEOUT_S, recor
 
 # ------------------------------------------------------------------------------------------ quantized network
 def _network_frames(qnet, inputs: Mapping, steps: int) -> dict[str, np.ndarray]:
-    names = [port.name for port in qnet.inputs]
-    unknown = set(inputs) - set(names)
-    if unknown:
-        raise BackendError(f"Lava: {sorted(unknown)[0]!r} is not an input of the network (inputs: {names})")
-    frames, batch = {}, None
-    for port in qnet.inputs:
-        if port.name not in inputs:
-            raise BackendError(f"Lava: no data for input {port.name!r}")
-        arr = np.asarray(inputs[port.name])
-        if arr.ndim > 3 and math.prod(arr.shape[2:]) == port.size:  # (B, T, C, H, W) frames, as hwsim takes them
-            arr = arr.reshape(*arr.shape[:2], port.size)
-        if arr.ndim != 3 or arr.shape[2] != port.size or arr.shape[1] < steps:
-            raise BackendError(f"Lava: input {port.name!r} has shape {arr.shape}; "
-                               f"expected (B, T>={steps}, {port.size})")
-        if arr.dtype.kind not in "iub" and not (np.all(np.isfinite(arr)) and np.array_equal(arr, np.round(arr))):
-            raise BackendError(f"Lava: input {port.name!r} must hold integers")
-        arr = arr[:, :steps].astype(np.int64)
-        if port.graded_bits == 0 and not np.isin(arr, (0, 1)).all():
-            raise BackendError(f"Lava: input {port.name!r} is binary (graded_bits=0) but holds values other than 0/1")
-        if port.graded_bits and arr.size and np.abs(arr).max() >= 1 << port.graded_bits:
-            raise BackendError(f"Lava: input {port.name!r} payloads must have magnitude < 2^{port.graded_bits}, "
-                               f"got {np.abs(arr).max()}")
-        if batch is not None and arr.shape[0] != batch:
-            raise BackendError("Lava: inputs have different batch sizes")
-        batch = arr.shape[0]
-        frames[port.name] = arr
+    """Per input port its (B, steps, size) int64 data, checked by hwsim's port rules (the same network
+    description, so the same checks)."""
+    from hwsim.sim import InputDataError, check_inputs
+
+    try:
+        data, batch = check_inputs(qnet, inputs, steps)
+    except InputDataError as exc:
+        raise BackendError(f"Lava: {exc}") from None
     if not batch:
         raise BackendError("Lava: the batch is empty")
-    return frames
+    return {name: arr.astype(np.int64) for name, arr in data.items()}
 
 
 def run_network(qnet, inputs: Mapping[str, np.ndarray], steps: int, *, timeout: float = DEFAULT_TIMEOUT_S,
@@ -238,4 +198,31 @@ def run_network(qnet, inputs: Mapping[str, np.ndarray], steps: int, *, timeout: 
                       integrators=tuple(p.name for p in qnet.populations if p.kind == "integrator"))
 
 
-__all__ = ["LavaResult", "run_graph", "run_network", "load_lava", "DEFAULT_TIMEOUT_S"]
+class LavaBackend:
+    """Lava as a registered backend: the Mapping's quantized network in fixed_pt (a graph is compiled
+    first), or with ``float=True`` the float graph in floating_pt."""
+
+    options: ClassVar[dict[str, str]] = {"float": "run the float graph in floating_pt instead of the quantized network (default False)",
+               "timeout": f"seconds before a run is killed (default {DEFAULT_TIMEOUT_S:g})",
+               "progress": "show a progress bar on stderr (default True)"}
+    records: ClassVar[frozenset[str]] = frozenset({"spikes", "v", "u"})
+
+    def run(self, model: Model, frames: dict[str, np.ndarray], steps: int, record: frozenset[str],
+            options: Mapping[str, Any]) -> Traces:
+        timeout = float(options.get("timeout", DEFAULT_TIMEOUT_S))
+        progress = bool(options.get("progress", True))
+        _check_run(steps, timeout)
+        shapes = population_shapes(model.graph)
+        if options.get("float", False):
+            flat = {name: f.reshape(*f.shape[:2], -1) for name, f in frames.items()}
+            traces = _float_traces(model.graph, flat, steps, timeout=timeout, record=True, progress=progress)
+            spikes, v, u = (shaped({p: t[:, :, k] for p, t in traces.items()}, shapes) for k in range(3))
+            return Traces(engine="lava-float", spikes=spikes, v=v, u=u)
+        mapping = model.mapping()
+        res = run_network(mapping.netdesc(), mapping.encode_inputs(every_step(frames, steps)), steps, record=True,
+                          timeout=timeout, progress=progress)
+        return Traces(engine="lava", spikes=shaped(res.spikes, shapes), v=shaped(res.v, shapes),
+                      u=shaped(res.u, shapes))
+
+
+__all__ = ["LavaBackend", "LavaResult", "run_graph", "run_network", "load_lava", "DEFAULT_TIMEOUT_S"]

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from neuromap.backends import torch_sim
+from neuromap.backends.base import running_scores
 from neuromap.data import poisson_encode
 from neuromap.errors import NeuromapError
 from neuromap.frontends.rmp.conversion import convert
@@ -51,7 +52,7 @@ def accuracy_vs_steps(graph: Graph, x, y, steps: Iterable[int], *, encoding: str
             xb = poisson_encode(xb, steps[-1], seed=seed + i)
         res = torch_sim.simulate(graph, xb, steps[-1], dtype=dtype)
         trace = res.outputs[out]
-        scores = trace if res.readout_kind.get(out) == "LI" else trace.cumsum(dim=1)   # (B, T, classes)
+        scores = running_scores(trace, res.readout_kind.get(out) == "LI")             # (B, T, classes)
         pred = scores[:, idx].argmax(dim=-1)                                            # (B, len(steps))
         correct += (pred == y[start:start + batch_size, None]).sum(dim=0)
     return {t: 100.0 * int(c) / len(x) for t, c in zip(steps, correct)}
