@@ -21,8 +21,9 @@ $(STAMP): pyproject.toml
 demo: install
 	$(BIN)/neuromap demo
 
-# lint-imports: the layering contracts in pyproject.toml ([tool.importlinter])
+# ruff: [tool.ruff] in pyproject.toml; lint-imports: the layering contracts ([tool.importlinter])
 test: install
+	$(BIN)/ruff check .
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 

@@ -12,6 +12,7 @@ Usage: python benchmarks/compile.py [--target loihi2] [--seed 0]
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
 import warnings
@@ -37,9 +38,9 @@ def _if(shape) -> IF:
 def mlp(seed: int = 0, sizes=(784, 1000, 1000, 10)) -> Graph:
     rng = np.random.default_rng(seed)
     layers = [("input", Input(shape=(sizes[0],)))]
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
+    for i, (a, b) in enumerate(itertools.pairwise(sizes), start=1):
         layers += [(f"fc{i}", _fc(rng, a, b)), (f"if{i}", _if((b,)))]
-    return sequential(layers + [("output", Output(shape=(sizes[-1],)))])
+    return sequential([*layers, ("output", Output(shape=(sizes[-1],)))])
 
 
 def vgg11(seed: int = 0) -> Graph:
@@ -60,7 +61,7 @@ def vgg11(seed: int = 0) -> Graph:
     n = c * hw * hw
     for j, (a, b) in enumerate(((n, 512), (512, 512), (512, 10)), start=1):
         layers += [(f"fc{j}", _fc(rng, a, b)), (f"fc{j}_if", _if((b,)))]
-    return sequential(layers + [("output", Output(shape=(10,)))])
+    return sequential([*layers, ("output", Output(shape=(10,)))])
 
 
 def resnet20(seed: int = 0) -> Graph:

@@ -16,7 +16,6 @@ import argparse
 import json
 import time
 
-import numpy as np
 import torch
 
 from hwsim.gpu import NvmlEnergyMeter, estimate_gpu, measure_gpu

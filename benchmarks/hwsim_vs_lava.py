@@ -164,12 +164,13 @@ def measure(name: str, qnet: QuantNetwork, inputs: dict, labels, steps: int, arg
     batch1 = {}
     for dev in dict.fromkeys([device, "cpu"]):  # a GPU at batch 1 waits on kernel launches: time the CPU too
         log(f"[{name}] hwsim on {dev}: {samples} samples at batch 1")
-        batch1[dev] = timed(lambda: simulate(qnet, inputs, steps, device=dev, batch_size=1, events=False), 2)
+        batch1[dev] = timed(lambda dev=dev: simulate(qnet, inputs, steps, device=dev, batch_size=1, events=False), 2)
     b1_device = min(batch1, key=lambda d: batch1[d][1])
     t_b1 = batch1[b1_device][1]
     best = (1, batch1[device][1], batch1[device][0])
     for batch in args.batches:
-        res, t = timed(lambda: simulate(qnet, inputs, steps, device=device, batch_size=batch, events=False), 2)
+        res, t = timed(lambda batch=batch: simulate(qnet, inputs, steps, device=device, batch_size=batch,
+                                                    events=False), 2)
         log(f"[{name}] hwsim batch {batch}: {t:.3f} s")
         if t < best[1]:
             best = (batch, t, res)

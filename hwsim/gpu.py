@@ -63,7 +63,7 @@ class NetworkSize:
     kernels_per_step: int
 
     @classmethod
-    def of(cls, qnet: QuantNetwork) -> "NetworkSize":
+    def of(cls, qnet: QuantNetwork) -> NetworkSize:
         return cls(synapses=int(sum(pr.weights.nnz for pr in qnet.projections)),
                    neurons=int(sum(p.size for p in qnet.populations)),
                    inputs=int(sum(i.size for i in qnet.inputs)),

@@ -292,8 +292,8 @@ def read_toml(name_or_path: str | Path, shipped: Path, what: str) -> tuple[dict,
         path = shipped / f"{text}.toml"
         if not path.is_file():
             names = sorted(p.stem for p in shipped.glob("*.toml"))
-            raise TargetError(f"unknown {what} {text!r} (shipped: {', '.join(names)}; or give the path of a .toml file)",
-                              value=text, allowed=tuple(names))
+            raise TargetError(f"unknown {what} {text!r} (shipped: {', '.join(names)}; or give the path of a "
+                              f".toml file)", value=text, allowed=tuple(names))
     if not path.is_file():
         raise TargetError(f"{path}: no such {what} file", path=str(path))
     try:

@@ -279,7 +279,7 @@ def test_unsupported_layer_is_named_with_the_supported_list():
 
 def test_maxpool_errors_by_default_and_converts_as_avg_on_request():
     model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(32, 2))
-    with pytest.raises(UnsupportedError, match="max pooling is not spike-compatible.*maxpool='avg'"):
+    with pytest.raises(UnsupportedError, match=r"max pooling is not spike-compatible.*maxpool='avg'"):
         rmp.convert(model, torch.rand(2, 1, 8, 8))
     graph = rmp.convert(model, torch.rand(2, 1, 8, 8), maxpool="avg")
     pools = [n for n in graph.nodes.values() if isinstance(n, AvgPool2d)]
@@ -297,7 +297,7 @@ def test_untraceable_model_and_bad_options_error():
         def forward(self, x):
             return x if x.sum() > 0 else -x
 
-    with pytest.raises(UnsupportedError, match="cannot be traced with torch.fx"):
+    with pytest.raises(UnsupportedError, match=r"cannot be traced with torch\.fx"):
         rmp.convert(Branchy(), torch.rand(2, 4))
     model = rmp.mlp((4,), 2, hidden=(3,))
     with pytest.raises(NeuromapError, match="threshold='bogus'"):

@@ -143,7 +143,8 @@ def format_table(r: dict[str, Any]) -> str:
                      f"idle {m['idle_power_w']:.0f} W, "
                      f"{m['energy_above_idle_uj_per_sample']:.3f} uJ above idle)")
     lines += [f"GPU / chip: energy {r['energy_ratio_gpu_over_chip']:.3g}x "
-              f"({r['energy_ratio_gpu_over_chip_dynamic']:.3g}x against the chip's dynamic energy {chip['dynamic_energy_uj_per_sample']:.3f} uJ), latency "
+              f"({r['energy_ratio_gpu_over_chip_dynamic']:.3g}x against the chip's dynamic energy "
+              f"{chip['dynamic_energy_uj_per_sample']:.3f} uJ), latency "
               f"{r['latency_ratio_gpu_over_chip']:.3g}x (modelled)",
               "chip energy terms (uJ): " + ", ".join(f"{k} {v:.4g}" for k, v in chip["energy_terms_uj"].items())
               + f"; dominant: {chip['dominant_term']}",

@@ -20,7 +20,7 @@ from neuromap.ir import Graph
 from neuromap.ir.serialize import graph_from_arrays, graph_to_arrays, header_array, npz_bytes, read_header
 from neuromap.passes.partition import CoreUse, Partition, Slice
 from neuromap.passes.place import Placement
-from neuromap.passes.quantize import InputEncoding, QuantPopulation, QuantProjection, Quantized
+from neuromap.passes.quantize import InputEncoding, Quantized, QuantPopulation, QuantProjection
 
 if TYPE_CHECKING:  # the type is only read here; building one is the caller's (Mapping.from_arrays)
     from neuromap.mapping.compiled import Mapping

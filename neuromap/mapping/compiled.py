@@ -13,8 +13,7 @@ two cores is the hop count the placement minimised; ``Core.chip`` names the chip
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from collections.abc import Mapping as MappingType
+from collections.abc import Iterable, Mapping as MappingType
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any

@@ -17,9 +17,9 @@ use the support of their integer weight matrix.
 A 3-D population is cut into equal boxes (channels x rows x columns), a 1-D one into contiguous
 ranges. Among the boxes that satisfy every limit, the winner needs the fewest cores counting the output
 axons its cut costs the source populations (every source neuron sends one axon per slice it reaches);
-a range is the longest that fits. Sources whose output axons still overflow are cut finer. Slices are then packed onto cores in layer
-order (at most one slice per population per core), small layers sharing a core. A network that cannot
-fit raises FitError naming the layer, the limit and the numbers, before anything runs.
+a range is the longest that fits. Sources whose output axons still overflow are cut finer. Slices are then
+packed onto cores in layer order (at most one slice per population per core), small layers sharing a core.
+A network that cannot fit raises FitError naming the layer, the limit and the numbers, before anything runs.
 
 Counting conventions: an axon that feeds two populations packed on the same core is counted once per
 population (conservative). Inputs arrive from outside the neuro-cores: they use input axons on the cores
@@ -40,7 +40,7 @@ from mappings import Target
 from neuromap.errors import FitError
 from neuromap.ir import Conv2d, Graph, SumPool2d
 from neuromap.passes.lower import Lowered, Projection
-from neuromap.passes.quantize import QuantProjection, Quantized
+from neuromap.passes.quantize import Quantized, QuantProjection
 from neuromap.passes.synapse_memory import SynapseMemory, Usage, memory_model
 
 RESOURCES = ("neurons", "synaptic_memory_bits", "input_axons", "output_axons")
@@ -245,15 +245,15 @@ class _Population:
     def distinct_boxes(self, sizes: tuple[int, ...]) -> list[tuple[tuple[int, int], ...]]:
         """Boxes that can differ in resource use: every combination of distinct per-axis range statistics
         for Kronecker projections; all boxes when a projection has a general support."""
-        if any(s is None for s in self.stats):
+        kron = [st for st in self.stats if st is not None]
+        if len(kron) < len(self.stats):
             return self.boxes(sizes)
         per_axis = []
         for axis, (size, step) in enumerate(zip(self.shape, sizes)):
             seen: dict = {}
             for lo, hi in _ranges(size, step):
-                key = (hi - lo,) + tuple(
-                    (st[axis](lo, hi)[0], st[axis](lo, hi)[1], st[axis](lo, hi)[2].tobytes(),
-                     st[axis](lo, hi)[3].tobytes(), st[axis](lo, hi)[4]) for st in self.stats)
+                parts = [st[axis](lo, hi) for st in kron]
+                key = (hi - lo, *((p[0], p[1], p[2].tobytes(), p[3].tobytes(), p[4]) for p in parts))
                 seen.setdefault(key, (lo, hi))
             per_axis.append(list(seen.values()))
         return list(itertools.product(*per_axis))

@@ -1,8 +1,8 @@
 """Plots a user puts in a paper or a lab notebook, written straight to a file."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from matplotlib.figure import Figure
 from matplotlib.ticker import ScalarFormatter

@@ -78,8 +78,8 @@ def import_lava() -> None:
     install()
     try:
         with _fork_start_method_settable():
-            import lava.magma.compiler.var_model  # noqa: F401
-            import lava.magma.core.run_configs  # noqa: F401
+            import lava.magma.compiler.var_model
+            import lava.magma.core.run_configs
             import lava.magma.runtime.message_infrastructure.multiprocessing  # noqa: F401
     except ImportError as exc:
         raise BackendError(f"Lava is not importable ({exc}); install lava-nc 0.10.0") from None

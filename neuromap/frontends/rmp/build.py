@@ -13,7 +13,8 @@ currents, read at the last step); a model that ends in a ReLU is read out by spi
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 

@@ -10,7 +10,7 @@ trained clip level becomes the threshold and which converts well at few time ste
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn

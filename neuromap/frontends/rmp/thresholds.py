@@ -15,7 +15,8 @@ layer's statistic, or to 1 for a dead layer: such neurons never receive positive
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import networkx as nx
 import numpy as np
@@ -171,7 +172,7 @@ def balance(ann: LayerGraph, calib_x: torch.Tensor, *, method: str, alpha: float
         thresholds[p] = alpha * revived
         record = {"method": method, "alpha": alpha, "granularity": granularity, "statistic": _summary(stats[p]),
                   "ann_activation_max": float(ann_max[p].max()), "dead": dead,
-                  "calibration_samples": int(len(calib_x))}
+                  "calibration_samples": len(calib_x)}
         if method == "percentile":
             record["percentile"] = percentile
         if method == "snn_max":

@@ -35,7 +35,7 @@ def fold_batchnorm(weight: np.ndarray, bias: np.ndarray | None, bn: nn.modules.b
                    ) -> tuple[np.ndarray, np.ndarray]:
     """(W, b) of a Linear/Conv2d followed by ``bn`` (eval mode) as one layer: exact, algorithms.md §2.9-2.
 
-    W' = W·γ/√(σ²+ε) per output channel, b' = (b − μ)·γ/√(σ²+ε) + β.
+    W' = W·γ/√(σ²+ε) per output channel, b' = (b - μ)·γ/√(σ²+ε) + β.
     """
     mean = bn.running_mean.detach().double().numpy()
     var = bn.running_var.detach().double().numpy()
