@@ -131,6 +131,12 @@ def test_batchnorm_folding_matches_torch_fusion():
     assert np.allclose(b, ref_lin.bias.detach().numpy(), atol=1e-6)
 
 
+def test_folding_a_batchnorm_without_running_statistics_is_refused_in_one_line():
+    bn = nn.BatchNorm1d(3, track_running_stats=False)  # running_mean and running_var are None
+    with pytest.raises(UnsupportedError, match=r"^batch norm without running statistics .* cannot be folded$"):
+        rmp.fold_batchnorm(np.ones((3, 5)), None, bn)
+
+
 @pytest.mark.parametrize("shape", [(1, 8, 8), (3, 32, 32)])
 @pytest.mark.parametrize("name", ["mlp", "cnn", "vgg", "resnet20"])
 def test_traced_zoo_models_compute_the_model_exactly(name, shape):

@@ -108,6 +108,13 @@ def test_forward_hand_checked():
     assert model.scores(x, 4).tolist() == [[2.0, -1.0]]
 
 
+def test_an_event_batch_of_zero_steps_scores_zero_per_class():
+    model = _hand_model()
+    events = torch.zeros(3, 0, 1, dtype=torch.float64)  # (B, T = 0, *input shape)
+    assert model.scores(events).tolist() == [[0.0, 0.0]] * 3
+    assert model.predict(events).tolist() == [0, 0, 0]
+
+
 def test_export_round_trip_and_torch_sim_hand_checked(tmp_path):
     model = _hand_model()
     graph = to_graph(model, steps=4)

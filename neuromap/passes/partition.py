@@ -111,6 +111,7 @@ class Connectivity:
     def synapses(self) -> int:
         if self.factors is not None:
             return math.prod(int(f.sum()) for f in self.factors)
+        assert self.support is not None, "a connectivity holds its factors or its support"
         return int(self.support.nnz)
 
 
@@ -166,10 +167,12 @@ def _kron_usage(model: SynapseMemory, conn: Connectivity, stats: list[_AxisStats
 
 
 def _matrix_usage(model: SynapseMemory, conn: Connectivity, rows: np.ndarray) -> Usage:
-    n_src = conn.support.shape[1]
-    if conn.support.nnz == conn.support.shape[0] * n_src:  # fully connected: every axon feeds every row
+    support = conn.support
+    assert support is not None, "only a matrix-kind connectivity is counted row by row"
+    n_src = support.shape[1]
+    if support.nnz == support.shape[0] * n_src:  # fully connected: every axon feeds every row
         return model.lists(len(rows), len(rows) * n_src, n_src, np.array([len(rows)]), np.array([n_src]))
-    sub = conn.support[rows]
+    sub = support[rows]
     per_axon = np.bincount(sub.indices, minlength=n_src)  # synapses of each source neuron in these rows
     values, mults = np.unique(per_axon[per_axon > 0], return_counts=True)
     return model.lists(len(rows), int(sub.nnz), int(mults.sum()), values, mults)
@@ -293,8 +296,8 @@ class _Population:
     def _cores_with_fanout(self, sizes: tuple[int, ...]) -> float:
         """Slices, plus the output axons their sources need, in cores' worth of output axons."""
         cores = float(math.prod(-(-s // b) for s, b in zip(self.shape, sizes)))
-        for conn, stats in zip(self.conns, self.stats):
-            if stats is None or conn.src in self.inputs:
+        for conn in self.conns:
+            if conn.factors is None or conn.src in self.inputs:
                 continue
             reach = 1.0
             for factor, size, step in zip(conn.factors, self.shape, sizes):
@@ -379,6 +382,7 @@ def _source_mask(conn: Connectivity, dst: Slice) -> np.ndarray:
     if conn.factors is not None:
         masks = [f[lo:hi].any(axis=0) for f, (lo, hi) in zip(conn.factors, dst.box)]
         return reduce(np.multiply.outer, masks).ravel()
+    assert conn.support is not None, "a connectivity holds its factors or its support"
     mask = np.zeros(math.prod(conn.src_shape), dtype=bool)
     mask[conn.support[dst.flat_indices(conn.dst_shape)].indices] = True
     return mask

@@ -89,12 +89,12 @@ def probe_graph(graph: Graph, probes: list[str]) -> Graph:
     nodes: dict[str, Any] = {}
     for name, node in graph.nodes.items():
         if name in probes:
-            nodes[name] = LI(shape=node.shape, v_decay=np.ones(()), i_decay=np.ones(()))
+            nodes[name] = LI(shape=node.output_shape, v_decay=np.ones(()), i_decay=np.ones(()))
         elif name in keep:
             nodes[name] = node
     edges = [e for e in graph.edges if e[0] in keep and e[1] in keep]
     for p in probes:
-        nodes[f"probe:{p}"] = Output(shape=graph.nodes[p].shape)
+        nodes[f"probe:{p}"] = Output(shape=graph.nodes[p].output_shape)
         edges.append((p, f"probe:{p}"))
     return Graph(nodes, edges)
 
