@@ -21,8 +21,10 @@ $(STAMP): pyproject.toml
 demo: install
 	$(BIN)/neuromap demo
 
-# lint-imports: the layering contracts in pyproject.toml ([tool.importlinter])
+# ruff, mypy: [tool.ruff], [tool.mypy] in pyproject.toml; lint-imports: the layering contracts
 test: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 

@@ -12,18 +12,20 @@ Usage: python benchmarks/compile.py [--target loihi2] [--seed 0]
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
 import warnings
 
 import numpy as np
 
-from neuromap.ir import IF, Affine, AvgPool2d, Conv2d, Flatten, Graph, Input, Output, sequential
+from neuromap.ir import IF, Affine, AvgPool2d, Conv2d, Flatten, Graph, Input, Node, Output, sequential
 
 
 def _conv(rng, cin: int, cout: int, hw: int, k: int = 3, stride: int = 1) -> Conv2d:
     w = rng.normal(0.0, np.sqrt(2.0 / (k * k * cin)), (cout, cin, k, k))
-    return Conv2d(input_shape_chw=(cin, hw, hw), weight=w, bias=np.zeros(cout), stride=stride, padding=k // 2)
+    return Conv2d(input_shape_chw=(cin, hw, hw), weight=w, bias=np.zeros(cout), stride=(stride, stride),
+                  padding=(k // 2, k // 2))
 
 
 def _fc(rng, n_in: int, n_out: int) -> Affine:
@@ -36,20 +38,20 @@ def _if(shape) -> IF:
 
 def mlp(seed: int = 0, sizes=(784, 1000, 1000, 10)) -> Graph:
     rng = np.random.default_rng(seed)
-    layers = [("input", Input(shape=(sizes[0],)))]
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
+    layers: list[tuple[str, Node]] = [("input", Input(shape=(sizes[0],)))]
+    for i, (a, b) in enumerate(itertools.pairwise(sizes), start=1):
         layers += [(f"fc{i}", _fc(rng, a, b)), (f"if{i}", _if((b,)))]
-    return sequential(layers + [("output", Output(shape=(sizes[-1],)))])
+    return sequential([*layers, ("output", Output(shape=(sizes[-1],)))])
 
 
 def vgg11(seed: int = 0) -> Graph:
     """VGG-11 on 3x32x32: 8 conv layers; each 2x2 average pool feeds its own IF layer (spiking pooling)."""
     rng = np.random.default_rng(seed)
-    layers = [("input", Input(shape=(3, 32, 32)))]
+    layers: list[tuple[str, Node]] = [("input", Input(shape=(3, 32, 32)))]
     c, hw, i = 3, 32, 0
     for v in (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"):
-        if v == "M":
-            layers += [(f"pool{i}", AvgPool2d(input_shape_chw=(c, hw, hw), kernel_size=2))]
+        if isinstance(v, str):  # "M": pool
+            layers += [(f"pool{i}", AvgPool2d(input_shape_chw=(c, hw, hw), kernel_size=(2, 2)))]
             hw //= 2
             layers += [(f"pool{i}_if", _if((c, hw, hw)))]
             continue
@@ -60,7 +62,7 @@ def vgg11(seed: int = 0) -> Graph:
     n = c * hw * hw
     for j, (a, b) in enumerate(((n, 512), (512, 512), (512, 10)), start=1):
         layers += [(f"fc{j}", _fc(rng, a, b)), (f"fc{j}_if", _if((b,)))]
-    return sequential(layers + [("output", Output(shape=(10,)))])
+    return sequential([*layers, ("output", Output(shape=(10,)))])
 
 
 def resnet20(seed: int = 0) -> Graph:
@@ -87,7 +89,7 @@ def resnet20(seed: int = 0) -> Graph:
                 nodes[f"{name}_short"] = _conv(rng, c, width, hw, k=1, stride=2)
                 edges += [(prev, f"{name}_short"), (f"{name}_short", f"{name}_if2")]
             prev, c, hw = f"{name}_if2", width, out_hw
-    nodes["gap"] = AvgPool2d(input_shape_chw=(c, hw, hw), kernel_size=hw)
+    nodes["gap"] = AvgPool2d(input_shape_chw=(c, hw, hw), kernel_size=(hw, hw))
     nodes["flatten"] = Flatten(input_shape_any=(c, 1, 1))
     nodes["fc"] = _fc(rng, c, 10)
     nodes["fc_if"] = _if((10,))

@@ -16,7 +16,6 @@ import argparse
 import json
 import time
 
-import numpy as np
 import torch
 
 from hwsim.gpu import NvmlEnergyMeter, estimate_gpu, measure_gpu
@@ -70,6 +69,8 @@ def main() -> None:
         device = torch.device("cuda")
         run, _ = measure_gpu(qnet, inputs, args.steps, device=device, meter=NvmlEnergyMeter(device))
         throughput_measured = run.to_dict()
+        assert run.energy_j_per_sample is not None and run.energy_above_idle_j_per_sample is not None, \
+            "measure_gpu reports energies whenever it has a meter"
         print(f"GPU measured at batch {run.batch}: {run.energy_j_per_sample * 1e6:.3f} uJ per inference "
               f"({run.energy_above_idle_j_per_sample * 1e6:.3f} above idle), {run.latency_s * 1e3:.3f} ms per batch")
     print(json.dumps({

@@ -35,6 +35,7 @@ from hwsim.sim import simulate
 from neuromap.backends.lava import run_network
 from neuromap.data import load, poisson_encode
 from neuromap.ir import IF, LI, LIF, Conv2d, Flatten, Input, Linear, Output, sequential
+from neuromap.mapping import Mapping
 
 NEURONS_PER_CORE = 1024  # Loihi 1: 1,024 compartments per core (reference/loihi_lava.md §5.1)
 MESH_WIDTH = 8
@@ -46,7 +47,8 @@ def log(*parts) -> None:
 
 def placed(pops: list[dict]) -> tuple[tuple[Population, ...], tuple[Core, ...]]:
     """Populations sliced into cores of NEURONS_PER_CORE, cores laid row-major on one chip's mesh."""
-    out, cores, next_core = [], [], 0
+    out: list[Population] = []
+    next_core = 0
     for spec in pops:
         n = spec["size"]
         slices = np.arange(n) // NEURONS_PER_CORE + next_core
@@ -60,7 +62,7 @@ def spike_inputs(images: np.ndarray, steps: int, seed: int) -> np.ndarray:
     return poisson_encode(images.reshape(len(images), -1), steps, seed=seed).numpy().astype(np.int64)
 
 
-def compiled(graph) -> QuantNetwork:
+def compiled(graph) -> Mapping:
     import neuromap
 
     return neuromap.compile(graph, "loihi2", input_encoding="spikes")
@@ -69,8 +71,8 @@ def compiled(graph) -> QuantNetwork:
 def mlp(samples: int, steps: int) -> tuple[QuantNetwork, dict, np.ndarray]:
     data = load("mnist5k").flat()
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(784, 512, bias=False), torch.nn.ReLU(),
-                                torch.nn.Linear(512, 10, bias=False))
+    fc1, fc2 = torch.nn.Linear(784, 512, bias=False), torch.nn.Linear(512, 10, bias=False)
+    model = torch.nn.Sequential(fc1, torch.nn.ReLU(), fc2)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     x, y = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
     for _ in range(4):
@@ -78,7 +80,7 @@ def mlp(samples: int, steps: int) -> tuple[QuantNetwork, dict, np.ndarray]:
             opt.zero_grad()
             torch.nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
             opt.step()
-    w1, w2 = (m.weight.detach().numpy().astype(np.float64) for m in (model[0], model[2]))
+    w1, w2 = (m.weight.detach().numpy().astype(np.float64) for m in (fc1, fc2))
     theta = float(np.percentile(np.maximum(data.x_train @ w1.T, 0), 99.9))
     graph = sequential([("x", Input((784,))), ("fc1", Linear(w1)),
                         ("hidden", IF((512,), threshold=np.array(theta), reset="subtract")),
@@ -164,12 +166,13 @@ def measure(name: str, qnet: QuantNetwork, inputs: dict, labels, steps: int, arg
     batch1 = {}
     for dev in dict.fromkeys([device, "cpu"]):  # a GPU at batch 1 waits on kernel launches: time the CPU too
         log(f"[{name}] hwsim on {dev}: {samples} samples at batch 1")
-        batch1[dev] = timed(lambda: simulate(qnet, inputs, steps, device=dev, batch_size=1, events=False), 2)
+        batch1[dev] = timed(lambda dev=dev: simulate(qnet, inputs, steps, device=dev, batch_size=1, events=False), 2)
     b1_device = min(batch1, key=lambda d: batch1[d][1])
     t_b1 = batch1[b1_device][1]
     best = (1, batch1[device][1], batch1[device][0])
     for batch in args.batches:
-        res, t = timed(lambda: simulate(qnet, inputs, steps, device=device, batch_size=batch, events=False), 2)
+        res, t = timed(lambda batch=batch: simulate(qnet, inputs, steps, device=device, batch_size=batch,
+                                                    events=False), 2)
         log(f"[{name}] hwsim batch {batch}: {t:.3f} s")
         if t < best[1]:
             best = (batch, t, res)

@@ -37,8 +37,8 @@ def main() -> None:
         result = fit(trainer, ds.x_train, ds.y_train, ds.x_test, ds.y_test, steps=args.steps,
                      epochs=args.epochs, batch_size=args.batch, seed=args.seed)
         accuracy[method], seconds[method] = result.test_accuracy, result.seconds
-        learned[method] = [{"alpha": round(l.neuron.alpha.item(), 4),
-                            "theta_mean": round(l.neuron.theta.mean().item(), 4)} for l in model.layers]
+        learned[method] = [{"alpha": round(layer.neuron.alpha.item(), 4),
+                            "theta_mean": round(layer.neuron.theta.mean().item(), 4)} for layer in model.layers]
         print(f"{method:9s} accuracy {result.test_accuracy:.4f}  {result.seconds:6.1f} s  {learned[method]}")
     print(json.dumps({"data": "mnist5k", "arch": args.arch, "steps": args.steps, "epochs": args.epochs,
                       "batch": args.batch, "lr": args.lr, "seed": args.seed, "accuracy": accuracy,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 
 import torch
 
@@ -56,7 +57,7 @@ class SavedTensorMeter:
     def hooks(self):
         return torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack)
 
-    def probe(self, held: list[torch.Tensor]) -> None:
+    def probe(self, held: Sequence[torch.Tensor]) -> None:
         extra = {}
         for t in held:
             key = t.untyped_storage().data_ptr()

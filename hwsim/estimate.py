@@ -104,11 +104,11 @@ class ChipEstimate:
     def dominant_term(self) -> str:
         """The energy group (synaptic ops, neuron updates, spike routing, static) that costs most."""
         groups = self.energy_groups_j
-        return max(groups, key=groups.get)
+        return max(groups, key=groups.__getitem__)
 
     @property
     def dominant_latency_term(self) -> str:
-        return max(self.latency_terms_s, key=self.latency_terms_s.get)
+        return max(self.latency_terms_s, key=self.latency_terms_s.__getitem__)
 
     def to_dict(self) -> dict[str, Any]:
         return {"target": self.target, "basis": self.basis, "samples": self.samples, "steps": self.steps,

@@ -57,7 +57,7 @@ class EventCounts:
         """Counts of consecutive batch chunks as one."""
         first = parts[0]
         joined = {name: np.concatenate([getattr(p, name) for p in parts]) for name in PER_STEP}
-        return EventCounts(first.core_ids, first.neurons, sum(p.traffic for p in parts), **joined)
+        return EventCounts(first.core_ids, first.neurons, sum((p.traffic for p in parts[1:]), first.traffic), **joined)
 
 
 class EventTables:
@@ -95,7 +95,8 @@ class EventTables:
                 src_col = self.core_col[name][m.row]
                 dist = np.abs(xy[src_col] - xy[m.col]).sum(axis=1)
                 per_neuron = np.zeros((3, size), np.int64)
-                np.add.at(per_neuron, (slice(None), m.row), np.stack([np.ones_like(dist), dist,
+                # numpy's stubs type ufunc.at's index as one integer array; a (slice, rows) tuple is valid numpy
+                np.add.at(per_neuron, (slice(None), m.row), np.stack([np.ones_like(dist), dist,  # type: ignore[arg-type]
                                                                       chip[src_col] != chip[m.col]]))
                 blocks = [syn, mask, src] + [src.multiply(per_neuron[k][:, None]) for k in range(3)]
             else:
@@ -110,10 +111,8 @@ class EventTables:
         active = out if out.dtype == torch.bool else out != 0
         c = self.n_cores
         counts = self.ops[name].exact(active.reshape(-1, n)).view(steps, batch, -1)
-        if name in self.core_col:
-            keys = ("synops", "messages_in", "spikes", "messages_out", "hops", "chip_crossings")
-        else:
-            keys = ("synops", "input_messages")
+        keys: tuple[str, ...] = (("synops", "messages_in", "spikes", "messages_out", "hops", "chip_crossings")
+                                 if name in self.core_col else ("synops", "input_messages"))
         return {key: counts[..., k * c:(k + 1) * c] for k, key in enumerate(keys)}
 
     def traffic(self, name: str, out: torch.Tensor) -> np.ndarray:

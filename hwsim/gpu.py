@@ -63,7 +63,7 @@ class NetworkSize:
     kernels_per_step: int
 
     @classmethod
-    def of(cls, qnet: QuantNetwork) -> "NetworkSize":
+    def of(cls, qnet: QuantNetwork) -> NetworkSize:
         return cls(synapses=int(sum(pr.weights.nnz for pr in qnet.projections)),
                    neurons=int(sum(p.size for p in qnet.populations)),
                    inputs=int(sum(i.size for i in qnet.inputs)),
@@ -292,12 +292,12 @@ def measure_gpu(qnet: QuantNetwork, inputs: Mapping[str, np.ndarray], steps: int
     batch = next(iter(data.values())).shape[0]
     scores = {k: v.cpu().numpy() for k, v in net.run(data, steps).items()}
     _sync(device)
-    idle_w = None
+    idle_w = e0 = 0.0  # read from the meter; without one, energies and idle power are reported as None
     if meter is not None:
-        e0, t0 = meter.energy_mj(), time.perf_counter()
+        e_idle, t_idle = meter.energy_mj(), time.perf_counter()
         time.sleep(idle_seconds)
-        idle_w = (meter.energy_mj() - e0) * 1e-3 / (time.perf_counter() - t0)
-    e0 = meter.energy_mj() if meter is not None else None
+        idle_w = (meter.energy_mj() - e_idle) * 1e-3 / (time.perf_counter() - t_idle)
+        e0 = meter.energy_mj()
     t0 = time.perf_counter()
     repeats = 0
     while repeats < min_repeats or time.perf_counter() - t0 < min_seconds:
@@ -312,5 +312,6 @@ def measure_gpu(qnet: QuantNetwork, inputs: Mapping[str, np.ndarray], steps: int
         above = (total_j - idle_w * seconds) / (repeats * batch)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else str(device)
     return GpuMeasurement(device=name, batch=batch, steps=steps, repeats=repeats, seconds=seconds,
-                          latency_s=seconds / repeats, energy_j_per_sample=energy, idle_power_w=idle_w,
+                          latency_s=seconds / repeats, energy_j_per_sample=energy,
+                          idle_power_w=idle_w if meter is not None else None,
                           energy_above_idle_j_per_sample=above), scores

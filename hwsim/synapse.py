@@ -73,10 +73,10 @@ def _active_indices(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     rows, n = x.shape
     if x.device.type == "cpu":  # numpy's flat nonzero is about twice as fast as torch's on the CPU
         flat = np.flatnonzero(x.contiguous().numpy())
-        row, col = np.divmod(flat, n)
+        flat_row, flat_col = np.divmod(flat, n)
         starts = np.zeros(rows, np.int64)
-        np.cumsum(np.bincount(row, minlength=rows)[:-1], out=starts[1:])
-        return torch.from_numpy(col), torch.from_numpy(starts)
+        np.cumsum(np.bincount(flat_row, minlength=rows)[:-1], out=starts[1:])
+        return torch.from_numpy(flat_col), torch.from_numpy(starts)
     row, col = x.nonzero(as_tuple=True)
     return col, torch.searchsorted(row, torch.arange(rows, device=x.device))
 

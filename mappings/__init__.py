@@ -5,8 +5,20 @@ typed ``Target``; a broken file raises ``TargetError`` (a ValueError) naming the
 ``mappings.errors`` holds the exception and warning family that every layer raises.
 """
 from mappings.errors import NeuromapError, NeuromapWarning, TargetError
-from mappings.target import (SYNAPSE_MEMORY_MODELS, Chip, Core, Energy, Neuron, Synapses, System, Target, Timing,
-                             available_targets, load_target, parse_target)
+from mappings.target import (
+    SYNAPSE_MEMORY_MODELS,
+    Chip,
+    Core,
+    Energy,
+    Neuron,
+    Synapses,
+    System,
+    Target,
+    Timing,
+    available_targets,
+    load_target,
+    parse_target,
+)
 
 __all__ = ["SYNAPSE_MEMORY_MODELS", "Chip", "Core", "Energy", "NeuromapError", "NeuromapWarning", "Neuron", "Synapses",
            "System", "Target", "TargetError", "Timing", "available_targets", "load_target", "parse_target"]

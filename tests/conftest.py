@@ -7,12 +7,10 @@ import os
 
 import numpy as np
 import pytest
-from hypothesis import settings
-from hypothesis import strategies as st
+from hypothesis import settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
-from neuromap.ir import (IF, LI, LIF, Affine, AvgPool2d, Conv2d, Flatten, Graph, Input, Linear, Output,
-                         SumPool2d)
+from neuromap.ir import IF, LI, LIF, Affine, AvgPool2d, Conv2d, Flatten, Graph, Input, Linear, Output, SumPool2d
 from neuromap.ir.nodes import RESET_TIMINGS, RESETS
 
 settings.register_profile("ci", derandomize=True, database=None)

@@ -16,9 +16,8 @@ from neuromap.ir import IF, LI, Affine, Input, Linear, Output, load_graph, save_
 from neuromap.ir.serialize import read_npz
 from neuromap.mapping import Mapping, compile as compile_graph
 from neuromap.passes.lower import lower
-from neuromap.passes.quantize import QuantizationWarning
 from neuromap.passes.place import place
-from neuromap.passes.quantize import quantize
+from neuromap.passes.quantize import QuantizationWarning, quantize
 
 TESTCHIP = mappings.load_target("testchip")
 
@@ -126,7 +125,7 @@ def test_a_hidden_li_that_feeds_a_population_is_refused():
                         ("li", LI(shape=(8,), v_decay=0.5)),
                         ("fc2", Affine(weight=rng.normal(0, 0.5, (4, 8)), bias=np.zeros(4))),
                         ("h", IF(shape=(4,), threshold=0.2)), ("out", Output(shape=(4,)))])
-    with pytest.raises(UnsupportedError, match="'li' .* feeds 'h'"):
+    with pytest.raises(UnsupportedError, match=r"'li' .* feeds 'h'"):
         compile_graph(graph, TESTCHIP)
 
 

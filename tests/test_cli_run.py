@@ -49,7 +49,7 @@ def test_lava_fixed_and_hwsim_spikes_are_identical(which, request, tmp_path):
     saved = {}
     for backend in ("hwsim", "lava"):
         path = tmp_path / f"{backend}.npz"
-        res, out = run(model, "--backend", backend, "--steps", "12", "--limit", "4", "--save-spikes", str(path),
+        res, _out = run(model, "--backend", backend, "--steps", "12", "--limit", "4", "--save-spikes", str(path),
                        "--json")
         assert res.exit_code == 0, res.output
         with np.load(path) as f:

@@ -3,13 +3,13 @@ references (unrolled matrices, hand-computed placements, the float simulator, hw
 import json
 import math
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
 import mappings
@@ -34,7 +34,7 @@ def _dense_net(n_in, sizes, rng, threshold=1.0, positive=False):
         w = rng.uniform(0 if positive else -1, 1, (n, n_in))
         layers += [(f"fc{i}", Affine(weight=w, bias=np.zeros(n))), (f"if{i}", IF(shape=(n,), threshold=threshold))]
         n_in = n
-    return sequential(layers + [("out", Output(shape=(n_in,)))])
+    return sequential([*layers, ("out", Output(shape=(n_in,)))])
 
 
 def _clear_of_zero(graph):
@@ -294,7 +294,7 @@ def unshared_chip(tmp_path, request):
     """testchip with discrete axons (no shared kernels); 1,024 neurons per core (one slice per population)
     or 20 (boxes cut across channels, rows and columns)."""
     import re
-    body = open(TESTCHIP.source).read().replace("shared_conv_weights = true", "shared_conv_weights = false")
+    body = Path(TESTCHIP.source).read_text().replace("shared_conv_weights = true", "shared_conv_weights = false")
     for field, value in (("neurons", request.param), ("synaptic_memory_bits", 1 << 20), ("input_axons", 4096),
                          ("output_axons", 4096), ("max_chips", 16), ("chip_cols", 16)):
         body = re.sub(rf"^{field} = \d+", f"{field} = {value}", body, count=1, flags=re.M)
@@ -423,7 +423,7 @@ def test_loading_a_bad_file_fails_in_one_line(tmp_path):
     from neuromap.errors import FormatError
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"not a zip")
-    with pytest.raises(FormatError, match="not a readable .npz mapping file"):
+    with pytest.raises(FormatError, match=r"not a readable \.npz mapping file"):
         Mapping.load(bad)
     graph_file = save_graph(_conv_net(), tmp_path / "g.npz")
     with pytest.raises(FormatError, match="not a neuromap mapping"):

@@ -10,7 +10,7 @@ from neuromap.errors import FormatError, NeuromapError
 def test_digits_split_is_fixed_and_scaled():
     d = data.load("digits")
     assert d.x_train.shape == (1437, 1, 8, 8) and d.x_test.shape == (360, 1, 8, 8)
-    assert 0.0 <= d.x_train.min() and d.x_train.max() <= 1.0
+    assert d.x_train.min() >= 0.0 and d.x_train.max() <= 1.0
     assert d.num_classes == 10
     assert np.array_equal(d.y_test, data._split("digits", *_raw_digits()).y_test)
 

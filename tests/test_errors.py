@@ -206,7 +206,7 @@ def test_a_library_warning_is_printed_in_the_same_format(narrow_mapping, monkeyp
     real = neuromap.mapping.read_model
 
     def read_model_that_warns(*args, **kwargs):
-        warnings.warn("a library has something to say\non two lines", RuntimeWarning)
+        warnings.warn("a library has something to say\non two lines", RuntimeWarning, stacklevel=2)
         return real(*args, **kwargs)
 
     monkeypatch.setattr(neuromap.mapping, "read_model", read_model_that_warns)

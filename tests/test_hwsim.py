@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from netgen import population, random_inputs, random_network
 
 from hwsim.netdesc import Core, InputPort, Population, Projection, QuantNetwork
 from hwsim.sim import InputDataError, simulate
-from netgen import population, random_inputs, random_network
 
 M = 1 << 23
 

@@ -6,12 +6,24 @@ import zipfile
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from neuromap.errors import FormatError, GraphError
-from neuromap.ir import (IF, LI, LIF, Affine, Conv2d, Graph, Input, Linear, Output, load_graph, make_node, save_graph,
-                         sequential)
+from neuromap.ir import (
+    IF,
+    LI,
+    LIF,
+    Affine,
+    Conv2d,
+    Graph,
+    Input,
+    Linear,
+    Output,
+    load_graph,
+    make_node,
+    save_graph,
+    sequential,
+)
 from neuromap.ir.serialize import graph_to_arrays
 
 
@@ -186,7 +198,7 @@ def test_unknown_kind(tmp_path):
 
 
 def test_missing_array(tmp_path):
-    arrays, header = header_of(chain())
+    arrays, _header = header_of(chain())
     del arrays["fc/weight"]
     path = write_arrays(tmp_path / "net.npz", arrays)
     with pytest.raises(FormatError) as e:
@@ -204,7 +216,7 @@ def test_missing_header_field(tmp_path):
 
 
 def test_bad_values_in_file_name_the_node(tmp_path):
-    arrays, header = header_of(chain())
+    arrays, _header = header_of(chain())
     arrays["n/threshold"] = np.array(np.nan)
     path = write_arrays(tmp_path / "net.npz", arrays)
     with pytest.raises(FormatError) as e:

@@ -1,6 +1,7 @@
 """Lava backend: float graph vs the torch reference, fixed-point neuron vs hand-computed traces, the guard."""
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 import time
@@ -88,7 +89,7 @@ def _convnet(rng) -> Graph:
         "out": Output(shape=(4,)),
     }
     names = list(nodes)
-    return Graph(nodes, list(zip(names[:-1], names[1:])))
+    return Graph(nodes, list(itertools.pairwise(names)))
 
 
 def _assert_same_as_torch(graph, x, steps, min_spikes):

@@ -120,10 +120,12 @@ def spec_steps(a, i_decay, v_decay, bias, threshold, v_init, reset, timing):
         if late and reset == "subtract":
             v_new = v_new - threshold * s
         s = (v_new > threshold).astype(float)
-        if late:
+        if late:  # next_step: the reset of s waits for the next step (above)
             v = v_new
+        elif reset == "subtract":
+            v = v_new - threshold * s
         else:
-            v = v_new - threshold * s if reset == "subtract" else np.where(s > 0, 0.0, v_new)
+            v = np.where(s > 0, 0.0, v_new)
         spikes.append(s)
         volts.append(v)
     return np.array(spikes), np.array(volts)

@@ -2,8 +2,7 @@
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from neuromap.errors import UnsupportedError
 from neuromap.ir import IF, LI, AvgPool2d, Conv2d, Flatten, Graph, Input, Linear, Output, SumPool2d, sequential

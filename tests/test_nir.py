@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 import snntorch as snn
 import torch
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 from snntorch.export_nir import export_to_nir  # needs nirtorch
 
 from neuromap import data

@@ -131,6 +131,12 @@ def test_batchnorm_folding_matches_torch_fusion():
     assert np.allclose(b, ref_lin.bias.detach().numpy(), atol=1e-6)
 
 
+def test_folding_a_batchnorm_without_running_statistics_is_refused_in_one_line():
+    bn = nn.BatchNorm1d(3, track_running_stats=False)  # running_mean and running_var are None
+    with pytest.raises(UnsupportedError, match=r"^batch norm without running statistics .* cannot be folded$"):
+        rmp.fold_batchnorm(np.ones((3, 5)), None, bn)
+
+
 @pytest.mark.parametrize("shape", [(1, 8, 8), (3, 32, 32)])
 @pytest.mark.parametrize("name", ["mlp", "cnn", "vgg", "resnet20"])
 def test_traced_zoo_models_compute_the_model_exactly(name, shape):
@@ -279,7 +285,7 @@ def test_unsupported_layer_is_named_with_the_supported_list():
 
 def test_maxpool_errors_by_default_and_converts_as_avg_on_request():
     model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(32, 2))
-    with pytest.raises(UnsupportedError, match="max pooling is not spike-compatible.*maxpool='avg'"):
+    with pytest.raises(UnsupportedError, match=r"max pooling is not spike-compatible.*maxpool='avg'"):
         rmp.convert(model, torch.rand(2, 1, 8, 8))
     graph = rmp.convert(model, torch.rand(2, 1, 8, 8), maxpool="avg")
     pools = [n for n in graph.nodes.values() if isinstance(n, AvgPool2d)]
@@ -297,7 +303,7 @@ def test_untraceable_model_and_bad_options_error():
         def forward(self, x):
             return x if x.sum() > 0 else -x
 
-    with pytest.raises(UnsupportedError, match="cannot be traced with torch.fx"):
+    with pytest.raises(UnsupportedError, match=r"cannot be traced with torch\.fx"):
         rmp.convert(Branchy(), torch.rand(2, 4))
     model = rmp.mlp((4,), 2, hidden=(3,))
     with pytest.raises(NeuromapError, match="threshold='bogus'"):

@@ -186,5 +186,6 @@ def test_a_mapping_file_of_another_version_is_refused_in_one_line(tmp_path):
     m = neuromap.compile(_one_neuron([1.0, 0.5]), "testchip", input_encoding="spikes")
     path = tmp_path / "v2.npz"
     path.write_bytes(_rewrite_header(m.to_bytes(), lambda h: h.update(version=2)))
-    with pytest.raises(FormatError, match=r"mapping format version 2 is not supported \(this neuromap reads version 1\)$"):
+    with pytest.raises(FormatError,
+                       match=r"mapping format version 2 is not supported \(this neuromap reads version 1\)$"):
         Mapping.load(path)

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from neuromap import data
 from neuromap.backends import torch_sim
@@ -109,6 +108,13 @@ def test_forward_hand_checked():
     assert model.scores(x, 4).tolist() == [[2.0, -1.0]]
 
 
+def test_an_event_batch_of_zero_steps_scores_zero_per_class():
+    model = _hand_model()
+    events = torch.zeros(3, 0, 1, dtype=torch.float64)  # (B, T = 0, *input shape)
+    assert model.scores(events).tolist() == [[0.0, 0.0]] * 3
+    assert model.predict(events).tolist() == [0, 0, 0]
+
+
 def test_export_round_trip_and_torch_sim_hand_checked(tmp_path):
     model = _hand_model()
     graph = to_graph(model, steps=4)
@@ -137,7 +143,7 @@ def test_export_round_trip_and_torch_sim_hand_checked(tmp_path):
 def trained_digits():
     ds = data.load("digits")
     model = build_model("c8-p2-fc32", ds.sample_shape, ds.num_classes, seed=0)
-    before = [(l.neuron.alpha.item(), l.neuron.theta.detach().clone()) for l in model.layers]
+    before = [(layer.neuron.alpha.item(), layer.neuron.theta.detach().clone()) for layer in model.layers]
     trainer = Trainer(model, "stop-wtl", lr=2e-2, lr_theta=0.05, lr_alpha=0.05)
     result = fit(trainer, ds.x_train[:512], ds.y_train[:512], ds.x_test, ds.y_test, steps=4, epochs=4,
                  batch_size=64)

@@ -1,5 +1,6 @@
 """Hardware targets: the shipped files load with their documented numbers; broken files fail on load,
 naming the table and field."""
+import dataclasses
 import re
 from pathlib import Path
 
@@ -88,5 +89,5 @@ def test_target_error_is_a_value_error_and_neuromap_translates_it(tmp_path):
 
 def test_targets_are_frozen():
     t = load_target("testchip")
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         t.core.neurons = 5  # type: ignore[misc]

@@ -70,7 +70,7 @@ def test_latency_is_one_step_per_projection():
     layers = [("in", Input((1,)))]
     for i in range(4):
         layers += [(f"fc{i}", Linear(np.array([[2.0]]))), (f"n{i}", IF((1,), threshold=1.0))]
-    g = sequential(layers + [("out", Output((1,)))])
+    g = sequential([*layers, ("out", Output((1,)))])
     res = simulate(g, torch.ones(1, 1), 8, record=True)
     for i in range(4):
         first = int(torch.nonzero(res.spikes[f"n{i}"][0, :, 0])[0])

@@ -92,6 +92,7 @@ def estimate(mapping, data: str, steps: int, limit: int | None, gpu: str, gpu_ba
         for start in range(0, len(x), chunk):
             hw = simulate(qnet, {k: v[start:start + chunk] for k, v in inputs.items()}, steps, record=("spikes", "v"))
             predictions.append(hw.scores(readout).argmax(axis=1))
+            assert hw.events is not None, "simulate counts events unless told not to"
             parts.append(hw.events)
         events = EventCounts.concatenate(parts)
         chip = estimate_chip(events, mapping.target, qnet.cores)
@@ -111,6 +112,7 @@ def estimate(mapping, data: str, steps: int, limit: int | None, gpu: str, gpu_ba
         except GpuMeasureError as exc:
             raise BackendError(f"--measure-gpu: {exc}",
                                **(exc.fields | {"flag": "--measure-gpu", "backend": "nvml"})) from None
+        assert run.energy_j_per_sample is not None, "measure_gpu reports energy whenever it has a meter"
         measured = run.to_dict() | {
             "agreement_with_hwsim": float((scores[readout].argmax(axis=1) == predictions[:gpu_batch]).mean()),
             "energy_ratio_over_chip": run.energy_j_per_sample / chip.energy_j,
@@ -143,7 +145,8 @@ def format_table(r: dict[str, Any]) -> str:
                      f"idle {m['idle_power_w']:.0f} W, "
                      f"{m['energy_above_idle_uj_per_sample']:.3f} uJ above idle)")
     lines += [f"GPU / chip: energy {r['energy_ratio_gpu_over_chip']:.3g}x "
-              f"({r['energy_ratio_gpu_over_chip_dynamic']:.3g}x against the chip's dynamic energy {chip['dynamic_energy_uj_per_sample']:.3f} uJ), latency "
+              f"({r['energy_ratio_gpu_over_chip_dynamic']:.3g}x against the chip's dynamic energy "
+              f"{chip['dynamic_energy_uj_per_sample']:.3f} uJ), latency "
               f"{r['latency_ratio_gpu_over_chip']:.3g}x (modelled)",
               "chip energy terms (uJ): " + ", ".join(f"{k} {v:.4g}" for k, v in chip["energy_terms_uj"].items())
               + f"; dominant: {chip['dominant_term']}",

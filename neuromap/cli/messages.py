@@ -88,7 +88,7 @@ def reported(debug: bool) -> Iterator[None]:
         except KeyboardInterrupt:
             click.echo("neuromap: interrupted", err=True)
             sys.exit(130)
-        except Exception as exc:  # noqa: BLE001 - the last resort: anything else is a bug
+        except Exception as exc:  # the last resort: anything else is a bug
             if debug or os.environ.get(DEBUG_ENV, "0") not in ("", "0"):
                 traceback.print_exc()
             click.echo(internal_error_line(exc), err=True)

@@ -59,9 +59,9 @@ def train(data_name, arch, method, encoding, steps, epochs, batch_size, lr, lr_t
                       lr_alpha=lr if lr_alpha is None else lr_alpha)
     result = fit(trainer, ds.x_train, ds.y_train, ds.x_test, ds.y_test, steps=steps, epochs=epochs,
                  batch_size=batch_size, seed=seed, encode=encode, progress=not as_json)
-    layers = [{"layer": i + 1, "alpha": l.neuron.alpha.item(), "theta_min": l.neuron.theta.min().item(),
-               "theta_mean": l.neuron.theta.mean().item(), "theta_max": l.neuron.theta.max().item()}
-              for i, l in enumerate(model.layers)]
+    layers = [{"layer": i + 1, "alpha": layer.neuron.alpha.item(), "theta_min": layer.neuron.theta.min().item(),
+               "theta_mean": layer.neuron.theta.mean().item(), "theta_max": layer.neuron.theta.max().item()}
+              for i, layer in enumerate(model.layers)]
     graph = to_graph(model, steps=steps)
     report = {"data": ds.name, "arch": arch, "method": method, "encoding": encoding, "steps": steps,
               "epochs": epochs, "test_accuracy": round(100 * result.test_accuracy, 2), "seconds": result.seconds,

@@ -5,7 +5,9 @@ a DAG: recurrent connections are not supported yet and are reported as a cycle.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Mapping
+import itertools
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import networkx as nx
 import numpy as np
@@ -114,7 +116,7 @@ class Graph:
             g.nodes[name]["node"] = node
         return g
 
-    def with_nodes(self, replacements: Mapping[str, Node], metadata: Mapping[str, Any] | None = None) -> "Graph":
+    def with_nodes(self, replacements: Mapping[str, Node], metadata: Mapping[str, Any] | None = None) -> Graph:
         """A new graph with some nodes replaced (same names and edges)."""
         nodes = {n: replacements.get(n, node) for n, node in self.nodes.items()}
         return Graph(nodes, self.edges, {**self.metadata, **(metadata or {})})
@@ -131,4 +133,4 @@ def sequential(layers: Iterable[tuple[str, Node]], metadata: Mapping[str, Any] |
     """A chain graph from (name, node) pairs in order; the first must be an Input, the last an Output."""
     layers = list(layers)
     names = [n for n, _ in layers]
-    return Graph(dict(layers), list(zip(names[:-1], names[1:])), metadata)
+    return Graph(dict(layers), list(itertools.pairwise(names)), metadata)

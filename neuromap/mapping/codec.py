@@ -20,7 +20,7 @@ from neuromap.ir import Graph
 from neuromap.ir.serialize import graph_from_arrays, graph_to_arrays, header_array, npz_bytes, read_header
 from neuromap.passes.partition import CoreUse, Partition, Slice
 from neuromap.passes.place import Placement
-from neuromap.passes.quantize import InputEncoding, QuantPopulation, QuantProjection, Quantized
+from neuromap.passes.quantize import InputEncoding, Quantized, QuantPopulation, QuantProjection
 
 if TYPE_CHECKING:  # the type is only read here; building one is the caller's (Mapping.from_arrays)
     from neuromap.mapping.compiled import Mapping
@@ -64,6 +64,7 @@ def encode(m: Mapping) -> bytes:
             for piece in ("data", "indices", "indptr"):
                 arrays[f"proj/{i}/{piece}"] = getattr(pr.matrix, piece)
         else:
+            assert pr.weights is not None, "a projection holds either its matrix or its node's weights"
             arrays[f"proj/{i}/weights"] = pr.weights
         projs.append(entry)
     part = m.partition
@@ -164,6 +165,7 @@ def _rebuild(arrays: dict[str, np.ndarray], header: dict, source: str) -> Mappin
     part = Partition(tuple(slices), slice_core, arrays["slices/output_axons"], tuple(cores), edges,
                      int(header["input_axons_from_inputs"]))
     ph = header["placement"]
-    placement = Placement(ph["method"], *(arrays[f"place/{f}"] for f in _PLACE_ARRAYS), int(ph["chips"]),
-                          float(ph["traffic_hops"]), float(ph["traffic_hops_sequential"]))
+    placement = Placement(ph["method"], **{f: arrays[f"place/{f}"] for f in _PLACE_ARRAYS}, chips=int(ph["chips"]),
+                          traffic_hops=float(ph["traffic_hops"]),
+                          traffic_hops_sequential=float(ph["traffic_hops_sequential"]))
     return MappingParts(graph, target, quantized, part, placement, header["options"])

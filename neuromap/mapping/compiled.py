@@ -13,8 +13,7 @@ two cores is the hop count the placement minimised; ``Core.chip`` names the chip
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from collections.abc import Mapping as MappingType
+from collections.abc import Iterable, Mapping as MappingType
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ import numpy as np
 
 import mappings
 from hwsim import netdesc
+from hwsim.netdesc import QuantNetwork
 from neuromap.errors import UnsupportedError
 from neuromap.ir import Graph
 from neuromap.ir.serialize import read_npz
@@ -115,7 +115,7 @@ class Mapping:
                 out[s.flat_indices(shape)] = c
         return out
 
-    def netdesc(self) -> netdesc.QuantNetwork:
+    def netdesc(self) -> QuantNetwork:
         """The quantized, placed network as hwsim runs it (built once, then cached)."""
         if "netdesc" not in self._cache:
             self._cache["netdesc"] = self._build_netdesc()
@@ -123,7 +123,7 @@ class Mapping:
 
     quant_network = property(netdesc)
 
-    def _build_netdesc(self) -> netdesc.QuantNetwork:
+    def _build_netdesc(self) -> QuantNetwork:
         q = self.quantized
         ports = tuple(netdesc.InputPort(name, math.prod(self.graph.nodes[name].output_shape),
                                         enc.bits if enc.kind == "graded" else 0) for name, enc in q.inputs.items())

@@ -17,9 +17,9 @@ use the support of their integer weight matrix.
 A 3-D population is cut into equal boxes (channels x rows x columns), a 1-D one into contiguous
 ranges. Among the boxes that satisfy every limit, the winner needs the fewest cores counting the output
 axons its cut costs the source populations (every source neuron sends one axon per slice it reaches);
-a range is the longest that fits. Sources whose output axons still overflow are cut finer. Slices are then packed onto cores in layer
-order (at most one slice per population per core), small layers sharing a core. A network that cannot
-fit raises FitError naming the layer, the limit and the numbers, before anything runs.
+a range is the longest that fits. Sources whose output axons still overflow are cut finer. Slices are then
+packed onto cores in layer order (at most one slice per population per core), small layers sharing a core.
+A network that cannot fit raises FitError naming the layer, the limit and the numbers, before anything runs.
 
 Counting conventions: an axon that feeds two populations packed on the same core is counted once per
 population (conservative). Inputs arrive from outside the neuro-cores: they use input axons on the cores
@@ -40,7 +40,7 @@ from mappings import Target
 from neuromap.errors import FitError
 from neuromap.ir import Conv2d, Graph, SumPool2d
 from neuromap.passes.lower import Lowered, Projection
-from neuromap.passes.quantize import QuantProjection, Quantized
+from neuromap.passes.quantize import Quantized, QuantProjection
 from neuromap.passes.synapse_memory import SynapseMemory, Usage, memory_model
 
 RESOURCES = ("neurons", "synaptic_memory_bits", "input_axons", "output_axons")
@@ -111,6 +111,7 @@ class Connectivity:
     def synapses(self) -> int:
         if self.factors is not None:
             return math.prod(int(f.sum()) for f in self.factors)
+        assert self.support is not None, "a connectivity holds its factors or its support"
         return int(self.support.nnz)
 
 
@@ -166,10 +167,12 @@ def _kron_usage(model: SynapseMemory, conn: Connectivity, stats: list[_AxisStats
 
 
 def _matrix_usage(model: SynapseMemory, conn: Connectivity, rows: np.ndarray) -> Usage:
-    n_src = conn.support.shape[1]
-    if conn.support.nnz == conn.support.shape[0] * n_src:  # fully connected: every axon feeds every row
+    support = conn.support
+    assert support is not None, "only a matrix-kind connectivity is counted row by row"
+    n_src = support.shape[1]
+    if support.nnz == support.shape[0] * n_src:  # fully connected: every axon feeds every row
         return model.lists(len(rows), len(rows) * n_src, n_src, np.array([len(rows)]), np.array([n_src]))
-    sub = conn.support[rows]
+    sub = support[rows]
     per_axon = np.bincount(sub.indices, minlength=n_src)  # synapses of each source neuron in these rows
     values, mults = np.unique(per_axon[per_axon > 0], return_counts=True)
     return model.lists(len(rows), int(sub.nnz), int(mults.sum()), values, mults)
@@ -245,15 +248,15 @@ class _Population:
     def distinct_boxes(self, sizes: tuple[int, ...]) -> list[tuple[tuple[int, int], ...]]:
         """Boxes that can differ in resource use: every combination of distinct per-axis range statistics
         for Kronecker projections; all boxes when a projection has a general support."""
-        if any(s is None for s in self.stats):
+        kron = [st for st in self.stats if st is not None]
+        if len(kron) < len(self.stats):
             return self.boxes(sizes)
         per_axis = []
         for axis, (size, step) in enumerate(zip(self.shape, sizes)):
             seen: dict = {}
             for lo, hi in _ranges(size, step):
-                key = (hi - lo,) + tuple(
-                    (st[axis](lo, hi)[0], st[axis](lo, hi)[1], st[axis](lo, hi)[2].tobytes(),
-                     st[axis](lo, hi)[3].tobytes(), st[axis](lo, hi)[4]) for st in self.stats)
+                parts = [st[axis](lo, hi) for st in kron]
+                key = (hi - lo, *((p[0], p[1], p[2].tobytes(), p[3].tobytes(), p[4]) for p in parts))
                 seen.setdefault(key, (lo, hi))
             per_axis.append(list(seen.values()))
         return list(itertools.product(*per_axis))
@@ -293,8 +296,8 @@ class _Population:
     def _cores_with_fanout(self, sizes: tuple[int, ...]) -> float:
         """Slices, plus the output axons their sources need, in cores' worth of output axons."""
         cores = float(math.prod(-(-s // b) for s, b in zip(self.shape, sizes)))
-        for conn, stats in zip(self.conns, self.stats):
-            if stats is None or conn.src in self.inputs:
+        for conn in self.conns:
+            if conn.factors is None or conn.src in self.inputs:
                 continue
             reach = 1.0
             for factor, size, step in zip(conn.factors, self.shape, sizes):
@@ -379,6 +382,7 @@ def _source_mask(conn: Connectivity, dst: Slice) -> np.ndarray:
     if conn.factors is not None:
         masks = [f[lo:hi].any(axis=0) for f, (lo, hi) in zip(conn.factors, dst.box)]
         return reduce(np.multiply.outer, masks).ravel()
+    assert conn.support is not None, "a connectivity holds its factors or its support"
     mask = np.zeros(math.prod(conn.src_shape), dtype=bool)
     mask[conn.support[dst.flat_indices(conn.dst_shape)].indices] = True
     return mask

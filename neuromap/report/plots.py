@@ -1,8 +1,9 @@
 """Plots a user puts in a paper or a lab notebook, written straight to a file."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
+from typing import Any
 
 from matplotlib.figure import Figure
 from matplotlib.ticker import ScalarFormatter
@@ -12,9 +13,10 @@ from neuromap.errors import NeuromapError
 SUFFIXES = (".png", ".pdf", ".svg")
 
 
-def plot_accuracy_vs_steps(curves: Mapping[str, Mapping[int, float]], path: str | Path, *,
+def plot_accuracy_vs_steps(curves: Mapping[str, Mapping[Any, float]], path: str | Path, *,
                            reference: float | None = None, reference_label: str = "ANN", title: str = "") -> Path:
-    """Accuracy (%) against time steps T, one line per curve (e.g. soft and hard reset), log-2 T axis;
+    """Accuracy (%) against time steps T, one line per curve (e.g. soft and hard reset), log-2 T axis (a curve
+    read back from JSON has its T as strings);
     ``reference`` (e.g. the ANN's accuracy) as a dashed line. The format follows the file's suffix."""
     path = Path(path)
     if path.suffix.lower() not in SUFFIXES:

@@ -77,9 +77,9 @@ def import_lava() -> None:
     """Install the fix and import the Lava modules neuromap uses, turning an absent Lava into a BackendError."""
     install()
     try:
-        with _fork_start_method_settable():
-            import lava.magma.compiler.var_model  # noqa: F401
-            import lava.magma.core.run_configs  # noqa: F401
+        with _fork_start_method_settable():  # imported for the check only: an absent Lava fails here, in one line
+            import lava.magma.compiler.var_model
+            import lava.magma.core.run_configs
             import lava.magma.runtime.message_infrastructure.multiprocessing  # noqa: F401
     except ImportError as exc:
         raise BackendError(f"Lava is not importable ({exc}); install lava-nc 0.10.0") from None

@@ -62,8 +62,13 @@ class LayerGraph:
         return values
 
 
-def _tensor(a, dtype) -> torch.Tensor | None:
-    return None if a is None else torch.as_tensor(np.asarray(a), dtype=dtype)
+def _tensor(a, dtype) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(a), dtype=dtype)
+
+
+def _bias(a, dtype) -> torch.Tensor | None:
+    """A layer's bias as a tensor; None (no bias) stays None."""
+    return None if a is None else _tensor(a, dtype)
 
 
 def _apply(layer: Layer, ins: list[torch.Tensor], x, dtype) -> torch.Tensor:
@@ -71,9 +76,9 @@ def _apply(layer: Layer, ins: list[torch.Tensor], x, dtype) -> torch.Tensor:
     if layer.kind == "input":
         return x.to(dtype)
     if layer.kind == "linear":
-        return F.linear(ins[0], _tensor(p["weight"], dtype), _tensor(p["bias"], dtype))
+        return F.linear(ins[0], _tensor(p["weight"], dtype), _bias(p["bias"], dtype))
     if layer.kind == "conv":
-        return F.conv2d(ins[0], _tensor(p["weight"], dtype), _tensor(p["bias"], dtype), p["stride"], p["padding"],
+        return F.conv2d(ins[0], _tensor(p["weight"], dtype), _bias(p["bias"], dtype), p["stride"], p["padding"],
                         p["dilation"], p["groups"])
     if layer.kind == "avgpool":
         return F.avg_pool2d(ins[0], p["kernel_size"], p["stride"], p["padding"], count_include_pad=True)

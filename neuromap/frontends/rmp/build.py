@@ -13,7 +13,8 @@ currents, read at the last step); a model that ends in a ReLU is read out by spi
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -71,15 +72,19 @@ def _transform_scale(layer: Layer, scale: np.ndarray | None, shape_in: tuple[int
 def _synapse(layer: Layer, shape_in: tuple[int, ...], weight: np.ndarray | None):
     p, meta = layer.params, {"rmp.origin": layer.origin}
     if layer.kind == "linear":
+        assert weight is not None, "a linear layer comes with its (balanced) weight"
         return (Affine(weight=weight, bias=p["bias"], metadata=meta) if p["bias"] is not None
                 else Linear(weight=weight, metadata=meta))
     if layer.kind == "conv":
+        assert weight is not None, "a conv layer comes with its (balanced) weight"
         bias = p["bias"] if p["bias"] is not None else np.zeros(weight.shape[0])
-        return Conv2d(input_shape_chw=shape_in, weight=weight, bias=bias, stride=p["stride"], padding=p["padding"],
+        # Conv2d and AvgPool2d take any (C, H, W) sequence: nodes.py types the field after normalising
+        return Conv2d(input_shape_chw=shape_in,  # type: ignore[arg-type]
+                      weight=weight, bias=bias, stride=p["stride"], padding=p["padding"],
                       dilation=p["dilation"], groups=p["groups"], metadata=meta)
     if layer.kind == "avgpool":
-        return AvgPool2d(input_shape_chw=shape_in, kernel_size=p["kernel_size"], stride=p["stride"],
-                         padding=p["padding"], metadata=meta)
+        return AvgPool2d(input_shape_chw=shape_in,  # type: ignore[arg-type]
+                         kernel_size=p["kernel_size"], stride=p["stride"], padding=p["padding"], metadata=meta)
     if layer.kind == "flatten":
         return Flatten(input_shape_any=shape_in, metadata=meta)
     raise UnsupportedError(f"layer {layer.name!r} ({layer.origin}): kind {layer.kind!r} has no synapse")

@@ -94,7 +94,7 @@ def convert(model: nn.Module, calib_x: Any, *, threshold: str = "ann_max", alpha
     graph = build(thresholds, pop_meta)
     options = {"threshold": threshold, "alpha": alpha, "granularity": granularity, "reset": reset,
                "v_init": fraction, "maxpool": maxpool, "encoding": encoding,
-               "calibration_samples": int(len(x)), "model": type(model).__name__}
+               "calibration_samples": len(x), "model": type(model).__name__}
     if threshold == "percentile":
         options["percentile"] = percentile
     if threshold == "snn_max":

@@ -10,7 +10,7 @@ trained clip level becomes the threshold and which converts well at few time ste
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -54,7 +54,7 @@ def _check_shape(input_shape: Sequence[int], what: str) -> tuple[int, int, int]:
     shape = tuple(int(d) for d in input_shape)
     if len(shape) != 3 or min(shape) < 1:
         raise NeuromapError(f"{what}: input_shape must be (C, H, W), got {shape}")
-    return shape  # type: ignore[return-value]
+    return shape
 
 
 def mlp(input_shape: Sequence[int], num_classes: int, hidden: Sequence[int] = (100,), *, bias: bool = True,

@@ -7,7 +7,8 @@ T, or spike counts up to T), so one simulation per reset mode yields the whole c
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 import torch

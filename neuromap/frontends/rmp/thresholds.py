@@ -15,7 +15,8 @@ layer's statistic, or to 1 for a dead layer: such neurons never receive positive
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import networkx as nx
 import numpy as np
@@ -88,12 +89,12 @@ def probe_graph(graph: Graph, probes: list[str]) -> Graph:
     nodes: dict[str, Any] = {}
     for name, node in graph.nodes.items():
         if name in probes:
-            nodes[name] = LI(shape=node.shape, v_decay=np.ones(()), i_decay=np.ones(()))
+            nodes[name] = LI(shape=node.output_shape, v_decay=np.ones(()), i_decay=np.ones(()))
         elif name in keep:
             nodes[name] = node
     edges = [e for e in graph.edges if e[0] in keep and e[1] in keep]
     for p in probes:
-        nodes[f"probe:{p}"] = Output(shape=graph.nodes[p].shape)
+        nodes[f"probe:{p}"] = Output(shape=graph.nodes[p].output_shape)
         edges.append((p, f"probe:{p}"))
     return Graph(nodes, edges)
 
@@ -171,7 +172,7 @@ def balance(ann: LayerGraph, calib_x: torch.Tensor, *, method: str, alpha: float
         thresholds[p] = alpha * revived
         record = {"method": method, "alpha": alpha, "granularity": granularity, "statistic": _summary(stats[p]),
                   "ann_activation_max": float(ann_max[p].max()), "dead": dead,
-                  "calibration_samples": int(len(calib_x))}
+                  "calibration_samples": len(calib_x)}
         if method == "percentile":
             record["percentile"] = percentile
         if method == "snn_max":

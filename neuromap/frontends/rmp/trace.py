@@ -35,8 +35,11 @@ def fold_batchnorm(weight: np.ndarray, bias: np.ndarray | None, bn: nn.modules.b
                    ) -> tuple[np.ndarray, np.ndarray]:
     """(W, b) of a Linear/Conv2d followed by ``bn`` (eval mode) as one layer: exact, algorithms.md §2.9-2.
 
-    W' = W·γ/√(σ²+ε) per output channel, b' = (b − μ)·γ/√(σ²+ε) + β.
+    W' = W·γ/√(σ²+ε) per output channel, b' = (b - μ)·γ/√(σ²+ε) + β.
     """
+    if bn.running_mean is None or bn.running_var is None:
+        raise UnsupportedError("batch norm without running statistics (track_running_stats=False) cannot be "
+                               "folded")
     mean = bn.running_mean.detach().double().numpy()
     var = bn.running_var.detach().double().numpy()
     gamma = bn.weight.detach().double().numpy() if bn.weight is not None else np.ones_like(mean)
@@ -73,6 +76,8 @@ class _Tracer:
     @staticmethod
     def shape(node: fx.Node) -> tuple[int, ...]:
         meta = node.meta.get("tensor_meta")
+        if meta is None:
+            raise UnsupportedError(f"{node.name!r} ({node.op} {node.target}): carries no tensor, so it has no shape")
         return tuple(int(d) for d in meta.shape[1:])
 
     @staticmethod
@@ -119,6 +124,7 @@ class _Tracer:
             else:
                 raise self.unsupported(f"{node.name!r} ({node.op} {node.target})",
                                        "uses a tensor outside a module and is not supported")
+        assert output is not None, "a traced fx graph always ends in its output node"
         return LayerGraph(self.layers, output)
 
     def module(self, node: fx.Node, mod: nn.Module) -> None:
@@ -192,7 +198,7 @@ class _Tracer:
         return dict(weight=_array(mod.weight), bias=_array(mod.bias), stride=_pair(mod.stride),
                     padding=_pair(padding), dilation=_pair(mod.dilation), groups=int(mod.groups))
 
-    def batchnorm(self, node: fx.Node, bn: nn.Module, src: fx.Node, origin: str) -> None:
+    def batchnorm(self, node: fx.Node, bn: nn.modules.batchnorm._BatchNorm, src: fx.Node, origin: str) -> None:
         prev = self.layers.get(self.alias[src])
         if prev is None or prev.kind not in ("linear", "conv") or src.op != "call_module" \
                 or not isinstance(self.modules[src.target], (nn.Linear, nn.Conv2d)):

@@ -17,9 +17,20 @@ import torch
 
 from neuromap.errors import UnsupportedError
 from neuromap.frontends.stop.model import SNN, AvgPool, Flatten, SpikingConv, SpikingDense
-from neuromap.ir import LI, LIF, AvgPool2d, Conv2d, Graph, Input, Linear, Output
-from neuromap.ir import Flatten as FlattenNode
-from neuromap.ir import make_node, sequential
+from neuromap.ir import (
+    LI,
+    LIF,
+    AvgPool2d,
+    Conv2d,
+    Flatten as FlattenNode,
+    Graph,
+    Input,
+    Linear,
+    Node,
+    Output,
+    make_node,
+    sequential,
+)
 
 
 def latency(model: SNN) -> int:
@@ -33,7 +44,7 @@ def _np(t: torch.Tensor) -> np.ndarray:
 
 def to_graph(model: SNN, *, steps: int | None = None) -> Graph:
     """The network as an IR graph; ``steps`` (the trained T) is recorded with the latency in the metadata."""
-    chain: list[tuple[str, object]] = [("input", make_node("input", Input, shape=model.input_shape))]
+    chain: list[tuple[str, Node]] = [("input", make_node("input", Input, shape=model.input_shape))]
     index = 0
     for block in model.blocks:
         if isinstance(block, (SpikingDense, SpikingConv)):

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.grad import conv2d_weight
 
 from neuromap.errors import NeuromapError, UnsupportedError
 from neuromap.frontends.stop.neurons import LIFParams, spike
@@ -34,7 +35,8 @@ class SpikingLayer(nn.Module):
 
     in_shape: tuple[int, ...]
     out_shape: tuple[int, ...]
-    op: nn.Module
+    op: nn.Linear | nn.Conv2d
+    neuron: LIFParams
 
     def synapse(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -53,6 +55,8 @@ class SpikingLayer(nn.Module):
 
 
 class SpikingDense(SpikingLayer):
+    op: nn.Linear
+
     def __init__(self, n_in: int, n_out: int, **neuron) -> None:
         super().__init__()
         self.in_shape, self.out_shape = (n_in,), (n_out,)
@@ -70,7 +74,9 @@ class SpikingDense(SpikingLayer):
 class SpikingConv(SpikingLayer):
     """k x k convolution, stride 1, 'same' zero padding; threshold per output channel."""
 
-    def __init__(self, in_shape: tuple[int, int, int], channels: int, kernel: int, **neuron) -> None:
+    op: nn.Conv2d
+
+    def __init__(self, in_shape: tuple[int, ...], channels: int, kernel: int, **neuron) -> None:
         super().__init__()
         if kernel % 2 == 0:
             raise UnsupportedError(f"conv kernel {kernel}: only odd kernel sizes ('same' padding) are supported")
@@ -84,11 +90,14 @@ class SpikingConv(SpikingLayer):
         return F.conv2d(x, weight, None, self.op.stride, self.op.padding)
 
     def weight_grad(self, trace, delta):
-        return torch.nn.grad.conv2d_weight(trace, self.op.weight.shape, delta, self.op.stride, self.op.padding)
+        return conv2d_weight(trace, self.op.weight.shape, delta, self.op.stride, self.op.padding)
 
 
 class AvgPool(nn.Module):
-    def __init__(self, in_shape: tuple[int, int, int], kernel: int) -> None:
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+
+    def __init__(self, in_shape: tuple[int, ...], kernel: int) -> None:
         super().__init__()
         c, h, w = in_shape
         if kernel < 1 or h < kernel or w < kernel:
@@ -101,6 +110,9 @@ class AvgPool(nn.Module):
 
 
 class Flatten(nn.Module):
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+
     def __init__(self, in_shape: tuple[int, ...]) -> None:
         super().__init__()
         self.in_shape, self.out_shape = tuple(in_shape), (math.prod(in_shape),)
@@ -109,10 +121,14 @@ class Flatten(nn.Module):
         return x.reshape(x.shape[0], -1)
 
 
+# what SNN.blocks holds; each knows its per-sample in_shape and out_shape
+Block = SpikingLayer | AvgPool | Flatten
+
+
 class SNN(nn.Module):
     """A feed-forward chain of blocks (SpikingLayer, AvgPool, Flatten) and a bias-free linear read-out."""
 
-    def __init__(self, input_shape: tuple[int, ...], blocks: list[nn.Module], num_classes: int,
+    def __init__(self, input_shape: tuple[int, ...], blocks: list[Block], num_classes: int,
                  arch: str = "") -> None:
         super().__init__()
         self.input_shape = tuple(input_shape)
@@ -135,11 +151,11 @@ class SNN(nn.Module):
         for layer in self.layers:
             layer.neuron.clamp_()
 
-    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+    def param_groups(self) -> dict[str, list[torch.Tensor]]:
         """Parameters by kind: synaptic weights (incl. the read-out), thresholds, leaks."""
-        return {"weight": [l.op.weight for l in self.layers] + [self.readout.weight],
-                "theta": [l.neuron.theta for l in self.layers],
-                "alpha": [l.neuron.alpha for l in self.layers]}
+        return {"weight": [layer.op.weight for layer in self.layers] + [self.readout.weight],
+                "theta": [layer.neuron.theta for layer in self.layers],
+                "alpha": [layer.neuron.alpha for layer in self.layers]}
 
     # ------------------------------------------------------------------ inputs
     def sequence_length(self, x: torch.Tensor, steps: int | None) -> int:
@@ -163,7 +179,8 @@ class SNN(nn.Module):
 
     # ------------------------------------------------------------------ plain forward (inference, BPTT)
     def initial_state(self, batch: int, like: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        return [(like.new_zeros((batch, *l.out_shape)), like.new_zeros((batch, *l.out_shape))) for l in self.layers]
+        return [(like.new_zeros((batch, *layer.out_shape)), like.new_zeros((batch, *layer.out_shape)))
+                for layer in self.layers]
 
     def unroll(self, x: torch.Tensor, steps: int | None = None, *, detach_reset: bool = False
                ) -> Iterator[tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]]:
@@ -191,7 +208,8 @@ class SNN(nn.Module):
     @torch.no_grad()
     def scores(self, x: torch.Tensor, steps: int | None = None) -> torch.Tensor:
         """Class scores sum_t o[t] (B, classes)."""
-        return sum(o for o, _ in self.unroll(x, steps))
+        # starting from zeros (B, classes): an event batch of zero steps scores 0, not the integer 0
+        return sum((o for o, _ in self.unroll(x, steps)), self.readout.weight.new_zeros((len(x), self.num_classes)))
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, steps: int | None = None, batch_size: int = 256) -> torch.Tensor:
@@ -227,7 +245,7 @@ def build_model(arch: str, input_shape: tuple[int, ...], num_classes: int, *, se
     """Build an SNN from an architecture string (see ``parse_arch``) with deterministic initialisation."""
     torch.manual_seed(seed)
     neuron = dict(alpha=alpha, theta=theta, theta_min=theta_min, surrogate_width=surrogate_width)
-    shape, blocks = tuple(input_shape), []
+    shape, blocks = tuple(input_shape), list[Block]()
     for kind, size, kernel in parse_arch(arch):
         if kind in ("conv", "pool") and len(shape) != 3:
             raise UnsupportedError(f"architecture {arch!r}: {kind} layers need (C, H, W) inputs, got {shape}")

@@ -66,7 +66,7 @@ class LIFParams(nn.Module):
 
     def reduce_to_theta(self, per_neuron: torch.Tensor) -> torch.Tensor:
         """Sum a (B, *shape) tensor down to theta's shape (over batch, and H, W for per-channel)."""
-        dims = [0] + list(range(2, per_neuron.ndim))
+        dims = [0, *range(2, per_neuron.ndim)]
         return per_neuron.sum(dim=dims)
 
     @torch.no_grad()

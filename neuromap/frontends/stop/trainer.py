@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -116,7 +116,7 @@ class Trainer:
     # ------------------------------------------------------------------ BPTT
     def _bptt_grads(self, x, y, steps, probe) -> float:
         steps = self.model.sequence_length(x, steps)
-        loss = 0
+        loss = torch.zeros(())
         for o, state in self.model.unroll(x, steps, detach_reset=self.detach_reset):
             loss = loss + step_loss(o, y, steps, self.mse_weight)
             if probe is not None:
@@ -165,7 +165,7 @@ class Trainer:
             loss = step_loss(model.readout(h), y, steps, self.mse_weight)
             if probe is not None:
                 probe([tensor for st in states for tensor in st.tensors()])
-            *deltas, d_readout = torch.autograd.grad(loss, us + [model.readout.weight])
+            *deltas, d_readout = torch.autograd.grad(loss, [*us, model.readout.weight])
             total += float(loss.detach())
             with torch.no_grad():
                 readout_grad += d_readout
