@@ -8,7 +8,10 @@ import copy
 import hashlib
 import itertools
 import json
+import re
+import tomllib
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +22,7 @@ import neuromap
 from hwsim.estimate import estimate_chip
 from hwsim.events import EventCounts
 from hwsim.netdesc import Core
+from mappings.gpu import load_gpu
 from neuromap import data
 from neuromap.cli import main
 from neuromap.ir import (IF, LI, LIF, Affine, AvgPool2d, Conv2d, Flatten, Graph, Input, Linear, Output, save_graph,
@@ -244,3 +248,106 @@ def test_each_pass_leaves_its_inputs_unchanged():
     edges = copy.deepcopy(part.edges)
     place(len(part.cores), part.edges, TESTCHIP, seed=0)
     _assert_equal(part.edges, edges, "place")
+
+
+# ---------------------------------------------------------------------------------------------- mappings
+# Survivors of mutmut over mappings/ (boundaries of the load-time checks, what the messages name, GPU
+# profile fields). A target file here is testchip.toml with some fields rewritten.
+TESTCHIP_TOML = Path(mappings.__file__).with_name("targets") / "testchip.toml"
+H100_TOML = Path(mappings.__file__).with_name("gpus") / "h100.toml"
+
+
+def _edited(tmp_path, source: Path, **fields) -> Path:
+    """``source`` with each ``field = value`` line replaced (every field name used here is unique in the file)."""
+    text = source.read_text()
+    for name, value in fields.items():
+        text, n = re.subn(rf"^{name}\s*=[^#\n]*", f"{name} = {value} ", text, flags=re.M)
+        assert n == 1, name
+    path = tmp_path / f"edited_{len(list(tmp_path.iterdir()))}.toml"
+    path.write_text(text)
+    return path
+
+
+def _target_error(path: Path) -> str:
+    with pytest.raises(mappings.TargetError) as info:
+        mappings.load_target(path)
+    assert str(path) in str(info.value)  # the message names the file
+    return str(info.value)
+
+
+def test_target_limits_accept_their_boundary_values(tmp_path):
+    """Each load-time check is strict exactly where docs say so: equal values pass, one more fails."""
+    t = mappings.load_target(_edited(tmp_path, TESTCHIP_TOML, block_header_bits=0, hop_north_south_pj=0.0,
+                                     spike_in_tile_pj=0.5, bias_exp_min=3, bias_exp_max=3, weight_exp_min=-2,
+                                     weight_exp_max=-2, vth_bits=18, barrier_min_ns=465.0))
+    assert (t.synapses.block_header_bits, t.energy.hop_north_south_pj, t.energy.spike_in_tile_pj) == (0, 0.0, 0.5)
+    assert (t.neuron.bias_exp_min, t.neuron.weight_exp_max, t.neuron.vth_bits) == (3, -2, 18)  # 18 + 6 = 24 bits
+    assert "[energy] hop_north_south_pj: must be >= 0" in _target_error(
+        _edited(tmp_path, TESTCHIP_TOML, hop_north_south_pj=-0.5))
+    assert "[neuron] vth_bits" in _target_error(_edited(tmp_path, TESTCHIP_TOML, vth_bits=19))
+    assert "barrier_min_ns exceeds barrier_max_ns" in _target_error(
+        _edited(tmp_path, TESTCHIP_TOML, barrier_min_ns=465.5))
+
+
+def test_a_synapse_block_must_hold_one_entry_and_memory_one_word(tmp_path):
+    """testchip: an entry is weight_bits 8 + index_bits max(6, log2 64) = 14 bits. With 1-bit words and
+    24-word blocks a block holds 24 bits: a 10-bit header plus one entry fit exactly, an 11-bit one not.
+    Synaptic memory of exactly one 64-bit word is legal, 63 bits are not."""
+    t = mappings.load_target(_edited(tmp_path, TESTCHIP_TOML, word_bits=1, block_synapses=24, block_header_bits=10))
+    assert t.index_bits == 6 and t.synapses.word_bits * t.synapses.block_synapses == 24
+    assert "[synapses] block_synapses: a block cannot hold even one synapse" in _target_error(
+        _edited(tmp_path, TESTCHIP_TOML, word_bits=1, block_synapses=24, block_header_bits=11))
+    one_word = mappings.load_target(_edited(tmp_path, TESTCHIP_TOML, synaptic_memory_bits=64))
+    assert one_word.core.synaptic_memory_bits == 64
+    assert "[core] synaptic_memory_bits: smaller than one 64-bit word" in _target_error(
+        _edited(tmp_path, TESTCHIP_TOML, synaptic_memory_bits=63))
+
+
+def test_an_integer_in_a_float_field_loads_as_a_float(tmp_path):
+    t = mappings.load_target(_edited(tmp_path, TESTCHIP_TOML, synop_pj=24, barrier_max_ns=500))
+    assert type(t.energy.synop_pj) is float and t.energy.synop_pj == 24.0
+    assert type(t.timing.barrier_max_ns) is float
+    assert "[energy] synop_pj: expected float, got bool" in _target_error(
+        _edited(tmp_path, TESTCHIP_TOML, synop_pj="true"))
+
+
+def test_target_file_structure_errors_name_the_file_and_the_table(tmp_path):
+    text = TESTCHIP_TOML.read_text()
+    cases = [
+        (text.replace("[target]", "[targets]"), "table [target] (name, description) is missing"),
+        (text.replace('name = "testchip"', "name = 5"), "[target] name: missing or not a non-empty string"),
+        (text + "\n[router]\nports = 4\n", "[router]: unknown table (known: target, chip, system, core, synapses, "
+                                           "neuron, energy, timing)"),
+        (text.replace("[timing]", "[timing]\nhops = 1"), "[timing] hops: unknown field (known: synop_ns, "
+                                                         "neuron_update_active_ns,"),
+    ]
+    for k, (content, message) in enumerate(cases):
+        path = tmp_path / f"case{k}.toml"
+        path.write_text(content)
+        got = _target_error(path)
+        assert message in got, (message, got)
+    doc = tomllib.loads(text)
+    with pytest.raises(mappings.TargetError, match=r"^mine: \[energy\] must be a table$"):
+        mappings.parse_target(doc | {"energy": "none"}, "mine")
+    del doc["energy"]
+    with pytest.raises(mappings.TargetError, match=r"^mine: table \[energy\] is missing$"):
+        mappings.parse_target(doc, "mine")
+
+
+def test_an_unknown_target_name_lists_the_shipped_ones():
+    with pytest.raises(mappings.TargetError, match=r"unknown target 'loihi9' \(shipped: loihi1, loihi2, testchip;"):
+        mappings.load_target("loihi9")
+
+
+def test_gpu_profile_fields_source_and_messages(tmp_path):
+    h100 = load_gpu("h100")
+    assert (h100.name, h100.description) == ("h100", "NVIDIA H100 SXM5 80 GB (Hopper, TSMC 4N)")
+    assert h100.source == str(H100_TOML)
+    assert h100.to_dict()["kernel_launch_us"] == 5.0 and h100.to_dict()["source"] == str(H100_TOML)
+    assert load_gpu(_edited(tmp_path, H100_TOML, kernel_launch_us=0.0)).kernel_launch_us == 0.0  # may be zero
+    for fields, message in (({"tdp_w": 0.0}, "[compute] tdp_w: must be > 0, got 0.0"),
+                            ({"name": 7}, "[gpu] name: missing or not a non-empty string")):
+        path = _edited(tmp_path, H100_TOML, **fields)
+        with pytest.raises(mappings.TargetError) as info:
+            load_gpu(path)
+        assert str(info.value).startswith(f"{path}: ") and message in str(info.value)
