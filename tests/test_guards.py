@@ -5,6 +5,7 @@ Each test goes through public entry points only (``neuromap.compile``, ``Mapping
 docs/architecture.md, so that refactoring the passes' internals does not break it.
 """
 import copy
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -19,8 +20,8 @@ from click.testing import CliRunner
 
 import mappings
 import neuromap
-from hwsim.estimate import estimate_chip
-from hwsim.events import EventCounts
+from hwsim.estimate import EstimateError, estimate_chip
+from hwsim.events import PER_STEP, EventCounts
 from hwsim.netdesc import Core
 from mappings.gpu import load_gpu
 from neuromap import data
@@ -110,16 +111,17 @@ def test_optimised_placement_finds_the_best_chain_on_the_testchip_mesh():
 
 
 # ---------------------------------------------------------------------------------------------- estimate
+def _counts(neurons, traffic, **per_step) -> EventCounts:
+    """EventCounts for cores 0..C-1 from nested lists; per-step counts not given are zero."""
+    shape = np.shape(per_step["synops"])
+    arrays = {name: np.asarray(per_step.get(name, np.zeros(shape)), dtype=np.int64) for name in PER_STEP}
+    return EventCounts(tuple(range(len(neurons))), np.asarray(neurons), np.asarray(traffic, dtype=np.int64), **arrays)
+
+
 def _events(traffic, hops, messages):
     """Counts of one sample, one step, two cores; every neuron idle, no synaptic work."""
-    zeros = np.zeros((1, 1, 2), dtype=np.int64)
-
-    def per_core(values):
-        return np.asarray(values, dtype=np.int64).reshape(1, 1, 2)
-
-    return EventCounts(core_ids=(0, 1), neurons=np.array([1, 1]), traffic=np.asarray(traffic, dtype=np.int64),
-                       synops=zeros, spikes=per_core(messages), messages_out=per_core(messages), messages_in=zeros,
-                       input_messages=zeros, hops=per_core(hops), chip_crossings=zeros, active_neurons=zeros)
+    return _counts([1, 1], traffic, synops=[[[0, 0]]], spikes=[[messages]], messages_out=[[messages]],
+                   hops=[[hops]])
 
 
 def test_hop_energy_splits_east_west_and_north_south_hops():
@@ -136,6 +138,112 @@ def test_hop_energy_splits_east_west_and_north_south_hops():
     moved = [Core(0, 0, 0, 0), Core(1, 0, 1, 2)]
     est = estimate_chip(_events([[0, 5], [0, 0]], hops=[15, 0], messages=[5, 0]), TESTCHIP, moved)
     assert est.energy_terms_j["hops"] == pytest.approx(55e-12, rel=1e-12)
+    # a core whose only message makes a single east-west hop pays exactly E_EW
+    beside = [Core(0, 0, 0, 0), Core(1, 0, 1, 0)]
+    est = estimate_chip(_events([[0, 1], [0, 0]], hops=[1, 0], messages=[1, 0]), TESTCHIP, beside)
+    assert est.energy_terms_j["hops"] == pytest.approx(3e-12, rel=1e-12)
+
+
+def _two_sample_case() -> EventCounts:
+    """Two samples, three steps, two cores of 4 and 2 neurons at tiles (0, 0) and (1, 1) of one chip.
+    Sample 0, every step: core 0 does 10 synops with 1 active neuron and sends 1 message to core 1 (2 hops).
+    Sample 1, step 0 only: core 1 does 20 synops with both neurons active; core 0 gets 5 input messages."""
+    return _counts(neurons=[4, 2], traffic=[[0, 3], [0, 0]],
+                   synops=[[[10, 0]] * 3, [[0, 20], [0, 0], [0, 0]]],
+                   active_neurons=[[[1, 0]] * 3, [[0, 2], [0, 0], [0, 0]]],
+                   messages_out=[[[1, 0]] * 3, [[0, 0]] * 3], spikes=[[[1, 0]] * 3, [[0, 0]] * 3],
+                   messages_in=[[[0, 1]] * 3, [[0, 0]] * 3], hops=[[[2, 0]] * 3, [[0, 0]] * 3],
+                   input_messages=[[[0, 0]] * 3, [[5, 0], [0, 0], [0, 0]]])
+
+
+def test_chip_estimate_of_two_samples_with_idle_neurons_by_hand():
+    """testchip constants: synop 23.6 pJ / 3.5 ns, active 81 / 8.4, idle 52 / 5.3, in-tile 1.7 / 2.1,
+    hops 3.0 (E-W) and 4.0 (N-S) pJ, the slower 6.5 ns; barrier 113 ns + 352 ns x (2 - 1) / (4 - 1) tiles.
+
+    Sample 0, each step: compute max(10 x 3.5 + 8.4 + 3 idle x 5.3, 2 idle x 5.3) = 59.3 ns, routing
+    2.1 + 2 x 6.5 = 15.1 ns. Sample 1: step 0 compute max(4 x 5.3, 20 x 3.5 + 2 x 8.4) = 86.8, routing
+    5 x 2.1 = 10.5; steps 1, 2 compute 4 x 5.3 = 21.2, no routing. Per-sample figures are means of the two."""
+    cores = [Core(0, 0, 0, 0), Core(1, 0, 1, 1)]
+    est = estimate_chip(_two_sample_case(), TESTCHIP, cores)
+    barrier = 113.0 + 352.0 / 3
+    steps_ns = [59.3 + 15.1 + barrier] * 3 + [86.8 + 10.5 + barrier, 21.2 + barrier, 21.2 + barrier]
+    assert (est.target, est.samples, est.steps, est.chips, est.tiles) == ("testchip", 2, 3, 1, 2)
+    assert est.latency_terms_s == pytest.approx({"compute": (3 * 59.3 + 86.8 + 2 * 21.2) / 2 * 1e-9,
+                                                 "routing": (3 * 15.1 + 10.5) / 2 * 1e-9,
+                                                 "barrier": 3 * barrier * 1e-9}, rel=1e-12)
+    assert est.step_time_mean_s == pytest.approx(sum(steps_ns) / 6 * 1e-9, rel=1e-12)
+    assert est.step_time_max_s == pytest.approx((86.8 + 10.5 + barrier) * 1e-9, rel=1e-12)
+    terms_pj = {"synaptic_ops": (30 + 20) / 2 * 23.6, "neuron_updates_active": (3 + 2) / 2 * 81.0,
+                "neuron_updates_idle": (15 + 16) / 2 * 52.0, "spike_messages": (3 + 5) / 2 * 1.7,
+                "hops": 6 * (3.0 + 4.0) / 2 / 2, "static": sum(steps_ns) / 2 * 104.0}
+    assert est.energy_terms_j == pytest.approx({k: v * 1e-12 for k, v in terms_pj.items()}, rel=1e-12)
+    assert est.notes[1] == ("unthrottled steps; routing serialised per router port and not overlapped with compute "
+                            "(upper bound)") and len(est.notes) == 2  # one chip: no multi-chip note
+    d = est.to_dict()
+    assert set(d) == {"target", "basis", "samples", "steps", "energy_uj_per_sample", "dynamic_energy_uj_per_sample",
+                      "energy_terms_uj", "latency_ms_per_sample", "latency_terms_ms", "step_time_mean_us",
+                      "step_time_max_us", "dominant_term", "dominant_latency_term", "chips", "tiles", "barrier_ns",
+                      "notes"}
+    assert (d["target"], d["samples"], d["steps"], d["chips"], d["tiles"]) == ("testchip", 2, 3, 1, 2)
+    assert d["energy_uj_per_sample"] == pytest.approx(sum(terms_pj.values()) * 1e-6, rel=1e-12)
+    assert d["dynamic_energy_uj_per_sample"] == pytest.approx((sum(terms_pj.values()) - terms_pj["static"]) * 1e-6,
+                                                              rel=1e-12)
+    assert d["energy_terms_uj"] == pytest.approx({k: v * 1e-6 for k, v in terms_pj.items()}, rel=1e-12)
+    assert d["latency_ms_per_sample"] == pytest.approx(sum(steps_ns) / 2 * 1e-6, rel=1e-12)
+    assert d["latency_terms_ms"] == pytest.approx({k: v * 1e3 for k, v in est.latency_terms_s.items()}, rel=1e-12)
+    assert d["latency_terms_ms"]["barrier"] == pytest.approx(3 * barrier * 1e-6, rel=1e-12)
+    assert d["step_time_mean_us"] == pytest.approx(sum(steps_ns) / 6 * 1e-3, rel=1e-12)
+    assert d["step_time_max_us"] == pytest.approx((86.8 + 10.5 + barrier) * 1e-3, rel=1e-12)
+    assert d["barrier_ns"] == pytest.approx(barrier, rel=1e-12)
+    assert (d["dominant_term"], d["dominant_latency_term"]) == ("static", "barrier")
+
+
+def test_static_power_is_paid_per_occupied_chip():
+    """Two idle 1-neuron cores on two chips: step = 5.3 ns idle update + the full 465 ns barrier, and each
+    chip leaks 104 mW for it."""
+    est = estimate_chip(_counts([1, 1], [[0, 0], [0, 0]], synops=[[[0, 0]]]), TESTCHIP,
+                        [Core(0, 0, 0, 0), Core(1, 1, 2, 0)])
+    assert est.chips == 2 and est.barrier_s == pytest.approx(465e-9)
+    assert est.energy_terms_j["static"] == pytest.approx((5.3 + 465.0) * 104.0 * 2 * 1e-12, rel=1e-12)
+    assert est.energy_terms_j["neuron_updates_idle"] == pytest.approx(2 * 52e-12, rel=1e-12)
+    assert "Pohoiki Springs: 14.3 us per 256-chip column, Frady et al. 2020" in est.notes[-1]
+
+
+def test_a_chip_of_one_tile_always_waits_the_full_barrier(tmp_path):
+    """barrier_min_ns is the 1-tile figure of a multi-tile chip; on a 1-tile chip the only figure is barrier_max_ns."""
+    one_tile = mappings.load_target(_edited(tmp_path, TESTCHIP_TOML, cores=1, mesh_cols=1, mesh_rows=1))
+    est = estimate_chip(_counts([1], [[0]], synops=[[[0]]]), one_tile, [Core(0, 0, 0, 0)])
+    assert est.barrier_s == pytest.approx(465e-9)
+    two_tiles = mappings.load_target(_edited(tmp_path, TESTCHIP_TOML, cores=2, mesh_cols=2, mesh_rows=1))
+    est = estimate_chip(_counts([1], [[0]], synops=[[[0]]]), two_tiles, [Core(0, 0, 0, 0)])
+    assert est.barrier_s == pytest.approx(113e-9)
+
+
+def test_inconsistent_event_counts_are_refused_naming_the_field():
+    cores = [Core(0, 0, 0, 0), Core(1, 0, 1, 1)]
+    zeros = [[[0, 0]]]
+    cases = [
+        (_counts([1, 1, 1], np.zeros((3, 3)), synops=[[[0, 0, 0]]]),
+         r"^cores: indices \(0, 1\)\.\.\. do not match the event counts' core_ids \(0, 1, 2\)\.\.\.$"),
+        (dataclasses.replace(_counts([1, 1], np.zeros((2, 2)), synops=zeros), synops=np.zeros((1, 1, 3), np.int64)),
+         r"^synops: shape \(1, 1, 3\), expected \(samples, steps, 2\)$"),
+        (dataclasses.replace(_counts([1, 1], np.zeros((2, 2)), synops=zeros), hops=np.zeros((1, 2, 2), np.int64)),
+         r"^hops: shape \(1, 2, 2\) differs from synops' \(1, 1, 2\)$"),
+        (_counts([1, 1], np.zeros((2, 2)), synops=zeros, spikes=[[[0, -1]]]), r"^spikes: counts must be >= 0$"),
+        (dataclasses.replace(_counts([1, 1], np.zeros((2, 2)), synops=zeros), neurons=np.ones(3, np.int64)),
+         r"^neurons/traffic: shapes \(3,\)/\(2, 2\), expected \(2,\)/\(2, 2\)$"),
+        (_counts([1, 1], np.zeros((3, 3)), synops=zeros),
+         r"^neurons/traffic: shapes \(2,\)/\(3, 3\), expected \(2,\)/\(2, 2\)$"),
+        (_counts([1, 1], np.zeros((2, 2)), synops=zeros, active_neurons=[[[2, 0]]]),
+         r"^active_neurons: more active neurons than a core holds$"),
+        (_counts([1, 1], np.zeros((2, 2)), synops=np.zeros((0, 1, 2))),
+         r"^event counts are empty: 0 samples x 1 steps$"),
+        (_counts([1, 1], np.zeros((2, 2)), synops=np.zeros((1, 0, 2))),
+         r"^event counts are empty: 1 samples x 0 steps$"),
+    ]
+    for events, message in cases:
+        with pytest.raises(EstimateError, match=message):
+            estimate_chip(events, TESTCHIP, cores)
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -261,7 +369,7 @@ def _edited(tmp_path, source: Path, **fields) -> Path:
     """``source`` with each ``field = value`` line replaced (every field name used here is unique in the file)."""
     text = source.read_text()
     for name, value in fields.items():
-        text, n = re.subn(rf"^{name}\s*=[^#\n]*", f"{name} = {value} ", text, flags=re.M)
+        text, n = re.subn(rf"^{name}\s*=[^#\n]*", f"{name} = {value} ", text, flags=re.MULTILINE)
         assert n == 1, name
     path = tmp_path / f"edited_{len(list(tmp_path.iterdir()))}.toml"
     path.write_text(text)
@@ -316,10 +424,10 @@ def test_target_file_structure_errors_name_the_file_and_the_table(tmp_path):
     cases = [
         (text.replace("[target]", "[targets]"), "table [target] (name, description) is missing"),
         (text.replace('name = "testchip"', "name = 5"), "[target] name: missing or not a non-empty string"),
-        (text + "\n[router]\nports = 4\n", "[router]: unknown table (known: target, chip, system, core, synapses, "
-                                           "neuron, energy, timing)"),
-        (text.replace("[timing]", "[timing]\nhops = 1"), "[timing] hops: unknown field (known: synop_ns, "
-                                                         "neuron_update_active_ns,"),
+        (text + "\n[router]\nports = 4\n", ("[router]: unknown table (known: target, chip, system, core, synapses, "
+                                            "neuron, energy, timing)")),
+        (text.replace("[timing]", "[timing]\nhops = 1"), ("[timing] hops: unknown field (known: synop_ns, "
+                                                          "neuron_update_active_ns,")),
     ]
     for k, (content, message) in enumerate(cases):
         path = tmp_path / f"case{k}.toml"
