@@ -70,7 +70,7 @@ def test_two_small_layers_share_one_core():
     """16 + 10 neurons, 8*16 + 16*10 synapses: far inside one testchip core (64 neurons, 2 KiB, 128 input
     axons, 64 output axons), so both populations are packed onto core 0."""
     m = _quiet_compile(_dense_chain([16, 10]), input_encoding="spikes")
-    assert m.resources["cores"] == 1 and m.resources["lower_bound_cores"] == 1
+    assert m.resources["cores"] == 1 and m.resources["lower_bound_cores"] == 1 and m.resources["chips"] == 1
     assert set(m.neuron_cores("if0")) == set(m.neuron_cores("if1")) == {0}
     assert len(m.netdesc().cores) == 1
 
@@ -106,8 +106,34 @@ def test_optimised_placement_finds_the_best_chain_on_the_testchip_mesh():
     chain = [int(m.neuron_cores(f"if{i}")[0]) for i in range(8)]
     hops = [abs(xy[a][0] - xy[b][0]) + abs(xy[a][1] - xy[b][1]) for a, b in itertools.pairwise(chain)]
     assert hops == [1] * 7
+    assert m.resources["placement"] == "optimised" and m.resources["chips"] == 2
+    g = m.core_graph
+    for c in g.nodes:  # chip-local tiles of the 2 x 2 chips, the second chip continuing the mesh to the east
+        assert (g.nodes[c]["gx"], g.nodes[c]["gy"]) == (2 * g.nodes[c]["chip"] + g.nodes[c]["x"], g.nodes[c]["y"])
     sequential_mapping = _quiet_compile(_identity_chain(8), input_encoding="spikes", placement="sequential")
     assert sequential_mapping.resources["traffic_hops"] == 640.0
+
+
+def test_chips_stacked_north_south_continue_the_mesh_downwards(tmp_path):
+    """testchip with its two chips in one column: a 2 x 4 global mesh, chip 1's rows are rows 2 and 3.
+    Sequential: (0,0) (1,0) (0,1) (1,1) (0,2) (1,2) (0,3) (1,3), hops 1 2 1 2 1 2 1 again (640); a snake
+    reaches the 7 x 64 = 448 bound."""
+    column = _edited(tmp_path, TESTCHIP_TOML, chip_cols=1, chip_rows=2)
+    m = _quiet_compile(_identity_chain(8), mappings.load_target(column), input_encoding="spikes")
+    g = m.core_graph
+    assert sorted((g.nodes[c]["gx"], g.nodes[c]["gy"]) for c in g.nodes) == [(x, y) for x in (0, 1) for y in range(4)]
+    for c in g.nodes:
+        assert g.nodes[c]["gy"] == 2 * g.nodes[c]["chip"] + g.nodes[c]["y"]
+    assert m.resources["traffic_hops_sequential"] == 640.0 and m.resources["traffic_hops"] == 448.0
+
+
+def test_calibrated_rates_below_one_spike_per_step_still_drive_placement():
+    """Rates of 0.01 spikes per neuron per step make each chain edge carry 64 x 0.01 = 0.64 messages per
+    step: the optimum is 7 x 0.64, sequential 10 x 0.64."""
+    rates = {f"if{i}": 0.01 for i in range(8)}
+    m = _quiet_compile(_identity_chain(8), input_encoding="spikes", rates=rates)
+    assert m.resources["traffic_hops_sequential"] == pytest.approx(6.4)
+    assert m.resources["traffic_hops"] == pytest.approx(4.48)
 
 
 # ---------------------------------------------------------------------------------------------- estimate
