@@ -26,8 +26,21 @@ from hwsim.netdesc import Core
 from mappings.gpu import load_gpu
 from neuromap import data
 from neuromap.cli import main
-from neuromap.ir import (IF, LI, LIF, Affine, AvgPool2d, Conv2d, Flatten, Graph, Input, Linear, Output, save_graph,
-                         sequential)
+from neuromap.ir import (
+    IF,
+    LI,
+    LIF,
+    Affine,
+    AvgPool2d,
+    Conv2d,
+    Flatten,
+    Graph,
+    Input,
+    Linear,
+    Output,
+    save_graph,
+    sequential,
+)
 
 TESTCHIP = mappings.load_target("testchip")
 
@@ -63,7 +76,7 @@ def _dense_chain(sizes, n_in=8, seed=0):
     for i, n in enumerate(sizes):
         layers += [(f"fc{i}", Affine(rng.uniform(0, 1, (n, n_in)), np.zeros(n))), (f"if{i}", IF((n,), threshold=1.0))]
         n_in = n
-    return sequential(layers + [("out", Output((n_in,)))])
+    return sequential([*layers, ("out", Output((n_in,)))])
 
 
 def test_two_small_layers_share_one_core():
@@ -89,7 +102,7 @@ def _identity_chain(n_layers, width=64):
     layers = [("in", Input((width,)))]
     for i in range(n_layers):
         layers += [(f"w{i}", Linear(np.eye(width))), (f"if{i}", IF((width,), threshold=0.5))]
-    return sequential(layers + [("out", Output((width,)))])
+    return sequential([*layers, ("out", Output((width,)))])
 
 
 def test_optimised_placement_finds_the_best_chain_on_the_testchip_mesh():
@@ -375,9 +388,9 @@ def test_each_pass_leaves_its_inputs_unchanged():
     before = _snapshot(graph)
     lowered = lower(graph)
     _assert_equal(_snapshot(graph), before, "lower")
-    quantize(lowered, TESTCHIP, mode="per_channel", input_encoding="spikes")
+    quantized = quantize(lowered, TESTCHIP, mode="per_channel", input_encoding="spikes")
     _assert_equal(_snapshot(lowered.graph), before, "quantize")
-    part = partition(lowered, TESTCHIP)
+    part = partition(lowered, quantized, TESTCHIP)
     _assert_equal(_snapshot(lowered.graph), before, "partition")
     edges = copy.deepcopy(part.edges)
     place(len(part.cores), part.edges, TESTCHIP, seed=0)
