@@ -19,8 +19,8 @@ import torch
 from hwsim.errors import HwsimError
 from hwsim.events import PER_STEP, EventCounts, EventTables
 from hwsim.fixed import wrap32
-from hwsim.netdesc import Population, Projection, QuantNetwork
 from hwsim.models import model_named
+from hwsim.netdesc import Population, Projection, QuantNetwork
 from hwsim.synapse import SynapseOp
 
 TRACES = ("spikes", "v", "u")

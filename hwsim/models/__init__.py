@@ -67,6 +67,6 @@ def known_models() -> tuple[str, ...]:
     return tuple(sorted(_MODELS))
 
 
-from hwsim.models import lif  # noqa: E402  (the built-in models need the names above)
+from hwsim.models import lif  # the built-in models need the names above
 
 register(lif.FIXED)

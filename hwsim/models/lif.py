@@ -295,4 +295,4 @@ def state_bound(p: NeuronParams, formats: Formats) -> int:
     return v_bound(p, formats.half_range + p.max_bias)
 
 
-FIXED = FixedModel(name="lif", params=NeuronParams.of, update=update, state_bound=state_bound)
+FIXED: FixedModel = FixedModel(name="lif", params=NeuronParams.of, update=update, state_bound=state_bound)
