@@ -1,21 +1,20 @@
 """Float reference simulator: runs a network graph in torch, following docs/architecture.md to the letter.
 
 Vectorised over a batch; every projection delays by one step; neuron updates as written in the one
-time-step definition (hwsim.models.lif's step). This is the float semantics every other backend is tested against.
+time-step definition (each neuron model's float step, hwsim.models). This is the float semantics every other backend is tested against.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Mapping
 
 import numpy as np
 import torch
 
-from hwsim.models.lif import LIFParameters, LIFState, lif_step
 from neuromap.errors import BackendError
-from neuromap.ir import LI, LIF, Graph, Output
+from neuromap.ir import Graph, Node, Output
 from neuromap.ir.ops import stateless_op
+from neuromap.neurons import model_for
 
 
 @dataclass
@@ -34,33 +33,20 @@ class SimResult:
         return trace[:, -1] if self.readout_kind.get(name) == "LI" else trace.sum(dim=1)
 
 
-def _param(arr: np.ndarray, shape: tuple[int, ...], device, dtype) -> torch.Tensor:
-    return torch.tensor(np.broadcast_to(arr, shape), device=device, dtype=dtype)
-
-
 class _Population:
-    """A LIF/IF/LI population's parameters and state; the update is hwsim.models.lif's pure step."""
+    """A neuron population's parameters and state, stepped by its model's pure float step (neuromap.neurons)."""
 
-    def __init__(self, node, batch: int, device, dtype) -> None:
-        shape = (batch, *node.shape)
-        self.spiking = isinstance(node, LIF)
-        param = partial(_param, shape=node.shape, device=device, dtype=dtype)
-        decays = {"i_keep": 1 - param(node.i_decay), "v_keep": 1 - param(node.v_decay), "bias": param(node.bias)}
-        zeros = torch.zeros(shape, device=device, dtype=dtype)
-        if self.spiking:
-            self.params = LIFParameters(**decays, threshold=param(node.threshold), reset=node.reset,
-                                        timing=node.reset_timing)
-            self.state = LIFState(u=zeros, v=param(node.v_init).expand(shape).clone(), s=zeros)
-        else:
-            self.params = LIFParameters(**decays)
-            self.state = LIFState(u=zeros, v=zeros, s=zeros)
+    def __init__(self, node: Node, batch: int, device: torch.device, dtype: torch.dtype) -> None:
+        self.model = model_for(node)
+        self.spiking = self.model.spiking
+        self.params, self.state = self.model.float_state(node, batch, device, dtype)
 
     @property
     def v(self) -> torch.Tensor:
         return self.state.v
 
     def step(self, a: torch.Tensor) -> torch.Tensor:
-        self.state, out = lif_step(self.params, self.state, a)
+        self.state, out = self.model.float_step(self.params, self.state, a)
         return out
 
 
@@ -112,7 +98,7 @@ def simulate(graph: Graph, x, steps: int, *, record: bool = False, dtype=torch.f
             raise BackendError("torch simulator: inputs have different batch sizes")
         batch = data[name].shape[0]
     pops = {n: _Population(node, batch, device, dtype) for n, node in graph.nodes.items()
-            if isinstance(node, (LIF, LI))}
+            if node.is_neuron}
     ops = {n: stateless_op(node, device, dtype) for n, node in graph.nodes.items()
            if n not in pops and n not in data and not isinstance(node, Output)}
     sources = [n for n in graph.order if n in pops or n in data]

@@ -62,8 +62,9 @@ from nir.serialization import hdf2dict
 
 from neuromap.errors import FormatError, GraphError, NeuromapError, UnsupportedError
 from neuromap.ir.graph import Graph, make_node
-from neuromap.ir.nodes import (IF, LI, LIF, RESET_TIMINGS, RESETS, Affine, AvgPool2d, Conv2d, Flatten, Input,
-                               Linear, Node, Output, SumPool2d)
+from neuromap.ir.nodes import (RESET_TIMINGS, RESETS, Affine, AvgPool2d, Conv2d, Flatten, Input, Linear, Node, Output,
+                               SumPool2d)
+from neuromap.neurons.lif import IF, LI, LIF
 
 PREFIX = "neuromap."
 NEURON_FIELDS = ("threshold", "v_decay", "i_decay", "bias", "v_init")

@@ -1,0 +1,59 @@
+"""Neuron models as one extension point: each IR neuron node type has one registered ``NeuronModel`` that
+says, side by side, how its population runs in float (torch_sim), how it is quantized and which
+``hwsim.models`` fixed-point update runs it on the chip. The behaviour itself (float step, bit-exact
+update) lives in ``hwsim.models`` (hwsim never imports neuromap); this side is the interface.
+
+A new model is one module: its node class, a ``NeuronModel`` and a call to ``register`` (built-in models
+are registered below). ``model_for(node)`` and ``model_named(kind)`` look a model up.
+"""
+from __future__ import annotations
+
+import neuromap.ir  # noqa: F401  (it re-exports the built-in nodes, so it loads first, whoever imports whom)
+from neuromap.errors import GraphError, UnsupportedError
+from neuromap.ir.nodes import Node
+from neuromap.neurons.model import IntegerNeuron, Lossy, NeuronModel, ScaleInputs
+
+__all__ = ["IntegerNeuron", "Lossy", "NeuronModel", "ScaleInputs", "model_for", "model_named", "node_types",
+           "register"]
+
+
+_MODELS: dict[str, NeuronModel] = {}
+
+
+def register(model: NeuronModel) -> NeuronModel:
+    """Make ``model`` the model of its node kind (graphs may then use the node; files name it by kind)."""
+    if model.kind in _MODELS:
+        raise GraphError(f"neuron model {model.kind!r} is already registered", field="kind", value=model.kind)
+    if not model.node.is_neuron:
+        raise GraphError(f"neuron model {model.kind!r}: its node class must set is_neuron = True", field="kind",
+                         value=model.kind)
+    _MODELS[model.kind] = model
+    return model
+
+
+def model_named(kind: str) -> NeuronModel:
+    if kind not in _MODELS:
+        raise UnsupportedError(f"neuron kind {kind!r} has no registered model (known: {', '.join(sorted(_MODELS))})",
+                               field="kind", value=kind, allowed=tuple(sorted(_MODELS)))
+    return _MODELS[kind]
+
+
+def model_for(node: Node) -> NeuronModel:
+    """The model of ``node``'s exact type (a subclass is a model of its own and registers itself)."""
+    model = _MODELS.get(node.kind)
+    if model is None or model.node is not type(node):
+        raise UnsupportedError(f"node kind {node.kind!r} ({type(node).__name__}) has no registered neuron model "
+                               f"(known: {', '.join(sorted(_MODELS))})", field="kind", value=node.kind,
+                               allowed=tuple(sorted(_MODELS)))
+    return model
+
+
+def node_types() -> dict[str, type[Node]]:
+    """Registered neuron node classes by kind (graph files name nodes by kind)."""
+    return {kind: model.node for kind, model in _MODELS.items()}
+
+
+from neuromap.neurons import lif  # the built-in models need the names above
+
+for _model in lif.MODELS:
+    register(_model)

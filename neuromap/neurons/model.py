@@ -1,0 +1,66 @@
+"""The interface a neuron model fills in (``NeuronModel``) and the data it exchanges with the quantize pass;
+the registry is ``neuromap.neurons``."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from hwsim.netdesc import Formats
+from neuromap.ir.nodes import Node
+
+
+@dataclass(frozen=True)
+class ScaleInputs:
+    """What a population's float parameters ask of its scale λ (weight units per float unit), per neuron
+    (n,): quantize chooses λ from these and the incoming weights (docs/architecture.md, "Compiler")."""
+
+    threshold: np.ndarray | None   # θ: vth = θ·λ fits the vth format, gains precision with λ; None: no spikes
+    i_decay: np.ndarray            # the current's loss per step: a constant input settles at |u| = a / kept
+    bias: np.ndarray               # its own bias (quantize adds the constant currents of chain biases)
+    v_init: np.ndarray             # initial membrane: v_init·λ must fit the state
+
+
+@dataclass(frozen=True)
+class IntegerNeuron:
+    """A population's neuron parameters in the target's formats: the ``hwsim.netdesc.Population`` fields
+    other than the bias (quantized with the synaptic constant currents), and figures for the layer report."""
+
+    vth: np.ndarray
+    du: np.ndarray
+    dv: np.ndarray
+    v_init: np.ndarray
+    reset: str
+    reset_timing: str
+    report: dict[str, Any]
+
+
+# quantize's warning hook: lossy(message, category=QuantizationWarning, **fields); strict mode raises
+Lossy = Callable[..., None]
+
+
+@dataclass(frozen=True)
+class NeuronModel:
+    """One IR neuron node type and everything a backend or pass needs to know of it.
+
+    ``float_state(node, batch, device, dtype)`` gives (parameters, initial state) for ``float_step``
+    (params, state, a) -> (state, output: spikes or, for an integrator, v); the state has ``.v``.
+    ``quantize(node, inputs, scale, formats, lossy, name)`` turns the float parameters into integers at the
+    per-neuron scale λ chosen from ``scale_inputs(node)``. ``hwsim_model`` names the ``hwsim.models``
+    update that runs the integers; ``spiking`` False is an integrator (sends nothing, read out as v).
+    """
+
+    node: type[Node]
+    hwsim_model: str
+    spiking: bool
+    float_state: Callable[[Any, int, torch.device, torch.dtype], tuple[Any, Any]]
+    float_step: Callable[[Any, Any, torch.Tensor], tuple[Any, torch.Tensor]]
+    scale_inputs: Callable[[Any], ScaleInputs]
+    quantize: Callable[[Any, ScaleInputs, np.ndarray, Formats, Lossy, str], IntegerNeuron]
+
+    @property
+    def kind(self) -> str:
+        return self.node.kind
