@@ -25,7 +25,7 @@ from hwsim.netdesc import Formats, NetDescError, Population
 from hwsim.sim import simulate as hw_simulate
 from mappings.errors import NeuromapError
 from neuromap.backends.torch_sim import simulate as float_simulate
-from neuromap.ir import IF, LIF, Affine, Graph, Input, Output, sequential
+from neuromap.ir import IF, LIF, Affine, Graph, Input, Output, sequential, to_nir
 from neuromap.ir.nodes import Node, param_array, param_shape
 from neuromap.ir.serialize import header_array, npz_bytes
 from neuromap.mapping import Mapping, compile
@@ -242,3 +242,17 @@ def test_hwsim_refuses_an_unknown_model_naming_the_population_and_the_known_ones
         Population(name="p", size=1, vth=1, du=4095, dv=0, bias_mant=0, bias_exp=0, v_init=0, core=0, model="cuba")
     with pytest.raises(hwsim.models.ModelError, match=r"'cuba' is not registered \(known: floor_if, lif\)"):
         hwsim.models.model_named("cuba")
+
+
+def test_nir_export_refuses_a_model_without_a_nir_form_and_a_nir_type_imports_as_one_model():
+    with pytest.raises(NeuromapError, match="neuron kind 'FloorIF' has no NIR form"):
+        to_nir(_toy_graph())
+    spiking_nir = neuromap.neurons.model_named("LIF").nir
+    claim = NeuronModel(Unregistered, "floor_if", True, floor_float_state, floor_float_step, floor_scale_inputs,
+                        floor_quantize, nir=spiking_nir)
+    with pytest.raises(NeuromapError, match="'Unregistered': NIR type 'LIF' already imports as 'LIF'"):
+        neuromap.neurons.register(claim)
+    with pytest.raises(NeuromapError, match="'Unregistered'"):
+        neuromap.neurons.model_named("Unregistered")  # a refused model is not half registered
+    assert {t: neuromap.neurons.nir_model(t).kind for t in ("LIF", "CubaLIF", "IF", "LI", "CubaLI", "I")} == {
+        "LIF": "LIF", "CubaLIF": "LIF", "IF": "LIF", "LI": "LI", "CubaLI": "LI", "I": "LI"}

@@ -11,13 +11,14 @@ from __future__ import annotations
 import neuromap.ir  # noqa: F401  (it re-exports the built-in nodes, so it loads first, whoever imports whom)
 from neuromap.errors import GraphError, UnsupportedError
 from neuromap.ir.nodes import Node
-from neuromap.neurons.model import IntegerNeuron, Lossy, NeuronModel, ScaleInputs
+from neuromap.neurons.model import IntegerNeuron, Lossy, NeuronModel, NirMapping, ScaleInputs
 
-__all__ = ["IntegerNeuron", "Lossy", "NeuronModel", "ScaleInputs", "model_for", "model_named", "node_types",
-           "register"]
+__all__ = ["IntegerNeuron", "Lossy", "NeuronModel", "NirMapping", "ScaleInputs", "model_for", "model_named",
+           "nir_model", "nir_types", "node_types", "register"]
 
 
 _MODELS: dict[str, NeuronModel] = {}
+_NIR: dict[str, NeuronModel] = {}  # NIR node type -> the model that imports it
 
 
 def register(model: NeuronModel) -> NeuronModel:
@@ -27,7 +28,12 @@ def register(model: NeuronModel) -> NeuronModel:
     if not model.node.is_neuron:
         raise GraphError(f"neuron model {model.kind!r}: its node class must set is_neuron = True", field="kind",
                          value=model.kind)
+    taken = next((t for t in (model.nir.types if model.nir else ()) if t in _NIR), None)
+    if taken is not None:
+        raise GraphError(f"neuron model {model.kind!r}: NIR type {taken!r} already imports as {_NIR[taken].kind!r}",
+                         field="nir", value=taken)
     _MODELS[model.kind] = model
+    _NIR.update({t: model for t in (model.nir.types if model.nir else ())})
     return model
 
 
@@ -46,6 +52,18 @@ def model_for(node: Node) -> NeuronModel:
                                f"(known: {', '.join(sorted(_MODELS))})", field="kind", value=node.kind,
                                allowed=tuple(sorted(_MODELS)))
     return model
+
+
+def nir_types() -> tuple[str, ...]:
+    """The NIR neuron types some registered model imports."""
+    return tuple(_NIR)
+
+
+def nir_model(nir_type: str) -> NeuronModel:
+    if nir_type not in _NIR:
+        raise UnsupportedError(f"NIR type {nir_type!r} is imported by no neuron model (known: {', '.join(_NIR)})",
+                               field="kind", value=nir_type, allowed=tuple(_NIR))
+    return _NIR[nir_type]
 
 
 def node_types() -> dict[str, type[Node]]:

@@ -13,18 +13,22 @@ dv = rint(v_decay·U) with the decay unity U = 2^decay_bits, v_init = rint(v_ini
 """
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import nir
 import numpy as np
 import torch
 
 from hwsim.models.lif import LIFParameters, LIFState, lif_step
 from hwsim.netdesc import Formats
-from neuromap.errors import GraphError
+from neuromap.errors import GraphError, NeuromapError, UnsupportedError
+from neuromap.ir.nir_common import PREFIX, NirOptions, numeric
 from neuromap.ir.nodes import RESET_TIMINGS, RESETS, Node, check_broadcastable, check_in_range, param_array, param_shape
-from neuromap.neurons.model import IntegerNeuron, Lossy, NeuronModel, ScaleInputs
+from neuromap.neurons.model import IntegerNeuron, Lossy, NeuronModel, NirMapping, ScaleInputs
 
 
 @dataclass(frozen=True, eq=False)
@@ -205,6 +209,139 @@ def _quantize(node: LIF | LI, inputs: ScaleInputs, scale_n: np.ndarray, formats:
                          reset_timing=getattr(node, "reset_timing", "immediate"), report=report)
 
 
+# ---------------------------------------------------------------------------------------------- NIR
+NEURON_FIELDS = ("threshold", "v_decay", "i_decay", "bias", "v_init")
+GAIN_TOLERANCE = 1e-6   # snnTorch writes tau and r in float32: r dt / tau = 1 only to ~3e-7
+EXACT_RTOL = 1e-9       # a verbatim metadata value replaces a NIR-derived one that agrees this closely
+
+
+def _to_nir(name: str, node: LIF | LI, dt: float) -> nir.NIRNode:
+    """The population as the NIR neuron that one Euler step of ``dt`` turns back into it (nir_io docstring)."""
+    def full(value) -> np.ndarray:
+        return np.array(np.broadcast_to(value, node.shape), dtype=np.float64)
+
+    spiking = isinstance(node, LIF)
+    v_decay, i_decay, bias = full(node.v_decay), full(node.i_decay), full(node.bias)
+    # nir.write compresses every array, which HDF5 refuses for 0-d ones: those go as numpy scalars
+    meta: dict[str, Any] = {PREFIX + f: getattr(node, f).copy() if getattr(node, f).ndim else getattr(node, f)[()]
+                            for f in NEURON_FIELDS if hasattr(node, f)}
+    if isinstance(node, LIF):
+        meta[PREFIX + "reset"] = node.reset
+        meta[PREFIX + "reset_timing"] = node.reset_timing
+        threshold, v_reset = full(node.threshold), np.zeros(node.shape)
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # checked just below
+        tau, v_leak, tau_syn = dt / v_decay, bias / v_decay, dt / i_decay
+        r, w_in = tau / dt, tau_syn / dt
+    leaky = (v_decay > 0).all() and all(np.isfinite(a).all() for a in (tau, r, v_leak))
+    synaptic = (i_decay < 1).any() and (i_decay > 0).all() and all(np.isfinite(a).all() for a in (tau_syn, w_in))
+    if not v_decay.any():
+        if type(node) is LIF:
+            meta[PREFIX + "kind"] = "LIF"
+        r = full(1.0 / dt)
+        out = nir.IF(r=r, v_threshold=threshold, v_reset=v_reset) if spiking else nir.I(r=r)
+    elif leaky and synaptic:
+        common = {"tau_syn": tau_syn, "tau_mem": tau, "r": r, "v_leak": v_leak, "w_in": w_in}
+        out = nir.CubaLIF(v_threshold=threshold, v_reset=v_reset, **common) if spiking else nir.CubaLI(**common)
+    elif leaky:
+        common = {"tau": tau, "r": r, "v_leak": v_leak}
+        out = nir.LIF(v_threshold=threshold, v_reset=v_reset, **common) if spiking else nir.LI(**common)
+    else:
+        raise UnsupportedError(f"node {name!r} ({node.kind}): v_decay is 0 for some neurons and not others, or so "
+                               f"small that dt/v_decay overflows; NIR writes a leak as the time constant "
+                               f"dt/v_decay, which must be finite for all neurons of a population or for none")
+    out.metadata.update(meta)
+    return out
+
+
+def _from_nir(name: str, node: nir.NIRNode, meta: Mapping, shape: tuple[int, ...], opts: NirOptions,
+              build: Callable[..., Node]) -> Node:
+    """A NIR LIF/CubaLIF/IF/LI/CubaLI/I node as a LIF, IF or LI (nir_io docstring: discretisation, metadata)."""
+    kind, dt = type(node).__name__, opts.dt
+    spiking = kind in ("LIF", "CubaLIF", "IF")
+    f = {k: numeric(getattr(node, k), name, k) for k in ("tau", "tau_mem", "tau_syn", "r", "w_in", "v_leak",
+                                                            "v_threshold", "v_reset") if hasattr(node, k)}
+    for k in ("tau", "tau_mem", "tau_syn", "r"):
+        if k in f and not (f[k] > 0).all():
+            raise GraphError(f"node {name!r} (NIR {kind}): {k} must be finite and > 0, got minimum {f[k].min():g}")
+    derived: dict[str, np.ndarray | None] = {"i_decay": None, "bias": None}
+    tau = f.get("tau", f.get("tau_mem"))
+    if tau is None:  # IF, I: no leak
+        derived["v_decay"], gain = np.zeros(()), dt * f["r"]
+    else:
+        v_decay = derived["v_decay"] = dt / tau
+        worst = float(v_decay.max(initial=0))
+        if worst > 1:
+            raise GraphError(f"node {name!r} (NIR {kind}): dt/tau = {worst:g} > 1, so forward Euler with dt={dt:g} "
+                             f"is unstable; pass a dt of at most {float(tau.min()):g} (snnTorch's files: dt=1e-4)")
+        derived["bias"] = v_decay * f["v_leak"]
+        gain = v_decay * f["r"]
+        if "tau_syn" in f:
+            i_decay = derived["i_decay"] = dt / f["tau_syn"]
+            if i_decay.max(initial=0) > 1:
+                raise GraphError(f"node {name!r} (NIR {kind}): dt/tau_syn = {i_decay.max():g} > 1; "
+                                 f"pass a dt of at most {float(f['tau_syn'].min()):g}")
+            gain = gain * i_decay * f["w_in"]
+    unit_gain = bool(np.all(np.abs(gain - 1) <= GAIN_TOLERANCE))
+    if spiking:
+        derived["threshold"] = f["v_threshold"] if unit_gain else f["v_threshold"] / gain
+        if derived["bias"] is not None and not unit_gain:
+            derived["bias"] = derived["bias"] / gain
+    elif not unit_gain:
+        raise UnsupportedError(f"node {name!r} (NIR {kind}): input gain dt*r/tau = {float(np.max(gain)):g} != 1 "
+                               f"cannot be folded into a non-spiking read-out")
+    exact = {k: _exact(meta.get(PREFIX + k), v, name, k) for k, v in derived.items()}
+    fields: dict[str, Any] = {k: v for k, v in exact.items() if v is not None}
+    if PREFIX + "v_init" in meta:
+        fields["v_init"] = numeric(meta[PREFIX + "v_init"], name, "metadata 'neuromap.v_init'")
+    if not spiking:
+        return build(LI, shape=shape, **{k: v for k, v in fields.items() if k in ("v_decay", "i_decay", "bias")})
+    fields["reset"] = _setting(name, meta, "reset", opts.reset, default="zero")
+    fields["reset_timing"] = _setting(name, meta, "reset_timing", opts.reset_timing, default=None)
+    if fields["reset"] == "zero" and f["v_reset"].any():
+        raise UnsupportedError(f"node {name!r} (NIR {kind}): v_reset = {float(f['v_reset'][f['v_reset'] != 0][0]):g}"
+                               f"; neuromap resets to 0 ('zero') or subtracts the threshold ('subtract')")
+    as_lif = kind != "IF" or str(meta.get(PREFIX + "kind", "")) == "LIF" or \
+        ("i_decay" in fields and (fields["i_decay"] != 1).any())
+    return build(LIF if as_lif else IF, shape=shape, **fields)
+
+
+def _setting(name: str, meta: Mapping, key: str, option, default: str | None) -> str:
+    """A node's reset or reset_timing: its neuromap metadata, else the caller's option, else ``default``."""
+    chosen = option.get(name) if isinstance(option, Mapping) else option
+    stored = meta.get(PREFIX + key)
+    if stored is not None:
+        stored = stored.decode() if isinstance(stored, bytes) else str(stored)
+        if chosen is not None and chosen != stored:
+            raise NeuromapError(f"node {name!r}: the file says {key} {stored!r} (metadata 'neuromap.{key}') but "
+                                f"{key}={chosen!r} was passed")
+        return stored
+    if chosen is not None:
+        return chosen
+    if default is None:
+        raise NeuromapError(f"node {name!r}: NIR does not say when a spiking neuron's reset applies; pass "
+                            f"{key}='next_step' (snnTorch's Leaky: one step late) or 'immediate' (Lava), "
+                            f"or a dict by node name")
+    return default
+
+
+def _exact(stored, derived: np.ndarray | None, name: str, field: str) -> np.ndarray | None:
+    """The verbatim metadata value where it agrees with what the NIR fields say (see module docstring)."""
+    if stored is None:
+        return derived
+    stored = numeric(stored, name, f"metadata 'neuromap.{field}'")
+    if derived is None:
+        return stored
+    try:
+        a, b = np.broadcast_arrays(stored, derived)
+    except ValueError:
+        return derived
+    return stored if np.allclose(a, b, rtol=EXACT_RTOL, atol=0) else derived
+
+
+# NIR's spiking neurons import as LIF (or IF), its integrators as LI; an IF exports through the same mapping
+_SPIKING_NIR = NirMapping(types=("LIF", "CubaLIF", "IF"), to_nir=_to_nir, from_nir=_from_nir)
+_INTEGRATOR_NIR = NirMapping(types=("LI", "CubaLI", "I"), to_nir=_to_nir, from_nir=_from_nir)
 MODELS = tuple(NeuronModel(node=cls, hwsim_model="lif", spiking=cls is not LI, float_state=_float_state,
-                           float_step=lif_step, scale_inputs=_scale_inputs, quantize=_quantize)
-               for cls in (LIF, IF, LI))
+                           float_step=lif_step, scale_inputs=_scale_inputs, quantize=_quantize, nir=nir_map)
+               for cls, nir_map in ((LIF, _SPIKING_NIR), (IF, dataclasses.replace(_SPIKING_NIR, types=())),
+                                    (LI, _INTEGRATOR_NIR)))

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from hwsim.netdesc import Formats
+from neuromap.errors import UnsupportedError
 from neuromap.ir.nodes import Node
 
 
@@ -38,6 +39,17 @@ class IntegerNeuron:
     report: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class NirMapping:
+    """A model's NIR form: ``to_nir(name, node, dt)`` writes a node as a NIR node; ``from_nir(name, nir_node,
+    metadata, shape, options, build)`` reads a NIR node of one of ``types`` (build(cls, **fields) makes the
+    node, naming it in errors). The discretisation is neuromap.ir.nir_io's (forward Euler with step dt)."""
+
+    types: tuple[str, ...]
+    to_nir: Callable[[str, Any, float], Any]
+    from_nir: Callable[..., Node]
+
+
 # quantize's warning hook: lossy(message, category=QuantizationWarning, **fields); strict mode raises
 Lossy = Callable[..., None]
 
@@ -50,7 +62,8 @@ class NeuronModel:
     (params, state, a) -> (state, output: spikes or, for an integrator, v); the state has ``.v``.
     ``quantize(node, inputs, scale, formats, lossy, name)`` turns the float parameters into integers at the
     per-neuron scale λ chosen from ``scale_inputs(node)``. ``hwsim_model`` names the ``hwsim.models``
-    update that runs the integers; ``spiking`` False is an integrator (sends nothing, read out as v).
+    update that runs the integers; ``spiking`` False is an integrator (sends nothing, read out as v);
+    ``nir`` its NIR import/export, if it has one.
     """
 
     node: type[Node]
@@ -60,7 +73,13 @@ class NeuronModel:
     float_step: Callable[[Any, Any, torch.Tensor], tuple[Any, torch.Tensor]]
     scale_inputs: Callable[[Any], ScaleInputs]
     quantize: Callable[[Any, ScaleInputs, np.ndarray, Formats, Lossy, str], IntegerNeuron]
+    nir: NirMapping | None = None
 
     @property
     def kind(self) -> str:
         return self.node.kind
+
+    def nir_mapping(self) -> NirMapping:
+        if self.nir is None:
+            raise UnsupportedError(f"neuron kind {self.kind!r} has no NIR form", field="kind", value=self.kind)
+        return self.nir
