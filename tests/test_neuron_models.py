@@ -256,3 +256,16 @@ def test_nir_export_refuses_a_model_without_a_nir_form_and_a_nir_type_imports_as
         neuromap.neurons.model_named("Unregistered")  # a refused model is not half registered
     assert {t: neuromap.neurons.nir_model(t).kind for t in ("LIF", "CubaLIF", "IF", "LI", "CubaLI", "I")} == {
         "LIF": "LIF", "CubaLIF": "LIF", "IF": "LIF", "LI": "LI", "CubaLI": "LI", "I": "LI"}
+
+
+def test_lava_refuses_a_model_without_a_lava_process_before_starting():
+    pytest.importorskip("lava")
+    from neuromap.backends.lava import run_graph, run_network
+    graph = _toy_graph()
+    x = np.zeros((1, 2, 5))
+    with pytest.raises(NeuromapError, match="neuron kind 'FloorIF' has no Lava process"):
+        run_graph(graph, x, 2, progress=False)
+    m = compile(graph, "loihi2", input_encoding="spikes")
+    with pytest.raises(NeuromapError, match=r"neuron model 'floor_if' has no Lava process \(Lava runs: lif\)"):
+        run_network(m.netdesc(), {"in": x.astype(np.int64)}, 2, progress=False)
+    assert neuromap.neurons.lava_process("lif") == "neuromap.backends.lava.procs.neuron:Neurons"

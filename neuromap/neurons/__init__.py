@@ -11,14 +11,15 @@ from __future__ import annotations
 import neuromap.ir  # noqa: F401  (it re-exports the built-in nodes, so it loads first, whoever imports whom)
 from neuromap.errors import GraphError, UnsupportedError
 from neuromap.ir.nodes import Node
-from neuromap.neurons.model import IntegerNeuron, Lossy, NeuronModel, NirMapping, ScaleInputs
+from neuromap.neurons.model import IntegerNeuron, LavaForm, Lossy, NeuronModel, NirMapping, ScaleInputs
 
-__all__ = ["IntegerNeuron", "Lossy", "NeuronModel", "NirMapping", "ScaleInputs", "model_for", "model_named",
-           "nir_model", "nir_types", "node_types", "register"]
+__all__ = ["IntegerNeuron", "LavaForm", "Lossy", "NeuronModel", "NirMapping", "ScaleInputs", "lava_process",
+           "model_for", "model_named", "nir_model", "nir_types", "node_types", "register"]
 
 
 _MODELS: dict[str, NeuronModel] = {}
 _NIR: dict[str, NeuronModel] = {}  # NIR node type -> the model that imports it
+_LAVA: dict[str, str] = {}  # hwsim model name -> its Lava process ("module:Class"), for quantized networks
 
 
 def register(model: NeuronModel) -> NeuronModel:
@@ -32,7 +33,13 @@ def register(model: NeuronModel) -> NeuronModel:
     if taken is not None:
         raise GraphError(f"neuron model {model.kind!r}: NIR type {taken!r} already imports as {_NIR[taken].kind!r}",
                          field="nir", value=taken)
+    lava = _LAVA.get(model.hwsim_model)
+    if model.lava is not None and lava is not None and lava != model.lava.process:
+        raise GraphError(f"neuron model {model.kind!r}: hwsim model {model.hwsim_model!r} already runs on Lava as "
+                         f"{lava}, not {model.lava.process}", field="lava", value=model.lava.process)
     _MODELS[model.kind] = model
+    if model.lava is not None:
+        _LAVA[model.hwsim_model] = model.lava.process
     _NIR.update({t: model for t in (model.nir.types if model.nir else ())})
     return model
 
@@ -64,6 +71,14 @@ def nir_model(nir_type: str) -> NeuronModel:
         raise UnsupportedError(f"NIR type {nir_type!r} is imported by no neuron model (known: {', '.join(_NIR)})",
                                field="kind", value=nir_type, allowed=tuple(_NIR))
     return _NIR[nir_type]
+
+
+def lava_process(hwsim_model: str) -> str:
+    """The Lava process ("module:Class") that runs populations of a ``hwsim.models`` model, bit for bit."""
+    if hwsim_model not in _LAVA:
+        raise UnsupportedError(f"neuron model {hwsim_model!r} has no Lava process (Lava runs: {', '.join(_LAVA)})",
+                               field="model", value=hwsim_model, allowed=tuple(_LAVA))
+    return _LAVA[hwsim_model]
 
 
 def node_types() -> dict[str, type[Node]]:

@@ -28,7 +28,7 @@ from hwsim.netdesc import Formats
 from neuromap.errors import GraphError, NeuromapError, UnsupportedError
 from neuromap.ir.nir_common import PREFIX, NirOptions, numeric
 from neuromap.ir.nodes import RESET_TIMINGS, RESETS, Node, check_broadcastable, check_in_range, param_array, param_shape
-from neuromap.neurons.model import IntegerNeuron, Lossy, NeuronModel, NirMapping, ScaleInputs
+from neuromap.neurons.model import IntegerNeuron, LavaForm, Lossy, NeuronModel, NirMapping, ScaleInputs
 
 
 @dataclass(frozen=True, eq=False)
@@ -338,10 +338,24 @@ def _exact(stored, derived: np.ndarray | None, name: str, field: str) -> np.ndar
     return stored if np.allclose(a, b, rtol=EXACT_RTOL, atol=0) else derived
 
 
+# ---------------------------------------------------------------------------------------------- Lava
+def _lava_float_params(node: LIF | LI) -> dict[str, np.ndarray]:
+    """procs.neuron.Neurons' floating_pt arrays: the float parameters themselves (decays as fractions lost)."""
+    def flat(value: Any) -> np.ndarray:
+        return np.broadcast_to(np.asarray(value, dtype=np.float64), node.shape).reshape(-1).copy()
+
+    threshold, v_init = (node.threshold, node.v_init) if isinstance(node, LIF) else (1.0, 0.0)
+    return {"vth": flat(threshold), "du": flat(node.i_decay), "dv": flat(node.v_decay), "bias_mant": flat(node.bias),
+            "bias_exp": flat(0.0), "v_init": flat(v_init)}
+
+
+_LAVA = LavaForm(process="neuromap.backends.lava.procs.neuron:Neurons", float_params=_lava_float_params)
+
 # NIR's spiking neurons import as LIF (or IF), its integrators as LI; an IF exports through the same mapping
 _SPIKING_NIR = NirMapping(types=("LIF", "CubaLIF", "IF"), to_nir=_to_nir, from_nir=_from_nir)
 _INTEGRATOR_NIR = NirMapping(types=("LI", "CubaLI", "I"), to_nir=_to_nir, from_nir=_from_nir)
 MODELS = tuple(NeuronModel(node=cls, hwsim_model="lif", spiking=cls is not LI, float_state=_float_state,
-                           float_step=lif_step, scale_inputs=_scale_inputs, quantize=_quantize, nir=nir_map)
+                           float_step=lif_step, scale_inputs=_scale_inputs, quantize=_quantize, nir=nir_map,
+                           lava=_LAVA)
                for cls, nir_map in ((LIF, _SPIKING_NIR), (IF, dataclasses.replace(_SPIKING_NIR, types=())),
                                     (LI, _INTEGRATOR_NIR)))

@@ -50,6 +50,17 @@ class NirMapping:
     from_nir: Callable[..., Node]
 
 
+@dataclass(frozen=True)
+class LavaForm:
+    """A model's Lava process: ``process`` is "module:Class" of a Process in neuromap/backends/lava/procs/
+    (Lava finds its floating_pt and fixed_pt ProcessModels beside it; imported only once Lava is loaded),
+    taking the keywords of ``procs.neuron.Neurons``; ``float_params(node)`` its per-neuron arrays for
+    floating_pt from the float node (the fixed path passes the hwsim.netdesc.Population fields)."""
+
+    process: str
+    float_params: Callable[[Any], dict[str, np.ndarray]]
+
+
 # quantize's warning hook: lossy(message, category=QuantizationWarning, **fields); strict mode raises
 Lossy = Callable[..., None]
 
@@ -63,7 +74,7 @@ class NeuronModel:
     ``quantize(node, inputs, scale, formats, lossy, name)`` turns the float parameters into integers at the
     per-neuron scale λ chosen from ``scale_inputs(node)``. ``hwsim_model`` names the ``hwsim.models``
     update that runs the integers; ``spiking`` False is an integrator (sends nothing, read out as v);
-    ``nir`` its NIR import/export, if it has one.
+    ``nir`` its NIR import/export and ``lava`` its Lava process, where it has them.
     """
 
     node: type[Node]
@@ -74,6 +85,7 @@ class NeuronModel:
     scale_inputs: Callable[[Any], ScaleInputs]
     quantize: Callable[[Any, ScaleInputs, np.ndarray, Formats, Lossy, str], IntegerNeuron]
     nir: NirMapping | None = None
+    lava: LavaForm | None = None
 
     @property
     def kind(self) -> str:
@@ -83,3 +95,8 @@ class NeuronModel:
         if self.nir is None:
             raise UnsupportedError(f"neuron kind {self.kind!r} has no NIR form", field="kind", value=self.kind)
         return self.nir
+
+    def lava_form(self) -> LavaForm:
+        if self.lava is None:
+            raise UnsupportedError(f"neuron kind {self.kind!r} has no Lava process", field="kind", value=self.kind)
+        return self.lava
