@@ -269,3 +269,10 @@ def test_lava_refuses_a_model_without_a_lava_process_before_starting():
     with pytest.raises(NeuromapError, match=r"neuron model 'floor_if' has no Lava process \(Lava runs: lif\)"):
         run_network(m.netdesc(), {"in": x.astype(np.int64)}, 2, progress=False)
     assert neuromap.neurons.lava_process("lif") == "neuromap.backends.lava.procs.neuron:Neurons"
+
+
+def test_the_gpu_float_network_refuses_a_model_without_a_float_form():
+    from hwsim.gpu import FloatSNN
+    qnet = compile(_toy_graph(), "loihi2", input_encoding="spikes").netdesc()
+    with pytest.raises(NeuromapError, match="population 'toy1': neuron model 'floor_if' has no float form"):
+        FloatSNN(qnet, "cpu")

@@ -29,6 +29,18 @@ class FixedParams(Protocol):
 
 
 @dataclass(frozen=True)
+class FloatForm:
+    """A model's dynamics in floating point on a quantized description (hwsim.gpu's FloatSNN):
+    ``params(population, formats, device)`` once, ``state(population, batch, device)`` at step 0, then
+    ``step(params, state, a)`` -> (state, output) per step, ``a`` in state units; the state has ``.s``
+    (the spikes it sends) and ``.v``."""
+
+    params: Callable[[Population, Formats, torch.device], Any]
+    state: Callable[[Population, int, torch.device], Any]
+    step: Callable[[Any, Any, torch.Tensor], tuple[Any, torch.Tensor]]
+
+
+@dataclass(frozen=True)
 class FixedModel:
     """A neuron model's bit-exact dynamics.
 
@@ -36,13 +48,15 @@ class FixedModel:
     ``update(params, a6, a6_bound, v_out, s_out)`` gives (spikes int8, v, u) at every step from
     a6 = wrap32(a << activation_shift) (T, B, n), |a6| <= a6_bound, writing into the optional int32 / int8
     (T, B, n) buffers ``v_out``/``s_out`` where it can; ``state_bound(params, formats)`` bounds |v| and |u|
-    whatever the input, so that the simulator can run a population in int32 below 2^31.
+    whatever the input, so that the simulator can run a population in int32 below 2^31. ``float_form``:
+    the same model in floating point, where it has one (``FloatForm``).
     """
 
     name: str
     params: Callable[[Population, Formats, torch.device], Any]
     update: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
     state_bound: Callable[[Any, Formats], int]
+    float_form: FloatForm | None = None
 
 
 _MODELS: dict[str, FixedModel] = {}

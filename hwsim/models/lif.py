@@ -10,7 +10,8 @@ the order of docs/architecture.md ("One time step") is written here only:
 
 A non-spiking population (LI) runs the first two lines and outputs v[t].
 
-The same family on the chip, ``FIXED`` (``NeuronParams.of``, ``update``): a population's fixed-point
+``FIXED`` also holds the float step on a quantized description (``_float_parameters``: hwsim.gpu's
+FloatSNN). The same family on the chip, ``FIXED`` (``NeuronParams.of``, ``update``): a population's fixed-point
 dynamics over all T steps (docs/architecture.md, "Fixed-point step"), given its synaptic input at every
 step. Because a population's input depends only on earlier populations (the description has no recurrence),
 the simulator evaluates population by population: each gets its whole (T, B, n) input at once, and only
@@ -30,7 +31,7 @@ import torch
 
 from hwsim.errors import HwsimError
 from hwsim.fixed import decay, saturate_v_, wrap32, wrap_u_modular_, wrap_u_once
-from hwsim.models import FixedModel
+from hwsim.models import FixedModel, FloatForm
 
 if TYPE_CHECKING:  # hwsim.netdesc names the registered models, so it imports this module
     from hwsim.netdesc import Formats, Population
@@ -295,4 +296,24 @@ def state_bound(p: NeuronParams, formats: Formats) -> int:
     return v_bound(p, formats.half_range + p.max_bias)
 
 
-FIXED: FixedModel = FixedModel(name="lif", params=NeuronParams.of, update=update, state_bound=state_bound)
+def _float_parameters(p: Population, formats: Formats, device: torch.device) -> LIFParameters:
+    """The population's fixed-point parameters as float factors (docs/architecture.md, "Fixed-point step"):
+    the chip's decays are fractions of 2^decay_bits, its threshold and activations are << activation_shift."""
+    def vec(x: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(x, dtype=np.float32), device=device)
+
+    unity = formats.decay_unity
+    threshold = None if p.kind == "integrator" else vec(p.vth * float(1 << formats.activation_shift))
+    return LIFParameters(i_keep=vec((unity - (p.du + 1)) / unity),
+                         v_keep=vec((unity - p.dv) / unity), bias=vec(p.bias), threshold=threshold,
+                         reset=p.reset, timing=p.reset_timing)
+
+
+def _float_state(p: Population, batch: int, device: torch.device) -> LIFState:
+    zeros = torch.zeros(batch, p.size, device=device)
+    v_init = torch.as_tensor(np.asarray(p.v_init, dtype=np.float32), device=device)
+    return LIFState(u=zeros, v=v_init.expand(batch, p.size).clone(), s=zeros)
+
+
+FIXED: FixedModel = FixedModel(name="lif", params=NeuronParams.of, update=update, state_bound=state_bound,
+                               float_form=FloatForm(params=_float_parameters, state=_float_state, step=lif_step))
