@@ -1,10 +1,13 @@
 """Neuron models, one module per model family: each holds its pure float step (the spec of
 docs/architecture.md, "One time step", written once for every float engine) and its fixed-point update,
 registered here by name. A ``hwsim.netdesc.Population`` names its model; ``hwsim.sim`` runs it through
-this registry. A new model is one module that calls ``register``.
+this registry. A new model is one module of this package listing its ``FixedModel``s in ``MODELS`` (each
+module here is registered when the package loads); code outside hwsim may also call ``register``.
 """
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -81,6 +84,12 @@ def known_models() -> tuple[str, ...]:
     return tuple(sorted(_MODELS))
 
 
-from hwsim.models import lif  # the built-in models need the names above
+def _register_builtins() -> None:
+    """Every module of this package is a family of built-in models, listed in its ``MODELS``: a new model
+    is a new module, nothing else changes."""
+    for info in pkgutil.iter_modules(__path__):
+        for model in importlib.import_module(f"{__name__}.{info.name}").MODELS:
+            register(model)
 
-register(lif.FIXED)
+
+_register_builtins()

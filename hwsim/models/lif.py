@@ -317,3 +317,4 @@ def _float_state(p: Population, batch: int, device: torch.device) -> LIFState:
 
 FIXED: FixedModel = FixedModel(name="lif", params=NeuronParams.of, update=update, state_bound=state_bound,
                                float_form=FloatForm(params=_float_parameters, state=_float_state, step=lif_step))
+MODELS = (FIXED,)

@@ -3,10 +3,14 @@ says, side by side, how its population runs in float (torch_sim), how it is quan
 ``hwsim.models`` fixed-point update runs it on the chip. The behaviour itself (float step, bit-exact
 update) lives in ``hwsim.models`` (hwsim never imports neuromap); this side is the interface.
 
-A new model is one module: its node class, a ``NeuronModel`` and a call to ``register`` (built-in models
-are registered below). ``model_for(node)`` and ``model_named(kind)`` look a model up.
+A new model is one module of this package: its node class and its ``NeuronModel`` in ``MODELS`` (every
+module here is registered when the package loads); code outside neuromap may also call ``register``.
+``model_for(node)`` and ``model_named(kind)`` look a model up.
 """
 from __future__ import annotations
+
+import importlib
+import pkgutil
 
 import neuromap.ir  # noqa: F401  (it re-exports the built-in nodes, so it loads first, whoever imports whom)
 from neuromap.errors import GraphError, UnsupportedError
@@ -86,7 +90,13 @@ def node_types() -> dict[str, type[Node]]:
     return {kind: model.node for kind, model in _MODELS.items()}
 
 
-from neuromap.neurons import lif  # the built-in models need the names above
+def _register_builtins() -> None:
+    """Every module of this package but ``model`` is a family of built-in models, listed in its ``MODELS``:
+    a new model is a new module, nothing else changes."""
+    for info in pkgutil.iter_modules(__path__):
+        if info.name != "model":
+            for model in importlib.import_module(f"{__name__}.{info.name}").MODELS:
+                register(model)
 
-for _model in lif.MODELS:
-    register(_model)
+
+_register_builtins()
