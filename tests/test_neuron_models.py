@@ -25,7 +25,7 @@ from hwsim.netdesc import Formats, NetDescError, Population
 from hwsim.sim import simulate as hw_simulate
 from mappings.errors import NeuromapError
 from neuromap.backends.torch_sim import simulate as float_simulate
-from neuromap.ir import IF, LIF, Affine, Graph, Input, Output, sequential, to_nir
+from neuromap.ir import IF, LIF, Affine, Graph, Input, Output, load_graph, save_graph, sequential, to_nir
 from neuromap.ir.nodes import Node, param_array, param_shape
 from neuromap.ir.serialize import header_array, npz_bytes
 from neuromap.mapping import Mapping, compile
@@ -276,3 +276,10 @@ def test_the_gpu_float_network_refuses_a_model_without_a_float_form():
     qnet = compile(_toy_graph(), "loihi2", input_encoding="spikes").netdesc()
     with pytest.raises(NeuromapError, match="population 'toy1': neuron model 'floor_if' has no float form"):
         FloatSNN(qnet, "cpu")
+
+
+def test_a_graph_file_names_a_registered_model_by_its_kind(tmp_path):
+    graph = _toy_graph()
+    again = load_graph(save_graph(graph, tmp_path / "toy.npz"))
+    node = again.nodes["toy2"]
+    assert type(node) is FloorIF and np.array_equal(node.threshold, graph.nodes["toy2"].threshold)
