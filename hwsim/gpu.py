@@ -38,8 +38,8 @@ import numpy as np
 import torch
 
 from hwsim.errors import HwsimError, SimOptionError
-from hwsim.models.lif import LIFParameters, LIFState, lif_step
-from hwsim.netdesc import Formats, Population, QuantNetwork
+from hwsim.models import FloatForm, model_named
+from hwsim.netdesc import Population, QuantNetwork
 from mappings.gpu import GpuProfile
 
 NEURON_MACS = 3         # (1 - i_decay)·u + a, (1 - v_decay)·v + u (+ bias), v - θ·s
@@ -138,7 +138,7 @@ def estimate_gpu(size: NetworkSize | QuantNetwork, steps: int, profile: GpuProfi
 class FloatSNN:
     """The network in float32 torch: weights w·2^weight_exp, the fixed-point step of docs/architecture.md
     in floating point (no truncation toward zero, no 24-bit wrap or clipping), the neuron update being
-    hwsim.models.lif's float step on the parameters of ``_float_parameters``. With no current memory
+    each population's model's float step (``hwsim.models``: ``FixedModel.float_form``). With no current memory
     (du = 4095), no leak (dv = 0) and magnitudes below 2^24 it equals hwsim exactly."""
 
     def __init__(self, qnet: QuantNetwork, device: torch.device | str) -> None:
@@ -157,9 +157,8 @@ class FloatSNN:
                     torch.as_tensor(w.data), size=w.shape, device=dev)
 
         self.activation_scale = float(1 << qnet.formats.activation_shift)
-        self.params = {p.name: _float_parameters(p, qnet.formats, dev) for p in qnet.populations}
-        self.v_init = {p.name: torch.as_tensor(np.asarray(p.v_init, dtype=np.float32), device=dev)
-                       for p in qnet.populations}
+        self.forms = {p.name: _float_form(p) for p in qnet.populations}
+        self.params = {p.name: self.forms[p.name].params(p, qnet.formats, dev) for p in qnet.populations}
 
     @torch.no_grad()
     def run(self, inputs: Mapping[str, torch.Tensor], steps: int) -> dict[str, torch.Tensor]:
@@ -169,10 +168,7 @@ class FloatSNN:
         qnet = self.qnet
         batch = next(iter(inputs.values())).shape[0]
         dev = self.device
-        state = {}
-        for p in qnet.populations:
-            zeros = torch.zeros(batch, p.size, device=dev)
-            state[p.name] = LIFState(u=zeros, v=self.v_init[p.name].expand(batch, p.size).clone(), s=zeros)
+        state = {p.name: self.forms[p.name].state(p, batch, dev) for p in qnet.populations}
         counts = {name: torch.zeros(batch, qnet.population(name).size, device=dev) for name in qnet.outputs}
         previous = {name: torch.zeros(batch, x.shape[2], device=dev) for name, x in inputs.items()}
         previous.update({p.name: state[p.name].s for p in qnet.populations})
@@ -183,7 +179,8 @@ class FloatSNN:
                 for proj in qnet.incoming(p.name):
                     w = self.weights[proj.name]
                     a = a + (w @ previous[proj.src].T).T
-                state[p.name], _ = lif_step(self.params[p.name], state[p.name], a * self.activation_scale)
+                state[p.name], _ = self.forms[p.name].step(self.params[p.name], state[p.name],
+                                                           a * self.activation_scale)
                 s = state[p.name].s
                 outputs[p.name] = s
                 if p.name in counts:
@@ -193,17 +190,12 @@ class FloatSNN:
                 for name in qnet.outputs}
 
 
-def _float_parameters(p: Population, formats: Formats, device: torch.device) -> LIFParameters:
-    """The population's fixed-point parameters as float factors (docs/architecture.md, "Fixed-point step"):
-    the chip's decays are fractions of 2^decay_bits, its threshold and activations are << activation_shift."""
-    def vec(x: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(x, dtype=np.float32), device=device)
-
-    unity = formats.decay_unity
-    threshold = None if p.kind == "integrator" else vec(p.vth * float(1 << formats.activation_shift))
-    return LIFParameters(i_keep=vec((unity - (p.du + 1)) / unity),
-                         v_keep=vec((unity - p.dv) / unity), bias=vec(p.bias), threshold=threshold,
-                         reset=p.reset, timing=p.reset_timing)
+def _float_form(p: Population) -> FloatForm:
+    form = model_named(p.model).float_form
+    if form is None:
+        raise GpuMeasureError(f"population {p.name!r}: neuron model {p.model!r} has no float form to run on the GPU",
+                              node=p.name, field="model", value=p.model)
+    return form
 
 
 # ---------------------------------------------------------------------------------------------- measurement

@@ -11,7 +11,8 @@ integers in the chip's formats, in Lava's conventions (docs/architecture.md, "Fi
   (Lava's current decay: factor (U - (du + 1)) / U with the decay unity U = 2^decay_bits, 4096 on Loihi, so
   U - 1 = no current memory, -1 = no decay), ``dv`` (voltage decay: factor (U - dv) / U, 0 = no leak,
   U = full leak), ``bias_mant``/``bias_exp`` (bias = bias_mant << bias_exp), ``v_init`` (state units, i.e.
-  already << activation_shift), the reset rule, and the core each neuron is placed on;
+  already << activation_shift), the reset rule, the core each neuron is placed on, and ``model``: the
+  ``hwsim.models`` entry whose fixed-point update runs it ("lif", the rule above);
 * an input port emits binary spikes (``graded_bits == 0``) or integer payloads of ``graded_bits`` bits;
 * ``QuantNetwork.formats`` (a ``Formats``, default ``LOIHI``) fixes the widths above and the state width;
   every value is validated against it, and hwsim computes in it.
@@ -25,6 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from hwsim.errors import HwsimError
+from hwsim.models import known_models
 from mappings.target import Target
 
 RESETS = ("subtract", "zero")
@@ -173,6 +175,7 @@ class Population:
     reset_timing: str = "immediate"
     kind: str = "spiking"
     meta: dict = field(default_factory=dict)
+    model: str = "lif"  # the hwsim.models entry whose fixed-point update runs this population
 
     def __post_init__(self) -> None:
         n = int(self.size)
@@ -191,6 +194,10 @@ class Population:
         if self.kind not in KINDS:
             raise NetDescError(f"population {self.name!r}.kind: {self.kind!r} not in {KINDS}", node=self.name,
                                field="kind", value=self.kind, allowed=KINDS)
+        if self.model not in known_models():
+            raise NetDescError(f"population {self.name!r}.model: {self.model!r} is not a registered neuron model "
+                               f"(known: {', '.join(known_models())})", node=self.name, field="model",
+                               value=self.model, allowed=known_models())
 
     @property
     def bias(self) -> np.ndarray:

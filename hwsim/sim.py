@@ -4,7 +4,7 @@
 at once, in torch (CUDA when available). Since a population's input at step t depends only on its
 sources' outputs at step t-1 and the description has no recurrence, it runs population by population:
 one exact product per projection over all (step, sample) rows at once (``hwsim.synapse``), then the
-population's state recurrences over time (``hwsim.neuron``). Event counts come from the same traces.
+population's state recurrences over time (its model's update, ``hwsim.models``). Event counts come from the same traces.
 Populations whose bounds allow it run in int32 (``_Plan.narrow``), and on the CPU the time loops write
 straight into the sample-major result arrays, seen as (T, B, n) views.
 """
@@ -19,8 +19,8 @@ import torch
 from hwsim.errors import HwsimError
 from hwsim.events import PER_STEP, EventCounts, EventTables
 from hwsim.fixed import wrap32
+from hwsim.models import model_named
 from hwsim.netdesc import Population, Projection, QuantNetwork
-from hwsim.neuron import NeuronParams, currents, v_bound, voltages
 from hwsim.synapse import SynapseOp
 
 TRACES = ("spikes", "v", "u")
@@ -135,7 +135,8 @@ class _Plan:
         self.ops = {pr.name: SynapseOp(pr.weights, x_max.get(pr.src, 1), device, synapses, pr.src in graded)
                     for pr in qnet.projections}
         self.graded = graded
-        self.params = {p.name: NeuronParams.of(p, qnet.formats, device) for p in qnet.populations}
+        self.models = {p.name: model_named(p.model) for p in qnet.populations}
+        self.params = {p.name: self.models[p.name].params(p, qnet.formats, device) for p in qnet.populations}
         self.shift = qnet.formats.activation_shift
         # Lava's Dense/Sparse sum binary spikes in int64 but multiply graded payloads in int32 (numpy dot of
         # int32 arrays), which wraps *before* weight_exp shifts the sum.
@@ -156,8 +157,7 @@ class _Plan:
         # (state_bits + decay_bits + 1 wide: 37 bits on Loihi) are formed in int64 (``hwsim.fixed.decay``).
         self.narrow = {p.name: (self.port_bound[p.name] << self.shift) < NARROW_A6_LIMIT
                        and not any(pr.name in self.wrap_before_shift for pr in qnet.incoming(p.name))
-                       and v_bound(self.params[p.name], qnet.formats.half_range + self.params[p.name].max_bias)
-                       < INT32_LIMIT
+                       and self.models[p.name].state_bound(self.params[p.name], qnet.formats) < INT32_LIMIT
                        for p in qnet.populations}
         self.tables = EventTables(qnet, device) if events else None
         # after which population a source's outputs are no longer needed
@@ -232,10 +232,6 @@ def _narrow_input(plan: _Plan, pop: Population, outs: dict[str, torch.Tensor], a
             a6[1:].add_(raw, alpha=scale)
 
 
-def _is_zero(value: int | torch.Tensor) -> bool:
-    return isinstance(value, int) and value == 0
-
-
 def _run_chunk(plan: _Plan, data: dict[str, torch.Tensor], buffers: dict[str, dict[str, torch.Tensor]]):
     """Simulate one batch chunk; ``data`` maps ports to (T, b, size) tensors, ``buffers`` the traces to
     record to (T, b, n) CPU views of the result arrays, which are filled (on the CPU the time loops write
@@ -270,11 +266,7 @@ def _run_chunk(plan: _Plan, data: dict[str, torch.Tensor], buffers: dict[str, di
             a6_bound = min(plan.port_bound[pop.name], INT32_LIMIT) << plan.shift
             if a6_bound >= INT32_LIMIT:  # numpy's int32 left shift wraps
                 a6, a6_bound = wrap32(a6), INT32_LIMIT
-        u, u_bound = currents(p, a6, a6_bound)
-        drive = u if _is_zero(p.bias) else u + p.bias
-        drive_bound = u_bound + p.max_bias
-        v_out = out.get("v") if v_bound(p, drive_bound) < INT32_LIMIT else None
-        s, v = voltages(p, drive, drive_bound, v_out=v_out, s_out=out.get("spikes"))
+        s, v, u = plan.models[pop.name].update(p, a6, a6_bound, v_out=out.get("v"), s_out=out.get("spikes"))
         outs[pop.name] = s.view(torch.bool)  # synapse ops take binary spikes as bool
         if tables is not None:
             add_counts(tables.source_counts(pop.name, outs[pop.name]))

@@ -11,6 +11,7 @@ import numpy as np
 
 from neuromap.backends.torch_sim import simulate
 from neuromap.ir import Graph
+from neuromap.neurons import model_for
 from neuromap.passes.lower import lower
 
 
@@ -20,4 +21,4 @@ def spike_rates(graph: Graph, x: Any, steps: int) -> dict[str, np.ndarray]:
     result = simulate(graph, x, steps, record=True)
     pops = lower(graph).populations
     return {name: result.spikes[name].double().mean(dim=(0, 1)).reshape(-1).cpu().numpy()
-            for name in pops if name in result.spikes and graph.nodes[name].kind != "LI"}
+            for name in pops if name in result.spikes and model_for(graph.nodes[name]).spiking}

@@ -9,16 +9,32 @@ the order of docs/architecture.md ("One time step") is written here only:
     v[t]  = v'[t] - threshold * s[t] | 0 where s[t]   immediate subtract | zero; next_step: v'[t]
 
 A non-spiking population (LI) runs the first two lines and outputs v[t].
+
+``FIXED`` registers the family in ``hwsim.models`` as "lif": on the chip (``NeuronParams.of``, ``update``),
+a population's fixed-point dynamics over all T steps (docs/architecture.md, "Fixed-point step") given its
+synaptic input at every step, and in float on the same quantized description (``_float_parameters``, the
+step above: hwsim.gpu's FloatSNN). Because a population's input depends only on earlier populations (the description has no recurrence),
+the simulator evaluates population by population: each gets its whole (T, B, n) input at once, and only
+the state recurrences below remain sequential in time. The current u does not depend on v or spikes, so
+it runs as its own (often fully vectorised) recurrence; v follows. Special cases (no current memory, no
+leak, full leak, no possible wrap) skip operations whose result is known; they are identities of the
+general rule in docs/architecture.md, not approximations.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
+import numpy as np
 import torch
 
 from hwsim.errors import HwsimError
+from hwsim.fixed import decay, saturate_v_, wrap32, wrap_u_modular_, wrap_u_once
+from hwsim.models import FixedModel, FloatForm
+
+if TYPE_CHECKING:  # hwsim.netdesc names the registered models, so it imports this module
+    from hwsim.netdesc import Formats, Population
 
 RESETS = ("subtract", "zero")
 TIMINGS = ("immediate", "next_step")
@@ -102,3 +118,203 @@ def lif_step(params: LIFParameters, state: LIFState, a: torch.Tensor, spike_fn: 
 def _integrate(p: LIFParameters, v_prev: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     v = (p.v_keep * v_prev if p.leaky else v_prev) + u
     return v + p.bias if p.biased else v
+
+
+# ==================================================================== fixed point (the chip)
+INT32_MAX = (1 << 31) - 1
+
+
+def _uniform_or_tensor(values: np.ndarray, device: torch.device) -> int | torch.Tensor:
+    """A per-neuron parameter as a Python int when all neurons share it (cheaper to broadcast)."""
+    if values.size and np.all(values == values[0]):
+        return int(values[0])
+    return torch.tensor(np.array(values), dtype=torch.int64, device=device)
+
+
+@dataclass(frozen=True)
+class NeuronParams:
+    """A population's constants in the form the update uses, on the simulation device, with the extremes
+    that bound its state (to skip wraps and clips that provably cannot happen), all in the network's formats."""
+
+    current_factor: int | torch.Tensor   # unity - (du + 1)
+    voltage_factor: int | torch.Tensor   # unity - dv
+    vth_state: int | torch.Tensor        # vth << activation_shift
+    bias: int | torch.Tensor             # bias_mant << bias_exp (state units)
+    unity: int                           # 2^decay_bits
+    half_range: int                      # u wraps once at 2^(state_bits - 1)
+    state_max: int                       # v saturates at 2^(state_bits - 1) - 1
+    v_init: torch.Tensor                 # (n,)
+    reset: str
+    next_step: bool
+    spiking: bool
+    min_current_loss: int                # min (du + 1): the slowest current decay
+    min_voltage_loss: int                # min dv
+    max_bias: int
+    max_vth_state: int
+    max_v_init: int
+
+    @classmethod
+    def of(cls, pop: Population, formats: Formats, device: torch.device) -> NeuronParams:
+        vth_state = pop.vth << formats.activation_shift
+        unity = formats.decay_unity
+        return cls(current_factor=_uniform_or_tensor(unity - (pop.du + 1), device),
+                   voltage_factor=_uniform_or_tensor(unity - pop.dv, device),
+                   vth_state=_uniform_or_tensor(vth_state, device),
+                   bias=_uniform_or_tensor(pop.bias, device),
+                   unity=unity, half_range=formats.half_range, state_max=formats.state_max,
+                   v_init=torch.tensor(np.array(pop.v_init), dtype=torch.int64, device=device),
+                   reset=pop.reset, next_step=pop.reset_timing == "next_step", spiking=pop.kind == "spiking",
+                   min_current_loss=int((pop.du + 1).min()), min_voltage_loss=int(pop.dv.min()),
+                   max_bias=int(np.abs(pop.bias).max()), max_vth_state=int(vth_state.max()),
+                   max_v_init=int(np.abs(pop.v_init).max()))
+
+
+def _is(value: int | torch.Tensor, constant: int) -> bool:
+    return isinstance(value, int) and value == constant
+
+
+def _leaky_sup(step_bound: int, loss: int, steps: int, unity: int) -> int:
+    """A bound on |x_t| for x_t = trunc0(x_{t-1} * (unity - loss) / unity) + e_t, x_0 = 0, |e_t| <= step_bound:
+    the geometric sum of the decay factor, or t * step_bound, whichever is smaller."""
+    horizon = steps if loss <= 0 else min(steps, -(-unity // loss))
+    return step_bound * horizon
+
+
+def currents(p: NeuronParams, a6: torch.Tensor, a6_bound: int) -> tuple[torch.Tensor, int]:
+    """u at every step from the port input shifted into state units, a6 = wrap32(a << activation_shift)
+    (T, B, n), |a6| <= a6_bound; and a bound on |u|. Works in place: a6 (int32 or int64) becomes u, unless a
+    state wrap that is not modular needs a new tensor. M = half_range (2^23 on Loihi) below."""
+    steps, m = a6.shape[0], p.half_range
+    if a6_bound >= 2 * m:  # the static bound does not settle the wrap question: look at the data
+        a6_bound = int(a6.abs().max()) if a6.numel() else 0
+    may_wrap = _leaky_sup(a6_bound, p.min_current_loss, steps, p.unity) >= m  # else |u| < M at every step
+    # |sum| <= M + |a6| <= 3M - 1 when |a6| < 2M: one wrap is then the modular wrap.
+    modular = a6_bound < 2 * m
+    if _is(p.current_factor, 0):  # du = unity - 1: no current memory, u = a << activation_shift (wrapped)
+        if not may_wrap:
+            return a6, a6_bound
+        return (wrap_u_modular_(a6, m) if modular else wrap_u_once(a6, m)), m
+    # |decayed u| <= M, so the int32 sum decayed + a6 can only wrap if |a6| > 2^31 - 1 - M (and if both
+    # wraps may happen, M >= 2^30 and |wrap32(sum)| <= 2^31 <= 3M - 1 keeps the second one modular).
+    may_wrap32 = a6_bound > INT32_MAX - m
+    u = torch.zeros_like(a6[0])
+    for ut in a6.unbind(0):  # u[t] overwrites a6[t], the only input step t reads besides u[t-1]
+        if _is(p.current_factor, p.unity):  # du = -1: no decay
+            ut.add_(u)
+        else:
+            torch.add(decay(u, p.current_factor, p.unity), ut, out=ut)
+        if may_wrap:
+            if may_wrap32:
+                ut.copy_(wrap32(ut))
+            if modular:
+                wrap_u_modular_(ut, m)
+            else:
+                ut.copy_(wrap_u_once(ut, m))
+        u = ut
+    return a6, (m if may_wrap else _leaky_sup(a6_bound, p.min_current_loss, steps, p.unity))
+
+
+def v_bound(p: NeuronParams, drive_bound: int) -> int:
+    """A bound on |v| at every point of a step (before the clip), given |drive| <= drive_bound: the clipped
+    (or initial) v plus one step's drive, plus vth << activation_shift for next_step subtract."""
+    subtract_late = p.max_vth_state if p.next_step and p.reset == "subtract" else 0
+    return max(p.state_max, p.max_v_init) + drive_bound + subtract_late
+
+
+def voltages(p: NeuronParams, drive: torch.Tensor, drive_bound: int, v_out: torch.Tensor | None = None,
+             s_out: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(spikes, v) at every step from drive = u + bias (T, B, n), |drive| <= drive_bound; v starts at v_init,
+    no spike before step 1. Spikes are int8 0/1, v int32 where ``v_bound`` allows it, else int64. ``v_out``
+    (int32) and ``s_out`` (int8), (T, B, n) views of any layout, receive them when given (the caller's
+    result buffers, sparing a copy); ``v_out`` needs a v bound below 2^31."""
+    steps, batch, n = drive.shape
+    # Resets only shrink |v| except next_step subtract, which may push it down by vth << shift once per step.
+    step_bound = drive_bound + (p.max_vth_state if p.next_step and p.reset == "subtract" else 0)
+    may_saturate = p.max_v_init + _leaky_sup(step_bound, p.min_voltage_loss, steps, p.unity) > p.state_max
+    fits32 = v_bound(p, drive_bound) <= INT32_MAX
+    if v_out is not None and not fits32:
+        raise ValueError("v_out is int32 but v may not fit 32 bits")
+    v_all = v_out if v_out is not None else torch.empty(drive.shape, dtype=torch.int32 if fits32 else torch.int64,
+                                                        device=drive.device)
+    # int8 rather than bool: torch writes comparisons into int8 about twice as fast; 0/1 either way
+    s_all = s_out if s_out is not None else torch.empty(drive.shape, dtype=torch.int8, device=drive.device)
+    if not p.spiking:
+        s_all.zero_()
+    v = p.v_init.expand(batch, n)
+    vth, factor = p.vth_state, p.voltage_factor
+    no_leak, full_leak = _is(factor, p.unity), _is(factor, 0)
+    late_zero = p.spiking and p.next_step and p.reset == "zero"
+    late_subtract = p.spiking and p.next_step and p.reset == "subtract"
+    now_zero = p.spiking and not p.next_step and p.reset == "zero"
+    now_subtract = p.spiking and not p.next_step and p.reset == "subtract"
+    s_prev = None
+    for vt, st, dt in zip(v_all.unbind(0), s_all.unbind(0), drive.unbind(0)):
+        if late_zero and s_prev is not None:  # the previous step's spikes reset v before the decay
+            v = v.masked_fill(s_prev.view(torch.bool), 0)
+        if no_leak:
+            torch.add(v, dt, out=vt)
+        elif full_leak:
+            vt.copy_(dt)
+        else:
+            torch.add(decay(v, factor, p.unity), dt, out=vt)
+        if late_subtract and s_prev is not None:
+            _subtract_where(vt, s_prev, vth)
+        if may_saturate:
+            saturate_v_(vt, p.state_max)
+        if p.spiking:
+            torch.gt(vt, vth, out=st)
+            if now_subtract:
+                _subtract_where(vt, st, vth)
+            elif now_zero:
+                vt.masked_fill_(st.view(torch.bool), 0)
+        v, s_prev = vt, st
+    return s_all, v_all
+
+
+def _subtract_where(v: torch.Tensor, spikes: torch.Tensor, vth: int | torch.Tensor) -> None:
+    """In place: v -= vth where spikes (int8 0/1). A scalar vth is folded into one pass (alpha)."""
+    if isinstance(vth, int):
+        v.sub_(spikes, alpha=vth)
+    else:
+        v.sub_(spikes * vth)
+
+
+def update(p: NeuronParams, a6: torch.Tensor, a6_bound: int, v_out: torch.Tensor | None = None,
+           s_out: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(spikes, v, u) at every step from a6 = wrap32(a << activation_shift) (T, B, n), |a6| <= a6_bound
+    (``currents``, then ``voltages`` on u + bias). ``v_out``/``s_out`` as in ``voltages``; ``v_out`` is
+    used only where ``v_bound`` keeps v inside int32, and a6 may become u (``currents``)."""
+    u, u_bound = currents(p, a6, a6_bound)
+    drive = u if _is(p.bias, 0) else u + p.bias
+    drive_bound = u_bound + p.max_bias
+    s, v = voltages(p, drive, drive_bound, v_out=v_out if v_bound(p, drive_bound) <= INT32_MAX else None, s_out=s_out)
+    return s, v, u
+
+
+def state_bound(p: NeuronParams, formats: Formats) -> int:
+    """A bound on |v| at every point of a step whatever the input: u stays within the state's half range."""
+    return v_bound(p, formats.half_range + p.max_bias)
+
+
+def _float_parameters(p: Population, formats: Formats, device: torch.device) -> LIFParameters:
+    """The population's fixed-point parameters as float factors (docs/architecture.md, "Fixed-point step"):
+    the chip's decays are fractions of 2^decay_bits, its threshold and activations are << activation_shift."""
+    def vec(x: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(x, dtype=np.float32), device=device)
+
+    unity = formats.decay_unity
+    threshold = None if p.kind == "integrator" else vec(p.vth * float(1 << formats.activation_shift))
+    return LIFParameters(i_keep=vec((unity - (p.du + 1)) / unity),
+                         v_keep=vec((unity - p.dv) / unity), bias=vec(p.bias), threshold=threshold,
+                         reset=p.reset, timing=p.reset_timing)
+
+
+def _float_state(p: Population, batch: int, device: torch.device) -> LIFState:
+    zeros = torch.zeros(batch, p.size, device=device)
+    v_init = torch.as_tensor(np.asarray(p.v_init, dtype=np.float32), device=device)
+    return LIFState(u=zeros, v=v_init.expand(batch, p.size).clone(), s=zeros)
+
+
+FIXED: FixedModel = FixedModel(name="lif", params=NeuronParams.of, update=update, state_bound=state_bound,
+                               float_form=FloatForm(params=_float_parameters, state=_float_state, step=lif_step))
+MODELS = (FIXED,)

@@ -1,22 +1,21 @@
 """Float reference simulator: runs a network graph in torch, following docs/architecture.md to the letter.
 
 Vectorised over a batch; every projection delays by one step; neuron updates as written in the one
-time-step definition (hwsim.models.lif's step). This is the float semantics every other backend is tested against.
+time-step definition (each neuron model's float step, hwsim.models). This is the float semantics every other backend is tested against.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any, ClassVar, Mapping
 
 import numpy as np
 import torch
 
-from hwsim.models.lif import LIFParameters, LIFState, lif_step
 from neuromap.backends.base import Model, Traces, check_steps, predictions, readout_scores, validate_inputs
 from neuromap.errors import BackendError
-from neuromap.ir import LI, LIF, Graph, Output
+from neuromap.ir import Graph, Node, Output
 from neuromap.ir.ops import stateless_op
+from neuromap.neurons import model_for, node_types
 
 
 WHO = "torch simulator"
@@ -29,41 +28,38 @@ class SimResult:
     outputs: dict[str, torch.Tensor]
     spikes: dict[str, torch.Tensor] = field(default_factory=dict)
     voltages: dict[str, torch.Tensor] = field(default_factory=dict)
-    readout_kind: dict[str, str] = field(default_factory=dict)  # Output name -> kind of the node it reads
+    # Output name -> whether it reads a non-spiking population (an LI: its score is the final v)
+    integrator: dict[str, bool] = field(default_factory=dict)
 
     def scores(self, name: str | None = None) -> torch.Tensor:
         """Class scores of one Output: spike counts over time, or the final value of an LI read-out."""
         name = name or next(iter(self.outputs))
-        return readout_scores(self.outputs[name], self.readout_kind.get(name) == "LI")
+        return readout_scores(self.outputs[name], self.integrator.get(name, False))
 
 
-def _param(arr: np.ndarray, shape: tuple[int, ...], device, dtype) -> torch.Tensor:
-    return torch.tensor(np.broadcast_to(arr, shape), device=device, dtype=dtype)
+def integrator_outputs(graph: Graph) -> dict[str, bool]:
+    """Per Output node, whether it reads a non-spiking neuron population (asked of its neuron model)."""
+    def reads_integrator(name: str) -> bool:
+        node = graph.nodes[graph.predecessors(name)[0]]
+        return node.kind in node_types() and not model_for(node).spiking
+
+    return {name: reads_integrator(name) for name in graph.outputs}
 
 
 class _Population:
-    """A LIF/IF/LI population's parameters and state; the update is hwsim.models.lif's pure step."""
+    """A neuron population's parameters and state, stepped by its model's pure float step (neuromap.neurons)."""
 
-    def __init__(self, node, batch: int, device, dtype) -> None:
-        shape = (batch, *node.shape)
-        self.spiking = isinstance(node, LIF)
-        param = partial(_param, shape=node.shape, device=device, dtype=dtype)
-        decays = {"i_keep": 1 - param(node.i_decay), "v_keep": 1 - param(node.v_decay), "bias": param(node.bias)}
-        zeros = torch.zeros(shape, device=device, dtype=dtype)
-        if self.spiking:
-            self.params = LIFParameters(**decays, threshold=param(node.threshold), reset=node.reset,
-                                        timing=node.reset_timing)
-            self.state = LIFState(u=zeros, v=param(node.v_init).expand(shape).clone(), s=zeros)
-        else:
-            self.params = LIFParameters(**decays)
-            self.state = LIFState(u=zeros, v=zeros, s=zeros)
+    def __init__(self, node: Node, batch: int, device: torch.device, dtype: torch.dtype) -> None:
+        self.model = model_for(node)
+        self.spiking = self.model.spiking
+        self.params, self.state = self.model.float_state(node, batch, device, dtype)
 
     @property
     def v(self) -> torch.Tensor:
         return self.state.v
 
     def step(self, a: torch.Tensor) -> torch.Tensor:
-        self.state, out = lif_step(self.params, self.state, a)
+        self.state, out = self.model.float_step(self.params, self.state, a)
         return out
 
 
@@ -94,7 +90,7 @@ def _simulate(graph: Graph, validated: dict[str, np.ndarray], steps: int, *, rec
     data = {name: _tensor(f).to(device, dtype) for name, f in validated.items()}
     batch = next(iter(data.values())).shape[0]
     pops = {n: _Population(node, batch, device, dtype) for n, node in graph.nodes.items()
-            if isinstance(node, (LIF, LI))}
+            if node.is_neuron}
     ops = {n: stateless_op(node, device, dtype) for n, node in graph.nodes.items()
            if n not in pops and n not in data and not isinstance(node, Output)}
     sources = [n for n in graph.order if n in pops or n in data]
@@ -126,11 +122,10 @@ def _simulate(graph: Graph, validated: dict[str, np.ndarray], steps: int, *, rec
             else:
                 val[name] = ops[name](total)
         prev = {n: cur[n] for n in sources}
-    readout = {name: graph.nodes[graph.predecessors(name)[0]].kind for name in graph.outputs}
     return SimResult(outputs={n: torch.stack(v, dim=1) for n, v in outputs.items()},
                      spikes={n: torch.stack(v, dim=1) for n, v in spikes.items()},
                      voltages={n: torch.stack(v, dim=1) for n, v in volts.items()},
-                     readout_kind=readout)
+                     integrator=integrator_outputs(graph))
 
 
 def classify(graph: Graph, x, steps: int, *, batch_size: int = 256, **kwargs) -> np.ndarray:

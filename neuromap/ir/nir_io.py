@@ -46,6 +46,9 @@ Export refuses a population that mixes ``v_decay = 0`` with ``v_decay > 0``, or 
 that its time constant overflows (NIR would need an infinite time constant for some neurons); an
 ``i_decay`` that small travels in metadata only. Reading a NIR file never runs code: HDF5 datasets are
 read as plain arrays and strings, JSON is parsed with ``json``.
+
+The neuron parts above are each model's own (``neuromap.neurons``: LIF, IF, LI in ``neuromap/neurons/lif.py``);
+this module maps the stateless nodes and dispatches neuron nodes to their model by IR kind or NIR type.
 """
 from __future__ import annotations
 
@@ -62,15 +65,18 @@ from nir.serialization import hdf2dict
 
 from neuromap.errors import FormatError, GraphError, NeuromapError, UnsupportedError
 from neuromap.ir.graph import Graph, make_node
-from neuromap.ir.nodes import (IF, LI, LIF, RESET_TIMINGS, RESETS, Affine, AvgPool2d, Conv2d, Flatten, Input,
-                               Linear, Node, Output, SumPool2d)
+from neuromap.ir.nodes import (RESET_TIMINGS, RESETS, Affine, AvgPool2d, Conv2d, Flatten, Input, Linear, Node, Output,
+                               SumPool2d)
+from neuromap import neurons
+from neuromap.ir.nir_common import PREFIX, NirOptions, numeric
 
-PREFIX = "neuromap."
-NEURON_FIELDS = ("threshold", "v_decay", "i_decay", "bias", "v_init")
-GAIN_TOLERANCE = 1e-6   # snnTorch writes tau and r in float32: r dt / tau = 1 only to ~3e-7
-EXACT_RTOL = 1e-9       # a verbatim metadata value replaces a NIR-derived one that agrees this closely
-SUPPORTED = ("Input", "Output", "Affine", "Linear", "Scale", "Conv2d", "SumPool2d", "AvgPool2d", "Flatten",
-             "LIF", "CubaLIF", "IF", "LI", "CubaLI", "I")
+# the NIR node types of the stateless nodes; neuron types come from the neuron models (neuromap.neurons)
+STATELESS_NIR = ("Input", "Output", "Affine", "Linear", "Scale", "Conv2d", "SumPool2d", "AvgPool2d", "Flatten")
+
+
+def supported() -> tuple[str, ...]:
+    """Every NIR node type neuromap imports: the stateless ones and those of the registered neuron models."""
+    return (*STATELESS_NIR, *neurons.nir_types())
 
 
 # ============================================================================================ export
@@ -110,46 +116,9 @@ def _node_to_nir(name: str, node: Node, dt: float):
                    padding=np.array(node.padding))
     if isinstance(node, Flatten):
         return nir.Flatten(input_type={"input": np.array(node.input_shape)}, start_dim=0, end_dim=-1)
-    if isinstance(node, (LIF, LI)):
-        return _neuron_to_nir(name, node, dt)
+    if node.is_neuron:
+        return neurons.model_for(node).nir_mapping().to_nir(name, node, dt)
     raise UnsupportedError(f"node {name!r}: kind {node.kind} has no NIR form")
-
-
-def _neuron_to_nir(name: str, node: LIF | LI, dt: float):
-    def full(value) -> np.ndarray:
-        return np.array(np.broadcast_to(value, node.shape), dtype=np.float64)
-
-    spiking = isinstance(node, LIF)
-    v_decay, i_decay, bias = full(node.v_decay), full(node.i_decay), full(node.bias)
-    # nir.write compresses every array, which HDF5 refuses for 0-d ones: those go as numpy scalars
-    meta: dict[str, Any] = {PREFIX + f: getattr(node, f).copy() if getattr(node, f).ndim else getattr(node, f)[()]
-                            for f in NEURON_FIELDS if hasattr(node, f)}
-    if spiking:
-        meta[PREFIX + "reset"] = node.reset
-        meta[PREFIX + "reset_timing"] = node.reset_timing
-        threshold, v_reset = full(node.threshold), np.zeros(node.shape)
-    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # checked just below
-        tau, v_leak, tau_syn = dt / v_decay, bias / v_decay, dt / i_decay
-        r, w_in = tau / dt, tau_syn / dt
-    leaky = (v_decay > 0).all() and all(np.isfinite(a).all() for a in (tau, r, v_leak))
-    synaptic = (i_decay < 1).any() and (i_decay > 0).all() and all(np.isfinite(a).all() for a in (tau_syn, w_in))
-    if not v_decay.any():
-        if type(node) is LIF:
-            meta[PREFIX + "kind"] = "LIF"
-        r = full(1.0 / dt)
-        out = nir.IF(r=r, v_threshold=threshold, v_reset=v_reset) if spiking else nir.I(r=r)
-    elif leaky and synaptic:
-        common = dict(tau_syn=tau_syn, tau_mem=tau, r=r, v_leak=v_leak, w_in=w_in)
-        out = nir.CubaLIF(v_threshold=threshold, v_reset=v_reset, **common) if spiking else nir.CubaLI(**common)
-    elif leaky:
-        common = dict(tau=tau, r=r, v_leak=v_leak)
-        out = nir.LIF(v_threshold=threshold, v_reset=v_reset, **common) if spiking else nir.LI(**common)
-    else:
-        raise UnsupportedError(f"node {name!r} ({node.kind}): v_decay is 0 for some neurons and not others, or so "
-                               f"small that dt/v_decay overflows; NIR writes a leak as the time constant "
-                               f"dt/v_decay, which must be finite for all neurons of a population or for none")
-    out.metadata.update(meta)
-    return out
 
 
 def write_nir(graph: Graph, path: str | Path, *, dt: float = 1.0) -> Path:
@@ -186,7 +155,8 @@ def from_nir(nir_graph, *, dt: float = 1.0, reset: str | Mapping[str, str] | Non
     names = [str(n) for n in nir_graph.nodes]
     for name, node in nir_graph.nodes.items():
         _check_supported(str(name), type(node).__name__ if isinstance(node, nir.NIRNode) else repr(node))
-    spiking = [str(n) for n, node in nir_graph.nodes.items() if isinstance(node, (nir.LIF, nir.CubaLIF, nir.IF))]
+    spiking = [str(n) for n, node in nir_graph.nodes.items()
+               if type(node).__name__ in neurons.nir_types() and neurons.nir_model(type(node).__name__).spiking]
     for option, what in ((reset, "reset"), (reset_timing, "reset_timing")):
         unknown = sorted(set(option) - set(spiking)) if isinstance(option, Mapping) else []
         if unknown:
@@ -211,7 +181,7 @@ def from_nir(nir_graph, *, dt: float = 1.0, reset: str | Mapping[str, str] | Non
     if not isinstance(order, list) or sorted(map(str, order)) != sorted(names):
         order = names
     position = {n: i for i, n in enumerate(order)}
-    options = _Options(dt, reset, reset_timing)
+    options = NirOptions(dt, reset, reset_timing)
     built: dict[str, Node] = {}
     for name in nx.lexicographical_topological_sort(g, key=position.__getitem__):
         preds = sorted(g.predecessors(name), key=position.__getitem__)
@@ -279,23 +249,16 @@ def _read_nir_graph(path: Path):
                         type_check=False)
 
 
-@dataclasses.dataclass(frozen=True)
-class _Options:
-    dt: float
-    reset: str | Mapping[str, str] | None
-    reset_timing: str | Mapping[str, str] | None
-
-
 def _check_supported(name: str, kind: str) -> None:
     if kind == "NIRGraph":
         raise UnsupportedError(f"node {name!r} is a nested NIRGraph (e.g. snnTorch's RLeaky/RSynaptic recurrent "
-                               f"layer); supported NIR nodes: {', '.join(SUPPORTED)}")
-    if kind not in SUPPORTED:
+                               f"layer); supported NIR nodes: {', '.join(supported())}")
+    if kind not in supported():
         raise UnsupportedError(f"node {name!r} has NIR type {kind!r}, which neuromap does not support "
-                               f"(supported: {', '.join(SUPPORTED)})")
+                               f"(supported: {', '.join(supported())})")
 
 
-def _node_from_nir(name: str, node, in_shape: tuple[int, ...] | None, opts: _Options) -> Node:
+def _node_from_nir(name: str, node, in_shape: tuple[int, ...] | None, opts: NirOptions) -> Node:
     kind = type(node).__name__
     meta = node.metadata if isinstance(node.metadata, Mapping) else {}
     own_meta = _json(meta.get(PREFIX + "metadata"), f"node {name!r} metadata 'neuromap.metadata'", {})
@@ -315,11 +278,11 @@ def _node_from_nir(name: str, node, in_shape: tuple[int, ...] | None, opts: _Opt
     if kind == "Output":
         return build(Output, shape=_declared(node.output_type, "output", name) or need_input())
     if kind == "Affine":
-        return build(Affine, weight=_numeric(node.weight, name, "weight"), bias=_numeric(node.bias, name, "bias"))
+        return build(Affine, weight=numeric(node.weight, name, "weight"), bias=numeric(node.bias, name, "bias"))
     if kind == "Linear":
-        return build(Linear, weight=_numeric(node.weight, name, "weight"))
+        return build(Linear, weight=numeric(node.weight, name, "weight"))
     if kind == "Scale":
-        scale = _numeric(node.scale, name, "scale")
+        scale = numeric(node.scale, name, "scale")
         if scale.ndim != 1:
             raise UnsupportedError(f"node {name!r} (NIR Scale): only a 1-D scale is supported, got shape {scale.shape}")
         return build(Linear, weight=np.diag(scale))
@@ -337,11 +300,11 @@ def _node_from_nir(name: str, node, in_shape: tuple[int, ...] | None, opts: _Opt
             raise UnsupportedError(f"node {name!r} (NIR Flatten): only flattening a whole sample is supported "
                                    f"(start_dim 0, end_dim -1 of input {shape}), got {start}..{end}")
         return build(Flatten, input_shape_any=shape)
-    return _neuron_from_nir(name, node, kind, meta, need_input(), opts, build)
+    return neurons.nir_model(kind).nir_mapping().from_nir(name, node, meta, need_input(), opts, build)
 
 
 def _conv_from_nir(name: str, node, in_shape: tuple[int, ...], build) -> Node:
-    weight = _numeric(node.weight, name, "weight")
+    weight = numeric(node.weight, name, "weight")
     if weight.ndim != 4:
         raise GraphError(f"node {name!r}: Conv2d.weight: expected 4-D (C_out, C_in/groups, kH, kW), got {weight.shape}")
     groups = _int(node.groups, name, "groups")
@@ -361,91 +324,8 @@ def _conv_from_nir(name: str, node, in_shape: tuple[int, ...], build) -> Node:
     else:
         padding = _ints(padding, name, "padding")
     hw = in_shape[1:] if node.input_shape is None else tuple(_ints(node.input_shape, name, "input_shape"))
-    return build(Conv2d, input_shape_chw=(weight.shape[1] * groups, *hw), weight=weight, bias=_numeric(node.bias, name,
+    return build(Conv2d, input_shape_chw=(weight.shape[1] * groups, *hw), weight=weight, bias=numeric(node.bias, name,
                  "bias"), stride=stride, padding=padding, dilation=dilation, groups=groups)
-
-
-def _neuron_from_nir(name, node, kind, meta, shape, opts: _Options, build) -> Node:
-    dt = opts.dt
-    spiking = kind in ("LIF", "CubaLIF", "IF")
-    f = {k: _numeric(getattr(node, k), name, k) for k in ("tau", "tau_mem", "tau_syn", "r", "w_in", "v_leak",
-                                                            "v_threshold", "v_reset") if hasattr(node, k)}
-    for k in ("tau", "tau_mem", "tau_syn", "r"):
-        if k in f and not (f[k] > 0).all():
-            raise GraphError(f"node {name!r} (NIR {kind}): {k} must be finite and > 0, got minimum {f[k].min():g}")
-    derived: dict[str, np.ndarray | None] = {"i_decay": None, "bias": None}
-    tau = f.get("tau", f.get("tau_mem"))
-    if tau is None:  # IF, I: no leak
-        derived["v_decay"], gain = np.zeros(()), dt * f["r"]
-    else:
-        derived["v_decay"] = dt / tau
-        worst = float(derived["v_decay"].max(initial=0))
-        if worst > 1:
-            raise GraphError(f"node {name!r} (NIR {kind}): dt/tau = {worst:g} > 1, so forward Euler with dt={dt:g} "
-                             f"is unstable; pass a dt of at most {float(tau.min()):g} (snnTorch's files: dt=1e-4)")
-        derived["bias"] = derived["v_decay"] * f["v_leak"]
-        gain = derived["v_decay"] * f["r"]
-        if "tau_syn" in f:
-            derived["i_decay"] = dt / f["tau_syn"]
-            if derived["i_decay"].max(initial=0) > 1:
-                raise GraphError(f"node {name!r} (NIR {kind}): dt/tau_syn = {derived['i_decay'].max():g} > 1; "
-                                 f"pass a dt of at most {float(f['tau_syn'].min()):g}")
-            gain = gain * derived["i_decay"] * f["w_in"]
-    unit_gain = bool(np.all(np.abs(gain - 1) <= GAIN_TOLERANCE))
-    if spiking:
-        derived["threshold"] = f["v_threshold"] if unit_gain else f["v_threshold"] / gain
-        if derived["bias"] is not None and not unit_gain:
-            derived["bias"] = derived["bias"] / gain
-    elif not unit_gain:
-        raise UnsupportedError(f"node {name!r} (NIR {kind}): input gain dt*r/tau = {float(np.max(gain)):g} != 1 "
-                               f"cannot be folded into a non-spiking read-out")
-    fields = {k: _exact(meta.get(PREFIX + k), v, name, k) for k, v in derived.items()}
-    fields = {k: v for k, v in fields.items() if v is not None}
-    if PREFIX + "v_init" in meta:
-        fields["v_init"] = _numeric(meta[PREFIX + "v_init"], name, "metadata 'neuromap.v_init'")
-    if not spiking:
-        return build(LI, shape=shape, **{k: v for k, v in fields.items() if k in ("v_decay", "i_decay", "bias")})
-    fields["reset"] = _setting(name, meta, "reset", opts.reset, default="zero")
-    fields["reset_timing"] = _setting(name, meta, "reset_timing", opts.reset_timing, default=None)
-    if fields["reset"] == "zero" and f["v_reset"].any():
-        raise UnsupportedError(f"node {name!r} (NIR {kind}): v_reset = {float(f['v_reset'][f['v_reset'] != 0][0]):g}"
-                               f"; neuromap resets to 0 ('zero') or subtracts the threshold ('subtract')")
-    as_lif = kind != "IF" or str(meta.get(PREFIX + "kind", "")) == "LIF" or \
-        ("i_decay" in fields and (fields["i_decay"] != 1).any())
-    return build(LIF if as_lif else IF, shape=shape, **fields)
-
-
-def _setting(name: str, meta: Mapping, key: str, option, default: str | None) -> str:
-    """A node's reset or reset_timing: its neuromap metadata, else the caller's option, else ``default``."""
-    chosen = option.get(name) if isinstance(option, Mapping) else option
-    stored = meta.get(PREFIX + key)
-    if stored is not None:
-        stored = stored.decode() if isinstance(stored, bytes) else str(stored)
-        if chosen is not None and chosen != stored:
-            raise NeuromapError(f"node {name!r}: the file says {key} {stored!r} (metadata 'neuromap.{key}') but "
-                                f"{key}={chosen!r} was passed")
-        return stored
-    if chosen is not None:
-        return chosen
-    if default is None:
-        raise NeuromapError(f"node {name!r}: NIR does not say when a spiking neuron's reset applies; pass "
-                            f"{key}='next_step' (snnTorch's Leaky: one step late) or 'immediate' (Lava), "
-                            f"or a dict by node name")
-    return default
-
-
-def _exact(stored, derived: np.ndarray | None, name: str, field: str) -> np.ndarray | None:
-    """The verbatim metadata value where it agrees with what the NIR fields say (see module docstring)."""
-    if stored is None:
-        return derived
-    stored = _numeric(stored, name, f"metadata 'neuromap.{field}'")
-    if derived is None:
-        return stored
-    try:
-        a, b = np.broadcast_arrays(stored, derived)
-    except ValueError:
-        return derived
-    return stored if np.allclose(a, b, rtol=EXACT_RTOL, atol=0) else derived
 
 
 # ============================================================================================ helpers
@@ -464,17 +344,6 @@ def _check_choice(option, allowed: tuple[str, ...], what: str) -> None:
     for v in values:
         if v is not None and v not in allowed:
             raise UnsupportedError(f"{what}={v!r} is not one of {allowed}")
-
-
-def _numeric(value: Any, name: str, field: str) -> np.ndarray:
-    try:
-        arr = np.array(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise GraphError(f"node {name!r}: {field} is not numeric ({type(value).__name__})", node=name,
-                         field=field) from None
-    if not np.isfinite(arr).all():
-        raise GraphError(f"node {name!r}: {field} holds NaN or inf", node=name, field=field)
-    return arr
 
 
 def _int(value: Any, name: str, field: str) -> int:

@@ -4,13 +4,8 @@ Aligned with NIR's node set so that import/export is lossless where NIR can expr
 a small frozen dataclass; parameters are numpy arrays and are checked when the node is built: shapes,
 NaN/inf, legal ranges. A node knows its per-sample ``input_shape`` and ``output_shape`` (no batch axis).
 
-Neuron populations follow the one time-step definition in docs/architecture.md:
-
-    u[t]  = (1 - i_decay) * u[t-1] + a[t]                 synaptic current (i_decay = 1: no memory)
-    v'[t] = (1 - v_decay) * v[t-1] + u[t] + bias           membrane before the threshold test
-            (reset_timing "next_step": minus threshold * s[t-1] (subtract) / v[t-1] held at 0 (zero))
-    s[t]  = v'[t] > threshold                              strict, as on Loihi
-    v[t]  = v'[t] - threshold * s[t]   (subtract)   or   0 where s[t] (zero)     [timing "immediate"]
+Neuron populations (LIF, IF, LI, ...) are neuron models, one module each in ``neuromap.neurons``; they
+build on ``Node`` and the parameter checks here (``param_array``, ``check_in_range``, ...).
 """
 from __future__ import annotations
 
@@ -27,7 +22,7 @@ RESETS = ("subtract", "zero")
 RESET_TIMINGS = ("immediate", "next_step")
 
 
-def _shape(value: Any, what: str) -> tuple[int, ...]:
+def param_shape(value: Any, what: str) -> tuple[int, ...]:
     try:
         raw = np.atleast_1d(np.asarray(value))
         shape = tuple(int(d) for d in raw.astype(np.int64))
@@ -55,7 +50,7 @@ def _pair(value: Any, what: str, minimum: int) -> tuple[int, int]:
     return int(arr[0]), int(arr[1])
 
 
-def _array(value: Any, what: str) -> np.ndarray:
+def param_array(value: Any, what: str) -> np.ndarray:
     try:
         arr = np.array(value, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -69,7 +64,7 @@ def _array(value: Any, what: str) -> np.ndarray:
     return arr
 
 
-def _broadcastable(arr: np.ndarray, shape: tuple[int, ...], what: str) -> None:
+def check_broadcastable(arr: np.ndarray, shape: tuple[int, ...], what: str) -> None:
     try:
         np.broadcast_to(arr, shape)
     except ValueError as exc:
@@ -77,7 +72,7 @@ def _broadcastable(arr: np.ndarray, shape: tuple[int, ...], what: str) -> None:
                          value=arr.shape, allowed=shape) from exc
 
 
-def _in_range(arr: np.ndarray, lo: float, hi: float, what: str) -> None:
+def check_in_range(arr: np.ndarray, lo: float, hi: float, what: str) -> None:
     if arr.size and (arr.min() < lo or arr.max() > hi):
         raise GraphError(f"{what}: values must lie in [{lo}, {hi}], got [{arr.min():g}, {arr.max():g}]", field=what,
                          value=(float(arr.min()), float(arr.max())), allowed=(lo, hi))
@@ -120,7 +115,7 @@ class Input(Node):
     kind: ClassVar[str] = "Input"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "shape", _shape(self.shape, "Input.shape"))
+        object.__setattr__(self, "shape", param_shape(self.shape, "Input.shape"))
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -146,11 +141,11 @@ class Affine(Node):
     is_synapse: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
-        w = _array(self.weight, f"{self.kind}.weight")
+        w = param_array(self.weight, f"{self.kind}.weight")
         if w.ndim != 2:
             raise GraphError(f"{self.kind}.weight: expected 2-D (out, in), got shape {w.shape}")
         object.__setattr__(self, "weight", w)
-        b = _array(self.bias, f"{self.kind}.bias")
+        b = param_array(self.bias, f"{self.kind}.bias")
         if b.shape != (w.shape[0],):
             raise GraphError(f"{self.kind}.bias: expected shape ({w.shape[0]},), got {b.shape}")
         object.__setattr__(self, "bias", b)
@@ -173,7 +168,7 @@ class Linear(Node):
     is_synapse: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
-        w = _array(self.weight, "Linear.weight")
+        w = param_array(self.weight, "Linear.weight")
         if w.ndim != 2:
             raise GraphError(f"Linear.weight: expected 2-D (out, in), got shape {w.shape}")
         object.__setattr__(self, "weight", w)
@@ -202,11 +197,11 @@ class Conv2d(Node):
     is_synapse: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
-        chw = _shape(self.input_shape_chw, "Conv2d.input_shape")
+        chw = param_shape(self.input_shape_chw, "Conv2d.input_shape")
         if len(chw) != 3:
             raise GraphError(f"Conv2d.input_shape: expected (C, H, W), got {chw}")
         object.__setattr__(self, "input_shape_chw", chw)
-        w = _array(self.weight, "Conv2d.weight")
+        w = param_array(self.weight, "Conv2d.weight")
         if w.ndim != 4:
             raise GraphError(f"Conv2d.weight: expected 4-D (C_out, C_in/groups, kH, kW), got {w.shape}")
         object.__setattr__(self, "weight", w)
@@ -220,7 +215,7 @@ class Conv2d(Node):
         if groups < 1 or chw[0] % groups or w.shape[0] % groups or w.shape[1] * groups != chw[0]:
             raise GraphError(f"Conv2d: weight {w.shape} with groups={groups} does not take {chw[0]} input channels")
         object.__setattr__(self, "groups", groups)
-        b = _array(self.bias, "Conv2d.bias")
+        b = param_array(self.bias, "Conv2d.bias")
         if b.shape != (w.shape[0],):
             raise GraphError(f"Conv2d.bias: expected shape ({w.shape[0]},), got {b.shape}")
         object.__setattr__(self, "bias", b)
@@ -250,7 +245,7 @@ class SumPool2d(Node):
     is_synapse: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
-        chw = _shape(self.input_shape_chw, f"{self.kind}.input_shape")
+        chw = param_shape(self.input_shape_chw, f"{self.kind}.input_shape")
         if len(chw) != 3:
             raise GraphError(f"{self.kind}.input_shape: expected (C, H, W), got {chw}")
         object.__setattr__(self, "input_shape_chw", chw)
@@ -295,7 +290,7 @@ class Flatten(Node):
     kind: ClassVar[str] = "Flatten"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "input_shape_any", _shape(self.input_shape_any, "Flatten.input_shape"))
+        object.__setattr__(self, "input_shape_any", param_shape(self.input_shape_any, "Flatten.input_shape"))
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -306,98 +301,7 @@ class Flatten(Node):
         return (math.prod(self.input_shape_any),)
 
 
-@dataclass(frozen=True, eq=False)
-class LIF(Node):
-    """Leaky integrate-and-fire population (Loihi's current-based compartment; see module docstring).
-
-    Parameters broadcast to ``shape``: per neuron, per channel ((C, 1, 1) for (C, H, W)) or scalar.
-    v_decay, i_decay are the fractions lost per step (0 = no leak; i_decay = 1 = no current memory).
-    """
-
-    shape: tuple[int, ...]
-    threshold: np.ndarray
-    v_decay: np.ndarray = field(default_factory=lambda: np.zeros(()))
-    i_decay: np.ndarray = field(default_factory=lambda: np.ones(()))
-    bias: np.ndarray = field(default_factory=lambda: np.zeros(()))
-    v_init: np.ndarray = field(default_factory=lambda: np.zeros(()))
-    reset: str = "subtract"
-    reset_timing: str = "immediate"
-    kind: ClassVar[str] = "LIF"
-    is_neuron: ClassVar[bool] = True
-
-    def __post_init__(self) -> None:
-        shape = _shape(self.shape, f"{self.kind}.shape")
-        object.__setattr__(self, "shape", shape)
-        for name in ("threshold", "v_decay", "i_decay", "bias", "v_init"):
-            arr = _array(getattr(self, name), f"{self.kind}.{name}")
-            _broadcastable(arr, shape, f"{self.kind}.{name}")
-            object.__setattr__(self, name, arr)
-        if self.threshold.size and self.threshold.min() <= 0:
-            raise GraphError(f"{self.kind}.threshold: must be > 0, got minimum {self.threshold.min():g}",
-                             field=f"{self.kind}.threshold", value=float(self.threshold.min()), allowed="> 0")
-        _in_range(self.v_decay, 0.0, 1.0, f"{self.kind}.v_decay")
-        _in_range(self.i_decay, 0.0, 1.0, f"{self.kind}.i_decay")
-        if self.reset not in RESETS:
-            raise GraphError(f"{self.kind}.reset: {self.reset!r} is not one of {RESETS}", field=f"{self.kind}.reset",
-                             value=self.reset, allowed=RESETS)
-        if self.reset_timing not in RESET_TIMINGS:
-            raise GraphError(f"{self.kind}.reset_timing: {self.reset_timing!r} is not one of {RESET_TIMINGS}",
-                             field=f"{self.kind}.reset_timing", value=self.reset_timing, allowed=RESET_TIMINGS)
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return self.shape
-
-    @property
-    def output_shape(self) -> tuple[int, ...]:
-        return self.shape
-
-
-@dataclass(frozen=True, eq=False)
-class IF(LIF):
-    """Integrate-and-fire: a LIF with no leak and no current memory (RMP-SNN's neuron)."""
-
-    kind: ClassVar[str] = "IF"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.v_decay.any() or (self.i_decay != 1).any():
-            raise GraphError("IF: v_decay must be 0 and i_decay 1 (use LIF for leaky neurons)")
-
-
-@dataclass(frozen=True, eq=False)
-class LI(Node):
-    """Non-spiking leaky integrator read-out: the LIF recurrence without threshold or reset.
-
-    Its output is the membrane v[t] (graded); classification reads it at the last step.
-    """
-
-    shape: tuple[int, ...]
-    v_decay: np.ndarray = field(default_factory=lambda: np.zeros(()))
-    i_decay: np.ndarray = field(default_factory=lambda: np.ones(()))
-    bias: np.ndarray = field(default_factory=lambda: np.zeros(()))
-    kind: ClassVar[str] = "LI"
-    is_neuron: ClassVar[bool] = True
-
-    def __post_init__(self) -> None:
-        shape = _shape(self.shape, "LI.shape")
-        object.__setattr__(self, "shape", shape)
-        for name in ("v_decay", "i_decay", "bias"):
-            arr = _array(getattr(self, name), f"LI.{name}")
-            _broadcastable(arr, shape, f"LI.{name}")
-            object.__setattr__(self, name, arr)
-        _in_range(self.v_decay, 0.0, 1.0, "LI.v_decay")
-        _in_range(self.i_decay, 0.0, 1.0, "LI.i_decay")
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return self.shape
-
-    @property
-    def output_shape(self) -> tuple[int, ...]:
-        return self.shape
-
-
-NODE_TYPES: dict[str, type[Node]] = {
-    cls.kind: cls for cls in (Input, Output, Affine, Linear, Conv2d, SumPool2d, AvgPool2d, Flatten, LIF, IF, LI)
+# the stateless node types; neuron populations (LIF, IF, LI, ...) are models of ``neuromap.neurons``
+STATELESS_TYPES: dict[str, type[Node]] = {
+    cls.kind: cls for cls in (Input, Output, Affine, Linear, Conv2d, SumPool2d, AvgPool2d, Flatten)
 }

@@ -19,9 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from neuromap import neurons
 from neuromap.errors import FormatError, GraphError
 from neuromap.ir.graph import Graph, make_node
-from neuromap.ir.nodes import NODE_TYPES
+from neuromap.ir.nodes import STATELESS_TYPES, Node
 
 FORMAT = "neuromap-graph"
 VERSION = 1
@@ -105,13 +106,14 @@ def save_graph(graph: Graph, path: str | Path) -> Path:
 
 def graph_from_arrays(arrays: Any, source: str) -> Graph:
     header = read_header(arrays, "__graph__", FORMAT, VERSION, source, "graph")
+    node_types: dict[str, type[Node]] = {**STATELESS_TYPES, **neurons.node_types()}
     nodes = {}
     try:
         for entry in header["nodes"]:
             name, kind = entry["name"], entry["kind"]
-            if kind not in NODE_TYPES:
+            if kind not in node_types:
                 raise FormatError(f"{source}: node {name!r} has unknown kind {kind!r} "
-                                  f"(known: {', '.join(sorted(NODE_TYPES))})")
+                                  f"(known: {', '.join(sorted(node_types))})")
             fields = dict(entry["fields"])
             for field_name, key in entry["arrays"].items():
                 if key not in arrays:
@@ -120,7 +122,7 @@ def graph_from_arrays(arrays: Any, source: str) -> Graph:
             for k, v in list(fields.items()):
                 if isinstance(v, list):
                     fields[k] = tuple(v)
-            nodes[name] = make_node(name, NODE_TYPES[kind], metadata=entry.get("metadata", {}), **fields)
+            nodes[name] = make_node(name, node_types[kind], metadata=entry.get("metadata", {}), **fields)
         edges = [tuple(e) for e in header["edges"]]
         bad = next((e for e in edges if len(e) != 2), None)
         if bad is not None:

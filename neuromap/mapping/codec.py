@@ -52,7 +52,7 @@ def encode(m: Mapping) -> bytes:
     pops = []
     for i, (name, p) in enumerate(q.populations.items()):
         pops.append({"name": name, "kind": p.kind, "shape": list(p.shape), "reset": p.reset,
-                     "reset_timing": p.reset_timing})
+                     "reset_timing": p.reset_timing, "model": p.model})
         for f in _POP_ARRAYS:
             arrays[f"pop/{i}/{f}"] = np.asarray(getattr(p, f))
     projs = []
@@ -132,7 +132,9 @@ def _rebuild(arrays: dict[str, np.ndarray], header: dict, source: str) -> Mappin
             raise FormatError(f"{source}: population {p['name']!r} field {wrong!r} has {values[wrong].size} values "
                               f"for {size} neurons")
         pops[p["name"]] = QuantPopulation(name=p["name"], kind=p["kind"], shape=tuple(p["shape"]), reset=p["reset"],
-                                          reset_timing=p["reset_timing"], **values)
+                                          reset_timing=p["reset_timing"],
+                                          model=p.get("model", "lif"),  # files written before models had names
+                                          **values)
     projs = []
     for i, p in enumerate(header["projections"]):
         common = dict(name=p["name"], src=p["src"], dst=p["dst"], paths=tuple(tuple(x) for x in p["paths"]),

@@ -133,7 +133,7 @@ class Mapping:
             pops.append(netdesc.Population(name=name, size=len(p.vth), vth=p.vth, du=p.du, dv=p.dv,
                                            bias_mant=p.bias_mant, bias_exp=p.bias_exp, v_init=p.v_init,
                                            core=self.neuron_cores(name), reset=p.reset, reset_timing=p.reset_timing,
-                                           kind=p.kind, meta={"shape": list(p.shape), "scale": scale}))
+                                           kind=p.kind, model=p.model, meta={"shape": list(p.shape), "scale": scale}))
         projs = tuple(netdesc.Projection(name=pr.name, src=pr.src, dst=pr.dst, weights=pr.integer_matrix(self.graph),
                                          weight_exp=pr.weight_exp, meta={"paths": [list(x) for x in pr.paths]})
                       for pr in q.projections)

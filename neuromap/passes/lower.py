@@ -17,7 +17,7 @@ import scipy.sparse as sp
 import torch
 
 from neuromap.errors import UnsupportedError
-from neuromap.ir import LI, LIF, Affine, Conv2d, Flatten, Graph, Input, Linear, Output, SumPool2d
+from neuromap.ir import Affine, Conv2d, Flatten, Graph, Input, Linear, Output, SumPool2d
 from neuromap.ir.ops import stateless_op
 
 
@@ -117,7 +117,7 @@ def _chains(graph: Graph, name: str, sources: set[str]) -> list[tuple[str, tuple
 
 def lower(graph: Graph) -> Lowered:
     """Split the graph into sources and projections; every Output must read a neuron population."""
-    pops = [n for n in graph.order if isinstance(graph.nodes[n], (LIF, LI))]
+    pops = [n for n in graph.order if graph.nodes[n].is_neuron]
     sources = [n for n in graph.order if type(graph.nodes[n]) is Input or n in pops]
     source_set = set(sources)
     outputs = {}

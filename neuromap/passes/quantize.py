@@ -39,7 +39,8 @@ from hwsim.netdesc import Formats
 from mappings import Target
 from neuromap.errors import (ClippedInputWarning, NeuromapWarning, QuantizationError, QuantizationWarning,
                              StateOverflowWarning, UnsupportedError)
-from neuromap.ir import LIF, Affine, AvgPool2d, Conv2d, Graph, Linear, SumPool2d
+from neuromap.ir import Affine, AvgPool2d, Conv2d, Graph, Linear, SumPool2d
+from neuromap.neurons import model_for
 from neuromap.passes.lower import Lowered, Projection, op_matrix
 
 MODES = ("per_layer", "per_channel")
@@ -105,6 +106,7 @@ class QuantPopulation:
     v_init: np.ndarray
     reset: str
     reset_timing: str
+    model: str = "lif"        # the hwsim.models update that runs it (neuromap.neurons: the node's model)
 
 
 @dataclass(frozen=True)
@@ -351,7 +353,7 @@ def quantize(lowered: Lowered, target: Target, *, mode: str = "per_layer", stric
     lossy = _Lossy(strict)
     graph = lowered.graph
     for pr in lowered.projections:
-        if pr.src in lowered.populations and not isinstance(graph.nodes[pr.src], LIF):
+        if pr.src in lowered.populations and not model_for(graph.nodes[pr.src]).spiking:
             raise UnsupportedError(f"{pr.src!r} (LI, a non-spiking integrator) feeds {pr.dst!r}: on the chip an "
                                    "integrator sends nothing, so that projection would be silent; use LI only as "
                                    "the read-out")
@@ -378,7 +380,9 @@ def _quantize_population(lowered, name, node, incoming, formats: Formats, mode, 
     graded = {src for src, payload in input_payload.items() if payload > 1}
     n_ch, per_ch = _channels(node.output_shape)
     size = n_ch * per_ch
-    spiking = isinstance(node, LIF)
+    model = model_for(node)
+    spiking = model.spiking
+    inputs = model.scale_inputs(node)
     layer_mode = mode
     if mode == "per_channel" and (not spiking or not all(i.aligned for i in incoming)):
         layer_mode = "per_layer"
@@ -396,10 +400,10 @@ def _quantize_population(lowered, name, node, incoming, formats: Formats, mode, 
             layer_base = 1.0  # no (or only subnormal) weights: unit scale; thresholds, biases still quantized
         base = 1.0 / per_channel_need if layer_mode == "per_channel" else np.full(n_ch, layer_base)
     base = np.where(np.isfinite(base), base, layer_base)
-    theta = np.broadcast_to(node.threshold, node.output_shape).reshape(n_ch, per_ch) if spiking else None
-    i_decay = np.broadcast_to(node.i_decay, node.output_shape).reshape(-1)
+    theta = inputs.threshold.reshape(n_ch, per_ch) if inputs.threshold is not None else None
+    i_decay = inputs.i_decay
     # bias (it limits the scale): the population's own plus the constant currents of Affine/Conv biases
-    bias_f = np.broadcast_to(node.bias, node.output_shape).reshape(-1).astype(np.float64)
+    bias_f = inputs.bias
     has_chain_bias = any(np.any(getattr(lowered.graph.nodes[n], "bias", 0)) for pr in lowered.incoming(name)
                          for path in pr.paths for n in path)
     chain_bias = lowered.bias_current(name) if has_chain_bias else np.zeros(size)
@@ -409,7 +413,7 @@ def _quantize_population(lowered, name, node, incoming, formats: Formats, mode, 
                                    "decay (i_decay < 1) has no exact fixed-point form; fold it into the "
                                    "population's bias or use i_decay = 1")
         bias_f = bias_f + chain_bias
-    v_init_f = np.broadcast_to(getattr(node, "v_init", np.zeros(())), node.output_shape).reshape(-1)
+    v_init_f = inputs.v_init
     # the largest scale at which every threshold, bias and initial membrane stays legal, per channel: weights
     # far below them give up mantissa bits instead of those values being clipped
     bias_max = formats.bias_mant_range[1] * 2.0 ** formats.bias_exp_max
@@ -456,7 +460,7 @@ def _quantize_population(lowered, name, node, incoming, formats: Formats, mode, 
     while (graded_in and worst_current(scale, exps_for(scale)) * gain > state_max
            and min(exps_for(scale)[k] for k in graded_in) > exp_min):
         scale = scale / 2.0
-    if spiking and np.array_equal(scale, base):
+    if theta is not None and np.array_equal(scale, base):
         # double lambda while it buys threshold precision and stays inside the formats
         while True:
             trial = scale * 2.0
@@ -487,42 +491,10 @@ def _quantize_population(lowered, name, node, incoming, formats: Formats, mode, 
               "if enough inputs spike in one step; u would wrap", StateOverflowWarning, node=name, field="u",
               needed=worst * current_gain, allowed=state_max)
 
-    # thresholds
-    if spiking:
-        theta_n = theta.reshape(-1)
-        vth_f = theta_n * scale_n
-        vth = np.rint(vth_f)
-        if (vth < 1).any():
-            i = int(np.argmin(vth_f))
-            lossy(f"{name}: threshold {theta_n[i]:g} x scale {scale_n[i]:.4g} rounds to {int(vth[i])} "
-                  f"(< 1); the neuron would fire on any positive membrane", node=name, field="vth",
-                  value=int(vth[i]), allowed=">= 1")
-        if (vth > vth_max).any():
-            i = int(np.argmax(vth_f))
-            lossy(f"{name}: threshold mantissa {vth_f[i]:,.0f} exceeds the {formats.vth_bits}-bit maximum "
-                  f"{vth_max:,}; clipped", node=name, field="vth", value=float(vth_f[i]), allowed=vth_max)
-        vth = np.clip(vth, 0, vth_max).astype(np.int64)
-        layer.vth_range = (int(vth.min()), int(vth.max()))
-        layer.vth_max_rel_error = float((np.abs(vth - vth_f) / vth_f).max())
-    else:
-        vth = np.zeros(size, dtype=np.int64)
-
-    # decays: the fraction lost per step, in 1/4096
-    v_decay = np.broadcast_to(node.v_decay, node.output_shape).reshape(-1)
-    dv = np.rint(v_decay * unity).astype(np.int64)
-    du = np.rint(i_decay * unity).astype(np.int64) - 1
-    for what, frac, d in (("v_decay", v_decay, dv), ("i_decay", i_decay, du + 1)):
-        lost = (frac > 0) & (d == 0)
-        full = (frac < 1) & (d == unity)
-        if lost.any():
-            i = int(np.argmax(lost))
-            lossy(f"{name}.{what}: {frac[i]:g} rounds to 0/{unity} (no decay at all)", node=name, field=what,
-                  value=float(frac[i]))
-        if full.any():
-            i = int(np.argmax(full))
-            lossy(f"{name}.{what}: {frac[i]:g} rounds to {unity}/{unity} (full decay every step)", node=name,
-                  field=what, value=float(frac[i]))
-    layer.decay_max_abs_error = float(max(np.abs(dv / unity - v_decay).max(), np.abs((du + 1) / unity - i_decay).max()))
+    # the model's own parameters (thresholds, decays, initial membrane)
+    neuron = model.quantize(node, inputs, scale_n, formats, lossy, name)
+    for key, value in neuron.report.items():
+        setattr(layer, key, value)
 
     bias_mant, bias_exp, bias_err, bias_clipped = _quantize_bias(bias_f * scale_n * (1 << shift), formats)
     layer.bias_max_abs_error = float(bias_err / scale_n.min()) / (1 << shift)
@@ -531,16 +503,10 @@ def _quantize_population(lowered, name, node, incoming, formats: Formats, mode, 
         lossy(f"{name}: {bias_clipped:,} bias values exceed mantissa x 2^{formats.bias_exp_max}; clipped",
               node=name, field="bias", value=bias_clipped)
 
-    v_init = np.rint(v_init_f * scale_n * (1 << shift))
-    if (np.abs(v_init) > state_max).any():
-        lossy(f"{name}: initial membrane exceeds the {formats.state_bits}-bit state; clipped", node=name,
-              field="v_init", value=float(np.abs(v_init).max()), allowed=state_max)
-    v_init = np.clip(v_init, -state_max, state_max).astype(np.int64)
-
     qpop = QuantPopulation(name=name, kind="spiking" if spiking else "integrator", shape=node.output_shape,
-                           scale=scale_n, vth=vth, du=du, dv=dv, bias_mant=bias_mant, bias_exp=bias_exp,
-                           v_init=v_init, reset=getattr(node, "reset", "zero"),
-                           reset_timing=getattr(node, "reset_timing", "immediate"))
+                           scale=scale_n, vth=neuron.vth, du=neuron.du, dv=neuron.dv, bias_mant=bias_mant,
+                           bias_exp=bias_exp, v_init=neuron.v_init, reset=neuron.reset,
+                           reset_timing=neuron.reset_timing, model=model.hwsim_model)
     return qpop, qprojs, layer
 
 

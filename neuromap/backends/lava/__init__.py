@@ -11,6 +11,7 @@ process (``runner``): a Lava failure or hang becomes a one-line BackendError wit
 """
 from __future__ import annotations
 
+import importlib
 import math
 from dataclasses import dataclass
 from functools import partial
@@ -69,6 +70,8 @@ def _run(net, *, timeout: float, progress: bool) -> dict[str, np.ndarray]:
     from neuromap.backends.lava.runner import run_guarded
 
     load_lava()
+    for module in sorted({p.process.split(":")[0] for p in net.populations}):  # each model's, before the fork
+        importlib.import_module(module)
     records = run_guarded(partial(simulate, net), timeout=timeout, what=f"Lava {net.select_tag}",
                           total=net.samples, progress=progress)
     return {p.name: np.stack([r[p.name] for r in records]) for p in net.recorded}
@@ -82,34 +85,29 @@ def _graph_frames(graph, x, steps: int) -> dict[str, np.ndarray]:
 
 def _float_population(lowered, name: str, record: bool):
     from neuromap.backends.lava.network import PopSpec
-    from neuromap.ir import LIF
+    from neuromap.neurons import model_for
 
     node = lowered.graph.nodes[name]
-    shape = node.shape
-    spiking = isinstance(node, LIF)
-
-    def flat(value):
-        return np.broadcast_to(np.asarray(value, dtype=np.float64), shape).reshape(-1).copy()
-
-    params = dict(vth=flat(node.threshold if spiking else 1.0), du=flat(node.i_decay), dv=flat(node.v_decay),
-                  bias_mant=flat(node.bias), bias_exp=flat(0.0), v_init=flat(node.v_init if spiking else 0.0),
-                  input_bias=lowered.bias_current(name))
-    return PopSpec(name, math.prod(shape), params, reset=node.reset if spiking else "zero",
-                   reset_timing=node.reset_timing if spiking else "immediate",
-                   kind="spiking" if spiking else "integrator", record=record)
+    model = model_for(node)
+    lava = model.lava_form()
+    params = {**lava.float_params(node), "input_bias": lowered.bias_current(name)}
+    return PopSpec(name, math.prod(node.shape), params, reset=getattr(node, "reset", "zero"),
+                   reset_timing=getattr(node, "reset_timing", "immediate"),
+                   kind="spiking" if model.spiking else "integrator", record=record, process=lava.process)
 
 
 def _float_traces(graph, frames: dict[str, np.ndarray], steps: int, *, timeout: float, record: bool,
                   progress: bool) -> dict[str, np.ndarray]:
     """Run the float graph on (B, F, size) frames; per recorded population its (B, T, 3, n) (s, v, u)."""
     from neuromap.backends.lava.network import LavaNet, ProjSpec
-    from neuromap.ir import LI
+    from neuromap.neurons import model_for
     from neuromap.passes.lower import lower
 
     lowered = lower(graph)
     batch = next(iter(frames.values())).shape[0]
     graded = {name for name, f in frames.items() if not np.isin(f, (0.0, 1.0)).all()}
-    graded |= {p for p in lowered.populations if isinstance(graph.nodes[p], LI)}  # an LI sends its v
+    # an integrator (LI) sends its v
+    graded |= {p for p in lowered.populations if not model_for(graph.nodes[p]).spiking}
     read = set(lowered.outputs.values())
     pops = tuple(_float_population(lowered, p, record or p in read) for p in lowered.populations)
     projs = tuple(ProjSpec(pr.name, pr.src, pr.dst, pr.matrix(graph), 0,
@@ -128,8 +126,8 @@ def run_graph(graph, x, steps: int, *, timeout: float = DEFAULT_TIMEOUT_S, recor
     """
     import torch
 
-    from neuromap.backends.torch_sim import SimResult
-    from neuromap.ir import LI
+    from neuromap.backends.torch_sim import SimResult, integrator_outputs
+    from neuromap.neurons import model_for
     from neuromap.passes.lower import lower
 
     _check_run(steps, timeout)
@@ -137,16 +135,17 @@ def run_graph(graph, x, steps: int, *, timeout: float = DEFAULT_TIMEOUT_S, recor
     lowered = lower(graph)
     frames = _graph_frames(graph, x, steps)
     batch = next(iter(frames.values())).shape[0]
+    integrators = {p for p in lowered.populations if not model_for(graph.nodes[p]).spiking}
     traces = _float_traces(graph, frames, steps, timeout=timeout, record=record, progress=progress)
 
     def shaped(pop: str, index: int) -> torch.Tensor:
         return torch.from_numpy(traces[pop][:, :, index].reshape(batch, steps, *graph.nodes[pop].output_shape))
 
-    outputs = {out: shaped(pop, 1 if isinstance(graph.nodes[pop], LI) else 0) for out, pop in lowered.outputs.items()}
+    outputs = {out: shaped(pop, 1 if pop in integrators else 0) for out, pop in lowered.outputs.items()}
     spikes = {p: shaped(p, 0) for p in lowered.populations} if record else {}
     voltages = {p: shaped(p, 1) for p in lowered.populations} if record else {}
     return SimResult(outputs=outputs, spikes=spikes, voltages=voltages,
-                     readout_kind={out: graph.nodes[pop].kind for out, pop in lowered.outputs.items()})
+                     integrator=integrator_outputs(graph))
 
 
 # ------------------------------------------------------------------------------------------ quantized network
@@ -173,6 +172,7 @@ def run_network(qnet, inputs: Mapping[str, np.ndarray], steps: int, *, timeout: 
     ``record``, else only ``qnet.outputs``.
     """
     from neuromap.backends.lava.network import LavaNet, PopSpec, ProjSpec
+    from neuromap.neurons import lava_process
 
     _check_run(steps, timeout)
     steps = int(steps)
@@ -185,7 +185,7 @@ def run_network(qnet, inputs: Mapping[str, np.ndarray], steps: int, *, timeout: 
     widths = {"state_bits": f.state_bits, "decay_bits": f.decay_bits, "activation_shift": f.activation_shift}
     pops = tuple(PopSpec(p.name, p.size, dict(vth=p.vth, du=p.du, dv=p.dv, bias_mant=p.bias_mant,
                                               bias_exp=p.bias_exp, v_init=p.v_init, input_bias=0, **widths),
-                         p.reset, p.reset_timing, p.kind, record or p.name in read)
+                         p.reset, p.reset_timing, p.kind, record or p.name in read, lava_process(p.model))
                  for p in qnet.populations)
     message_bits = {port.name: port.graded_bits for port in qnet.inputs}  # populations send binary spikes
     projs = tuple(ProjSpec(pr.name, pr.src, pr.dst, pr.weights, pr.weight_exp, message_bits.get(pr.src, 0))

@@ -9,6 +9,7 @@ an exception at once; it emits one ``{population: (steps, 3, n)}`` record (s, v,
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 
 import networkx as nx
@@ -32,6 +33,7 @@ class PopSpec:
     reset_timing: str
     kind: str
     record: bool
+    process: str            # "module:Class" of its Lava process (the neuron model's, neuromap.neurons)
 
 
 @dataclass(frozen=True, eq=False)
@@ -97,7 +99,6 @@ def simulate(net: LavaNet, emit: Emit, fail: Emit) -> None:
     from lava.magma.core.run_configs import Loihi2SimCfg
     from lava.proc.io.extractor import Extractor, PyLoihiExtractorModel
 
-    from neuromap.backends.lava.procs.neuron import Neurons
     from neuromap.backends.lava.procs.source import FrameSource
 
     steps, samples = net.steps, net.samples
@@ -112,7 +113,9 @@ def simulate(net: LavaNet, emit: Emit, fail: Emit) -> None:
         ports[name] = FrameSource(frames=frames, hold=steps // data.shape[1], name=name)
     pops = {}
     for p in net.populations:
-        pops[p.name] = Neurons(shape=(p.size,), reset=p.reset, reset_timing=p.reset_timing, kind=p.kind,
+        module, cls = p.process.split(":")
+        process = getattr(importlib.import_module(module), cls)
+        pops[p.name] = process(shape=(p.size,), reset=p.reset, reset_timing=p.reset_timing, kind=p.kind,
                                sample_steps=steps, name=p.name, **p.params)
         ports[p.name] = pops[p.name]
     for pr in net.projections:

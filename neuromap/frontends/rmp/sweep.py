@@ -53,7 +53,7 @@ def accuracy_vs_steps(graph: Graph, x, y, steps: Iterable[int], *, encoding: str
             xb = poisson_encode(xb, steps[-1], seed=seed + i)
         res = torch_sim.simulate(graph, xb, steps[-1], dtype=dtype)
         trace = res.outputs[out]
-        scores = running_scores(trace, res.readout_kind.get(out) == "LI")             # (B, T, classes)
+        scores = running_scores(trace, res.integrator.get(out, False))             # (B, T, classes)
         pred = scores[:, idx].argmax(dim=-1)                                            # (B, len(steps))
         correct += (pred == y[start:start + batch_size, None]).sum(dim=0)
     return {t: 100.0 * int(c) / len(x) for t, c in zip(steps, correct)}
