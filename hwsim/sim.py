@@ -10,13 +10,14 @@ straight into the sample-major result arrays, seen as (T, B, n) views.
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from hwsim.errors import HwsimError
+from hwsim.errors import HwsimError, SaturationWarning
 from hwsim.events import PER_STEP, EventCounts, EventTables
 from hwsim.fixed import wrap32
 from hwsim.models import model_named
@@ -138,6 +139,7 @@ class _Plan:
         self.models = {p.name: model_named(p.model) for p in qnet.populations}
         self.params = {p.name: self.models[p.name].params(p, qnet.formats, device) for p in qnet.populations}
         self.shift = qnet.formats.activation_shift
+        self.state_max = qnet.formats.state_max
         # Lava's Dense/Sparse sum binary spikes in int64 but multiply graded payloads in int32 (numpy dot of
         # int32 arrays), which wraps *before* weight_exp shifts the sum.
         self.wrap_before_shift = {pr.name for pr in qnet.projections
@@ -232,7 +234,8 @@ def _narrow_input(plan: _Plan, pop: Population, outs: dict[str, torch.Tensor], a
             a6[1:].add_(raw, alpha=scale)
 
 
-def _run_chunk(plan: _Plan, data: dict[str, torch.Tensor], buffers: dict[str, dict[str, torch.Tensor]]):
+def _run_chunk(plan: _Plan, data: dict[str, torch.Tensor], buffers: dict[str, dict[str, torch.Tensor]],
+               saturated: dict[str, int]):
     """Simulate one batch chunk; ``data`` maps ports to (T, b, size) tensors, ``buffers`` the traces to
     record to (T, b, n) CPU views of the result arrays, which are filled (on the CPU the time loops write
     straight into them). Returns the chunk's EventCounts (or None)."""
@@ -268,6 +271,10 @@ def _run_chunk(plan: _Plan, data: dict[str, torch.Tensor], buffers: dict[str, di
                 a6, a6_bound = wrap32(a6), INT32_LIMIT
         s, v, u = plan.models[pop.name].update(p, a6, a6_bound, v_out=out.get("v"), s_out=out.get("spikes"))
         outs[pop.name] = s.view(torch.bool)  # synapse ops take binary spikes as bool
+        if pop.kind == "integrator":  # a read-out clipped at the state limit: counted, reported by simulate
+            clipped = int((v.abs() >= plan.state_max).sum())
+            if clipped:
+                saturated[pop.name] = saturated.get(pop.name, 0) + clipped
         if tables is not None:
             add_counts(tables.source_counts(pop.name, outs[pop.name]))
             add_counts({"active_neurons": tables.active_neurons(pop.name, active, u, v, p.v_init)})
@@ -314,6 +321,7 @@ def simulate(qnet: QuantNetwork, inputs: Mapping[str, object], steps: int, *, re
     result = {key: {p.name: np.empty((batch, steps, p.size), TRACE_DTYPES[key]) for p in qnet.populations}
               for key in keep}
     parts = []
+    saturated: dict[str, int] = {}
     for start in range(0, batch, batch_size):
         stop = min(start + batch_size, batch)
         # (T, b, n) views of sample-major arrays: no transposing copies in or out
@@ -321,9 +329,15 @@ def simulate(qnet: QuantNetwork, inputs: Mapping[str, object], steps: int, *, re
                  for name, arr in data.items()}
         buffers = {key: {name: torch.from_numpy(arr[start:stop]).transpose(0, 1) for name, arr in per_pop.items()}
                    for key, per_pop in result.items()}
-        counts = _run_chunk(plan, chunk, buffers)
+        counts = _run_chunk(plan, chunk, buffers, saturated)
         if counts is not None:
             parts.append(counts)
+    for name, clipped in saturated.items():
+        warnings.warn(SaturationWarning(
+            f"population {name!r}: the read-out membrane reached the {qnet.formats.state_bits}-bit state limit "
+            f"±{plan.state_max:,} in {clipped:,} of {batch * steps * qnet.population(name).size:,} values and was "
+            "clipped, as on the chip; its scores may tie where the float network's do not (lower the weights "
+            "or add a leak)", node=name, field="v", value=clipped, allowed=plan.state_max), stacklevel=2)
     return HwResult(spikes=result.get("spikes", {}), v=result.get("v", {}), u=result.get("u", {}),
                     events=EventCounts.concatenate(parts) if parts else None,
                     integrators=tuple(p.name for p in qnet.populations if p.kind == "integrator"))

@@ -1,11 +1,14 @@
 """hwsim against hand-computed fixed-point steps, a step-by-step reference of docs/architecture.md, and Lava."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
 from netgen import population, random_inputs, random_network
 
+from hwsim.errors import SaturationWarning
 from hwsim.netdesc import Core, InputPort, Population, Projection, QuantNetwork
 from hwsim.sim import InputDataError, simulate
 
@@ -132,6 +135,17 @@ def test_v_saturates():
     assert v[4] == 4 * 2080768 and v[5] == M - 1 and v[7] == M - 1  # 5 * (254 << 13) > 2^23 - 1
     _, v, _ = run_one(one_neuron((-255,), weight_exp=7, kind="integrator"), [1] * 8)
     assert v[7] == -(M - 1)
+
+
+def test_a_saturated_read_out_is_reported_with_its_count():
+    # the same integrator as above: v is clipped at steps 6, 7 and 8 (5 * 2080768 > 2^23 - 1); one line says so
+    with pytest.warns(SaturationWarning) as caught:
+        run_one(one_neuron((254,), weight_exp=7, kind="integrator"), [1] * 8)
+    assert [w.message.fields for w in caught] == [{"node": "n", "field": "v", "value": 3, "allowed": M - 1}]
+    assert "3 of 8 values" in str(caught[0].message)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # four steps stay below the limit: no warning
+        run_one(one_neuron((254,), weight_exp=7, kind="integrator"), [1] * 5)
 
 
 def test_bias_is_mantissa_shifted_by_exponent():
