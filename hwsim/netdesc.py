@@ -40,9 +40,8 @@ class NetDescError(HwsimError, ValueError):
 
 def _int_vector(value: Any, n: int, what: str, lo: int | None = None, hi: int | None = None) -> np.ndarray:
     arr = np.asarray(value)
-    if arr.dtype.kind not in "iub":
-        if not np.all(np.isfinite(arr)) or not np.array_equal(arr, np.round(arr)):
-            raise NetDescError(f"{what}: values must be integers")
+    if arr.dtype.kind not in "iub" and not (np.all(np.isfinite(arr)) and np.array_equal(arr, np.round(arr))):
+        raise NetDescError(f"{what}: values must be integers")
     arr = np.broadcast_to(arr.astype(np.int64), (n,)).copy()
     if n and lo is not None and hi is not None and (arr.min() < lo or arr.max() > hi):
         raise NetDescError(f"{what}: values must lie in [{lo}, {hi}], got [{arr.min()}, {arr.max()}]", field=what,
@@ -271,7 +270,8 @@ class QuantNetwork:
             missing = set(np.unique(p.core).tolist()) - core_ids
             if missing:
                 raise NetDescError(f"population {p.name!r}: placed on unknown core {min(missing)}")
-        order = {name: i for i, name in enumerate([*(i.name for i in self.inputs), *(p.name for p in self.populations)])}
+        names = [*(i.name for i in self.inputs), *(p.name for p in self.populations)]
+        order = {name: i for i, name in enumerate(names)}
         for pr in self.projections:
             if pr.src not in sizes:
                 raise NetDescError(f"projection {pr.name!r}: unknown source {pr.src!r}", node=pr.name, field="src",

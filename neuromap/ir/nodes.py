@@ -105,7 +105,7 @@ class Node:
         """Fields as plain data (arrays stay arrays), for serialization and comparison."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
-    def replace(self, **changes: Any) -> "Node":
+    def replace(self, **changes: Any) -> Node:
         return dataclasses.replace(self, **changes)
 
 

@@ -37,8 +37,14 @@ import scipy.sparse as sp
 
 from hwsim.netdesc import Formats
 from mappings import Target
-from neuromap.errors import (ClippedInputWarning, NeuromapWarning, QuantizationError, QuantizationWarning,
-                             StateOverflowWarning, UnsupportedError)
+from neuromap.errors import (
+    ClippedInputWarning,
+    NeuromapWarning,
+    QuantizationError,
+    QuantizationWarning,
+    StateOverflowWarning,
+    UnsupportedError,
+)
 from neuromap.ir import Affine, AvgPool2d, Conv2d, Graph, Linear, SumPool2d
 from neuromap.neurons import model_for
 from neuromap.passes.lower import Lowered, Projection, op_matrix

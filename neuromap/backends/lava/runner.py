@@ -13,8 +13,9 @@ import multiprocessing
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tqdm import tqdm
 
@@ -44,7 +45,7 @@ def _child_main(job: Callable[[Emit, Emit], None], conn) -> None:
     try:
         job(lambda item: conn.send(("item", item)), fail)
         conn.send(("done", None))
-    except BaseException as exc:  # noqa: BLE001 - everything must reach the parent as one line
+    except BaseException as exc:  # everything, even KeyboardInterrupt, must reach the parent as one line
         fail(exc)
     finally:
         conn.close()
