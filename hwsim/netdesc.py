@@ -260,7 +260,8 @@ class QuantNetwork:
     def __post_init__(self) -> None:
         self._check_formats()
         sizes: dict[str, int] = {}
-        for item in (*self.inputs, *self.populations):
+        items: tuple[InputPort | Population, ...] = (*self.inputs, *self.populations)
+        for item in items:
             if item.name in sizes:
                 raise NetDescError(f"name {item.name!r} is used twice")
             sizes[item.name] = item.size

@@ -95,9 +95,9 @@ def _simulate(graph: Graph, validated: dict[str, np.ndarray], steps: int, *, rec
            if n not in pops and n not in data and not isinstance(node, Output)}
     sources = [n for n in graph.order if n in pops or n in data]
     prev = {n: torch.zeros((batch, *graph.nodes[n].output_shape), device=device, dtype=dtype) for n in sources}
-    outputs = {n: [] for n in graph.outputs}
-    spikes = {n: [] for n in pops} if record else {}
-    volts = {n: [] for n in pops} if record else {}
+    outputs: dict[str, list[torch.Tensor]] = {n: [] for n in graph.outputs}
+    spikes: dict[str, list[torch.Tensor]] = {n: [] for n in pops} if record else {}
+    volts: dict[str, list[torch.Tensor]] = {n: [] for n in pops} if record else {}
     for t in range(steps):
         cur: dict[str, torch.Tensor] = {}
         val: dict[str, torch.Tensor] = {}

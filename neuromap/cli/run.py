@@ -92,7 +92,7 @@ def run_cmd(model: str, backend: str, data_name: str, steps: int, limit: int, en
                             f"(this one has {len(graph.inputs)} and {len(graph.outputs)})")
     ds = nmdata.load(data_name)
     n = len(ds.x_test) if limit == 0 else min(limit, len(ds.x_test))
-    x = fit_samples(ds.x_test[:n], graph.nodes[graph.inputs[0]].shape, data_name)
+    x = fit_samples(ds.x_test[:n], graph.nodes[graph.inputs[0]].input_shape, data_name)
     y = ds.y_test[:n]
     result = run(loaded, _frames(x, steps, encoding, seed), steps, backend, record=("spikes",), target=target,
                  **options)

@@ -78,10 +78,11 @@ def check_in_range(arr: np.ndarray, lo: float, hi: float, what: str) -> None:
                          value=(float(arr.min()), float(arr.max())), allowed=(lo, hi))
 
 
-def conv_output_hw(hw: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int],
-                   padding: tuple[int, int], dilation: tuple[int, int] = (1, 1)) -> tuple[int, int]:
-    return tuple(  # type: ignore[return-value]
-        (hw[i] + 2 * padding[i] - dilation[i] * (kernel[i] - 1) - 1) // stride[i] + 1 for i in range(2))
+def conv_output_hw(hw: tuple[int, ...], kernel: tuple[int, ...], stride: tuple[int, ...],
+                   padding: tuple[int, ...], dilation: tuple[int, ...] = (1, 1)) -> tuple[int, int]:
+    """(H, W) out of a convolution or pooling window over (H, W) in; every argument holds (H, W) values."""
+    h, w = ((hw[i] + 2 * padding[i] - dilation[i] * (kernel[i] - 1) - 1) // stride[i] + 1 for i in range(2))
+    return h, w
 
 
 @dataclass(frozen=True, eq=False)
@@ -239,7 +240,7 @@ class SumPool2d(Node):
 
     input_shape_chw: tuple[int, int, int]
     kernel_size: tuple[int, int]
-    stride: tuple[int, int] | None = None
+    stride: tuple[int, int] = None  # type: ignore[assignment]  # None: the kernel size, set by __post_init__
     padding: tuple[int, int] = (0, 0)
     kind: ClassVar[str] = "SumPool2d"
     is_synapse: ClassVar[bool] = True

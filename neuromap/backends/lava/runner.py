@@ -94,6 +94,8 @@ def run_guarded(job: Callable[[Emit, Emit], None], *, timeout: float, what: str,
     deadline = time.monotonic() + timeout
     bar = tqdm(total=total, desc=what, unit=unit, disable=not progress, leave=False)
     child.start()
+    group = child.pid  # the child's setsid() makes its pid its process group's id
+    assert group is not None  # start() has set it
     sender.close()
     try:
         while True:
@@ -119,7 +121,7 @@ def run_guarded(job: Callable[[Emit, Emit], None], *, timeout: float, what: str,
     finally:
         bar.close()
         receiver.close()
-        left_over = _kill_group(child.pid)
+        left_over = _kill_group(group)
         if child.is_alive():  # killed before its setsid(): not yet a group of its own
             child.kill()
         child.join()
