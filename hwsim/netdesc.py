@@ -20,10 +20,11 @@ integers in the chip's formats, in Lava's conventions (docs/architecture.md, "Fi
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
+from numpy.typing import ArrayLike
 
 from hwsim.errors import HwsimError
 from hwsim.models import known_models
@@ -175,6 +176,11 @@ class Population:
     kind: str = "spiking"
     meta: dict = field(default_factory=dict)
     model: str = "lif"  # the hwsim.models entry whose fixed-point update runs this population
+
+    if TYPE_CHECKING:  # the constructor takes array-likes; __post_init__ turns them into the fields' types
+        def __init__(self, name: str, size: int, vth: ArrayLike, du: ArrayLike, dv: ArrayLike, bias_mant: ArrayLike,
+                     bias_exp: ArrayLike, v_init: ArrayLike, core: ArrayLike, reset: str = ..., reset_timing: str = ...,
+                     kind: str = ..., meta: dict = ..., model: str = ...) -> None: ...
 
     def __post_init__(self) -> None:
         n = int(self.size)

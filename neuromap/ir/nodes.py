@@ -12,9 +12,10 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from neuromap.errors import GraphError
 
@@ -115,6 +116,9 @@ class Input(Node):
     shape: tuple[int, ...]
     kind: ClassVar[str] = "Input"
 
+    if TYPE_CHECKING:  # the constructor takes array-likes; __post_init__ turns them into the fields' types
+        def __init__(self, shape: ArrayLike, *, metadata: dict = ...) -> None: ...
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "shape", param_shape(self.shape, "Input.shape"))
 
@@ -127,7 +131,7 @@ class Input(Node):
         return self.shape
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, init=False)  # Input's constructor
 class Output(Input):
     kind: ClassVar[str] = "Output"
 
@@ -140,6 +144,9 @@ class Affine(Node):
     bias: np.ndarray
     kind: ClassVar[str] = "Affine"
     is_synapse: ClassVar[bool] = True
+
+    if TYPE_CHECKING:  # the constructor takes array-likes; __post_init__ turns them into the fields' types
+        def __init__(self, weight: ArrayLike, bias: ArrayLike, *, metadata: dict = ...) -> None: ...
 
     def __post_init__(self) -> None:
         w = param_array(self.weight, f"{self.kind}.weight")
@@ -167,6 +174,9 @@ class Linear(Node):
     weight: np.ndarray
     kind: ClassVar[str] = "Linear"
     is_synapse: ClassVar[bool] = True
+
+    if TYPE_CHECKING:  # the constructor takes array-likes; __post_init__ turns them into the fields' types
+        def __init__(self, weight: ArrayLike, *, metadata: dict = ...) -> None: ...
 
     def __post_init__(self) -> None:
         w = param_array(self.weight, "Linear.weight")
@@ -196,6 +206,11 @@ class Conv2d(Node):
     groups: int = 1
     kind: ClassVar[str] = "Conv2d"
     is_synapse: ClassVar[bool] = True
+
+    if TYPE_CHECKING:  # the constructor takes array-likes; __post_init__ turns them into the fields' types
+        def __init__(self, input_shape_chw: ArrayLike, weight: ArrayLike, bias: ArrayLike, stride: ArrayLike = ...,
+                     padding: ArrayLike = ..., dilation: ArrayLike = ..., groups: int = ..., *,
+                     metadata: dict = ...) -> None: ...
 
     def __post_init__(self) -> None:
         chw = param_shape(self.input_shape_chw, "Conv2d.input_shape")
@@ -245,6 +260,10 @@ class SumPool2d(Node):
     kind: ClassVar[str] = "SumPool2d"
     is_synapse: ClassVar[bool] = True
 
+    if TYPE_CHECKING:  # the constructor takes array-likes; __post_init__ turns them into the fields' types
+        def __init__(self, input_shape_chw: ArrayLike, kernel_size: ArrayLike, stride: ArrayLike | None = ...,
+                     padding: ArrayLike = ..., *, metadata: dict = ...) -> None: ...
+
     def __post_init__(self) -> None:
         chw = param_shape(self.input_shape_chw, f"{self.kind}.input_shape")
         if len(chw) != 3:
@@ -272,7 +291,7 @@ class SumPool2d(Node):
         return 1.0
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, init=False)  # SumPool2d's constructor
 class AvgPool2d(SumPool2d):
     """Mean over kernel windows (zero padding counted, as torch's count_include_pad=True)."""
 
@@ -289,6 +308,9 @@ class Flatten(Node):
 
     input_shape_any: tuple[int, ...]
     kind: ClassVar[str] = "Flatten"
+
+    if TYPE_CHECKING:  # the constructor takes array-likes; __post_init__ turns them into the fields' types
+        def __init__(self, input_shape_any: ArrayLike, *, metadata: dict = ...) -> None: ...
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_shape_any", param_shape(self.input_shape_any, "Flatten.input_shape"))
