@@ -20,9 +20,8 @@ from neuromap.backends.lava import run_network
 
 
 def network(rng: np.random.Generator) -> QuantNetwork:
-    # Population broadcasts scalars; netdesc.py types its fields after normalising (second pass)
-    hidden = Population("hidden", 512, vth=600, du=4095, dv=0, bias_mant=0, bias_exp=0, v_init=0, core=0)  # type: ignore[arg-type]
-    out = Population("out", 10, vth=1, du=4095, dv=0, bias_mant=0, bias_exp=0, v_init=0, core=0, kind="integrator")  # type: ignore[arg-type]
+    hidden = Population("hidden", 512, vth=600, du=4095, dv=0, bias_mant=0, bias_exp=0, v_init=0, core=0)
+    out = Population("out", 10, vth=1, du=4095, dv=0, bias_mant=0, bias_exp=0, v_init=0, core=0, kind="integrator")
     w1 = sp.csr_matrix(rng.integers(-64, 64, (512, 784)) * 2)
     w2 = sp.csr_matrix(rng.integers(-100, 100, (10, 512)) * 2)
     return QuantNetwork(inputs=(InputPort("in", 784),), populations=(hidden, out),

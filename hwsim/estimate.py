@@ -58,12 +58,17 @@ class EstimateError(HwsimError, ValueError):
 
 
 class CoreLike(Protocol):
-    """A placed core as ``hwsim.netdesc.Core`` gives it: its index, chip and tile (x, y)."""
+    """A placed core as ``hwsim.netdesc.Core`` gives it: its index, chip and tile (x, y), read only (a
+    frozen dataclass such as ``Core`` matches only read-only protocol members)."""
 
-    index: int
-    chip: int
-    x: int
-    y: int
+    @property
+    def index(self) -> int: ...
+    @property
+    def chip(self) -> int: ...
+    @property
+    def x(self) -> int: ...
+    @property
+    def y(self) -> int: ...
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,11 @@ integers in the chip's formats, in Lava's conventions (docs/architecture.md, "Fi
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
+from numpy.typing import ArrayLike
 
 from hwsim.errors import HwsimError
 from hwsim.models import known_models
@@ -40,9 +41,8 @@ class NetDescError(HwsimError, ValueError):
 
 def _int_vector(value: Any, n: int, what: str, lo: int | None = None, hi: int | None = None) -> np.ndarray:
     arr = np.asarray(value)
-    if arr.dtype.kind not in "iub":
-        if not np.all(np.isfinite(arr)) or not np.array_equal(arr, np.round(arr)):
-            raise NetDescError(f"{what}: values must be integers")
+    if arr.dtype.kind not in "iub" and not (np.all(np.isfinite(arr)) and np.array_equal(arr, np.round(arr))):
+        raise NetDescError(f"{what}: values must be integers")
     arr = np.broadcast_to(arr.astype(np.int64), (n,)).copy()
     if n and lo is not None and hi is not None and (arr.min() < lo or arr.max() > hi):
         raise NetDescError(f"{what}: values must lie in [{lo}, {hi}], got [{arr.min()}, {arr.max()}]", field=what,
@@ -177,6 +177,11 @@ class Population:
     meta: dict = field(default_factory=dict)
     model: str = "lif"  # the hwsim.models entry whose fixed-point update runs this population
 
+    if TYPE_CHECKING:  # the constructor takes array-likes; __post_init__ turns them into the fields' types
+        def __init__(self, name: str, size: int, vth: ArrayLike, du: ArrayLike, dv: ArrayLike, bias_mant: ArrayLike,
+                     bias_exp: ArrayLike, v_init: ArrayLike, core: ArrayLike, reset: str = ..., reset_timing: str = ...,
+                     kind: str = ..., meta: dict = ..., model: str = ...) -> None: ...
+
     def __post_init__(self) -> None:
         n = int(self.size)
         if n <= 0:
@@ -261,7 +266,8 @@ class QuantNetwork:
     def __post_init__(self) -> None:
         self._check_formats()
         sizes: dict[str, int] = {}
-        for item in (*self.inputs, *self.populations):
+        items: tuple[InputPort | Population, ...] = (*self.inputs, *self.populations)
+        for item in items:
             if item.name in sizes:
                 raise NetDescError(f"name {item.name!r} is used twice")
             sizes[item.name] = item.size
@@ -271,7 +277,8 @@ class QuantNetwork:
             missing = set(np.unique(p.core).tolist()) - core_ids
             if missing:
                 raise NetDescError(f"population {p.name!r}: placed on unknown core {min(missing)}")
-        order = {name: i for i, name in enumerate([*(i.name for i in self.inputs), *(p.name for p in self.populations)])}
+        names = [*(i.name for i in self.inputs), *(p.name for p in self.populations)]
+        order = {name: i for i, name in enumerate(names)}
         for pr in self.projections:
             if pr.src not in sizes:
                 raise NetDescError(f"projection {pr.name!r}: unknown source {pr.src!r}", node=pr.name, field="src",

@@ -164,7 +164,7 @@ class _Plan:
         self.tables = EventTables(qnet, device) if events else None
         # after which population a source's outputs are no longer needed
         order = {p.name: k for k, p in enumerate(qnet.populations)}
-        self.last_use = {}
+        self.last_use: dict[str, int] = {}
         for pr in qnet.projections:
             self.last_use[pr.src] = max(self.last_use.get(pr.src, -1), order[pr.dst])
 
@@ -276,6 +276,7 @@ def _run_chunk(plan: _Plan, data: dict[str, torch.Tensor], buffers: dict[str, di
             if clipped:
                 saturated[pop.name] = saturated.get(pop.name, 0) + clipped
         if tables is not None:
+            assert active is not None  # computed whenever there are tables
             add_counts(tables.source_counts(pop.name, outs[pop.name]))
             add_counts({"active_neurons": tables.active_neurons(pop.name, active, u, v, p.v_init)})
             traffic += tables.traffic(pop.name, outs[pop.name])
@@ -286,6 +287,7 @@ def _run_chunk(plan: _Plan, data: dict[str, torch.Tensor], buffers: dict[str, di
             del outs[name]
     if tables is None:
         return None
+    assert traffic is not None  # allocated with the tables
     per_step = {key: (counts[key].permute(1, 0, 2).cpu().numpy() if key in counts
                       else np.zeros((batch, steps, tables.n_cores), np.int64)) for key in PER_STEP}
     return EventCounts(tables.core_ids, tables.neurons, traffic, **per_step)

@@ -13,12 +13,12 @@ A non-spiking population (LI) runs the first two lines and outputs v[t].
 ``FIXED`` registers the family in ``hwsim.models`` as "lif": on the chip (``NeuronParams.of``, ``update``),
 a population's fixed-point dynamics over all T steps (docs/architecture.md, "Fixed-point step") given its
 synaptic input at every step, and in float on the same quantized description (``_float_parameters``, the
-step above: hwsim.gpu's FloatSNN). Because a population's input depends only on earlier populations (the description has no recurrence),
-the simulator evaluates population by population: each gets its whole (T, B, n) input at once, and only
-the state recurrences below remain sequential in time. The current u does not depend on v or spikes, so
-it runs as its own (often fully vectorised) recurrence; v follows. Special cases (no current memory, no
-leak, full leak, no possible wrap) skip operations whose result is known; they are identities of the
-general rule in docs/architecture.md, not approximations.
+step above: hwsim.gpu's FloatSNN). Because a population's input depends only on earlier populations (the
+description has no recurrence), the simulator evaluates population by population: each gets its whole
+(T, B, n) input at once, and only the state recurrences below remain sequential in time. The current u
+does not depend on v or spikes, so it runs as its own (often fully vectorised) recurrence; v follows.
+Special cases (no current memory, no leak, full leak, no possible wrap) skip operations whose result is
+known; they are identities of the general rule in docs/architecture.md, not approximations.
 """
 from __future__ import annotations
 

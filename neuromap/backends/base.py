@@ -58,7 +58,7 @@ def check_steps(steps: object, who: str, backend: str | None = None) -> int:
 
 def _as_array(value: object) -> np.ndarray:
     if hasattr(value, "detach"):  # a torch tensor, maybe on a GPU
-        value = value.detach().cpu().numpy()  # type: ignore[attr-defined]
+        value = value.detach().cpu().numpy()
     return np.asarray(value)
 
 

@@ -1,22 +1,22 @@
 """Float reference simulator: runs a network graph in torch, following docs/architecture.md to the letter.
 
 Vectorised over a batch; every projection delays by one step; neuron updates as written in the one
-time-step definition (each neuron model's float step, hwsim.models). This is the float semantics every other backend is tested against.
+time-step definition (each neuron model's float step, hwsim.models). This is the float semantics every other
+backend is tested against.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from neuromap.backends.base import Model, Traces, check_steps, predictions, readout_scores, validate_inputs
-from neuromap.errors import BackendError
 from neuromap.ir import Graph, Node, Output
 from neuromap.ir.ops import stateless_op
 from neuromap.neurons import model_for, node_types
-
 
 WHO = "torch simulator"
 
@@ -78,8 +78,8 @@ def simulate(graph: Graph, x, steps: int, *, record: bool = False, dtype=torch.f
     frameworks' semantics) instead of adding the one-step delay of docs/architecture.md.
     """
     steps = check_steps(steps, WHO, "torch")
-    return _simulate(graph, validate_inputs(graph, x, steps, WHO, "torch"), steps, record=record, dtype=dtype, device=device,
-                     zero_delay=zero_delay)
+    return _simulate(graph, validate_inputs(graph, x, steps, WHO, "torch"), steps, record=record, dtype=dtype,
+                     device=device, zero_delay=zero_delay)
 
 
 @torch.no_grad()
@@ -95,9 +95,9 @@ def _simulate(graph: Graph, validated: dict[str, np.ndarray], steps: int, *, rec
            if n not in pops and n not in data and not isinstance(node, Output)}
     sources = [n for n in graph.order if n in pops or n in data]
     prev = {n: torch.zeros((batch, *graph.nodes[n].output_shape), device=device, dtype=dtype) for n in sources}
-    outputs = {n: [] for n in graph.outputs}
-    spikes = {n: [] for n in pops} if record else {}
-    volts = {n: [] for n in pops} if record else {}
+    outputs: dict[str, list[torch.Tensor]] = {n: [] for n in graph.outputs}
+    spikes: dict[str, list[torch.Tensor]] = {n: [] for n in pops} if record else {}
+    volts: dict[str, list[torch.Tensor]] = {n: [] for n in pops} if record else {}
     for t in range(steps):
         cur: dict[str, torch.Tensor] = {}
         val: dict[str, torch.Tensor] = {}
@@ -118,7 +118,7 @@ def _simulate(graph: Graph, validated: dict[str, np.ndarray], steps: int, *, rec
                     volts[name].append(pops[name].v.clone())
             elif isinstance(node, Output):
                 src = preds[0]
-                outputs[name].append(cur[src] if src in cur else total)
+                outputs[name].append(cur.get(src, total))
             else:
                 val[name] = ops[name](total)
         prev = {n: cur[n] for n in sources}

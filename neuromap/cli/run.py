@@ -59,7 +59,8 @@ def _backend_options(backend: str, given: dict[str, Any]) -> dict[str, Any]:
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--backend", default="hwsim", show_default=True,
               help="A registered backend: torch, hwsim, lava or one added with neuromap.backends.register_backend.")
-@click.option("--data", "data_name", default="digits", show_default=True, help="digits, mnist5k or FILE.npz (test split).")
+@click.option("--data", "data_name", default="digits", show_default=True,
+              help="digits, mnist5k or FILE.npz (test split).")
 @click.option("--steps", default=32, show_default=True, type=click.IntRange(1))
 @click.option("--limit", default=0, show_default=True, type=click.IntRange(0), help="At most N test samples (0: all).")
 @click.option("--encoding", type=click.Choice(["direct", "poisson"]), default="direct", show_default=True)
@@ -74,8 +75,8 @@ def _backend_options(backend: str, given: dict[str, Any]) -> dict[str, Any]:
               help="Write every population's spikes (N, T, neurons) to this .npz file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON line last.")
 def run_cmd(model: str, backend: str, data_name: str, steps: int, limit: int, encoding: str, target: str,
-            dt: float, reset_timing: str | None, float_lava: bool, device: str | None, seed: int, save_spikes: str | None,
-            as_json: bool) -> None:
+            dt: float, reset_timing: str | None, float_lava: bool, device: str | None, seed: int,
+            save_spikes: str | None, as_json: bool) -> None:
     """Run MODEL (a Mapping, a saved graph or a NIR file) on the test split of a data set."""
     from neuromap import data as nmdata
     from neuromap.backends import run
@@ -91,7 +92,7 @@ def run_cmd(model: str, backend: str, data_name: str, steps: int, limit: int, en
                             f"(this one has {len(graph.inputs)} and {len(graph.outputs)})")
     ds = nmdata.load(data_name)
     n = len(ds.x_test) if limit == 0 else min(limit, len(ds.x_test))
-    x = fit_samples(ds.x_test[:n], graph.nodes[graph.inputs[0]].shape, data_name)
+    x = fit_samples(ds.x_test[:n], graph.nodes[graph.inputs[0]].input_shape, data_name)
     y = ds.y_test[:n]
     result = run(loaded, _frames(x, steps, encoding, seed), steps, backend, record=("spikes",), target=target,
                  **options)

@@ -2,16 +2,16 @@
 from neuromap.ir.graph import Graph, make_node, sequential
 from neuromap.ir.nir_io import from_nir, read_nir, to_nir, write_nir
 from neuromap.ir.nodes import (
-                               STATELESS_TYPES,
-                               Affine,
-                               AvgPool2d,
-                               Conv2d,
-                               Flatten,
-                               Input,
-                               Linear,
-                               Node,
-                               Output,
-                               SumPool2d,
+    STATELESS_TYPES,
+    Affine,
+    AvgPool2d,
+    Conv2d,
+    Flatten,
+    Input,
+    Linear,
+    Node,
+    Output,
+    SumPool2d,
 )
 from neuromap.ir.serialize import load_graph, save_graph
 from neuromap.neurons.lif import IF, LI, LIF  # the built-in neuron models' nodes (neuromap.neurons)

@@ -54,8 +54,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import h5py
 import networkx as nx
@@ -63,12 +64,23 @@ import nir
 import numpy as np
 from nir.serialization import hdf2dict
 
+from neuromap import neurons
 from neuromap.errors import FormatError, GraphError, NeuromapError, UnsupportedError
 from neuromap.ir.graph import Graph, make_node
-from neuromap.ir.nodes import (RESET_TIMINGS, RESETS, Affine, AvgPool2d, Conv2d, Flatten, Input, Linear, Node, Output,
-                               SumPool2d)
-from neuromap import neurons
 from neuromap.ir.nir_common import PREFIX, NirOptions, numeric
+from neuromap.ir.nodes import (
+    RESET_TIMINGS,
+    RESETS,
+    Affine,
+    AvgPool2d,
+    Conv2d,
+    Flatten,
+    Input,
+    Linear,
+    Node,
+    Output,
+    SumPool2d,
+)
 
 # the NIR node types of the stateless nodes; neuron types come from the neuron models (neuromap.neurons)
 STATELESS_NIR = ("Input", "Output", "Affine", "Linear", "Scale", "Conv2d", "SumPool2d", "AvgPool2d", "Flatten")

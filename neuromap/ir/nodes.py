@@ -12,9 +12,10 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from neuromap.errors import GraphError
 
@@ -78,10 +79,11 @@ def check_in_range(arr: np.ndarray, lo: float, hi: float, what: str) -> None:
                          value=(float(arr.min()), float(arr.max())), allowed=(lo, hi))
 
 
-def conv_output_hw(hw: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int],
-                   padding: tuple[int, int], dilation: tuple[int, int] = (1, 1)) -> tuple[int, int]:
-    return tuple(  # type: ignore[return-value]
-        (hw[i] + 2 * padding[i] - dilation[i] * (kernel[i] - 1) - 1) // stride[i] + 1 for i in range(2))
+def conv_output_hw(hw: tuple[int, ...], kernel: tuple[int, ...], stride: tuple[int, ...],
+                   padding: tuple[int, ...], dilation: tuple[int, ...] = (1, 1)) -> tuple[int, int]:
+    """(H, W) out of a convolution or pooling window over (H, W) in; every argument holds (H, W) values."""
+    h, w = ((hw[i] + 2 * padding[i] - dilation[i] * (kernel[i] - 1) - 1) // stride[i] + 1 for i in range(2))
+    return h, w
 
 
 @dataclass(frozen=True, eq=False)
@@ -105,7 +107,7 @@ class Node:
         """Fields as plain data (arrays stay arrays), for serialization and comparison."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
-    def replace(self, **changes: Any) -> "Node":
+    def replace(self, **changes: Any) -> Node:
         return dataclasses.replace(self, **changes)
 
 
@@ -113,6 +115,9 @@ class Node:
 class Input(Node):
     shape: tuple[int, ...]
     kind: ClassVar[str] = "Input"
+
+    if TYPE_CHECKING:  # the constructor takes array-likes; __post_init__ turns them into the fields' types
+        def __init__(self, shape: ArrayLike, *, metadata: dict = ...) -> None: ...
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "shape", param_shape(self.shape, "Input.shape"))
@@ -126,7 +131,7 @@ class Input(Node):
         return self.shape
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, init=False)  # Input's constructor
 class Output(Input):
     kind: ClassVar[str] = "Output"
 
@@ -139,6 +144,9 @@ class Affine(Node):
     bias: np.ndarray
     kind: ClassVar[str] = "Affine"
     is_synapse: ClassVar[bool] = True
+
+    if TYPE_CHECKING:  # the constructor takes array-likes; __post_init__ turns them into the fields' types
+        def __init__(self, weight: ArrayLike, bias: ArrayLike, *, metadata: dict = ...) -> None: ...
 
     def __post_init__(self) -> None:
         w = param_array(self.weight, f"{self.kind}.weight")
@@ -166,6 +174,9 @@ class Linear(Node):
     weight: np.ndarray
     kind: ClassVar[str] = "Linear"
     is_synapse: ClassVar[bool] = True
+
+    if TYPE_CHECKING:  # the constructor takes array-likes; __post_init__ turns them into the fields' types
+        def __init__(self, weight: ArrayLike, *, metadata: dict = ...) -> None: ...
 
     def __post_init__(self) -> None:
         w = param_array(self.weight, "Linear.weight")
@@ -195,6 +206,11 @@ class Conv2d(Node):
     groups: int = 1
     kind: ClassVar[str] = "Conv2d"
     is_synapse: ClassVar[bool] = True
+
+    if TYPE_CHECKING:  # the constructor takes array-likes; __post_init__ turns them into the fields' types
+        def __init__(self, input_shape_chw: ArrayLike, weight: ArrayLike, bias: ArrayLike, stride: ArrayLike = ...,
+                     padding: ArrayLike = ..., dilation: ArrayLike = ..., groups: int = ..., *,
+                     metadata: dict = ...) -> None: ...
 
     def __post_init__(self) -> None:
         chw = param_shape(self.input_shape_chw, "Conv2d.input_shape")
@@ -239,10 +255,14 @@ class SumPool2d(Node):
 
     input_shape_chw: tuple[int, int, int]
     kernel_size: tuple[int, int]
-    stride: tuple[int, int] | None = None
+    stride: tuple[int, int] = None  # type: ignore[assignment]  # None: the kernel size, set by __post_init__
     padding: tuple[int, int] = (0, 0)
     kind: ClassVar[str] = "SumPool2d"
     is_synapse: ClassVar[bool] = True
+
+    if TYPE_CHECKING:  # the constructor takes array-likes; __post_init__ turns them into the fields' types
+        def __init__(self, input_shape_chw: ArrayLike, kernel_size: ArrayLike, stride: ArrayLike | None = ...,
+                     padding: ArrayLike = ..., *, metadata: dict = ...) -> None: ...
 
     def __post_init__(self) -> None:
         chw = param_shape(self.input_shape_chw, f"{self.kind}.input_shape")
@@ -271,7 +291,7 @@ class SumPool2d(Node):
         return 1.0
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, init=False)  # SumPool2d's constructor
 class AvgPool2d(SumPool2d):
     """Mean over kernel windows (zero padding counted, as torch's count_include_pad=True)."""
 
@@ -288,6 +308,9 @@ class Flatten(Node):
 
     input_shape_any: tuple[int, ...]
     kind: ClassVar[str] = "Flatten"
+
+    if TYPE_CHECKING:  # the constructor takes array-likes; __post_init__ turns them into the fields' types
+        def __init__(self, input_shape_any: ArrayLike, *, metadata: dict = ...) -> None: ...
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_shape_any", param_shape(self.input_shape_any, "Flatten.input_shape"))

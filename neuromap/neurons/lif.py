@@ -17,11 +17,12 @@ import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import nir
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 from hwsim.models.lif import LIFParameters, LIFState, lif_step
 from hwsim.netdesc import Formats
@@ -49,6 +50,11 @@ class LIF(Node):
     reset_timing: str = "immediate"
     kind: ClassVar[str] = "LIF"
     is_neuron: ClassVar[bool] = True
+
+    if TYPE_CHECKING:  # the constructor takes array-likes; __post_init__ turns them into the fields' types
+        def __init__(self, shape: ArrayLike, threshold: ArrayLike, v_decay: ArrayLike = ..., i_decay: ArrayLike = ...,
+                     bias: ArrayLike = ..., v_init: ArrayLike = ..., reset: str = ..., reset_timing: str = ..., *,
+                     metadata: dict = ...) -> None: ...
 
     def __post_init__(self) -> None:
         shape = param_shape(self.shape, f"{self.kind}.shape")
@@ -78,7 +84,7 @@ class LIF(Node):
         return self.shape
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, init=False)  # LIF's constructor
 class IF(LIF):
     """Integrate-and-fire: a LIF with no leak and no current memory (RMP-SNN's neuron)."""
 
@@ -103,6 +109,10 @@ class LI(Node):
     bias: np.ndarray = field(default_factory=lambda: np.zeros(()))
     kind: ClassVar[str] = "LI"
     is_neuron: ClassVar[bool] = True
+
+    if TYPE_CHECKING:  # the constructor takes array-likes; __post_init__ turns them into the fields' types
+        def __init__(self, shape: ArrayLike, v_decay: ArrayLike = ..., i_decay: ArrayLike = ...,
+                     bias: ArrayLike = ..., *, metadata: dict = ...) -> None: ...
 
     def __post_init__(self) -> None:
         shape = param_shape(self.shape, "LI.shape")

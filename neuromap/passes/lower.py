@@ -106,7 +106,7 @@ class Lowered:
 
 def _chains(graph: Graph, name: str, sources: set[str]) -> list[tuple[str, tuple[str, ...]]]:
     """All (source, chain) pairs that feed node ``name`` through stateless nodes only."""
-    result = []
+    result: list[tuple[str, tuple[str, ...]]] = []
     for pred in graph.predecessors(name):
         if pred in sources:
             result.append((pred, ()))
@@ -130,7 +130,7 @@ def lower(graph: Graph) -> Lowered:
     for name, node in graph.nodes.items():
         if name not in source_set and not isinstance(node, Output) and not graph.successors(name):
             raise UnsupportedError(f"node {name!r} ({node.kind}) feeds nothing; every chain must end in a population")
-    projections = []
+    projections: list[Projection] = []
     for dst in pops:
         merged: dict[str, list[tuple[str, ...]]] = {}
         for src, chain in _chains(graph, dst, source_set):

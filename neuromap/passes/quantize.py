@@ -37,8 +37,14 @@ import scipy.sparse as sp
 
 from hwsim.netdesc import Formats
 from mappings import Target
-from neuromap.errors import (ClippedInputWarning, NeuromapWarning, QuantizationError, QuantizationWarning,
-                             StateOverflowWarning, UnsupportedError)
+from neuromap.errors import (
+    ClippedInputWarning,
+    NeuromapWarning,
+    QuantizationError,
+    QuantizationWarning,
+    StateOverflowWarning,
+    UnsupportedError,
+)
 from neuromap.ir import Affine, AvgPool2d, Conv2d, Graph, Linear, SumPool2d
 from neuromap.neurons import model_for
 from neuromap.passes.lower import Lowered, Projection, op_matrix
@@ -217,12 +223,12 @@ class _Lossy:
         warnings.warn(category(message, **fields), stacklevel=4)
 
 
-def _weighted_nodes(graph: Graph, path: tuple[str, ...]) -> list[str]:
-    return [n for n in path if isinstance(graph.nodes[n], (Affine, Linear, Conv2d))]
+def _weighted_nodes(graph: Graph, path: tuple[str, ...]) -> list[tuple[str, Affine | Linear | Conv2d]]:
+    return [(n, node) for n, node in ((n, graph.nodes[n]) for n in path) if isinstance(node, (Affine, Linear, Conv2d))]
 
 
 def _chain_scale(graph: Graph, path: tuple[str, ...]) -> float:
-    return math.prod(graph.nodes[n].scale for n in path if isinstance(graph.nodes[n], SumPool2d))
+    return math.prod(node.scale for node in (graph.nodes[n] for n in path) if isinstance(node, SumPool2d))
 
 
 def _multiplicity(graph: Graph, path: tuple[str, ...], weighted: str) -> int:
@@ -241,7 +247,8 @@ def _multiplicity(graph: Graph, path: tuple[str, ...], weighted: str) -> int:
 
 def _pooled(graph: Graph, path: tuple[str, ...]) -> int:
     """How many terms of the chain's matrix row each weight of the node contributes (pool windows)."""
-    return math.prod(math.prod(graph.nodes[n].kernel_size) for n in path if isinstance(graph.nodes[n], SumPool2d))
+    return math.prod(math.prod(node.kernel_size) for node in (graph.nodes[n] for n in path)
+                     if isinstance(node, SumPool2d))
 
 
 def _channels(shape: tuple[int, ...]) -> tuple[int, int]:
@@ -275,9 +282,9 @@ def _incoming(lowered: Lowered, pr: Projection, dst_shape, input_scale: dict[str
     n_ch, per_ch = _channels(dst_shape)
     weighted = _weighted_nodes(graph, pr.paths[0]) if len(pr.paths) == 1 else []
     if len(pr.paths) == 1 and len(weighted) == 1:
-        name = weighted[0]
+        name, node = weighted[0]
         path = pr.paths[0]
-        w = graph.nodes[name].weight * (_chain_scale(graph, path) / sigma)
+        w = node.weight * (_chain_scale(graph, path) / sigma)
         tail = path[path.index(name) + 1:]
         aligned = (w.shape[0] == n_ch and all(isinstance(graph.nodes[n], SumPool2d) for n in tail)
                    and (len(dst_shape) == 3) == (w.ndim == 4))
@@ -397,7 +404,8 @@ def _quantize_population(lowered, name, node, incoming, formats: Formats, mode, 
     with np.errstate(over="ignore", divide="ignore"):
         layer_base = 1.0 / np.float64(per_channel_need.max(initial=0.0))
         if not np.isfinite(layer_base):
-            layer_base = 1.0  # no (or only subnormal) weights: unit scale; thresholds, biases still quantized
+            # no (or only subnormal) weights: unit scale; thresholds, biases still quantized
+            layer_base = np.float64(1.0)
         base = 1.0 / per_channel_need if layer_mode == "per_channel" else np.full(n_ch, layer_base)
     base = np.where(np.isfinite(base), base, layer_base)
     theta = inputs.threshold.reshape(n_ch, per_ch) if inputs.threshold is not None else None
@@ -523,6 +531,7 @@ def _row_sums(inc: _Incoming, scale: np.ndarray, e: int, n_ch: int, per_ch: int)
             return pos, neg
         return np.full(n_ch, pos.max(initial=0)), np.full(n_ch, neg.max(initial=0))
     m = inc.matrix
+    assert m is not None  # an _Incoming holds the node's weights or the chain's matrix
     rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
     q = m.data * np.repeat(scale, per_ch)[rows] / 2.0 ** e
     pos = np.bincount(rows, weights=np.clip(q + 1, 0, None), minlength=m.shape[0]).reshape(n_ch, per_ch).max(axis=1)
@@ -546,6 +555,7 @@ def _quantize_projection(graph, inc: _Incoming, scale, e, n_ch, per_ch, layer: L
         result = QuantProjection(pr.name, pr.src, pr.dst, pr.paths, e, node=inc.node, weights=q.astype(np.int64))
     else:
         m = inc.matrix
+        assert m is not None  # an _Incoming holds the node's weights or the chain's matrix
         rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
         lam = np.repeat(scale, per_ch)[rows] / step
         x = m.data * lam

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import importlib
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -49,12 +50,10 @@ class LavaResult:
 def load_lava() -> None:
     """Import Lava (with the py3.11 fix) and our models in the parent, before the guarded child forks."""
     compat.import_lava()
-    import lava.proc.dense.models  # noqa: F401
-    import lava.proc.io.extractor  # noqa: F401
-    import lava.proc.sparse.models  # noqa: F401
-
-    import neuromap.backends.lava.procs.neuron  # noqa: F401
-    import neuromap.backends.lava.procs.source  # noqa: F401
+    # imported for their side effect: each module registers its Lava process models
+    for module in ("lava.proc.dense.models", "lava.proc.io.extractor", "lava.proc.sparse.models",
+                   "neuromap.backends.lava.procs.neuron", "neuromap.backends.lava.procs.source"):
+        importlib.import_module(module)
 
 
 def _check_run(steps: int, timeout: float) -> None:
@@ -202,9 +201,10 @@ class LavaBackend:
     """Lava as a registered backend: the Mapping's quantized network in fixed_pt (a graph is compiled
     first), or with ``float=True`` the float graph in floating_pt."""
 
-    options: ClassVar[dict[str, str]] = {"float": "run the float graph in floating_pt instead of the quantized network (default False)",
-               "timeout": f"seconds before a run is killed (default {DEFAULT_TIMEOUT_S:g})",
-               "progress": "show a progress bar on stderr (default True)"}
+    options: ClassVar[dict[str, str]] = {
+        "float": "run the float graph in floating_pt instead of the quantized network (default False)",
+        "timeout": f"seconds before a run is killed (default {DEFAULT_TIMEOUT_S:g})",
+        "progress": "show a progress bar on stderr (default True)"}
     records: ClassVar[frozenset[str]] = frozenset({"spikes", "v", "u"})
 
     def run(self, model: Model, frames: dict[str, np.ndarray], steps: int, record: frozenset[str],

@@ -137,7 +137,7 @@ def simulate(net: LavaNet, emit: Emit, fail: Emit) -> None:
         pops[p.name].state_out.connect(extractors[p.name].in_port)
     anchor = next(iter(pops.values()))
     cfg = Loihi2SimCfg(select_tag=net.select_tag, exception_proc_model_map={Extractor: PyLoihiExtractorModel})
-    pending = {name: [] for name in extractors}  # received steps of the current sample
+    pending: dict[str, list[np.ndarray]] = {name: [] for name in extractors}  # received steps of the current sample
     try:
         left = samples * steps
         while left:

@@ -13,8 +13,9 @@ import multiprocessing
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tqdm import tqdm
 
@@ -44,7 +45,7 @@ def _child_main(job: Callable[[Emit, Emit], None], conn) -> None:
     try:
         job(lambda item: conn.send(("item", item)), fail)
         conn.send(("done", None))
-    except BaseException as exc:  # noqa: BLE001 - everything must reach the parent as one line
+    except BaseException as exc:  # everything, even KeyboardInterrupt, must reach the parent as one line
         fail(exc)
     finally:
         conn.close()
@@ -93,6 +94,8 @@ def run_guarded(job: Callable[[Emit, Emit], None], *, timeout: float, what: str,
     deadline = time.monotonic() + timeout
     bar = tqdm(total=total, desc=what, unit=unit, disable=not progress, leave=False)
     child.start()
+    group = child.pid  # the child's setsid() makes its pid its process group's id
+    assert group is not None  # start() has set it
     sender.close()
     try:
         while True:
@@ -118,7 +121,7 @@ def run_guarded(job: Callable[[Emit, Emit], None], *, timeout: float, what: str,
     finally:
         bar.close()
         receiver.close()
-        left_over = _kill_group(child.pid)
+        left_over = _kill_group(group)
         if child.is_alive():  # killed before its setsid(): not yet a group of its own
             child.kill()
         child.join()

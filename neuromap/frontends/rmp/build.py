@@ -78,13 +78,11 @@ def _synapse(layer: Layer, shape_in: tuple[int, ...], weight: np.ndarray | None)
     if layer.kind == "conv":
         assert weight is not None, "a conv layer comes with its (balanced) weight"
         bias = p["bias"] if p["bias"] is not None else np.zeros(weight.shape[0])
-        # Conv2d and AvgPool2d take any (C, H, W) sequence: nodes.py types the field after normalising
-        return Conv2d(input_shape_chw=shape_in,  # type: ignore[arg-type]
-                      weight=weight, bias=bias, stride=p["stride"], padding=p["padding"],
+        return Conv2d(input_shape_chw=shape_in, weight=weight, bias=bias, stride=p["stride"], padding=p["padding"],
                       dilation=p["dilation"], groups=p["groups"], metadata=meta)
     if layer.kind == "avgpool":
-        return AvgPool2d(input_shape_chw=shape_in,  # type: ignore[arg-type]
-                         kernel_size=p["kernel_size"], stride=p["stride"], padding=p["padding"], metadata=meta)
+        return AvgPool2d(input_shape_chw=shape_in, kernel_size=p["kernel_size"], stride=p["stride"],
+                         padding=p["padding"], metadata=meta)
     if layer.kind == "flatten":
         return Flatten(input_shape_any=shape_in, metadata=meta)
     raise UnsupportedError(f"layer {layer.name!r} ({layer.origin}): kind {layer.kind!r} has no synapse")
