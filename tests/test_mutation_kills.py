@@ -1,8 +1,20 @@
 """Tests that kill the mutants mutmut found surviving (``make mutation``) in passes/partition and
 synapse_memory, hwsim/synapse, events, fixed and gpu. Expectations are computed by hand in the comments."""
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
 import torch
 
+import mappings
+import neuromap
 from hwsim import fixed
+from neuromap.errors import FitError
+from neuromap.ir import IF, Affine, Conv2d, Input, Output, sequential
+from neuromap.passes.partition import Connectivity, _Population
+
+TESTCHIP = mappings.load_target("testchip")
 
 
 # ---------------------------------------------------------------------------------------------- hwsim.fixed
@@ -33,3 +45,99 @@ def test_voltage_saturates_symmetrically_in_place():
     v = torch.tensor([-9, -7, 0, 7, 9], dtype=torch.int64)
     fixed.saturate_v_(v, 7)
     assert v.tolist() == [-7, -7, 0, 7, 7]
+
+
+# ---------------------------------------------------------------------------------------------- passes.partition
+TESTCHIP_TOML = Path(mappings.__file__).with_name("targets") / "testchip.toml"
+
+
+def _testchip_with(tmp_path, **fields) -> Path:
+    """testchip.toml with each ``field = value`` line replaced (the field names used here are unique there)."""
+    text = TESTCHIP_TOML.read_text()
+    for name, value in fields.items():
+        text, n = re.subn(rf"^{name}\s*=[^#\n]*", f"{name} = {value} ", text, flags=re.MULTILINE)
+        assert n == 1, name
+    path = tmp_path / "chip.toml"
+    path.write_text(text)
+    return path
+
+
+def _one_layer(n_in: int, row_synapses: list[int]):
+    """Input(n_in) -> Affine -> IF: row r has weight 1 from inputs 0 .. row_synapses[r] - 1, 0 elsewhere."""
+    w = np.zeros((len(row_synapses), n_in))
+    for r, k in enumerate(row_synapses):
+        w[r, :k] = 1.0
+    n = len(row_synapses)
+    return sequential([("in", Input((n_in,))), ("fc", Affine(w, np.zeros(n))), ("if", IF((n,), threshold=1.0)),
+                       ("out", Output((n,)))])
+
+
+def _fit_error(graph, target) -> FitError:
+    with pytest.raises(FitError) as info:
+        neuromap.compile(graph, target, input_encoding="spikes")
+    return info.value
+
+
+def test_an_unfit_dense_layer_is_reported_at_its_heaviest_neuron():
+    """Neurons of 130 and 150 synapses both break testchip's 128 input axons (one limit each): the error
+    names the heavier, neuron 1, with its 150 axons."""
+    err = _fit_error(_one_layer(352, [130, 150]), "testchip")
+    assert str(err) == ("fc -> if: even a single neuron per core does not fit target 'testchip': "
+                        "needs 150 input axons on a core, target allows 128")
+    assert (err.layer, err.resource, err.needed, err.allowed) == ("if", "input_axons", 150, 128)
+
+
+def test_an_unfit_neuron_lists_every_limit_it_breaks(tmp_path):
+    """352 one-entry lists (64 bits each) = 22,528 bits = 2.75 KiB, shown 2.8 (round half even); a memory of
+    14,336 bits = 1.75 KiB shows as 1.8; and 352 input axons > 128."""
+    err = _fit_error(_one_layer(352, [200, 352]), _testchip_with(tmp_path, synaptic_memory_bits=14336))
+    assert str(err).endswith(": synaptic memory 2.8 KiB > 1.8 KiB; needs 352 input axons on a core, "
+                             "target allows 128")
+    assert (err.resource, err.needed, err.allowed) == ("synaptic_memory_bits", 22528, 14336)
+
+
+def test_an_unfit_convolution_is_reported_at_its_worst_position(tmp_path):
+    """A 3x3 convolution with padding 1 on 6x6, shared kernels: a neuron reads 9 source positions inside,
+    4 in a corner. With 6 input axons per core the corners fit and the inner neurons do not: the error
+    names the 9 axons of an inner one."""
+    graph = sequential([("in", Input((1, 6, 6))),
+                        ("conv", Conv2d(input_shape_chw=(1, 6, 6), weight=np.ones((1, 1, 3, 3)), bias=np.zeros(1),
+                                        padding=1)),
+                        ("if", IF((1, 6, 6), threshold=1.0)), ("out", Output((1, 6, 6)))])
+    err = _fit_error(graph, _testchip_with(tmp_path, input_axons=6))
+    assert (err.layer, err.resource, err.needed, err.allowed) == ("if", "input_axons", 9, 6)
+
+
+def _kron(name: str, src: str, factors) -> Connectivity:
+    shape = tuple(f.shape[0] for f in factors)
+    return Connectivity(name, src, "p", tuple(f.shape[1] for f in factors), shape, factors=tuple(factors))
+
+
+def test_fanout_cost_of_a_slicing_by_hand():
+    """Population p (1, 5, 5) fed by a 3x3, padding-1 convolution from population a and by one from input
+    port x. Sizes (1, 2, 2) cut rows and columns into (0,2), (2,4), (4,5): 9 slices. Source row 0 reaches
+    one row range, rows 1..4 two: 9 / 5 = 1.8 ranges on average, the same for columns, 1 for the channel.
+    a's 25 neurons then need 25 x 1.8 x 1.8 = 81 output axons, 81/64 of a testchip core; x, an input
+    port, needs none: 9 + 81/64 cores."""
+    band = np.abs(np.arange(5)[:, None] - np.arange(5)[None, :]) <= 1
+    chan = np.ones((1, 1), dtype=bool)
+    conns = [_kron("from_x", "x", [chan, band, band]), _kron("from_a", "a", [chan, band, band])]
+    pop = _Population("p", (1, 5, 5), conns, TESTCHIP, frozenset({"x"}))
+    assert pop._cores_with_fanout((1, 2, 2)) == 9 + 81 / 64
+
+
+def test_the_core_graph_carries_every_core_use_and_edge():
+    """Dense 8 -> 40 -> 30, all weights 1: one core per layer (40 + 30 > 64 neurons). By hand, dense lists
+    (cheaper than sparse here): core 0 has 8 axons of 40 entries, 40 x 8 + 10 header bits in 6 words =
+    384 bits each; core 1 has 40 axons of 30 entries, 250 bits in 4 words = 256 bits each. Every if0 neuron
+    sends one axon to core 1, one spike per step where no rates are given."""
+    graph = sequential([("in", Input((8,))), ("fc0", Affine(np.ones((40, 8)), np.zeros(40))),
+                        ("if0", IF((40,), threshold=1.0)), ("fc1", Affine(np.ones((30, 40)), np.zeros(30))),
+                        ("if1", IF((30,), threshold=1.0)), ("out", Output((30,)))])
+    g = neuromap.compile(graph, "testchip", input_encoding="spikes").partition.core_graph()
+    assert dict(g.nodes(data=True)) == {
+        0: {"neurons": 40, "synapses": 320, "synaptic_memory_bits": 8 * 384, "input_axons": 8, "output_axons": 40,
+            "slices": ["if0[0]"]},
+        1: {"neurons": 30, "synapses": 1200, "synaptic_memory_bits": 40 * 256, "input_axons": 40,
+            "output_axons": 0, "slices": ["if1[0]"]}}
+    assert list(g.edges(data=True)) == [(0, 1, {"axons": 40, "traffic": 40.0})]
