@@ -1,6 +1,9 @@
 """Tests that kill the mutants mutmut found surviving (``make mutation``) in passes/partition and
 synapse_memory, hwsim/synapse, events, fixed and gpu. Expectations are computed by hand in the comments."""
+import dataclasses
 import re
+import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +13,8 @@ import torch
 import mappings
 import neuromap
 from hwsim import fixed
+from hwsim.gpu import GpuMeasureError, GpuMeasurement, NetworkSize, NvmlEnergyMeter, estimate_gpu
+from mappings.gpu import GpuProfile
 from neuromap.errors import FitError
 from neuromap.ir import IF, Affine, Conv2d, Input, Output, sequential
 from neuromap.passes.partition import Connectivity, _Population
@@ -141,3 +146,100 @@ def test_the_core_graph_carries_every_core_use_and_edge():
         1: {"neurons": 30, "synapses": 1200, "synaptic_memory_bits": 40 * 256, "input_axons": 40,
             "output_axons": 0, "slices": ["if1[0]"]}}
     assert list(g.edges(data=True)) == [(0, 1, {"axons": 40, "traffic": 40.0})]
+
+
+# ---------------------------------------------------------------------------------------------- hwsim.gpu
+def test_gpu_estimate_as_json_in_micro_units():
+    """S = 100 synapses, N = 10 neurons, 1 kernel, 2 steps on a profile of round numbers: MACs 2 x 130 =
+    260 (1 pJ each), adds 20 (1 pJ), cache-resident DRAM words 100 + 2 x 4 = 108 (10 pJ). A step's
+    2 x 130 + 10 = 270 FLOP at 1 TFLOP/s (0.27 ns) beat its 108 x 4 / 2 bytes at 1000 GB/s (0.216 ns);
+    launch 1 us a step."""
+    profile = GpuProfile(name="round", description="", peak_fp32_tflops=1.0, memory_bandwidth_gb_s=1000.0,
+                         l2_cache_mb=1.0, tdp_w=100.0, kernel_launch_us=1.0, fp32_mac_pj=1.0, fp32_add_pj=1.0,
+                         dram_word_pj=10.0, source="")
+    out = estimate_gpu(NetworkSize(synapses=100, neurons=10, inputs=4, kernels_per_step=1), 2, profile).to_dict()
+    latency_ms = (2 * 0.27e-9 + 2 * 1e-6) * 1e3
+    assert out == {"gpu": "round", "steps": 2, "batch": 1, "macs_per_sample": 260.0, "flops_per_sample": 540.0,
+                   "dram_words_per_sample": 108.0, "cache_resident": True,
+                   "energy_uj_per_sample": pytest.approx((260 + 20 + 1080) * 1e-6),
+                   "energy_terms_uj": pytest.approx({"macs": 260e-6, "adds": 20e-6, "dram": 1080e-6}),
+                   "latency_ms_per_sample": pytest.approx(latency_ms),
+                   "latency_terms_ms": pytest.approx({"compute": 2 * 0.27e-6, "memory": 0.0, "kernel_launch": 2e-3}),
+                   "tdp_energy_bound_uj_per_sample": pytest.approx(100 * latency_ms * 1e3)}
+
+
+def test_gpu_measurement_as_json_in_milli_and_micro_units():
+    m = GpuMeasurement(device="d", batch=4, steps=10, repeats=3, seconds=1.5, latency_s=0.5,
+                       energy_j_per_sample=2.0, idle_power_w=30.0, energy_above_idle_j_per_sample=0.25)
+    assert m.to_dict() == {"device": "d", "batch": 4, "steps": 10, "repeats": 3, "seconds": 1.5,
+                           "latency_ms_per_sample": 500.0, "time_ms_per_sample": 125.0,
+                           "energy_uj_per_sample": 2e6, "idle_power_w": 30.0,
+                           "energy_above_idle_uj_per_sample": 2.5e5}
+    timed = dataclasses.replace(m, energy_j_per_sample=None, idle_power_w=None, energy_above_idle_j_per_sample=None)
+    assert timed.to_dict()["energy_uj_per_sample"] is None
+    assert timed.to_dict()["energy_above_idle_uj_per_sample"] is None
+
+
+class _FakeNvml(types.ModuleType):
+    """The pynvml calls NvmlEnergyMeter makes, over two boards: one reporting bytes, one str (both occur)."""
+
+    class NVMLError(Exception):
+        pass
+
+    def __init__(self, fail_init: bool = False) -> None:
+        super().__init__("pynvml")
+        self.fail_init = fail_init
+
+    def nvmlInit(self) -> None:
+        if self.fail_init:
+            raise self.NVMLError("Driver Not Loaded")
+
+    def nvmlDeviceGetCount(self) -> int:
+        return 2
+
+    def nvmlDeviceGetHandleByIndex(self, i: int) -> int:
+        return 10 + i
+
+    def nvmlDeviceGetUUID(self, handle: int):
+        return {10: b"GPU-aaaa-0000", 11: "GPU-bbbb-1111"}[handle]
+
+    def nvmlDeviceGetName(self, handle: int):
+        return {10: b"Board A", 11: "Board B"}[handle]
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle: int) -> int:
+        return {10: 1000, 11: 2000}[handle]
+
+
+def _fake_cuda(monkeypatch, nvml, uuid) -> None:
+    monkeypatch.setitem(sys.modules, "pynvml", nvml)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    props = types.SimpleNamespace() if uuid is None else types.SimpleNamespace(uuid=uuid)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: props)
+
+
+@pytest.mark.parametrize("uuid, name, energy", [("GPU-AAAA-0000", "Board A", 1000.0), ("bbbb-1111", "Board B", 2000.0)])
+def test_nvml_meter_finds_the_board_by_uuid(monkeypatch, uuid, name, energy):
+    """torch's UUID, with or without "GPU-", any case, picks the NVML board with the same one."""
+    _fake_cuda(monkeypatch, _FakeNvml(), uuid)
+    meter = NvmlEnergyMeter("cuda")
+    assert (meter.name, meter.energy_mj()) == (name, energy)
+
+
+@pytest.mark.parametrize("nvml, uuid, message", [
+    (_FakeNvml(), "GPU-cccc", r"^NVML lists no GPU with the UUID of cuda \(cccc\)$"),
+    (_FakeNvml(), None, r"^this torch build does not report CUDA device UUIDs, so the NVML device behind cuda "
+                        r"cannot be identified$"),
+    (_FakeNvml(fail_init=True), "GPU-aaaa-0000", r"^NVML: Driver Not Loaded$"),
+    (None, "GPU-aaaa-0000", r"^measuring GPU energy needs the NVML bindings: pip install nvidia-ml-py "
+                            r"\(or neuromap\[gpu\]\)$"),
+])
+def test_nvml_meter_says_why_it_cannot_measure(monkeypatch, nvml, uuid, message):
+    _fake_cuda(monkeypatch, nvml, uuid)  # a None module makes ``import pynvml`` raise ImportError
+    with pytest.raises(GpuMeasureError, match=message):
+        NvmlEnergyMeter("cuda")
+
+
+def test_nvml_meter_refuses_a_cpu_device_even_where_cuda_is_available(monkeypatch):
+    _fake_cuda(monkeypatch, _FakeNvml(), "GPU-aaaa-0000")
+    with pytest.raises(GpuMeasureError, match=r"^NVML reads NVIDIA GPUs; device cpu is not a visible CUDA device$"):
+        NvmlEnergyMeter("cpu")
