@@ -13,13 +13,15 @@ import torch
 import mappings
 import neuromap
 from hwsim import fixed
+from hwsim.errors import SimOptionError
 from hwsim.gpu import GpuMeasureError, GpuMeasurement, NetworkSize, NvmlEnergyMeter, estimate_gpu
-from mappings.gpu import GpuProfile
+from mappings.gpu import GpuProfile, load_gpu
 from neuromap.errors import FitError
 from neuromap.ir import IF, Affine, Conv2d, Input, Output, sequential
 from neuromap.passes.partition import Connectivity, _Population
 
 TESTCHIP = mappings.load_target("testchip")
+H100 = load_gpu("h100")
 
 
 # ---------------------------------------------------------------------------------------------- hwsim.fixed
@@ -113,6 +115,17 @@ def test_an_unfit_convolution_is_reported_at_its_worst_position(tmp_path):
     assert (err.layer, err.resource, err.needed, err.allowed) == ("if", "input_axons", 9, 6)
 
 
+def test_a_convolution_on_testchip_stores_its_kernel_once():
+    """testchip shares convolution kernels: 3x3 ones, 1 -> 1 channel on 6x6 (36 neurons, one core), 6 x 6
+    source positions of one pointer word each + the 9 x 8 = 72-bit kernel in two 64-bit words."""
+    graph = sequential([("in", Input((1, 6, 6))),
+                        ("conv", Conv2d(input_shape_chw=(1, 6, 6), weight=np.ones((1, 1, 3, 3)), bias=np.zeros(1),
+                                        padding=1)),
+                        ("if", IF((1, 6, 6), threshold=1.0)), ("out", Output((1, 6, 6)))])
+    (only,) = neuromap.compile(graph, "testchip", input_encoding="spikes").partition.slices
+    assert (only.encodings, only.input_axons, only.memory_bits) == (("shared",), 36, 2 * 64 + 36 * 64)
+
+
 def _kron(name: str, src: str, factors) -> Connectivity:
     shape = tuple(f.shape[0] for f in factors)
     return Connectivity(name, src, "p", tuple(f.shape[1] for f in factors), shape, factors=tuple(factors))
@@ -166,6 +179,15 @@ def test_gpu_estimate_as_json_in_micro_units():
                    "latency_ms_per_sample": pytest.approx(latency_ms),
                    "latency_terms_ms": pytest.approx({"compute": 2 * 0.27e-6, "memory": 0.0, "kernel_launch": 2e-3}),
                    "tdp_energy_bound_uj_per_sample": pytest.approx(100 * latency_ms * 1e3)}
+
+
+def test_gpu_estimate_takes_one_step_and_refuses_none():
+    size = NetworkSize(synapses=100, neurons=10, inputs=4, kernels_per_step=1)
+    assert estimate_gpu(size, 1, H100).steps == 1
+    for steps, batch, field in [(0, 1, "steps"), (1, 0, "batch")]:
+        with pytest.raises(SimOptionError) as info:
+            estimate_gpu(size, steps, H100, batch=batch)
+        assert (info.value.field, info.value.value) == (field, 0)
 
 
 def test_gpu_measurement_as_json_in_milli_and_micro_units():
