@@ -126,6 +126,60 @@ def test_a_convolution_on_testchip_stores_its_kernel_once():
     assert (only.encodings, only.input_axons, only.memory_bits) == (("shared",), 36, 2 * 64 + 36 * 64)
 
 
+def _conv_net(shape, weight, **conv):
+    c = Conv2d(input_shape_chw=shape, weight=weight, bias=np.zeros(weight.shape[0]), **conv)
+    return sequential([("in", Input(shape)), ("conv", c), ("if", IF(c.output_shape, threshold=1.0)),
+                       ("out", Output(c.output_shape))])
+
+
+@pytest.mark.parametrize("target, encoding, memory_bits", [
+    # loihi1, index 10 bits: source rows 0 and 3 feed one output row, rows 1 and 2 two, each of its 4
+    # channels: 12 lists of 4 entries (4 x 18 + 10 bits: 2 words) and 12 of 8 (154 bits: 3 words); dense
+    # lists would cost 24 x 7 words
+    ("loihi1", "sparse", 12 * 128 + 12 * 192),
+    # testchip shares the 4 x 3 x 1 kernel (96 bits: 2 words) and spends one pointer word per position
+    ("testchip", "shared", 128 + 24 * 64),
+])
+def test_a_tall_kernel_fanning_out_to_four_channels_by_hand(target, encoding, memory_bits):
+    """A (4, 1, 3, 1) kernel of ones on (1, 4, 6), no padding: (4, 2, 6) neurons, 4 x 2 x 6 x 3 = 144
+    synapses from 4 x 6 = 24 source positions (the kernel's rows, columns and channels all differ)."""
+    (only,) = neuromap.compile(_conv_net((1, 4, 6), np.ones((4, 1, 3, 1))), target,
+                               input_encoding="spikes").partition.slices
+    assert (only.encodings, only.synapses, only.input_axons, only.memory_bits) == ((encoding,), 144, 24, memory_bits)
+
+
+def test_a_grouped_convolution_connects_each_group_to_its_own_channels():
+    """groups = 2, 1x1 kernels on (2, 3, 3): every output neuron reads its own channel's pixel only."""
+    m = neuromap.compile(_conv_net((2, 3, 3), np.ones((2, 1, 1, 1)), groups=2), "loihi1", input_encoding="spikes")
+    assert [(s.synapses, s.input_axons) for s in m.partition.slices] == [(18, 18)]
+
+
+def test_per_axis_stride_padding_and_dilation_count_the_synapses_hwsim_runs():
+    """Rows and columns with different kernel size, stride, padding and dilation: the partition's counts are
+    those of the integer matrix hwsim runs (loihi1: no shared kernels, so axons are its source columns)."""
+    graph = _conv_net((1, 7, 9), np.ones((1, 1, 3, 2)), stride=(2, 1), padding=(1, 0), dilation=(1, 2))
+    m = neuromap.compile(graph, "loihi1", input_encoding="spikes")
+    integer = m.netdesc().projections[0].weights
+    (only,) = m.partition.slices
+    assert (only.synapses, only.input_axons) == (integer.nnz, len(np.unique(integer.indices)))
+    # by hand: output rows 0..3 read input rows 2o - 1 + j, j < 3: 2, 3, 3, 2 of them inside the image (10);
+    # 7 output columns read 2 input columns each (14)
+    assert integer.nnz == 10 * 14
+
+
+@pytest.mark.filterwarnings("ignore:.*weights lose precision")
+def test_a_channel_pair_of_unit_integer_weights_is_connected():
+    """Two 1x1 convolutions in a chain are one integer matrix: channel 0 gets 255, channel 1 0.004 x 255
+    -> 1. Both pairs are connections: 18 synapses from 9 source neurons."""
+    a = Conv2d(input_shape_chw=(1, 3, 3), weight=np.ones((1, 1, 1, 1)), bias=np.zeros(1))
+    b = Conv2d(input_shape_chw=(1, 3, 3), weight=np.array([1.0, 0.004]).reshape(2, 1, 1, 1), bias=np.zeros(2))
+    graph = sequential([("in", Input((1, 3, 3))), ("a", a), ("b", b), ("if", IF((2, 3, 3), threshold=1.0)),
+                        ("out", Output((2, 3, 3)))])
+    m = neuromap.compile(graph, "loihi1", input_encoding="spikes")
+    assert sorted(set(m.netdesc().projections[0].weights.data.tolist())) == [1, 255]
+    assert [(s.synapses, s.input_axons) for s in m.partition.slices] == [(18, 9)]
+
+
 def _kron(name: str, src: str, factors) -> Connectivity:
     shape = tuple(f.shape[0] for f in factors)
     return Connectivity(name, src, "p", tuple(f.shape[1] for f in factors), shape, factors=tuple(factors))
