@@ -238,10 +238,11 @@ def test_gpu_estimate_as_json_in_micro_units():
 def test_gpu_estimate_takes_one_step_and_refuses_none():
     size = NetworkSize(synapses=100, neurons=10, inputs=4, kernels_per_step=1)
     assert estimate_gpu(size, 1, H100).steps == 1
-    for steps, batch, field in [(0, 1, "steps"), (1, 0, "batch")]:
+    for steps, batch, field in [(0, 1, "steps"), (1, 0, "batch"), (0, 0, "steps")]:
         with pytest.raises(SimOptionError) as info:
             estimate_gpu(size, steps, H100, batch=batch)
-        assert (info.value.field, info.value.value) == (field, 0)
+        assert str(info.value) == f"steps and batch must be at least 1, got steps={steps}, batch={batch}"
+        assert (info.value.field, info.value.value, info.value.allowed) == (field, 0, ">= 1")
 
 
 def test_gpu_measurement_as_json_in_milli_and_micro_units():
