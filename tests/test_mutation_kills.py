@@ -180,6 +180,16 @@ def test_a_channel_pair_of_unit_integer_weights_is_connected():
     assert [(s.synapses, s.input_axons) for s in m.partition.slices] == [(18, 9)]
 
 
+def test_the_second_channel_slice_of_a_dense_convolution_costs_what_the_first_does():
+    """1500 output channels of a 1x1 convolution from 8 (loihi1: 1024 neurons a core): two slices of 750
+    channels. Each of the 8 axons holds a dense list of 750 8-bit weights: 11 full 64-entry blocks of
+    64 x 8 + 10 bits (9 words) and one of 46 (378 bits, 6 words): 8 x (11 x 576 + 384) = 53,760 bits."""
+    graph = _conv_net((8, 1, 1), np.ones((1500, 8, 1, 1)))
+    slices = neuromap.compile(graph, "loihi1", input_encoding="spikes").partition.slices
+    assert [(s.box[0], s.encodings, s.memory_bits) for s in slices] == [((0, 750), ("dense",), 53760),
+                                                                       ((750, 1500), ("dense",), 53760)]
+
+
 def _kron(name: str, src: str, factors) -> Connectivity:
     shape = tuple(f.shape[0] for f in factors)
     return Connectivity(name, src, "p", tuple(f.shape[1] for f in factors), shape, factors=tuple(factors))
