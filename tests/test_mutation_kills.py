@@ -18,7 +18,7 @@ from hwsim.gpu import GpuMeasureError, GpuMeasurement, NetworkSize, NvmlEnergyMe
 from mappings.gpu import GpuProfile, load_gpu
 from neuromap.errors import FitError
 from neuromap.ir import IF, Affine, Conv2d, Input, Output, sequential
-from neuromap.passes.partition import Connectivity, _Population
+from neuromap.passes.partition import Connectivity, CoreUse, _Population, binding_constraint
 
 TESTCHIP = mappings.load_target("testchip")
 H100 = load_gpu("h100")
@@ -115,6 +115,25 @@ def test_an_unfit_convolution_is_reported_at_its_worst_position(tmp_path):
     assert (err.layer, err.resource, err.needed, err.allowed) == ("if", "input_axons", 9, 6)
 
 
+def test_an_unfit_convolution_is_reported_at_its_heaviest_channel(tmp_path):
+    """Output channel 0 reads both input channels, channel 1 only channel 0. An inner neuron of channel 0
+    needs the 2 x 9 x 8 = 144-bit kernel (3 words) + 9 pointer words = 768 bits, one of channel 1 2 + 9
+    words = 704 bits, the edges fewer: with 704 bits per core only channel 0's inner neurons break it."""
+    weight = np.ones((2, 2, 3, 3))
+    weight[1, 1] = 0.0
+    err = _fit_error(_conv_net((2, 6, 6), weight, padding=1), _testchip_with(tmp_path, synaptic_memory_bits=704))
+    assert (err.layer, err.resource, err.needed, err.allowed) == ("if", "synaptic_memory_bits", 768, 704)
+
+
+def test_binding_constraint_breaks_a_tie_of_votes_by_summed_fill():
+    """Core 0 is fullest in memory (0.9), core 1 in neurons (1.0): one vote each; summed fill: memory
+    0.9 + 0.5 = 1.4 beats neurons 0.1 + 1.0 = 1.1."""
+    core = TESTCHIP.core
+    cores = [CoreUse(0, neurons=round(0.1 * core.neurons), synaptic_memory_bits=round(0.9 * core.synaptic_memory_bits)),
+             CoreUse(1, neurons=core.neurons, synaptic_memory_bits=core.synaptic_memory_bits // 2)]
+    assert binding_constraint(cores, TESTCHIP) == "synaptic_memory_bits"
+
+
 def test_a_convolution_on_testchip_stores_its_kernel_once():
     """testchip shares convolution kernels: 3x3 ones, 1 -> 1 channel on 6x6 (36 neurons, one core), 6 x 6
     source positions of one pointer word each + the 9 x 8 = 72-bit kernel in two 64-bit words."""
@@ -157,14 +176,14 @@ def test_a_grouped_convolution_connects_each_group_to_its_own_channels():
 def test_per_axis_stride_padding_and_dilation_count_the_synapses_hwsim_runs():
     """Rows and columns with different kernel size, stride, padding and dilation: the partition's counts are
     those of the integer matrix hwsim runs (loihi1: no shared kernels, so axons are its source columns)."""
-    graph = _conv_net((1, 7, 9), np.ones((1, 1, 3, 2)), stride=(2, 1), padding=(1, 0), dilation=(1, 2))
+    graph = _conv_net((1, 7, 9), np.ones((1, 1, 3, 2)), stride=(2, 1), padding=(2, 0), dilation=(1, 2))
     m = neuromap.compile(graph, "loihi1", input_encoding="spikes")
     integer = m.netdesc().projections[0].weights
     (only,) = m.partition.slices
     assert (only.synapses, only.input_axons) == (integer.nnz, len(np.unique(integer.indices)))
-    # by hand: output rows 0..3 read input rows 2o - 1 + j, j < 3: 2, 3, 3, 2 of them inside the image (10);
-    # 7 output columns read 2 input columns each (14)
-    assert integer.nnz == 10 * 14
+    # by hand: output rows 0..4 read input rows 2o - 2 + j, j < 3: 1, 3, 3, 3, 1 of them inside the image
+    # (11); 7 output columns read columns o and o + 2 (14)
+    assert integer.nnz == 11 * 14
 
 
 @pytest.mark.filterwarnings("ignore:.*weights lose precision")
@@ -200,10 +219,10 @@ def test_fanout_cost_of_a_slicing_by_hand():
     port x. Sizes (1, 2, 2) cut rows and columns into (0,2), (2,4), (4,5): 9 slices. Source row 0 reaches
     one row range, rows 1..4 two: 9 / 5 = 1.8 ranges on average, the same for columns, 1 for the channel.
     a's 25 neurons then need 25 x 1.8 x 1.8 = 81 output axons, 81/64 of a testchip core; x, an input
-    port, needs none: 9 + 81/64 cores."""
+    port (2 channels: 50 neurons), needs none: 9 + 81/64 cores."""
     band = np.abs(np.arange(5)[:, None] - np.arange(5)[None, :]) <= 1
     chan = np.ones((1, 1), dtype=bool)
-    conns = [_kron("from_x", "x", [chan, band, band]), _kron("from_a", "a", [chan, band, band])]
+    conns = [_kron("from_x", "x", [np.ones((1, 2), dtype=bool), band, band]), _kron("from_a", "a", [chan, band, band])]
     pop = _Population("p", (1, 5, 5), conns, TESTCHIP, frozenset({"x"}))
     assert pop._cores_with_fanout((1, 2, 2)) == 9 + 81 / 64
 
