@@ -8,16 +8,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
 
 import mappings
 import neuromap
-from hwsim import fixed
+from hwsim import fixed, synapse
 from hwsim.errors import SimOptionError
-from hwsim.gpu import GpuMeasureError, GpuMeasurement, NetworkSize, NvmlEnergyMeter, estimate_gpu
+from hwsim.gpu import GpuMeasureError, GpuMeasurement, NetworkSize, NvmlEnergyMeter, estimate_gpu, measure_gpu
+from hwsim.netdesc import Core, InputPort, Population, Projection, QuantNetwork
+from hwsim.sim import simulate
 from mappings.gpu import GpuProfile, load_gpu
-from neuromap.errors import FitError
+from neuromap.errors import FitError, TargetError
 from neuromap.ir import IF, Affine, Conv2d, Input, Output, sequential
+from neuromap.passes import synapse_memory
 from neuromap.passes.partition import Connectivity, CoreUse, _Population, binding_constraint
 
 TESTCHIP = mappings.load_target("testchip")
@@ -209,6 +213,36 @@ def test_the_second_channel_slice_of_a_dense_convolution_costs_what_the_first_do
                                                                        ((750, 1500), ("dense",), 53760)]
 
 
+def test_a_layer_of_which_one_neuron_fits_a_core_is_cut_into_single_neurons():
+    """Three neurons reading disjoint 100-input blocks: two need 200 > 128 input axons, one fits."""
+    w = np.kron(np.eye(3), np.ones((1, 100)))
+    graph = sequential([("in", Input((300,))), ("fc", Affine(w, np.zeros(3))), ("if", IF((3,), threshold=1.0)),
+                        ("out", Output((3,)))])
+    slices = neuromap.compile(graph, "testchip", input_encoding="spikes").partition.slices
+    assert [(s.box, s.input_axons) for s in slices] == [(((0, 1),), 100), (((1, 2),), 100), (((2, 3),), 100)]
+
+
+def test_two_layers_filling_a_core_exactly_share_it():
+    """118 inputs -> 10 -> 10: 118 + 10 = 128 input axons, and dense lists of 10 8-bit entries + a 10-bit
+    header (2 words) on 118 + 10 axons: 128 x 128 = 16,384 bits, both exactly testchip's limits."""
+    graph = sequential([("in", Input((118,))), ("fc0", Affine(np.ones((10, 118)), np.zeros(10))),
+                        ("if0", IF((10,), threshold=1.0)), ("fc1", Affine(np.ones((10, 10)), np.zeros(10))),
+                        ("if1", IF((10,), threshold=1.0)), ("out", Output((10,)))])
+    p = neuromap.compile(graph, "testchip", input_encoding="spikes").partition
+    (core,) = p.cores
+    assert (core.input_axons, core.synaptic_memory_bits) == (128, 16384)
+    assert p.slice_core.dtype == np.int64 and p.slice_core.tolist() == [0, 0]
+
+
+def test_a_target_model_neuromap_does_not_implement_is_named(monkeypatch):
+    monkeypatch.setattr(synapse_memory, "MODELS", {"other_blocks": synapse_memory.LoihiBlocks.from_target})
+    with pytest.raises(TargetError) as info:
+        synapse_memory.memory_model(TESTCHIP)
+    assert str(info.value) == (f"{TESTCHIP.source}: [synapses] memory_model: 'loihi_blocks' has no implementation "
+                               f"in neuromap (implemented: other_blocks; the target format knows "
+                               f"{', '.join(mappings.SYNAPSE_MEMORY_MODELS)})")
+
+
 def _kron(name: str, src: str, factors) -> Connectivity:
     shape = tuple(f.shape[0] for f in factors)
     return Connectivity(name, src, "p", tuple(f.shape[1] for f in factors), shape, factors=tuple(factors))
@@ -257,7 +291,7 @@ def test_gpu_estimate_as_json_in_micro_units():
     latency_ms = (2 * 0.27e-9 + 2 * 1e-6) * 1e3
     assert out == {"gpu": "round", "steps": 2, "batch": 1, "macs_per_sample": 260.0, "flops_per_sample": 540.0,
                    "dram_words_per_sample": 108.0, "cache_resident": True,
-                   "energy_uj_per_sample": pytest.approx((260 + 20 + 1080) * 1e-6),
+                   "energy_uj_per_sample": pytest.approx((260 + 20 + 1080) * 1e-6, rel=1e-9),
                    "energy_terms_uj": pytest.approx({"macs": 260e-6, "adds": 20e-6, "dram": 1080e-6}),
                    "latency_ms_per_sample": pytest.approx(latency_ms),
                    "latency_terms_ms": pytest.approx({"compute": 2 * 0.27e-6, "memory": 0.0, "kernel_launch": 2e-3}),
@@ -349,3 +383,67 @@ def test_nvml_meter_refuses_a_cpu_device_even_where_cuda_is_available(monkeypatc
     _fake_cuda(monkeypatch, _FakeNvml(), "GPU-aaaa-0000")
     with pytest.raises(GpuMeasureError, match=r"^NVML reads NVIDIA GPUs; device cpu is not a visible CUDA device$"):
         NvmlEnergyMeter("cpu")
+
+
+def test_measure_gpu_names_the_cpu_device():
+    qnet = QuantNetwork((InputPort("x", 1),), (_silent_neuron(),), (Projection("p", "x", "n", sp.csr_matrix([[128]])),),
+                        (Core(0, 0, 0, 0),), ("n",))
+    run, _ = measure_gpu(qnet, {"x": np.zeros((1, 2, 1))}, 2, device="cpu", meter=None, min_seconds=0.0, min_repeats=1)
+    assert run.device == "cpu"
+
+
+@pytest.mark.parametrize("synapses, resident", [(2_500_000 - 30, True), (2_500_001 - 30, False)])
+def test_gpu_cache_residency_includes_a_working_set_equal_to_l2(synapses, resident):
+    """4 bytes x (S + 3 x 10 neurons) against a 10 MB (10^7 bytes) L2: 2,500,000 words fill it exactly."""
+    profile = dataclasses.replace(H100, l2_cache_mb=10.0)
+    size = NetworkSize(synapses=synapses, neurons=10, inputs=1, kernels_per_step=1)
+    assert estimate_gpu(size, 1, profile).resident is resident
+
+
+# ---------------------------------------------------------------------------------------------- hwsim.events
+def _silent_neuron() -> Population:
+    """One neuron that keeps v (dv 0), forgets u every step (du 4095) and never reaches its threshold."""
+    return Population("n", 1, vth=[131071], du=4095, dv=0, bias_mant=0, bias_exp=0, v_init=0, core=[0])
+
+
+@pytest.mark.parametrize("graded_bits, payload", [(0, 1), (8, 3)])
+def test_a_neuron_stays_active_while_its_voltage_is_nonzero(graded_bits, payload):
+    """An input (spike, or graded payload 3) sent at step 1 is one input message then and reaches the
+    neuron at step 2 (u = payload x 128 << 6, then v = u); u is forgotten at step 3, v kept: the neuron
+    reads nonzero data at steps 2 (input), 3 (u and v) and 4, 5 (v alone)."""
+    qnet = QuantNetwork((InputPort("x", 1, graded_bits=graded_bits),), (_silent_neuron(),),
+                        (Projection("p", "x", "n", sp.csr_matrix([[128]])),), (Core(0, 0, 0, 0),), ("n",))
+    x = np.zeros((1, 6, 1), np.int64)
+    x[0, 1, 0] = payload
+    run = simulate(qnet, {"x": x}, 6, device="cpu")
+    assert run.u["n"][0, :, 0].tolist() == [0, 0, payload * 8192, 0, 0, 0]
+    assert run.events.input_messages[0, :, 0].tolist() == [0, 1, 0, 0, 0, 0]
+    assert run.events.active_neurons[0, :, 0].tolist() == [0, 0, 1, 1, 1, 1]
+
+
+# ---------------------------------------------------------------------------------------------- hwsim.synapse
+def test_strategy_choice_on_a_cuda_device_by_density():
+    """choose() reads only the device's type: on CUDA, 1 % density or more runs dense."""
+    cuda = torch.device("cuda")
+    assert synapse.choose(sp.csr_matrix(np.eye(100)), False, cuda) == "dense"  # 1 %
+    assert synapse.choose(sp.csr_matrix(np.eye(101)), False, cuda) == "torch_sparse"  # 0.99 %
+
+
+def test_float32_holds_sums_below_two_to_the_24():
+    cpu = torch.device("cpu")
+    assert synapse.exact_float_dtype((1 << 24) - 1, cpu) == torch.float32
+    assert synapse.exact_float_dtype(1 << 24, cpu) == torch.float64
+
+
+@pytest.mark.parametrize("strategy", ["sparse", "int8", "cpu_spikes"])
+def test_cpu_strategies_are_refused_on_another_device(strategy):
+    with pytest.raises(SimOptionError) as info:
+        synapse.SynapseOp(sp.csr_matrix(np.eye(2, dtype=np.int64)), 1, torch.device("cuda"), strategy)
+    assert str(info.value) == f"strategy {strategy!r} runs on the CPU only"
+    assert (info.value.field, info.value.value, info.value.allowed) == ("synapses", strategy, ("cpu",))
+
+
+@pytest.mark.parametrize("strategy", ["int8", "cpu_spikes"])
+def test_binary_only_strategies_refuse_graded_payloads(strategy):
+    with pytest.raises(SimOptionError, match=f"^strategy {strategy!r} takes binary spikes only$"):
+        synapse.SynapseOp(sp.csr_matrix(np.eye(2, dtype=np.int64)), 1, torch.device("cpu"), strategy, graded=True)
