@@ -445,5 +445,18 @@ def test_cpu_strategies_are_refused_on_another_device(strategy):
 
 @pytest.mark.parametrize("strategy", ["int8", "cpu_spikes"])
 def test_binary_only_strategies_refuse_graded_payloads(strategy):
-    with pytest.raises(SimOptionError, match=f"^strategy {strategy!r} takes binary spikes only$"):
+    with pytest.raises(SimOptionError, match=f"^strategy {strategy!r} takes binary spikes only$") as info:
         synapse.SynapseOp(sp.csr_matrix(np.eye(2, dtype=np.int64)), 1, torch.device("cpu"), strategy, graded=True)
+    assert (info.value.field, info.value.value) == ("synapses", strategy)
+
+
+@pytest.mark.parametrize("strategy, graded", [("torch_sparse", True), ("dense", True), ("torch_sparse", False),
+                                              ("gather", False), ("int8", False), ("sparse", False)])
+def test_every_cpu_strategy_computes_the_integer_product_by_hand(strategy, graded):
+    """W = [[2, -4, 0], [0, 6, 300]] (300 needs int8's high/low split); x = [1, 1, 0] and [0, 1, 1] as
+    spikes, [3, 1, 0] and [0, 2, 1] as graded payloads."""
+    w = sp.csr_matrix(np.array([[2, -4, 0], [0, 6, 300]], dtype=np.int64))
+    x = torch.tensor([[3, 1, 0], [0, 2, 1]]) if graded else torch.tensor([[True, True, False], [False, True, True]])
+    expected = [[2, 6], [-8, 312]] if graded else [[-2, 6], [-4, 306]]
+    op = synapse.SynapseOp(w, 3 if graded else 1, torch.device("cpu"), strategy, graded=graded)
+    assert op.exact(x).tolist() == expected
