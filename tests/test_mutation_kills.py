@@ -15,7 +15,7 @@ import mappings
 import neuromap
 from hwsim import fixed, synapse
 from hwsim.errors import SimOptionError
-from hwsim.gpu import GpuMeasureError, GpuMeasurement, NetworkSize, NvmlEnergyMeter, estimate_gpu, measure_gpu
+from hwsim.gpu import FloatSNN, GpuMeasureError, GpuMeasurement, NetworkSize, NvmlEnergyMeter, estimate_gpu, measure_gpu
 from hwsim.netdesc import Core, InputPort, Population, Projection, QuantNetwork
 from hwsim.sim import simulate
 from mappings.gpu import GpuProfile, load_gpu
@@ -460,3 +460,23 @@ def test_every_cpu_strategy_computes_the_integer_product_by_hand(strategy, grade
     expected = [[2, 6], [-8, 312]] if graded else [[-2, 6], [-4, 306]]
     op = synapse.SynapseOp(w, 3 if graded else 1, torch.device("cpu"), strategy, graded=graded)
     assert op.exact(x).tolist() == expected
+
+
+@pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
+@pytest.mark.filterwarnings("ignore:Sparse invariant checks are implicitly disabled")  # torch, from FloatSNN
+def test_a_projection_too_big_to_densify_runs_sparse_in_the_float_network():
+    """4100 x 4100 > 2^24 weights: FloatSNN keeps them as CSR. Weight 128 << 6 = 8192 per spike against a
+    threshold of 256 << 6 = 16384: neuron 0, fed at steps 1, 2, 3 (the one-step delay), spikes once
+    (v 8192, 16384 -> spike, subtract, 8192); neuron 2, fed once, never; all as hwsim counts them."""
+    n = 4100
+    w = sp.csr_matrix((np.full(2, 128), ([0, 2], [0, 2])), shape=(n, n))
+    pop = Population("n", n, vth=[256] * n, du=4095, dv=0, bias_mant=0, bias_exp=0, v_init=0, core=[0] * n)
+    qnet = QuantNetwork((InputPort("x", n),), (pop,), (Projection("p", "x", "n", w),), (Core(0, 0, 0, 0),), ("n",))
+    x = np.zeros((1, 4, n), np.int64)
+    x[0, :, 0] = 1
+    x[0, 1, 2] = 1
+    net = FloatSNN(qnet, "cpu")
+    assert net.weights["p"].layout == torch.sparse_csr
+    scores = net.run({"x": torch.tensor(x, dtype=torch.float32)}, 4)["n"].numpy()
+    assert scores[0, :3].tolist() == [1, 0, 0] and scores.sum() == 1
+    assert np.array_equal(scores, simulate(qnet, {"x": x}, 4, device="cpu", events=False).scores("n"))
