@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 LAVA    := lava-nc==0.10.0
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench clean mutation
 
 install: $(STAMP)
 
@@ -33,3 +33,17 @@ bench: install
 
 clean:
 	rm -rf $(VENV) out build *.egg-info
+
+# Mutation testing (not part of `make test`: minutes per module). mutmut mutates a copy of the tree in
+# MUTATION_DIR, so the checkout stays clean; [tool.mutmut] in pyproject.toml names the modules it mutates
+# (only_mutate) and the test files that exercise them. Pick modules with mutant-name globs, e.g.
+#   make mutation MUTANTS='hwsim.gpu.* hwsim.fixed.*'      (default: every module of only_mutate)
+# then `cd $(MUTATION_DIR) && mutmut results` lists the survivors and `mutmut show NAME` shows one.
+MUTATION_DIR ?= /tmp/neuromap-mutation
+MUTANTS ?=
+
+mutation: install
+	rm -rf $(MUTATION_DIR) && mkdir -p $(MUTATION_DIR)
+	tar --exclude=./.git --exclude=./.venv --exclude=./mutants -cf - . | tar -xf - -C $(MUTATION_DIR)
+	cd $(MUTATION_DIR) && nice -n 10 $(abspath $(BIN))/mutmut run --max-children 2 $(foreach m,$(MUTANTS),'$(m)')
+	cd $(MUTATION_DIR) && $(abspath $(BIN))/mutmut results
