@@ -7,6 +7,8 @@ docs/architecture.md ("Fixed-point step"); the tests call public entry points (`
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -14,12 +16,13 @@ import torch
 import torch.nn.functional as F
 
 import hwsim.models
+import neuromap
 from hwsim.gpu import FloatSNN
 from hwsim.netdesc import Core, InputPort, Population, Projection, QuantNetwork
 from hwsim.sim import InputDataError, simulate
-from neuromap.ir import Conv2d, SumPool2d
-from neuromap.passes.lower import conv_matrix
 from neuromap.errors import ClippedInputWarning
+from neuromap.ir import IF, AvgPool2d, Conv2d, Flatten, Input, Linear, Output, SumPool2d, sequential
+from neuromap.passes.lower import conv_matrix
 from neuromap.passes.quantize import InputEncoding, format_report
 
 
@@ -75,6 +78,100 @@ def test_the_clipped_input_warning_points_at_the_caller():
     assert caught[0].filename == __file__
     assert str(caught[0].message) == ("input 'x': 1 of 1 values lie outside the input range [0, 1] it was compiled "
                                       "for; clipped (compile with input_range= to cover the data)")
+
+
+def _quiet_compile(graph):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # these networks quantize without any precision warning
+        return neuromap.compile(graph, "testchip", input_encoding="spikes")
+
+
+REPORT_KEYS = {"population", "mode", "scale_min", "scale_max", "projections", "vth_range", "vth_max_rel_error",
+               "bias_max_abs_error", "bias_clipped", "decay_max_abs_error", "worst_case_current", "notes"}
+PROJECTION_KEYS = {"name", "src", "weight_exp", "q_max", "mixed_sign", "form", "weights", "max_abs_error",
+                   "max_abs_weight", "clipped", "rounded_to_zero"}
+
+
+def test_a_conv_into_a_flat_population_is_quantized_per_layer_with_its_worst_current():
+    """1x1 conv (weights 1, -0.5) -> Flatten -> IF (8,): the conv's rows (2 channels) are not the
+    population's 8 channels, so one scale for all. lambda = 254 (mixed sign), threshold 254 -> 2032 after
+    three doublings (weight_exp 3): mantissas 254 and -127 -> -128 (nearest even). Worst current, each
+    weight rounded up by one step: max(255, 128) * 2^3 << 6 = 130,560."""
+    m = _quiet_compile(sequential([("in", Input((1, 2, 2))),
+                                   ("c", Conv2d((1, 2, 2), np.array([1.0, -0.5]).reshape(2, 1, 1, 1), np.zeros(2))),
+                                   ("f", Flatten((2, 2, 2))), ("n", IF((8,), threshold=1.0)), ("out", Output((8,)))]))
+    (layer,) = m.quantization_report
+    (proj,) = layer["projections"]
+    assert set(layer) == REPORT_KEYS and set(proj) == PROJECTION_KEYS
+    assert (layer["mode"], layer["scale_max"], layer["worst_case_current"]) == ("per_layer", 2032.0, 130_560)
+    assert (proj["name"], proj["form"], proj["weight_exp"], proj["q_max"]) == ("c", "node", 3, 254)
+    (pr,) = m.netdesc().projections
+    assert pr.name == "c"
+    assert np.array_equal(pr.weights.toarray(), np.vstack([254 * np.eye(4), -128 * np.eye(4)]))
+
+
+def test_a_chain_of_two_linears_is_one_matrix_with_its_worst_current():
+    """in -> identity Linear -> Linear [[-1, 0.5], [0.25, 0]] -> IF: two weighted nodes, so the chain is
+    quantized as one matrix. lambda 254, threshold -> 2032 (weight_exp 3): mantissas -254, 128 (127 -> even),
+    64 (63.5 -> even). Worst current from the negative side of row 0, each weight one step out:
+    (254 + 1) + 0 (the positive 127 cannot push it down) = 255, times 2^3 << 6 = 130,560."""
+    m = _quiet_compile(sequential([("in", Input((2,))), ("a", Linear(np.eye(2))),
+                                   ("b", Linear(np.array([[-1.0, 0.5], [0.25, 0.0]]))), ("n", IF((2,), threshold=1.0)),
+                                   ("out", Output((2,)))]))
+    (layer,) = m.quantization_report
+    (proj,) = layer["projections"]
+    assert (proj["form"], proj["weight_exp"], layer["worst_case_current"]) == ("matrix", 3, 130_560)
+    assert m.netdesc().projections[0].weights.toarray().tolist() == [[-254, 128], [64, 0]]
+
+
+def test_a_bias_beyond_the_mantissa_takes_the_smallest_exponent_that_fits():
+    """Single-sign weights: lambda 255, threshold 255 -> 2040 (weight_exp 3). Biases in state units:
+    0.1 * 2040 * 64 = 13,056 > 4095 (13-bit mantissa): exponent ceil(log2(13,056 / 4095)) = 2, mantissa
+    3264; 0.01 * 2040 * 64 = 1305.6 fits: exponent 0, mantissa 1306."""
+    m = _quiet_compile(sequential([("in", Input((2,))), ("a", Linear(np.array([[1.0, 0.5], [0.5, 1.0]]))),
+                                   ("n", IF((2,), threshold=1.0, bias=np.array([0.1, 0.01]))), ("out", Output((2,)))]))
+    (pop,) = m.netdesc().populations
+    assert (pop.bias_mant.tolist(), pop.bias_exp.tolist(), pop.vth.tolist()) == ([3264, 1306], [2, 0], [2040, 2040])
+
+
+def test_one_weight_in_ten_rounding_to_zero_is_not_yet_a_loss():
+    """The warning needs more than 10 % of the non-zero weights at 0: 1 of 10 (0.001 * 255 -> 0) is not."""
+    m = _quiet_compile(sequential([("in", Input((10,))), ("a", Linear(np.array([[1.0] * 9 + [0.001]]))),
+                                   ("n", IF((1,), threshold=1.0)), ("out", Output((1,)))]))
+    assert m.quantization_report[0]["projections"][0]["rounded_to_zero"] == 1
+
+
+def _conv_pool_if(pool):
+    """in (1, 4, 4) -> 1x1 conv with weights 1 and -0.5 (mixed sign) -> pool -> IF (threshold 1)."""
+    graph = sequential([("in", Input((1, 4, 4))), ("c", Conv2d((1, 4, 4), np.array([1.0, -0.5]).reshape(2, 1, 1, 1),
+                                                                 np.zeros(2))),
+                        ("p", pool), ("n", IF(pool.output_shape, threshold=1.0)), ("out", Output(pool.output_shape))])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        (proj,) = neuromap.compile(graph, "testchip", input_encoding="spikes").netdesc().projections
+    return proj
+
+
+def test_a_pool_after_the_weights_shrinks_their_mantissa_by_its_window():
+    """A 2 x 2 sum pool after the conv adds up to 4 conv weights in one matrix entry, so each gets
+    254 // 4 = 63 -> 62 (even) steps: weight 1 -> 62, -0.5 -> -31 -> -32 (nearest even, half to even).
+    lambda = 62, the threshold 62 doubles to 1984 >= 2^10: weight_exp 5. Every pooled neuron reads 4 pixels."""
+    proj = _conv_pool_if(SumPool2d((2, 4, 4), 2))
+    w = proj.weights.toarray()
+    assert proj.weight_exp == 5 and w.shape == (8, 16)
+    assert sorted(set(w.ravel().tolist())) == [-32, 0, 62]
+    assert (w != 0).sum(axis=1).tolist() == [4] * 8
+
+
+def test_an_overlapping_average_pool_keeps_its_stride_in_the_integer_matrix():
+    """AvgPool2d 2 x 2 with stride 1: 3 x 3 outputs per channel (18 rows), each reading 4 pixels; the
+    1/4 is folded into the conv weights (0.25, -0.125), which fill 62 steps as above (lambda 248,
+    threshold 248 -> 1984: weight_exp 3)."""
+    proj = _conv_pool_if(AvgPool2d((2, 4, 4), 2, 1))
+    w = proj.weights.toarray()
+    assert proj.weight_exp == 3 and w.shape == (18, 16)
+    assert sorted(set(w.ravel().tolist())) == [-32, 0, 62]
+    assert (w != 0).sum(axis=1).tolist() == [4] * 18
 
 
 # ---------------------------------------------------------------------------------------------- lower
