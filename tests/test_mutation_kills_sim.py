@@ -18,11 +18,11 @@ import torch.nn.functional as F
 import hwsim.models
 import neuromap
 from hwsim.gpu import FloatSNN
-from hwsim.netdesc import Core, InputPort, Population, Projection, QuantNetwork
+from hwsim.netdesc import LOIHI, Core, Formats, InputPort, NetDescError, Population, Projection, QuantNetwork
 from hwsim.sim import InputDataError, simulate
-from neuromap.errors import ClippedInputWarning
-from neuromap.ir import IF, AvgPool2d, Conv2d, Flatten, Input, Linear, Output, SumPool2d, sequential
-from neuromap.passes.lower import conv_matrix
+from neuromap.errors import ClippedInputWarning, UnsupportedError
+from neuromap.ir import IF, LI, AvgPool2d, Conv2d, Flatten, Graph, Input, Linear, Output, SumPool2d, sequential
+from neuromap.passes.lower import conv_matrix, lower
 from neuromap.passes.quantize import InputEncoding, format_report
 
 
@@ -72,18 +72,17 @@ def test_encoded_spikes_are_integers():
     assert encoded.dtype == np.int64 and encoded.tolist() == [0, 1, 1]
 
 
-def test_the_clipped_input_warning_points_at_the_caller():
+def test_the_clipped_input_warning_says_what_was_clipped():
     with pytest.warns(ClippedInputWarning) as caught:
         InputEncoding("x", "graded", 8, 255.0).encode(np.array([2.0]))
-    assert caught[0].filename == __file__
     assert str(caught[0].message) == ("input 'x': 1 of 1 values lie outside the input range [0, 1] it was compiled "
                                       "for; clipped (compile with input_range= to cover the data)")
 
 
-def _quiet_compile(graph):
+def _quiet_compile(graph, **options):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # these networks quantize without any precision warning
-        return neuromap.compile(graph, "testchip", input_encoding="spikes")
+        return neuromap.compile(graph, "testchip", input_encoding="spikes", **options)
 
 
 REPORT_KEYS = {"population", "mode", "scale_min", "scale_max", "projections", "vth_range", "vth_max_rel_error",
@@ -132,6 +131,63 @@ def test_a_bias_beyond_the_mantissa_takes_the_smallest_exponent_that_fits():
                                    ("n", IF((2,), threshold=1.0, bias=np.array([0.1, 0.01]))), ("out", Output((2,)))]))
     (pop,) = m.netdesc().populations
     assert (pop.bias_mant.tolist(), pop.bias_exp.tolist(), pop.vth.tolist()) == ([3264, 1306], [2, 0], [2040, 2040])
+    # the error is the 0.4 state units of the second neuron, in float units: 0.4 / 2040 / 64
+    (layer,) = m.quantization_report
+    assert layer["bias_clipped"] == 0
+    assert layer["bias_max_abs_error"] == pytest.approx(0.4 / 2040 / 64)
+
+
+def test_a_large_initial_membrane_caps_the_scale():
+    """v_init 100 at threshold 1: lambda * 100 << 6 must stay below 2^23 - 1, so lambda <= 1310.7; the
+    threshold doubling 255 -> 510 -> 1020 stops before 2040 (weight_exp 2); v_init = 100 * 1020 * 64."""
+    m = _quiet_compile(sequential([("in", Input((1,))), ("a", Linear(np.array([[1.0]]))),
+                                   ("n", IF((1,), threshold=1.0, v_init=np.array([100.0]))), ("out", Output((1,)))]))
+    (pop,), (proj,) = m.netdesc().populations, m.netdesc().projections
+    assert (pop.vth.tolist(), pop.v_init.tolist(), proj.weight_exp) == ([1020], [6_528_000], 2)
+
+
+def test_graded_inputs_divide_a_matrix_chain_by_their_payload_scale():
+    """8-bit payloads over [0, 1] are x * 255, so the weights are divided by 255: lambda = 255 * 255 = 65,025
+    fills the mantissa (255 for the largest weight 1) and is the threshold, precise enough (weight_exp 0)."""
+    graph = sequential([("in", Input((2,))), ("a", Linear(np.eye(2))),
+                        ("b", Linear(np.array([[1.0, 0.5], [0.5, 1.0]]))), ("n", IF((2,), threshold=1.0)),
+                        ("out", Output((2,)))])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        qnet = neuromap.compile(graph, "testchip").netdesc()
+    assert qnet.populations[0].vth.tolist() == [65_025, 65_025]
+    (proj,) = qnet.projections
+    assert (proj.weight_exp, proj.weights.toarray().tolist()) == (0, [[255, 128], [128, 255]])
+
+
+def test_the_graph_input_range_sets_the_payload_scale():
+    """input_range (-1, 1) in the graph's metadata: signed 8-bit payloads, scale 127 per unit."""
+    graph = sequential([("in", Input((1,))), ("a", Linear(np.array([[1.0]]))), ("n", IF((1,), threshold=1.0)),
+                        ("out", Output((1,)))], metadata={"input_range": (-1.0, 1.0)})
+    enc = neuromap.compile(graph, "testchip").inputs["in"]
+    assert (enc.kind, enc.signed, enc.scale) == ("graded", True, 127.0)
+    with pytest.raises(UnsupportedError) as reversed_range:
+        neuromap.compile(graph, "testchip", input_range=(1.0, 0.0))
+    assert str(reversed_range.value) == "input 'in': input range (1.0, 0.0) is empty or not finite"
+    with pytest.raises(UnsupportedError) as too_wide:
+        neuromap.compile(graph, "testchip", input_bits=99)
+    assert str(too_wide.value).startswith("input 'in': 99-bit payloads requested, target 'testchip' carries 1..")
+
+
+def test_a_read_out_asked_for_per_channel_scales_is_quantized_per_layer_and_says_so():
+    m = _quiet_compile(sequential([("in", Input((2,))), ("a", Linear(np.array([[1.0, 0.5], [0.5, 1.0]]))),
+                                   ("n", LI((2,))), ("out", Output((2,)))]), mode="per_channel")
+    (layer,) = m.quantization_report
+    assert layer["mode"] == "per_layer"
+    assert layer["notes"] == ["per-channel scaling not applicable here (read-out or unaligned projection): per layer"]
+
+
+def test_a_synaptic_node_feeding_two_populations_names_each_projection_by_its_ends():
+    nodes = {"in": Input((2,)), "a": Linear(np.array([[1.0, 0.5]])), "n1": IF((1,), threshold=1.0),
+             "n2": IF((1,), threshold=2.0), "o1": Output((1,)), "o2": Output((1,))}
+    graph = Graph(nodes, [("in", "a"), ("a", "n1"), ("a", "n2"), ("n1", "o1"), ("n2", "o2")])
+    qnet = _quiet_compile(graph).netdesc()
+    assert [(p.name, p.src, p.dst) for p in qnet.projections] == [("in->n1", "in", "n1"), ("in->n2", "in", "n2")]
 
 
 def test_one_weight_in_ten_rounding_to_zero_is_not_yet_a_loss():
@@ -196,7 +252,23 @@ def test_pool_matrix_keeps_height_and_width_apart():
     np.testing.assert_allclose(conv_matrix(node) @ x.reshape(-1).numpy(), want.reshape(-1).numpy())
 
 
+def test_a_stateless_node_that_feeds_nothing_is_refused():
+    nodes = {"in": Input((2,)), "a": Linear(np.ones((1, 2))), "n": IF((1,), threshold=1.0), "out": Output((1,)),
+             "dead": Linear(np.ones((3, 2)))}
+    with pytest.raises(UnsupportedError, match=r"node 'dead' \(Linear\) feeds nothing"):
+        lower(Graph(nodes, [("in", "a"), ("a", "n"), ("n", "out"), ("in", "dead")]))
+
+
 # ---------------------------------------------------------------------------------------------- hwsim.sim
+def test_a_bias_alone_saturates_an_integrator():
+    """No input, bias 4095 << 7 = 524,160 per step, no leak: v = k * 524,160 until it reaches
+    2^23 - 1 = 8,388,607 at step 17 (16 * 524,160 = 8,386,560 is still below), then stays there."""
+    qnet = QuantNetwork((InputPort("x", 1),), (_population(kind="integrator", bias_mant=4095, bias_exp=7),),
+                        (Projection("p", "x", "n", _weights([1])),), (Core(0, 0, 0, 0),), ("n",))
+    res = simulate(qnet, {"x": np.zeros((1, 18, 1), np.int64)}, 18, device="cpu")
+    assert res.v["n"][0, :, 0].tolist() == [k * 524_160 for k in range(1, 17)] + [8_388_607] * 2
+
+
 def test_scores_of_an_unrecorded_trace_name_the_trace():
     qnet = QuantNetwork((InputPort("x", 1),), (_population("o"), _population("r", kind="integrator")),
                         (Projection("p", "x", "o", _weights([1])), Projection("q", "o", "r", _weights([1]))),
@@ -244,6 +316,21 @@ def test_input_port_finds_a_port_by_name():
     assert qnet.input_port("b").graded_bits == 4
     assert qnet.input_port("a").size == 1
     assert qnet.input_port("n") is None
+
+
+# ---------------------------------------------------------------------------------------------- hwsim.netdesc
+def test_formats_name_both_ends_of_an_inverted_exponent_range():
+    fields = {**LOIHI.__dict__, "bias_exp_min": 3, "bias_exp_max": 2}
+    with pytest.raises(NetDescError) as err:
+        Formats(**fields)
+    assert str(err.value) == "formats.bias_exp_min = 3 exceeds bias_exp_max = 2"
+
+
+def test_a_threshold_may_fill_the_state_exactly():
+    """vth_bits + activation_shift = state_bits (18 + 6 = 24) still fits; one bit more does not."""
+    assert Formats(**{**LOIHI.__dict__, "vth_bits": 18}).vth_max == (1 << 18) - 1
+    with pytest.raises(NetDescError, match=r"formats\.vth_bits = 19"):
+        Formats(**{**LOIHI.__dict__, "vth_bits": 19})
 
 
 # ---------------------------------------------------------------------------------------------- hwsim.models
