@@ -182,6 +182,16 @@ def test_a_read_out_asked_for_per_channel_scales_is_quantized_per_layer_and_says
     assert layer["notes"] == ["per-channel scaling not applicable here (read-out or unaligned projection): per layer"]
 
 
+def test_a_linear_behind_a_flatten_is_not_aligned_with_the_channels():
+    """Linear (2 rows) -> Flatten -> IF (2,): the rows count as channels only when pools alone follow the
+    weights, so per-channel scaling falls back to one scale (the weights' rows differ 4x in magnitude)."""
+    m = _quiet_compile(sequential([("in", Input((2,))), ("a", Linear(np.array([[1.0, 0.5], [0.25, 0.125]]))),
+                                   ("f", Flatten((2,))), ("n", IF((2,), threshold=1.0)), ("out", Output((2,)))]),
+                       mode="per_channel")
+    (layer,) = m.quantization_report
+    assert (layer["mode"], layer["scale_min"]) == ("per_layer", layer["scale_max"])
+
+
 def test_a_synaptic_node_feeding_two_populations_names_each_projection_by_its_ends():
     nodes = {"in": Input((2,)), "a": Linear(np.array([[1.0, 0.5]])), "n1": IF((1,), threshold=1.0),
              "n2": IF((1,), threshold=2.0), "o1": Output((1,)), "o2": Output((1,))}
@@ -294,10 +304,20 @@ def test_two_projections_into_a_wide_port_add_up_and_u_wraps():
                         cores=(Core(0, 0, 0, 0),), outputs=("n",))
     x = np.array([[[1000], [0], [0]]])
     y = np.array([[[500], [0], [0]]])
-    res = simulate(qnet, {"x": x, "y": y}, 3, device="cpu")
-    assert res.u["n"][0, :, 0].tolist() == [0, -6_857_216, 0]
-    assert res.v["n"][0, :, 0].tolist() == [0, -6_857_216, -6_857_216]
-    assert res.spikes["n"].sum() == 0
+    for events in (True, False):
+        res = simulate(qnet, {"x": x, "y": y}, 3, device="cpu", events=events)
+        assert res.u["n"][0, :, 0].tolist() == [0, -6_857_216, 0]
+        assert res.v["n"][0, :, 0].tolist() == [0, -6_857_216, -6_857_216]
+        assert res.spikes["n"].sum() == 0
+        assert (res.events is None) == (not events)
+
+
+def test_a_population_without_inputs_integrates_its_bias_only():
+    """No projection into "b": its input is 0 at every step, v = k * bias (bias 3 << 2 = 12)."""
+    qnet = QuantNetwork((InputPort("x", 1),), (_population("n"), _population("b", bias_mant=3, bias_exp=2)),
+                        (Projection("p", "x", "n", _weights([1])),), (Core(0, 0, 0, 0),), ("n", "b"))
+    res = simulate(qnet, {"x": np.ones((2, 4, 1), np.int64)}, 4, device="cpu")
+    assert res.v["b"].tolist() == [[[12], [24], [36], [48]]] * 2
 
 
 def test_float_spikes_on_a_binary_port_are_checked_by_value():
@@ -340,6 +360,18 @@ def test_a_second_registration_names_the_model_field_and_value():
         hwsim.models.register(lif)
     assert (err.value.field, err.value.value) == ("model", "lif")
     assert str(err.value) == "neuron model 'lif' is already registered"
+
+
+def test_a_registered_model_is_found_by_its_name():
+    toy = hwsim.models.FixedModel(name="mutation_toy", params=hwsim.models.model_named("lif").params,
+                                  update=hwsim.models.model_named("lif").update,
+                                  state_bound=hwsim.models.model_named("lif").state_bound)
+    try:
+        assert hwsim.models.register(toy) is toy
+        assert hwsim.models.model_named("mutation_toy") is toy
+        assert "mutation_toy" in hwsim.models.known_models()
+    finally:
+        del hwsim.models._MODELS["mutation_toy"]  # other tests list the registered models
 
 
 def test_an_integrator_read_out_never_resets_in_float_either():
