@@ -312,6 +312,26 @@ def test_two_projections_into_a_wide_port_add_up_and_u_wraps():
         assert (res.events is None) == (not events)
 
 
+def test_a_24_bit_payload_into_a_current_with_memory_wraps_once():
+    """24-bit payloads times weight 255 can exceed 2^31, so the sum is wrapped to int32 before the shift and
+    u's sums are checked for int32 wraps. Payload 1000 at step 1: a = 255,000, a << 6 = 16,320,000 > 2^23
+    wraps once to 16,320,000 - 2^24 = -457,216 at step 2 and, with no current decay (du = -1), stays; no
+    leak: v = -457,216, then -914,432."""
+    qnet = QuantNetwork((InputPort("x", 1, 24),), (_population(du=-1),), (Projection("p", "x", "n", _weights([255])),),
+                        (Core(0, 0, 0, 0),), ("n",))
+    res = simulate(qnet, {"x": np.array([[[1000], [0], [0]]])}, 3, device="cpu")
+    assert res.u["n"][0, :, 0].tolist() == [0, -457_216, -457_216]
+    assert res.v["n"][0, :, 0].tolist() == [0, -457_216, -914_432]
+
+
+def test_input_of_the_wrong_width_names_the_expected_shape():
+    qnet = QuantNetwork((InputPort("x", 1),), (_population(),), (Projection("p", "x", "n", _weights([1])),),
+                        (Core(0, 0, 0, 0),), ("n",))
+    with pytest.raises(InputDataError) as err:
+        simulate(qnet, {"x": np.zeros((1, 2, 3), np.int64)}, 2, device="cpu")
+    assert str(err.value) == "input 'x': shape (1, 2, 3), expected (B, T >= 2, 1)"
+
+
 def test_a_population_without_inputs_integrates_its_bias_only():
     """No projection into "b": its input is 0 at every step, v = k * bias (bias 3 << 2 = 12)."""
     qnet = QuantNetwork((InputPort("x", 1),), (_population("n"), _population("b", bias_mant=3, bias_exp=2)),
