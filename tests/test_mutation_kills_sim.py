@@ -312,16 +312,18 @@ def test_two_projections_into_a_wide_port_add_up_and_u_wraps():
         assert (res.events is None) == (not events)
 
 
-def test_a_24_bit_payload_into_a_current_with_memory_wraps_once():
-    """24-bit payloads times weight 255 can exceed 2^31, so the sum is wrapped to int32 before the shift and
-    u's sums are checked for int32 wraps. Payload 1000 at step 1: a = 255,000, a << 6 = 16,320,000 > 2^23
-    wraps once to 16,320,000 - 2^24 = -457,216 at step 2 and, with no current decay (du = -1), stays; no
-    leak: v = -457,216, then -914,432."""
+def test_a_24_bit_payload_into_a_current_with_memory_wraps_in_int32_then_once():
+    """24-bit payloads times weight 255 can exceed 2^31. Payload 131,400 at steps 1 and 2: a = 33,507,000,
+    a << 6 = 2,144,448,000 (still int32); no current decay (du = -1), u wraps once per step (-2^24):
+    u2 = 2,127,670,784; u3 = wrap32(u2 + 2,144,448,000) = -22,848,512, wrapped once to -6,071,296; u4 = u3.
+    No leak, v clipped to +-(2^23 - 1): v2 = 8,388,607 > vth << 6 = 6,400,000 spikes and drops to 1,988,607;
+    v3 = 1,988,607 + u3 = -4,082,689; v4 = -10,153,985, clipped to -8,388,607."""
     qnet = QuantNetwork((InputPort("x", 1, 24),), (_population(du=-1),), (Projection("p", "x", "n", _weights([255])),),
                         (Core(0, 0, 0, 0),), ("n",))
-    res = simulate(qnet, {"x": np.array([[[1000], [0], [0]]])}, 3, device="cpu")
-    assert res.u["n"][0, :, 0].tolist() == [0, -457_216, -457_216]
-    assert res.v["n"][0, :, 0].tolist() == [0, -457_216, -914_432]
+    res = simulate(qnet, {"x": np.array([[[131_400], [131_400], [0], [0]]])}, 4, device="cpu")
+    assert res.u["n"][0, :, 0].tolist() == [0, 2_127_670_784, -6_071_296, -6_071_296]
+    assert res.v["n"][0, :, 0].tolist() == [0, 1_988_607, -4_082_689, -8_388_607]
+    assert res.spikes["n"][0, :, 0].tolist() == [0, 1, 0, 0]
 
 
 def test_input_of_the_wrong_width_names_the_expected_shape():
@@ -330,6 +332,14 @@ def test_input_of_the_wrong_width_names_the_expected_shape():
     with pytest.raises(InputDataError) as err:
         simulate(qnet, {"x": np.zeros((1, 2, 3), np.int64)}, 2, device="cpu")
     assert str(err.value) == "input 'x': shape (1, 2, 3), expected (B, T >= 2, 1)"
+
+
+def test_inputs_of_different_batch_sizes_are_refused():
+    qnet = QuantNetwork((InputPort("x", 1), InputPort("y", 1)), (_population(),),
+                        (Projection("p", "x", "n", _weights([1])),), (Core(0, 0, 0, 0),), ("n",))
+    with pytest.raises(InputDataError) as err:
+        simulate(qnet, {"x": np.zeros((1, 3, 1), np.int64), "y": np.zeros((2, 3, 1), np.int64)}, 3, device="cpu")
+    assert str(err.value) == "input 'y': batch size 2, other inputs have 1"
 
 
 def test_a_population_without_inputs_integrates_its_bias_only():
@@ -380,6 +390,13 @@ def test_a_second_registration_names_the_model_field_and_value():
         hwsim.models.register(lif)
     assert (err.value.field, err.value.value) == ("model", "lif")
     assert str(err.value) == "neuron model 'lif' is already registered"
+
+
+def test_an_unknown_model_names_the_known_ones():
+    with pytest.raises(hwsim.models.ModelError) as err:
+        hwsim.models.model_named("cuba")
+    assert (err.value.field, err.value.value) == ("model", "cuba")
+    assert "lif" in err.value.allowed and list(err.value.allowed) == sorted(err.value.allowed)
 
 
 def test_a_registered_model_is_found_by_its_name():
