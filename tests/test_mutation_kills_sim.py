@@ -383,6 +383,42 @@ def test_a_threshold_may_fill_the_state_exactly():
         Formats(**{**LOIHI.__dict__, "vth_bits": 19})
 
 
+def _one_port_net(**changes):
+    parts = dict(inputs=(InputPort("x", 1),), populations=(_population(),),
+                 projections=(Projection("p", "x", "n", _weights([1])),), cores=(Core(0, 0, 0, 0),), outputs=("n",))
+    parts.update(changes)
+    return QuantNetwork(**parts)
+
+
+def test_description_errors_name_the_item_and_the_rule():
+    def error(**changes):
+        with pytest.raises(NetDescError) as err:
+            _one_port_net(**changes)
+        return err.value
+
+    assert str(error(populations=(_population("x"),))) == "name 'x' is used twice"
+    loop = error(projections=(Projection("p", "n", "n", _weights([1])),))
+    assert str(loop) == "projection 'p': 'n' must come before 'n' (no recurrence)"
+    unknown = error(projections=(Projection("p", "z", "n", _weights([1])),))
+    assert (unknown.node, unknown.field, unknown.value) == ("p", "src", "z")
+    too_wide = error(inputs=(InputPort("x", 1, 25),))
+    assert (too_wide.node, too_wide.field, too_wide.value, too_wide.allowed) == ("x", "graded_bits", 25, 24)
+    du = error(populations=(_population(du=-2),))
+    assert (du.node, du.field, du.value, du.allowed) == ("n", "du", (-2, -2), (-1, 4095))
+    exp = error(projections=(Projection("p", "x", "n", _weights([1]), weight_exp=8),))
+    assert str(exp) == "projection 'p': weight_exp 8 must lie in [-8, 7] (formats)"
+    assert str(error(formats="loihi")) == "formats: a hwsim.netdesc.Formats, got str"
+
+
+def test_population_values_must_be_finite_integers():
+    for bad in (1.5, np.inf):
+        with pytest.raises(NetDescError, match=r"population 'n'\.vth: values must be integers"):
+            _population(vth=bad)
+    with pytest.raises(NetDescError) as core:
+        _population(core=-1)
+    assert (core.value.field, core.value.value, core.value.allowed) == ("population 'n'.core", (-1, -1), (0, 1 << 30))
+
+
 # ---------------------------------------------------------------------------------------------- hwsim.models
 def test_a_second_registration_names_the_model_field_and_value():
     lif = hwsim.models.model_named("lif")
