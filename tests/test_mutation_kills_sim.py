@@ -411,6 +411,7 @@ def test_description_errors_name_the_item_and_the_rule():
 
 
 def test_population_values_must_be_finite_integers():
+    assert _population(vth=2.0, dv=np.array([3.0])).vth.tolist() == [2]  # integral floats are integers
     for bad in (1.5, np.inf):
         with pytest.raises(NetDescError, match=r"population 'n'\.vth: values must be integers"):
             _population(vth=bad)
