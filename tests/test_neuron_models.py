@@ -26,7 +26,7 @@ from hwsim.sim import simulate as hw_simulate
 from mappings.errors import NeuromapError
 from neuromap.backends.torch_sim import simulate as float_simulate
 from neuromap.ir import IF, LIF, Affine, Graph, Input, Output, load_graph, save_graph, sequential, to_nir
-from neuromap.ir.nodes import Node, param_array, param_shape
+from neuromap.ir.nodes import ShapedNode, param_array, param_shape
 from neuromap.ir.serialize import header_array, npz_bytes
 from neuromap.mapping import Mapping, compile
 from neuromap.neurons import IntegerNeuron, NeuronModel, ScaleInputs
@@ -34,7 +34,7 @@ from neuromap.neurons import IntegerNeuron, NeuronModel, ScaleInputs
 
 # ------------------------------------------------------------------------------------------ the toy
 @dataclass(frozen=True, eq=False)
-class FloorIF(Node):
+class FloorIF(ShapedNode):
     shape: tuple[int, ...]
     threshold: np.ndarray = field(default_factory=lambda: np.ones(()))
     kind: ClassVar[str] = "FloorIF"
@@ -43,14 +43,6 @@ class FloorIF(Node):
     def __post_init__(self) -> None:
         object.__setattr__(self, "shape", param_shape(self.shape, "FloorIF.shape"))
         object.__setattr__(self, "threshold", param_array(self.threshold, "FloorIF.threshold"))
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return self.shape
-
-    @property
-    def output_shape(self) -> tuple[int, ...]:
-        return self.shape
 
 
 class FloorState(NamedTuple):

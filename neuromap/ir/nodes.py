@@ -111,16 +111,11 @@ class Node:
         return dataclasses.replace(self, **changes)
 
 
-@dataclass(frozen=True, eq=False)
-class Input(Node):
+class ShapedNode(Node):
+    """A node whose output has its input's shape, ``shape`` (inputs, outputs, neuron populations). Not a
+    dataclass itself: each subclass declares ``shape`` as its field."""
+
     shape: tuple[int, ...]
-    kind: ClassVar[str] = "Input"
-
-    if TYPE_CHECKING:  # the constructor takes array-likes; __post_init__ turns them into the fields' types
-        def __init__(self, shape: ArrayLike, *, metadata: dict = ...) -> None: ...
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "shape", param_shape(self.shape, "Input.shape"))
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -129,6 +124,18 @@ class Input(Node):
     @property
     def output_shape(self) -> tuple[int, ...]:
         return self.shape
+
+
+@dataclass(frozen=True, eq=False)
+class Input(ShapedNode):
+    shape: tuple[int, ...]
+    kind: ClassVar[str] = "Input"
+
+    if TYPE_CHECKING:  # the constructor takes array-likes; __post_init__ turns them into the fields' types
+        def __init__(self, shape: ArrayLike, *, metadata: dict = ...) -> None: ...
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shape", param_shape(self.shape, "Input.shape"))
 
 
 @dataclass(frozen=True, eq=False, init=False)  # Input's constructor

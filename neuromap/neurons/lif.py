@@ -28,12 +28,21 @@ from hwsim.models.lif import LIFParameters, LIFState, lif_step
 from hwsim.netdesc import Formats
 from neuromap.errors import GraphError, NeuromapError, UnsupportedError
 from neuromap.ir.nir_common import PREFIX, NirOptions, numeric
-from neuromap.ir.nodes import RESET_TIMINGS, RESETS, Node, check_broadcastable, check_in_range, param_array, param_shape
+from neuromap.ir.nodes import (
+    RESET_TIMINGS,
+    RESETS,
+    Node,
+    ShapedNode,
+    check_broadcastable,
+    check_in_range,
+    param_array,
+    param_shape,
+)
 from neuromap.neurons.model import IntegerNeuron, LavaForm, Lossy, NeuronModel, NirMapping, ScaleInputs
 
 
 @dataclass(frozen=True, eq=False)
-class LIF(Node):
+class LIF(ShapedNode):
     """Leaky integrate-and-fire population (Loihi's current-based compartment; see the module docstring).
 
     Parameters broadcast to ``shape``: per neuron, per channel ((C, 1, 1) for (C, H, W)) or scalar.
@@ -75,14 +84,6 @@ class LIF(Node):
             raise GraphError(f"{self.kind}.reset_timing: {self.reset_timing!r} is not one of {RESET_TIMINGS}",
                              field=f"{self.kind}.reset_timing", value=self.reset_timing, allowed=RESET_TIMINGS)
 
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return self.shape
-
-    @property
-    def output_shape(self) -> tuple[int, ...]:
-        return self.shape
-
 
 @dataclass(frozen=True, eq=False, init=False)  # LIF's constructor
 class IF(LIF):
@@ -97,7 +98,7 @@ class IF(LIF):
 
 
 @dataclass(frozen=True, eq=False)
-class LI(Node):
+class LI(ShapedNode):
     """Non-spiking leaky integrator read-out: the LIF recurrence without threshold or reset.
 
     Its output is the membrane v[t] (graded); classification reads it at the last step.
@@ -123,14 +124,6 @@ class LI(Node):
             object.__setattr__(self, name, arr)
         check_in_range(self.v_decay, 0.0, 1.0, "LI.v_decay")
         check_in_range(self.i_decay, 0.0, 1.0, "LI.i_decay")
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return self.shape
-
-    @property
-    def output_shape(self) -> tuple[int, ...]:
-        return self.shape
 
 
 # ------------------------------------------------------------------------------------------- float
