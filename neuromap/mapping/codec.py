@@ -9,14 +9,13 @@ graph, as ``neuromap.ir.save_graph`` writes it), ``pop/<i>/*`` (per-neuron integ
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
 
 import mappings
 from neuromap.errors import FormatError
-from neuromap.ir import Graph
 from neuromap.ir.serialize import graph_from_arrays, graph_to_arrays, header_array, npz_bytes, read_header
 from neuromap.passes.partition import CoreUse, Partition, Slice
 from neuromap.passes.place import Placement
@@ -32,17 +31,6 @@ HEADER = "__mapping__"
 _POP_ARRAYS = ("scale", "vth", "du", "dv", "bias_mant", "bias_exp", "v_init")
 _CORE_FIELDS = ("neurons", "synapses", "synaptic_memory_bits", "input_axons", "output_axons")
 _PLACE_ARRAYS = ("chip", "x", "y", "gx", "gy")
-
-
-class MappingParts(NamedTuple):
-    """The fields of a Mapping, in the order its constructor takes them."""
-
-    graph: Graph
-    target: mappings.Target
-    quantized: Quantized
-    partition: Partition
-    placement: Placement
-    options: dict
 
 
 def encode(m: Mapping) -> bytes:
@@ -102,8 +90,9 @@ def encode(m: Mapping) -> bytes:
     return npz_bytes(arrays)
 
 
-def decode(arrays: dict[str, np.ndarray], source: str) -> MappingParts:
-    """The fields of the Mapping stored in a file's arrays; every defect is one FormatError line."""
+def decode(arrays: dict[str, np.ndarray], source: str) -> dict[str, Any]:
+    """The Mapping's constructor fields (by name) stored in a file's arrays; every defect is one FormatError
+    line."""
     header = read_header(arrays, HEADER, FORMAT, VERSION, source, "mapping")
     try:
         return _rebuild(arrays, header, source)
@@ -115,7 +104,7 @@ def decode(arrays: dict[str, np.ndarray], source: str) -> MappingParts:
         raise FormatError(f"{source}: mapping file has a malformed field ({str(exc).splitlines()[0]})") from None
 
 
-def _rebuild(arrays: dict[str, np.ndarray], header: dict, source: str) -> MappingParts:
+def _rebuild(arrays: dict[str, np.ndarray], header: dict, source: str) -> dict[str, Any]:
     graph = graph_from_arrays({k[len("graph/"):]: v for k, v in arrays.items() if k.startswith("graph/")}, source)
     t = dict(header["target"])
     if isinstance(t.get("synapses"), dict) and "memory_model" not in t["synapses"]:
@@ -170,4 +159,5 @@ def _rebuild(arrays: dict[str, np.ndarray], header: dict, source: str) -> Mappin
     placement = Placement(ph["method"], **{f: arrays[f"place/{f}"] for f in _PLACE_ARRAYS}, chips=int(ph["chips"]),
                           traffic_hops=float(ph["traffic_hops"]),
                           traffic_hops_sequential=float(ph["traffic_hops_sequential"]))
-    return MappingParts(graph, target, quantized, part, placement, header["options"])
+    return {"graph": graph, "target": target, "quantized": quantized, "partition": part, "placement": placement,
+            "options": header["options"]}

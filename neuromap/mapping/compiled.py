@@ -163,7 +163,7 @@ class Mapping:
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], source: str) -> Mapping:
         """The Mapping stored in a file's arrays (``source`` names the file in errors)."""
-        return cls(*codec.decode(arrays, source))
+        return cls(**codec.decode(arrays, source))
 
 
 def _count(items: Iterable[str]) -> dict[str, int]:
