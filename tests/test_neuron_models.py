@@ -20,6 +20,7 @@ import pytest
 import torch
 
 import hwsim.models
+import neuromap
 import neuromap.neurons
 from hwsim.netdesc import Formats, NetDescError, Population
 from hwsim.sim import simulate as hw_simulate
@@ -167,6 +168,19 @@ def test_a_toy_model_compiles_and_runs_the_same_spikes_on_torch_and_hwsim():
                    for n, node in graph.nodes.items()}, graph.edges)
     assert not torch.equal(float_simulate(as_if, torch.tensor(spikes), 40, record=True).spikes["toy1"],
                            ref.spikes["toy1"])
+
+
+def test_neuromap_run_reads_the_toy_model_as_a_spiking_population_on_every_float_and_fixed_backend():
+    graph = _toy_graph()
+    m = compile(graph, "loihi2", input_encoding="spikes")
+    spikes = (np.random.default_rng(6).random((4, 40, 5)) < 0.5).astype(np.float64)
+    runs = {b: neuromap.run(m, spikes, 40, backend=b, record=("spikes",)) for b in ("torch", "hwsim")}
+    for run in runs.values():
+        assert set(run.spikes) == {"toy1", "toy2"}  # the model says it spikes: its spikes are kept and scored
+        assert run.integrator_outputs == frozenset()
+    assert runs["torch"].spike_counts() == runs["hwsim"].spike_counts()
+    assert np.array_equal(runs["torch"].scores(), runs["hwsim"].scores())
+    assert runs["torch"].spike_counts()["toy2"] > 10
 
 
 def test_the_toy_population_survives_a_mapping_file(tmp_path):

@@ -313,16 +313,17 @@ def run(model: Graph | CompiledMapping, data: object, steps: int, backend: str =
     steps = check_steps(steps, backend)
     kinds = _record_kinds(record, backend, engine)
     resolved = Model(model, target)
-    from neuromap.ir import LI, LIF
+    from neuromap.neurons import model_for
     from neuromap.passes.lower import lower
 
     graph = resolved.graph
     reads = lower(graph).outputs
-    integrators = frozenset(out for out, pop in reads.items() if isinstance(graph.nodes[pop], LI))
+    # the neuron models say which populations spike: the others (LI) are read out by their v
+    integrators = frozenset(out for out, pop in reads.items() if not model_for(graph.nodes[pop]).spiking)
     frames = validate_inputs(graph, data, steps, backend)
     needed = kinds | ({"v"} if integrators else set()) | ({"spikes"} if set(reads) - integrators else set())
     traces = engine.run(resolved, frames, steps, frozenset(needed), dict(options))
-    spiking = [p for p in traces.spikes if isinstance(graph.nodes[p], LIF)]
+    spiking = [p for p in traces.spikes if model_for(graph.nodes[p]).spiking]
     outputs = {out: (traces.v if out in integrators else traces.spikes)[pop] for out, pop in reads.items()}
     return RunResult(backend=backend, engine=traces.engine, options=dict(options), steps=steps, outputs=outputs,
                      integrator_outputs=integrators,
@@ -333,9 +334,7 @@ def run(model: Graph | CompiledMapping, data: object, steps: int, backend: str =
 
 def population_shapes(graph: Graph) -> dict[str, tuple[int, ...]]:
     """Each neuron population's output shape, to give flat (B, T, n) engine traces their graph shape."""
-    from neuromap.ir import LI, LIF
-
-    return {n: tuple(node.output_shape) for n, node in graph.nodes.items() if isinstance(node, (LIF, LI))}
+    return {n: tuple(node.output_shape) for n, node in graph.nodes.items() if node.is_neuron}
 
 
 def shaped(traces: Mapping[str, np.ndarray], shapes: Mapping[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
