@@ -4,6 +4,12 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 LAVA    := lava-nc==0.10.0
+# The SNN frameworks the interop tests export from (and tonic, the event-data reader). Their declared
+# dependencies would replace our torch (norse: torchvision -> torch 2.14) or nir (sinabs pins nir 1.0.4 and
+# wants samna, a hardware driver), so they go in with --no-deps; what they really import is listed here or
+# in pyproject.toml.
+FRAMEWORKS := norse==1.1.0 sinabs==3.1.3 pbr==7.1.3 rockpool==3.1.0 tonic==1.7.0 importRosbag==1.0.4 \
+              expelliarmus==1.1.12
 
 .PHONY: install demo test bench clean mutation
 
@@ -11,11 +17,12 @@ install: $(STAMP)
 
 # Re-runs only when the dependency list changes. lava-nc declares Python <3.11 but runs on 3.11,
 # so it alone goes in with --no-deps --ignore-requires-python; its real needs are in pyproject.toml.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'
 	$(BIN)/python -m pip install -q --no-deps --ignore-requires-python $(LAVA)
+	$(BIN)/python -m pip install -q --no-deps $(FRAMEWORKS)
 	touch $(STAMP)
 
 demo: install
