@@ -16,6 +16,10 @@ on every incoming projection) while the smallest threshold mantissa is below 2^1
 stays legal and the worst-case synaptic current stays inside the state (24 bits on Loihi). Every width comes
 from the target's [neuron] table as ``hwsim.netdesc.Formats``, the formats hwsim then computes in.
 
+Pre-quantized populations (``neuromap.ir.prequantized``: a lava-dl netx file) keep the file's lambda, weight
+and bias exponents: nothing is chosen or rounded, and a value that is not a whole, legal integer there is a
+QuantizationError naming the node.
+
 Precision is never lost silently: a clipped weight, threshold or bias, a threshold that rounds to 0 or a
 decay that rounds to "no leak" or "full leak" raises a QuantizationWarning with the numbers (a
 QuantizationError in strict mode); a worst-case current that can wrap the state raises a
@@ -46,6 +50,7 @@ from neuromap.errors import (
     UnsupportedError,
 )
 from neuromap.ir import Affine, AvgPool2d, Conv2d, Graph, Linear, SumPool2d
+from neuromap.ir.prequantized import BIAS_EXP, WEIGHT_EXP, fixed_scale
 from neuromap.neurons import model_for
 from neuromap.passes.lower import Lowered, Projection, op_matrix
 
@@ -459,16 +464,20 @@ def _quantize_population(lowered, name, node, incoming, formats: Formats, mode, 
             out.append(int(np.clip(need, lo, exp_max)))
         return out
 
-    scale = base.copy()
+    # a pre-quantized file (neuromap.ir.prequantized) fixes lambda and the exponents: no search, no rounding
+    fixed = fixed_scale(node)
+    if fixed is not None:
+        lossy = _Lossy(strict=True)
+    scale = base.copy() if fixed is None else np.full(n_ch, fixed)
     gain = current_gain if math.isfinite(current_gain) else 1.0  # no current decay: warned below
     # a graded input's worst case (every payload at full scale) is a plausible input: halve lambda (weight_exp
     # - 1, which drops low bits of a large accumulated sum) until it fits. Spike sources keep their mantissa:
     # all inputs firing at once is unlikely, so that case is only warned about below.
     graded_in = [k for k, inc in enumerate(incoming) if inc.pr.src in graded]
-    while (graded_in and worst_current(scale, exps_for(scale)) * gain > state_max
+    while (fixed is None and graded_in and worst_current(scale, exps_for(scale)) * gain > state_max
            and min(exps_for(scale)[k] for k in graded_in) > exp_min):
         scale = scale / 2.0
-    if theta is not None and np.array_equal(scale, base):
+    if fixed is None and theta is not None and np.array_equal(scale, base):
         # double lambda while it buys threshold precision and stays inside the formats
         while True:
             trial = scale * 2.0
@@ -478,15 +487,18 @@ def _quantize_population(lowered, name, node, incoming, formats: Formats, mode, 
                     or worst_current(trial, exps) * gain > state_max):
                 break
             scale = trial
-    exps = exps_for(scale)
+    exps = exps_for(scale) if fixed is None else _fixed_exps(lowered.graph, name, incoming, formats)
     layer = LayerReport(name, layer_mode, float(scale.min()), float(scale.max()))
     if layer_mode != mode:
         layer.notes.append("per-channel scaling not applicable here (read-out or unaligned projection): per layer")
+    if fixed is not None:
+        layer.notes.append("pre-quantized: scale and exponents from the file")
     scale_n = np.repeat(scale, per_ch)
 
     qprojs = []
     for inc, e in zip(incoming, exps):
-        qprojs.append(_quantize_projection(lowered.graph, inc, scale, e, n_ch, per_ch, layer, lossy))
+        qprojs.append(_quantize_projection(lowered.graph, inc, scale, e, n_ch, per_ch, layer, lossy,
+                                           exact=fixed is not None))
 
     # worst-case synaptic current (static overflow check)
     worst = worst_current(scale, exps)
@@ -504,7 +516,10 @@ def _quantize_population(lowered, name, node, incoming, formats: Formats, mode, 
     for key, value in neuron.report.items():
         setattr(layer, key, value)
 
-    bias_mant, bias_exp, bias_err, bias_clipped = _quantize_bias(bias_f * scale_n * (1 << shift), formats)
+    bias_state = bias_f * scale_n * (1 << shift)
+    bias_mant, bias_exp, bias_err, bias_clipped = (
+        _quantize_bias(bias_state, formats) if fixed is None
+        else _fixed_bias(bias_state, int(node.metadata.get(BIAS_EXP, 0)), formats, name))
     layer.bias_max_abs_error = float(bias_err / scale_n.min()) / (1 << shift)
     layer.bias_clipped = bias_clipped
     if bias_clipped:
@@ -539,7 +554,8 @@ def _row_sums(inc: _Incoming, scale: np.ndarray, e: int, n_ch: int, per_ch: int)
     return pos, neg
 
 
-def _quantize_projection(graph, inc: _Incoming, scale, e, n_ch, per_ch, layer: LayerReport, lossy) -> QuantProjection:
+def _quantize_projection(graph, inc: _Incoming, scale, e, n_ch, per_ch, layer: LayerReport, lossy,
+                         exact: bool = False) -> QuantProjection:
     pr = inc.pr
     step = 2.0 ** e
     if inc.weights is not None:
@@ -549,7 +565,8 @@ def _quantize_projection(graph, inc: _Incoming, scale, e, n_ch, per_ch, layer: L
             raise AssertionError("unaligned projections are quantized per layer")
         lam = row_scale.reshape((-1,) + (1,) * (w.ndim - 1)) / step
         x = w * lam
-        q, clipped = _quantize_values(x, inc.q_max, inc.mixed)
+        q, clipped = (_exact_values(x, inc.mixed, pr.name) if exact
+                      else _quantize_values(x, inc.q_max, inc.mixed))
         err = np.abs(q - x) / lam
         values, qvalues = w, q
         result = QuantProjection(pr.name, pr.src, pr.dst, pr.paths, e, node=inc.node, weights=q.astype(np.int64))
@@ -559,7 +576,8 @@ def _quantize_projection(graph, inc: _Incoming, scale, e, n_ch, per_ch, layer: L
         rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
         lam = np.repeat(scale, per_ch)[rows] / step
         x = m.data * lam
-        q, clipped = _quantize_values(x, inc.q_max, inc.mixed)
+        q, clipped = (_exact_values(x, inc.mixed, pr.name) if exact
+                      else _quantize_values(x, inc.q_max, inc.mixed))
         err = np.abs(q - x) / lam
         values, qvalues = m.data, q
         qm = sp.csr_matrix((q.astype(np.int32), m.indices.copy(), m.indptr.copy()), shape=m.shape)
@@ -568,7 +586,8 @@ def _quantize_projection(graph, inc: _Incoming, scale, e, n_ch, per_ch, layer: L
     nonzero = int((values != 0).sum())
     to_zero = int(((values != 0) & (qvalues == 0)).sum())
     largest = int(np.abs(qvalues).max(initial=0))
-    if nonzero and (to_zero > LOST_WEIGHTS_FRACTION * nonzero or largest < inc.q_max >> UNUSED_BITS_LIMIT):
+    few_bits = to_zero > LOST_WEIGHTS_FRACTION * nonzero or largest < inc.q_max >> UNUSED_BITS_LIMIT
+    if nonzero and few_bits and not exact:  # a file's own integers (exact) lose nothing
         # the scale is capped by the threshold, bias or state range: the weights then use few of their bits
         lossy(f"{pr.name}: weights lose precision: the largest mantissa is {largest} of {inc.q_max} and "
               f"{to_zero:,} of {nonzero:,} non-zero weights round to 0 (max error {float(err.max(initial=0.0)):.3g})",
@@ -583,6 +602,55 @@ def _quantize_projection(graph, inc: _Incoming, scale, e, n_ch, per_ch, layer: L
                               "max_abs_weight": float(np.abs(values).max(initial=0.0)),
                               "clipped": clipped, "rounded_to_zero": to_zero})
     return result
+
+
+def _fixed_exps(graph: Graph, name: str, incoming: list[_Incoming], formats: Formats) -> list[int]:
+    """The weight exponents a pre-quantized file gives the projections into ``name``, checked against the
+    target's formats."""
+    exps = []
+    for inc in incoming:
+        value = None if inc.node is None else graph.nodes[inc.node].metadata.get(WEIGHT_EXP)
+        if value is None:
+            raise QuantizationError(f"{inc.pr.name}: {name!r} has a fixed scale (a pre-quantized file) but this "
+                                    f"projection has no single weighted node with metadata {WEIGHT_EXP!r}",
+                                    node=inc.pr.name, field="weight_exp")
+        e = int(value)
+        if not formats.weight_exp_min <= e <= formats.weight_exp_max:
+            raise QuantizationError(f"{inc.pr.name}: weight_exp {e} from the file lies outside the target's "
+                                    f"[{formats.weight_exp_min}, {formats.weight_exp_max}]", node=inc.pr.name,
+                                    field="weight_exp", value=e,
+                                    allowed=(formats.weight_exp_min, formats.weight_exp_max))
+        exps.append(e)
+    return exps
+
+
+def _exact_values(x: np.ndarray, mixed: bool, name: str) -> tuple[np.ndarray, int]:
+    """Pre-quantized weights kept as they are: whole numbers that Lava's 8-bit synapse holds unchanged
+    (netdesc.Projection's rule), else an error naming the first that is not."""
+    lo, hi = (-256, 254) if mixed else (-255, 255)
+    bad = (x != np.rint(x)) | (x < lo) | (x > hi)
+    if mixed:
+        bad |= np.rint(x) % 2 != 0
+    if bad.any():
+        value = float(x[bad][0])
+        rule = ", even: Lava drops a mixed-sign weight's lowest bit" if mixed else ""
+        raise QuantizationError(f"{name}: weight {value:g} of a pre-quantized file is not a legal 8-bit synapse "
+                                f"weight at its weight_exp (a whole number in [{lo}, {hi}]{rule})", node=name,
+                                field="weights", value=value, allowed=(lo, hi))
+    return x.copy(), 0
+
+
+def _fixed_bias(b: np.ndarray, exp: int, formats: Formats, name: str) -> tuple[np.ndarray, np.ndarray, float, int]:
+    """bias (state units) as mantissas at the file's exponent, which must hold it exactly."""
+    lo, hi = formats.bias_mant_range
+    mant = b / 2.0 ** exp
+    bad = (mant != np.rint(mant)) | (mant < lo) | (mant > hi)
+    if not formats.bias_exp_min <= exp <= formats.bias_exp_max or bad.any():
+        value = float(mant[bad][0]) if bad.any() else float(exp)
+        raise QuantizationError(f"{name}: bias of a pre-quantized file is not a whole mantissa in [{lo}, {hi}] at "
+                                f"bias_exp {exp} in [{formats.bias_exp_min}, {formats.bias_exp_max}] (got {value:g})",
+                                node=name, field="bias", value=value, allowed=(lo, hi))
+    return mant.astype(np.int64), np.full(mant.shape, exp, dtype=np.int64), 0.0, 0
 
 
 def _quantize_bias(b: np.ndarray, formats: Formats) -> tuple[np.ndarray, np.ndarray, float, int]:
