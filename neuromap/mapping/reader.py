@@ -1,18 +1,19 @@
-"""Reading a model file whatever it holds: a saved Mapping, a saved neuromap graph or a NIR file."""
+"""Reading a model file whatever it holds: a saved Mapping, a saved neuromap graph, a NIR or a lava-dl netx file."""
 from __future__ import annotations
 
 import zipfile
 from pathlib import Path
 
-from neuromap.errors import FormatError
+from neuromap.errors import FormatError, UnsupportedError
 from neuromap.ir import Graph, load_graph
+from neuromap.ir.netx_io import is_netx, read_netx
 from neuromap.ir.nir_io import read_nir
 from neuromap.ir.serialize import read_npz
 from neuromap.mapping.compiled import Mapping
 
 
 def read_model(path: str | Path, *, dt: float = 1.0, reset_timing: str | None = None) -> Graph | Mapping:
-    """A saved Mapping, a saved neuromap graph (.npz) or a NIR file, told apart by content, not by name.
+    """A saved Mapping, a saved neuromap graph (.npz), a NIR or a netx file, told apart by content, not by name.
 
     ``dt`` and ``reset_timing`` are for NIR files (``neuromap.ir.nir_io.from_nir``): the time step that turns
     NIR's time constants into per-step decays (snnTorch writes its files with dt = 1e-4), and when neurons
@@ -27,4 +28,9 @@ def read_model(path: str | Path, *, dt: float = 1.0, reset_timing: str | None = 
         if "__graph__" in arrays:
             return load_graph(path)
         raise FormatError(f"{path}: an .npz file but neither a neuromap graph nor a Mapping")
+    if is_netx(path):
+        if reset_timing is not None:  # netx's LIF resets in the step it spikes; nothing to choose
+            raise UnsupportedError(f"{path}: a lava-dl netx file fixes its neurons' reset (Lava's LIF: zero, "
+                                   "immediate); reset_timing is for NIR files", path=str(path), flag="--reset-timing")
+        return read_netx(path)
     return read_nir(path, dt=dt, reset_timing=reset_timing)
