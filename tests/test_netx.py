@@ -208,6 +208,18 @@ def test_input_layer_with_neurons_is_a_population_behind_an_identity(tmp_path):
     assert proj.weight_exp == 0
 
 
+def test_a_file_without_input_layer_starts_at_its_first_dense_layer(tmp_path):
+    """lava-dl's MNIST tutorial network (tutorials/lava/lib/dl/netx/mnist/trained_mnist_network.net) has no
+    input layer: netx connects its input port to the first Dense (netx/hdf5.py:95-98)."""
+    layers = dense_net(np.random.default_rng(12))[1:]
+    write_net(tmp_path / "mlp.net", layers)
+    graph = read_netx(tmp_path / "mlp.net")
+    assert graph.nodes["input"].output_shape == (12,) and list(graph.nodes)[1] == "layer0.weight"
+    write_net(tmp_path / "cnn.net", conv_net(np.random.default_rng(12))[1:])
+    with pytest.raises(FormatError, match=r"layer 0 \(conv\): type comes before any input layer"):
+        read_netx(tmp_path / "cnn.net")
+
+
 def test_dense_without_neurons_is_netx_integrator_read_out(tmp_path):
     """netx/hdf5.py:346-355: iDecay 0, vDecay 4096 and vth 2^17, which the 24-bit v never passes."""
     write_net(tmp_path / "li.net", [{"type": "input", "shape": np.array([3])},
@@ -331,9 +343,10 @@ def test_netx_quirks_are_warned_not_silent(tmp_path):
 
 # -------------------------------------------------------------------------------- spikes: hwsim == Lava
 def _lava_reference(layers, x, steps):
-    """netx's Lava network for ``layers`` (input without neurons, then dense/conv/pool/flatten CUBA layers),
-    built from Lava's processes with the parameters netx/hdf5.py gives them, run in fixed_pt; the spikes of
-    every neuron layer, (B, T, *torch shape)."""
+    """netx's Lava network for ``layers`` (an input layer, then dense/conv/pool/flatten CUBA layers), built
+    from Lava's processes with the parameters netx/hdf5.py gives them, run in fixed_pt; the spikes of every
+    neuron layer, (B, T, *torch shape). An input layer with neurons gets the input in its a_in, as lava-dl's
+    tests feed one (tests/lava/lib/dl/netx/test_hdf5.py:166: ``source.s_out.connect(net.in_layer.neuron.a_in)``)."""
     from neuromap.backends.lava import runner
 
     def job(emit, fail):
@@ -352,7 +365,9 @@ def _lava_reference(layers, x, steps):
             xyc = frames.transpose(0, *range(frames.ndim - 1, 0, -1))     # (T, C, H, W) -> (T, W, H, C)
             source = Source(data=np.moveaxis(xyc, 0, -1).astype(np.int32))
             port, shape, flatten, sinks = source.s_out, tuple(layers[0]["shape"][::-1]), False, []
-            for layer in layers[1:]:
+            for layer in layers:
+                if layer["type"] == "input" and "neuron" not in layer:
+                    continue
                 if layer["type"] == "flatten":
                     flatten = True
                     continue
@@ -365,6 +380,8 @@ def _lava_reference(layers, x, steps):
                         port = port.transpose([2, 1, 0]).flatten()                         # hdf5.py:657
                         flatten = False
                     bias = layer.get("bias", np.zeros(out_shape))
+                elif layer["type"] == "input":
+                    syn, bias = None, np.zeros(out_shape)   # netx/blocks/process.py:97-106: no synapse, no bias
                 else:
                     if layer["type"] == "conv":
                         w, groups = layer["weight"], layer["groups"]
@@ -377,8 +394,11 @@ def _lava_reference(layers, x, steps):
                     bias[:, :] = layer.get("bias", 0)                                    # process.py:62-64
                 lif = LavaLIF(shape=out_shape, vth=neuron["vThMant"], du=neuron["iDecay"] - 1,
                               dv=neuron["vDecay"], bias_mant=np.asarray(bias, dtype=np.int32), bias_exp=6)
-                port.connect(syn.s_in)
-                syn.a_out.connect(lif.a_in)
+                if syn is None:
+                    port.connect(lif.a_in)
+                else:
+                    port.connect(syn.s_in)
+                    syn.a_out.connect(lif.a_in)
                 sink = Sink(shape=out_shape, buffer=steps)
                 lif.s_out.connect(sink.a_in)
                 sinks.append(sink)
@@ -429,6 +449,40 @@ def test_conv_pool_flatten_net_spikes_equal_netx_on_lava(tmp_path):
         assert ref.sum() > 0
         for backend, spk in runs.items():
             np.testing.assert_array_equal(spk[name], ref, err_msg=f"{backend} {name}")
+
+
+def tiny_net(rng):
+    """The layout of lava-dl's tests/lava/lib/dl/netx/tiny.net: LOIHI neurons with SLAYER's training fields, an
+    input layer with neurons and a transform, 5-D conv kernels (C_out, C_in, kH, kW, 1), scalar groups."""
+    neuron = {"type": "LOIHI", "iDecay": 4096, "vDecay": 1024, "vThMant": 25, "refDelay": 1, "theta": 1600,
+              "tauRho": 0.5, "scaleRho": 10.0, "wgtExp": 0}
+    conv = {"dilation": np.array([1, 1]), "groups": np.int64(1), "padding": np.array([0, 0]),
+            "stride": np.array([2, 2]), "neuron": neuron}
+    return [{"type": "input", "shape": np.array([2, 7, 7]), "weight": np.array([36.0]), "bias": np.array([34.0]),
+             "neuron": dict(neuron, vThMant=2)},  # one input spike (64 in u) must be able to make it fire
+            dict(conv, type="conv", shape=np.array([4, 3, 3]), kernelSize=np.array([3, 3]),
+                 weight=(rng.integers(-20, 41, (4, 2, 3, 3, 1)) * 2).astype(np.float32),
+                 bias=rng.integers(-2, 3, 4).astype(np.float32)),
+            dict(conv, type="conv", shape=np.array([3, 1, 1]), kernelSize=np.array([3, 3]), stride=np.array([1, 1]),
+                 weight=(rng.integers(-20, 41, (3, 4, 3, 3, 1)) * 2).astype(np.float32))]
+
+
+@pytest.mark.lava
+def test_input_neurons_lag_netx_by_one_step_and_spikes_match(tmp_path):
+    """netx feeds an input layer's neurons in a_in, with no synapse; neuromap's identity projection delays them
+    by the one step every projection adds, so every layer spikes one step after netx's, otherwise identically."""
+    rng = np.random.default_rng(11)
+    layers = tiny_net(rng)
+    write_net(tmp_path / "tiny.net", layers)
+    steps = 14
+    x = spikes(rng, 1, steps, (2, 7, 7), rate=0.5)
+    reference = _lava_reference(layers, x, steps)
+    runs = _neuromap_runs(read_netx(tmp_path / "tiny.net"), x, steps)
+    for ref, name in zip(reference, ("layer0", "layer1", "layer2")):
+        assert ref[:, :-1].sum() > 0
+        for backend, spk in runs.items():
+            assert not spk[name][:, 0].any()
+            np.testing.assert_array_equal(spk[name][:, 1:], ref[:, :-1], err_msg=f"{backend} {name}")
 
 
 def test_hwsim_matches_a_numpy_cuba_loop(tmp_path):

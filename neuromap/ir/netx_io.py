@@ -206,13 +206,12 @@ class _Reader:
                                       f"(known: {', '.join(LAYER_TYPES)})", UnsupportedError)
         if layer.type == "input":
             self._input(layer)
-            return
-        if self.shape is None:
-            raise layer.error("type", "comes before any input layer: the input shape is unknown")
-        if layer.type == "flatten":
-            self._push(f"layer{layer.index}", Flatten(self.shape), layer)
         elif layer.type == "dense":
             self._dense(layer)
+        elif self.shape is None:
+            raise layer.error("type", "comes before any input layer: the input shape is unknown")
+        elif layer.type == "flatten":
+            self._push(f"layer{layer.index}", Flatten(self.shape), layer)
         else:
             self._conv(layer)
 
@@ -247,13 +246,17 @@ class _Reader:
             self._neuron(layer, bias=None)
 
     def _dense(self, layer: _Layer) -> None:
-        assert self.shape is not None  # _add checked it
-        if len(self.shape) != 1:
-            raise layer.error("type", f"reads a {self.shape} input: a 'flatten' layer must come before it")
-        n_out = math.prod(layer.shape())
+        n_out = math.prod(layer.shape())  # netx/hdf5.py:344
         weight = layer.integers("weight")
         if weight.ndim == 1:
             weight = weight.reshape(n_out, -1)  # netx/hdf5.py:396-397
+        if self.shape is None and weight.ndim == 2:
+            # a file without an input layer starts with the first dense layer's inputs (lava-dl's MNIST tutorial)
+            self.chain.append(("input", Input((weight.shape[1],))))
+            self.shape = (weight.shape[1],)
+        assert self.shape is not None
+        if len(self.shape) != 1:
+            raise layer.error("type", f"reads a {self.shape} input: a 'flatten' layer must come before it")
         if weight.shape != (n_out, self.shape[0]):
             raise layer.error("weight", f"has shape {weight.shape}, expected ({n_out}, {self.shape[0]})")
         if layer.has("delay") and layer.integers("delay").any():
