@@ -100,7 +100,7 @@ def dense_net(rng, n_in=12, hidden=10, n_out=4):
 
 def conv_net(rng, channels=2, size=6):
     conv_w = rng.integers(-40, 41, (3, channels, 3, 3)) * 2
-    pool_w = np.full((1, 1, 2, 2), 6)
+    pool_w = np.array([[[[6, 4], [2, 8]]]])   # SLAYER's are uniform; an asymmetric one pins the orientation
     fc_w = rng.integers(-40, 41, (5, 3 * 3 * 3)) * 2
     conv_neuron = dict(CUBA, iDecay=4096, vDecay=512, vThMant=60)
     return [{"type": "input", "shape": np.array([channels, size, size])},
@@ -188,7 +188,7 @@ def test_conv_pool_flatten_import_in_torch_layout(tmp_path):
     assert isinstance(conv, Conv2d) and conv.output_shape == (3, 6, 6) and conv.padding == (1, 1)
     np.testing.assert_array_equal(conv.weight, layers[1]["weight"])   # the file's kernel, not flipped
     assert isinstance(pool, Conv2d) and pool.groups == 3 and pool.output_shape == (3, 3, 3)
-    np.testing.assert_array_equal(pool.weight, np.full((3, 1, 2, 2), 6))
+    np.testing.assert_array_equal(pool.weight, np.tile([[[[6, 4], [2, 8]]]], (3, 1, 1, 1)))
     assert isinstance(flat, Flatten) and graph.nodes["layer4"].output_shape == (5,)
     np.testing.assert_array_equal(graph.nodes["layer1"].bias.reshape(-1), [2, -1, 0])
     qnet = neuromap.compile(graph, "loihi2").netdesc()
