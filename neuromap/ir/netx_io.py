@@ -74,8 +74,11 @@ def is_netx(path: str | Path) -> bool:
     """Whether ``path`` is an HDF5 file with a top-level ``layer`` group (netx's layout)."""
     if not h5py.is_hdf5(path):
         return False
-    with h5py.File(path, "r") as f:
-        return isinstance(f.get("layer", getlink=True), h5py.HardLink) and isinstance(f["layer"], h5py.Group)
+    try:
+        with h5py.File(path, "r") as f:
+            return isinstance(f.get("layer", getlink=True), h5py.HardLink) and isinstance(f["layer"], h5py.Group)
+    except OSError:  # damaged HDF5: not recognisably netx (the NIR reader then names the problem)
+        return False
 
 
 def read_netx(path: str | Path) -> Graph:
@@ -111,15 +114,19 @@ class _Layer:
     def has(self, field: str) -> bool:
         return self._link(field) is not None
 
-    def _link(self, field: str, group: h5py.Group | None = None):
-        group = self.group if group is None else group
-        head, _, rest = field.partition("/")
-        link = group.get(head, getlink=True)
-        if link is None:
-            return None
-        if not isinstance(link, h5py.HardLink):
-            raise self.error(field, f"is a {type(link).__name__}; only the file's own datasets are read")
-        return self._link(rest, group[head]) if rest else group[head]
+    def _link(self, field: str) -> h5py.Group | h5py.Dataset | None:
+        """The group or dataset at ``field`` ("neuron/type"), None where it is absent."""
+        item: h5py.Group | h5py.Dataset = self.group
+        for part in field.split("/"):
+            if not isinstance(item, h5py.Group):
+                raise self.error(field, "is inside a dataset, not a group")
+            link = item.get(part, getlink=True)
+            if link is None:
+                return None
+            if not isinstance(link, h5py.HardLink):
+                raise self.error(field, f"is a {type(link).__name__}; only the file's own datasets are read")
+            item = item[part]
+        return item
 
     def value(self, field: str) -> np.ndarray:
         item = self._link(field)
