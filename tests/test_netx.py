@@ -25,7 +25,7 @@ from neuromap.errors import (
     StateOverflowWarning,
     UnsupportedError,
 )
-from neuromap.ir import LI, LIF, Conv2d, Flatten, Graph, Input, Linear, Output
+from neuromap.ir import LI, LIF, Conv2d, Flatten, Graph, Input, Linear, Output, load_graph, save_graph
 from neuromap.ir.netx_io import netx_dense_weights, read_netx
 from neuromap.ir.prequantized import BIAS_EXP, SCALE, WEIGHT_EXP
 from neuromap.mapping.reader import read_model
@@ -177,6 +177,20 @@ def test_quantnetwork_holds_netx_integers_exactly(tmp_path):
         assert set(pop.bias_exp) == {6}                             # netx/hdf5.py:158
         assert (pop.reset, pop.reset_timing) == ("zero", "immediate")
     assert [p.graded_bits for p in qnet.inputs] == [0]
+
+
+def test_saved_graph_and_per_channel_mode_keep_the_integers(tmp_path):
+    """The pre-quantized metadata survives save_graph/load_graph, and per-channel scaling changes nothing."""
+    write_net(tmp_path / "cnn.net", conv_net(np.random.default_rng(13)))
+    graph = read_netx(tmp_path / "cnn.net")
+    first = neuromap.compile(graph, "loihi2").netdesc()
+    for other in (neuromap.compile(load_graph(save_graph(graph, tmp_path / "g.npz")), "loihi2").netdesc(),
+                  neuromap.compile(graph, "loihi2", mode="per_channel").netdesc()):
+        for a, b in zip(first.projections, other.projections):
+            assert (a.weights != b.weights).nnz == 0 and a.weight_exp == b.weight_exp
+        for a, b in zip(first.populations, other.populations):
+            for f in ("vth", "du", "dv", "bias_mant", "bias_exp"):
+                np.testing.assert_array_equal(getattr(a, f), getattr(b, f), err_msg=f"{a.name}.{f}")
 
 
 def test_conv_pool_flatten_import_in_torch_layout(tmp_path):
