@@ -75,7 +75,7 @@ def _backend_options(backend: str, given: dict[str, Any]) -> dict[str, Any]:
               help="Write every population's spikes (N, T, neurons) to this .npz file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON line last.")
 def run_cmd(model: str, backend: str, data_name: str, steps: int, limit: int, encoding: str, target: str,
-            dt: float, reset_timing: str | None, float_lava: bool, device: str | None, seed: int,
+            nir_import: dict[str, Any], float_lava: bool, device: str | None, seed: int,
             save_spikes: str | None, as_json: bool) -> None:
     """Run MODEL (a Mapping, a saved graph or a NIR file) on the test split of a data set."""
     from neuromap import data as nmdata
@@ -85,7 +85,7 @@ def run_cmd(model: str, backend: str, data_name: str, steps: int, limit: int, en
     given = {key: value for key, value in (("float", float_lava), ("device", device)) if value}
     options = _backend_options(backend, given)
     start = time.perf_counter()
-    loaded = read_model(model, dt=dt, reset_timing=reset_timing)
+    loaded = read_model(model, **nir_import)
     graph = loaded.graph if isinstance(loaded, Mapping) else loaded
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
         raise NeuromapError(f"{model}: run takes networks with one Input and one Output "

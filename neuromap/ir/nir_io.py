@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,8 @@ import numpy as np
 from nir.serialization import hdf2dict
 
 from neuromap import neurons
-from neuromap.errors import FormatError, GraphError, NeuromapError, UnsupportedError
+from neuromap.errors import FormatError, GraphError, NeuromapError, NeuromapWarning, UnsupportedError
+from neuromap.ir import presets
 from neuromap.ir.graph import Graph, make_node
 from neuromap.ir.nir_common import PREFIX, NirOptions, numeric
 from neuromap.ir.nodes import (
@@ -104,7 +106,8 @@ def to_nir(graph: Graph, *, dt: float = 1.0) -> nir.NIRGraph:
         out.input_type = {"input": np.array(node.input_shape)}
         out.output_type = {"output": np.array(node.output_shape)}
         nodes[name] = out
-    meta = {PREFIX + "node_order": json.dumps(list(graph.nodes))}
+    # the step travels with the file, so reading it back needs no --dt
+    meta = {PREFIX + "node_order": json.dumps(list(graph.nodes)), PREFIX + "dt": dt}
     if graph.metadata:
         meta[PREFIX + "metadata"] = json.dumps(graph.metadata, sort_keys=True)
     return nir.NIRGraph(nodes=nodes, edges=list(graph.edges), metadata=meta, type_check=False)
@@ -146,24 +149,33 @@ def write_nir(graph: Graph, path: str | Path, *, dt: float = 1.0) -> Path:
 
 
 # ============================================================================================ import
-def from_nir(nir_graph, *, dt: float = 1.0, reset: str | Mapping[str, str] | None = None,
+def from_nir(nir_graph, *, framework: str | None = None, dt: float | None = None,
+             reset: str | Mapping[str, str] | None = None,
              reset_timing: str | Mapping[str, str] | None = None) -> Graph:
     """A NIR graph as a neuromap graph.
 
-    ``dt``: the Euler step (seconds) that turns NIR's time constants into per-step decays (snnTorch's
-    files: 1e-4). ``reset`` / ``reset_timing``: for spiking nodes whose NIR metadata does not say, one of
-    ``"subtract"``/``"zero"`` and ``"immediate"``/``"next_step"``, or a dict by node name. Where a
-    node's ``neuromap.*`` metadata says, an option given for it must agree.
+    ``framework``: the preset of the framework that wrote the file (``neuromap.ir.presets``: snntorch,
+    norse, sinabs, rockpool, spyx, lava-dl); it sets dt, reset, reset timing, the input gain and the batch
+    dimension convention; the options below override it. ``dt``: the Euler step (seconds) that turns
+    NIR's time constants into per-step decays (snnTorch's files: 1e-4; default: the file's
+    ``neuromap.dt``, else the preset's). ``reset`` / ``reset_timing``: for spiking nodes whose NIR
+    metadata does not say, one of ``"subtract"``/``"zero"`` and ``"immediate"``/``"next_step"``, or a
+    dict by node name. Where a node's ``neuromap.*`` metadata says, an option given for it must agree.
+    What none of them settles is an error naming the node and the option, never a guess.
 
-    A file from snnTorch's ``export_to_nir``: ``dt=1e-4``, ``reset_timing="next_step"`` and each
-    ``Leaky``'s ``reset_mechanism`` (e.g. ``reset={"1": "subtract", "3": "zero"}``); it runs as in snnTorch
-    with ``torch_sim.simulate(..., zero_delay=True)``.
+    A file from snnTorch's ``export_to_nir``: ``framework="snntorch"`` and each ``Leaky``'s
+    ``reset_mechanism`` where it is not the default subtract (e.g. ``reset={"3": "zero"}``); it runs as in
+    snnTorch with ``torch_sim.simulate(..., zero_delay=presets.preset("snntorch").zero_delay)``.
     """
-    dt = _positive(dt, "dt")
+    chosen = presets.preset(framework) if framework is not None else None
     _check_choice(reset, RESETS, "reset")
     _check_choice(reset_timing, RESET_TIMINGS, "reset_timing")
     if not isinstance(nir_graph, nir.NIRGraph):
         raise FormatError(f"from_nir: expected a nir.NIRGraph, got {type(nir_graph).__name__}")
+    graph_meta = nir_graph.metadata if isinstance(nir_graph.metadata, Mapping) else {}
+    if dt is None:
+        dt = graph_meta.get(PREFIX + "dt", chosen.dt if chosen else None)
+    dt = None if dt is None else _positive(dt, "dt")
     names = [str(n) for n in nir_graph.nodes]
     for name, node in nir_graph.nodes.items():
         _check_supported(str(name), type(node).__name__ if isinstance(node, nir.NIRNode) else repr(node))
@@ -188,12 +200,14 @@ def from_nir(nir_graph, *, dt: float = 1.0, reset: str | Mapping[str, str] | Non
     if cycle:
         raise GraphError(f"graph has a cycle ({' -> '.join([a for a, _ in cycle] + [cycle[0][0]])}); "
                          f"recurrent connections are not supported")
-    graph_meta = nir_graph.metadata if isinstance(nir_graph.metadata, Mapping) else {}
     order = _json(graph_meta.get(PREFIX + "node_order"), "graph metadata 'neuromap.node_order'", names)
     if not isinstance(order, list) or sorted(map(str, order)) != sorted(names):
         order = names
     position = {n: i for i, n in enumerate(order)}
-    options = NirOptions(dt, reset, reset_timing)
+    options = NirOptions(dt, reset, reset_timing, preset_reset=chosen.reset if chosen else None,
+                         preset_reset_timing=chosen.reset_timing if chosen else None,
+                         input_gain=chosen.input_gain if chosen else "nir", tau_bug=chosen.tau_bug if chosen else "",
+                         framework=chosen.name if chosen else None, batch_dim=bool(chosen and chosen.batch_dim))
     built: dict[str, Node] = {}
     for name in nx.lexicographical_topological_sort(g, key=position.__getitem__):
         preds = sorted(g.predecessors(name), key=position.__getitem__)
@@ -286,9 +300,11 @@ def _node_from_nir(name: str, node, in_shape: tuple[int, ...] | None, opts: NirO
         return make_node(name, cls, metadata=own_meta, **fields)
 
     if kind == "Input":
-        return build(Input, shape=_declared(node.input_type, "input", name))
+        shape = _declared(node.input_type, "input", name)
+        return build(Input, shape=_unbatched(shape, name, opts.batch_dim, None) if shape else shape)
     if kind == "Output":
-        return build(Output, shape=_declared(node.output_type, "output", name) or need_input())
+        shape = _declared(node.output_type, "output", name)
+        return build(Output, shape=_unbatched(shape, name, opts.batch_dim, in_shape) if shape else need_input())
     if kind == "Affine":
         return build(Affine, weight=numeric(node.weight, name, "weight"), bias=numeric(node.bias, name, "bias"))
     if kind == "Linear":
@@ -305,14 +321,34 @@ def _node_from_nir(name: str, node, in_shape: tuple[int, ...] | None, opts: NirO
         return build(cls, input_shape_chw=need_input(), kernel_size=_ints(node.kernel_size, name, "kernel_size"),
                      stride=_ints(node.stride, name, "stride"), padding=_ints(node.padding, name, "padding"))
     if kind == "Flatten":
-        shape = _declared(node.input_type, "input", name) or need_input()
         start, end = (_int(node.start_dim, name, "start_dim"), _int(node.end_dim, name, "end_dim"))
+        declared = _declared(node.input_type, "input", name)
+        shape = declared or need_input()
+        if declared and (opts.batch_dim or (in_shape is not None and declared == (1, *in_shape))) \
+                and len(declared) >= 2 and declared[0] == 1 and start >= 1:
+            # torch's Flatten(start_dim=1) traced on a batched sample: dimension 0 is the batch
+            shape = _unbatched(declared, name, True, in_shape)
+            start, end = start - 1, end - 1 if end > 0 else end
         ndim = len(shape)
         if (start + ndim if start < 0 else start, end + ndim if end < 0 else end) != (0, ndim - 1):
             raise UnsupportedError(f"node {name!r} (NIR Flatten): only flattening a whole sample is supported "
                                    f"(start_dim 0, end_dim -1 of input {shape}), got {start}..{end}")
         return build(Flatten, input_shape_any=shape)
     return neurons.nir_model(kind).nir_mapping().from_nir(name, node, meta, need_input(), opts, build)
+
+
+def _unbatched(shape: tuple[int, ...], name: str, batch_dim: bool, incoming: tuple[int, ...] | None
+               ) -> tuple[int, ...]:
+    """A declared shape without its leading batch dimension of size 1, where the framework's preset says
+    its shapes carry one or the incoming shape shows it; any other shape is kept as it is."""
+    batched = len(shape) >= 2 and shape[0] == 1 and (batch_dim or (incoming is not None and
+                                                                   shape[1:] == tuple(incoming)))
+    if not batched:
+        return shape
+    warnings.warn(NeuromapWarning(f"node {name!r}: shape {shape} read as a batch of 1 of {shape[1:]} (leading "
+                                  f"batch dimension stripped)", node=name, field="shape", value=shape),
+                  stacklevel=2)
+    return shape[1:]
 
 
 def _conv_from_nir(name: str, node, in_shape: tuple[int, ...], build) -> Node:
