@@ -26,6 +26,7 @@ class NirOptions:
     preset_reset: str | None = None
     preset_reset_timing: str | None = None
     input_gain: str = "nir"
+    decay: str = "euler"
     tau_bug: str = ""
     framework: str | None = None
     batch_dim: bool = False

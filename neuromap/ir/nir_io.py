@@ -206,13 +206,16 @@ def from_nir(nir_graph, *, framework: str | None = None, dt: float | None = None
     position = {n: i for i, n in enumerate(order)}
     options = NirOptions(dt, reset, reset_timing, preset_reset=chosen.reset if chosen else None,
                          preset_reset_timing=chosen.reset_timing if chosen else None,
-                         input_gain=chosen.input_gain if chosen else "nir", tau_bug=chosen.tau_bug if chosen else "",
+                         input_gain=chosen.input_gain if chosen else "nir", decay=chosen.decay if chosen else "euler",
+                         tau_bug=chosen.tau_bug if chosen else "",
                          framework=chosen.name if chosen else None, batch_dim=bool(chosen and chosen.batch_dim))
     built: dict[str, Node] = {}
     for name in nx.lexicographical_topological_sort(g, key=position.__getitem__):
         preds = sorted(g.predecessors(name), key=position.__getitem__)
         in_shape = built[preds[0]].output_shape if preds else None
-        built[name] = _node_from_nir(name, nir_graph.nodes[name], in_shape, options)
+        taken = {_taken_shape(nir_graph.nodes[n]) for n in g.successors(name)}
+        built[name] = _node_from_nir(name, nir_graph.nodes[name], in_shape, options,
+                                     taken.pop() if len(taken) == 1 else None)
     metadata = _json(graph_meta.get(PREFIX + "metadata"), "graph metadata 'neuromap.metadata'", {})
     if not isinstance(metadata, dict):
         raise FormatError("graph metadata 'neuromap.metadata' is not a JSON object")
@@ -284,7 +287,10 @@ def _check_supported(name: str, kind: str) -> None:
                                f"(supported: {', '.join(supported())})")
 
 
-def _node_from_nir(name: str, node, in_shape: tuple[int, ...] | None, opts: NirOptions) -> Node:
+def _node_from_nir(name: str, node, in_shape: tuple[int, ...] | None, opts: NirOptions,
+                   taken: tuple[int, ...] | None = None) -> Node:
+    """One NIR node as an IR node; ``in_shape``: what its first predecessor gives; ``taken``: the input shape
+    its successors all take, where they say (``_taken_shape``), which shows an Input's batch dimension."""
     kind = type(node).__name__
     meta = node.metadata if isinstance(node.metadata, Mapping) else {}
     own_meta = _json(meta.get(PREFIX + "metadata"), f"node {name!r} metadata 'neuromap.metadata'", {})
@@ -301,7 +307,7 @@ def _node_from_nir(name: str, node, in_shape: tuple[int, ...] | None, opts: NirO
 
     if kind == "Input":
         shape = _declared(node.input_type, "input", name)
-        return build(Input, shape=_unbatched(shape, name, opts.batch_dim, None) if shape else shape)
+        return build(Input, shape=_unbatched(shape, name, opts.batch_dim, taken) if shape else shape)
     if kind == "Output":
         shape = _declared(node.output_type, "output", name)
         return build(Output, shape=_unbatched(shape, name, opts.batch_dim, in_shape) if shape else need_input())
@@ -324,11 +330,12 @@ def _node_from_nir(name: str, node, in_shape: tuple[int, ...] | None, opts: NirO
         start, end = (_int(node.start_dim, name, "start_dim"), _int(node.end_dim, name, "end_dim"))
         declared = _declared(node.input_type, "input", name)
         shape = declared or need_input()
-        if declared and (opts.batch_dim or (in_shape is not None and declared == (1, *in_shape))) \
-                and len(declared) >= 2 and declared[0] == 1 and start >= 1:
-            # torch's Flatten(start_dim=1) traced on a batched sample: dimension 0 is the batch
-            shape = _unbatched(declared, name, True, in_shape)
-            start, end = start - 1, end - 1 if end > 0 else end
+        # torch's Flatten(start_dim=1) traced on a batched sample: its dimension 0 is the batch, shown by
+        # a declared shape of one more dimension than the incoming one, or said by the preset
+        if start >= 1:
+            stripped = _unbatched(declared, name, opts.batch_dim, in_shape) if declared else shape
+            extra = len(shape) - len(stripped) if declared else int(opts.batch_dim and _batch_flatten(name, start))
+            shape, start, end = stripped, start - extra, end - extra if end > 0 else end
         ndim = len(shape)
         if (start + ndim if start < 0 else start, end + ndim if end < 0 else end) != (0, ndim - 1):
             raise UnsupportedError(f"node {name!r} (NIR Flatten): only flattening a whole sample is supported "
@@ -337,18 +344,47 @@ def _node_from_nir(name: str, node, in_shape: tuple[int, ...] | None, opts: NirO
     return neurons.nir_model(kind).nir_mapping().from_nir(name, node, meta, need_input(), opts, build)
 
 
-def _unbatched(shape: tuple[int, ...], name: str, batch_dim: bool, incoming: tuple[int, ...] | None
+def _taken_shape(node) -> tuple[int | None, ...] | None:
+    """The per-sample input shape a NIR node takes where its own fields fix it, None for a dimension they
+    leave open (Affine, Linear: the weight's columns; Conv2d: its channels, then height and width;
+    pooling: three dimensions), else None."""
+    kind = type(node).__name__
+    if kind in ("Affine", "Linear"):
+        weight = np.asarray(node.weight)
+        return (int(weight.shape[1]),) if weight.ndim == 2 else None
+    if kind == "Conv2d":
+        weight = np.asarray(node.weight)
+        return (int(weight.shape[1]) * int(np.asarray(node.groups)), None, None) if weight.ndim == 4 else None
+    if kind in ("SumPool2d", "AvgPool2d"):
+        return (None, None, None)
+    return None
+
+
+def _batch_flatten(name: str, start: int) -> bool:
+    """A Flatten without a declared shape in a framework whose shapes carry a batch dimension: its dimensions
+    count the batch (said in one line)."""
+    warnings.warn(NeuromapWarning(f"node {name!r}: Flatten start_dim {start} counts the batch dimension (the "
+                                  f"framework preset's convention): read as start_dim {start - 1} of a sample",
+                                  node=name, field="start_dim", value=start), stacklevel=3)
+    return True
+
+
+def _unbatched(shape: tuple[int, ...], name: str, batch_dim: bool, taken: tuple[int | None, ...] | None
                ) -> tuple[int, ...]:
-    """A declared shape without its leading batch dimension of size 1, where the framework's preset says
-    its shapes carry one or the incoming shape shows it; any other shape is kept as it is."""
-    batched = len(shape) >= 2 and shape[0] == 1 and (batch_dim or (incoming is not None and
-                                                                   shape[1:] == tuple(incoming)))
-    if not batched:
+    """A declared shape without its leading batch dimension(s) of size 1: where the shape its neighbour takes
+    or gives (``taken``) shows them (Rockpool's Output is (1, 1, N): batch and time), or, where that
+    neighbour does not say, the framework's preset says its shapes carry one; any other shape is kept."""
+    if taken is not None:
+        extra = len(shape) - len(taken)
+        shown = extra >= 1 and all(t is None or t == d for t, d in zip(taken, shape[extra:]))
+    else:
+        extra, shown = 1, batch_dim and len(shape) >= 2
+    if not shown or any(d != 1 for d in shape[:extra]):
         return shape
-    warnings.warn(NeuromapWarning(f"node {name!r}: shape {shape} read as a batch of 1 of {shape[1:]} (leading "
-                                  f"batch dimension stripped)", node=name, field="shape", value=shape),
-                  stacklevel=2)
-    return shape[1:]
+    warnings.warn(NeuromapWarning(f"node {name!r}: shape {shape} read as {shape[extra:]} (leading batch "
+                                  f"dimension{'s' if extra > 1 else ''} of size 1 stripped)", node=name, field="shape",
+                                  value=shape), stacklevel=2)
+    return shape[extra:]
 
 
 def _conv_from_nir(name: str, node, in_shape: tuple[int, ...], build) -> Node:

@@ -15,8 +15,14 @@ overrides it.
   CubaLIF), the reading in ``neuromap.ir.nir_io``'s docstring (snnTorch writes its files that way);
 * ``"current_jump"``: the input is added to the synaptic current (``i += w_in x``, no ``dt/tau_syn``),
   so the gain is ``dt r / tau * w_in`` (Norse's ``lif_feed_forward_step``);
+* ``"decayed_jump"``: the input jumps into the current, which then decays within the same step, and the
+  current enters v with gain 1: the gain is ``w_in (1 - i_decay)`` (Rockpool's ``LIFTorch``; its LIF
+  without current takes the input with gain 1);
 * ``"unit"``: the framework's neurons take their input with gain 1 whatever ``r`` says (Spyx writes
   ``r = beta``, lava-dl's CUBA neuron adds ``x`` to ``u`` and ``u`` to ``v``).
+
+``decay`` says how a time constant becomes the fraction lost per step: ``"euler"`` (``dt/tau``, NIR's
+forward Euler) or ``"exp"`` (``1 - exp(-dt/tau)``, the exact exponential Rockpool steps with).
 
 A known bug of a framework's exporter is a string that import appends to the one-line error the bug
 causes (Norse's tau, Spyx's negative tau), so the user reads the cause and the workaround.
@@ -30,7 +36,8 @@ from collections.abc import Mapping
 
 from neuromap.errors import NeuromapWarning, UnsupportedError
 
-INPUT_GAINS = ("nir", "current_jump", "unit")
+INPUT_GAINS = ("nir", "current_jump", "decayed_jump", "unit")
+DECAYS = ("euler", "exp")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +52,7 @@ class Preset:
     reset_timing: str
     zero_delay: bool
     input_gain: str
+    decay: str
     batch_dim: bool              # its exporter keeps a leading batch dimension of size 1 in shapes
     sources: Mapping[str, str]
     tau_bug: str = ""            # appended to the error a wrong or unstable time constant gives
@@ -53,7 +61,8 @@ class Preset:
 PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset(
         name="snntorch", distribution="snntorch", checked_version="1.0.0", dt=1e-4, reset="subtract",
-        reset_timing="next_step", zero_delay=True, input_gain="nir", batch_dim=False,
+        reset_timing="next_step", zero_delay=True, input_gain="nir", decay="euler",
+        batch_dim=False,
         sources={
             "dt": "snntorch/export_nir.py:68 (Leaky: dt = 1e-4; tau = dt/(1 - beta), r = tau/dt, l. 73-74)",
             "reset": "snntorch/_neurons/leaky.py:150 (reset_mechanism='subtract' is the default; export writes "
@@ -66,7 +75,8 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
         }),
     Preset(
         name="norse", distribution="norse", checked_version="1.1.0", dt=1e-3, reset="zero",
-        reset_timing="immediate", zero_delay=True, input_gain="current_jump", batch_dim=False,
+        reset_timing="immediate", zero_delay=True, input_gain="current_jump", decay="euler",
+        batch_dim=True,
         sources={
             "dt": "norse/torch/utils/export_nir.py:68 (to_nir(..., dt=0.001))",
             "reset": "norse/torch/functional/lif.py:345 (v = (1 - z) v + z v_reset, v_reset = 0 by default)",
@@ -76,13 +86,17 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
                           "within the step)",
             "input_gain": "norse/torch/functional/lif.py:335 (i_new = i + input: the input jumps into the "
                           "current; export writes r = 1, export_nir.py:33, and NIR's default w_in = 1)",
+            "decay": "norse/torch/functional/lif.py:337,340 (dv = dt tau_mem_inv (...), di = -dt tau_syn_inv i)",
+            "batch_dim": "norse/torch/utils/export_nir.py:70-74 (nirtorch traces the batched sample_data: "
+                         "Input and Output carry its batch dimension)",
         },
         tau_bug="this is Norse's to_nir bug (norse 1.1.0, norse/torch/utils/export_nir.py:29,37: it writes "
                 "tau = dt/tau_inv instead of 1/tau_inv); export with "
                 "norse.torch.utils.export_nir.to_nir(model, sample, dt=1.0), which writes the true 1/tau_inv"),
     Preset(
         name="sinabs", distribution="sinabs", checked_version="3.1.3", dt=1.0, reset="subtract",
-        reset_timing="immediate", zero_delay=True, input_gain="nir", batch_dim=True,
+        reset_timing="immediate", zero_delay=True, input_gain="nir", decay="euler",
+        batch_dim=False,
         sources={
             "dt": "sinabs/nir.py:159-160 (IAF exports as NIR IF with r = 1: one step per unit of time)",
             "reset": "sinabs/layers/iaf.py:53 (reset_fn=MembraneSubtract() is the default)",
@@ -90,12 +104,13 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
             "zero_delay": "sinabs layers are stacked in one nn.Sequential: spikes reach the next layer in the "
                           "same step",
             "input_gain": "sinabs/nir.py:160 (r = 1, v += input)",
-            "batch_dim": "sinabs/nir.py:221-224 (Flatten's start_dim is shifted for the batch dimension the "
-                         "traced sample carries)",
+            "batch_dim": "sinabs/nir.py:158-160, 221-224 (neuron shapes discard the batch dimension, Flatten's "
+                         "start_dim is shifted for it)",
         }),
     Preset(
         name="rockpool", distribution="rockpool", checked_version="3.1.0", dt=1e-3, reset="subtract",
-        reset_timing="immediate", zero_delay=True, input_gain="nir", batch_dim=True,
+        reset_timing="immediate", zero_delay=True, input_gain="decayed_jump", decay="exp",
+        batch_dim=True,
         sources={
             "dt": "rockpool/nn/modules/torch/lif_torch.py:172 (LIFTorch dt = 1e-3)",
             "reset": "rockpool/nn/modules/torch/lif_torch.py:166 (spike_generation_fn=StepPWL; the membrane "
@@ -104,12 +119,17 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
                             "same step)",
             "zero_delay": "rockpool/nn/modules/torch/lif_torch.py (evolve: one step of a Sequential passes on "
                           "the spikes it produces)",
-            "input_gain": "rockpool/nn/modules/torch/nir.py:265-268 (r = tau exp(-dt/tau)/dt)",
-            "batch_dim": "rockpool/nn/modules/torch/nir.py:318 (to_nir traces a (1, N) sample)",
+            "input_gain": "rockpool/nn/modules/torch/lif_torch.py:687,698,701 (isyn += input; isyn *= beta; "
+                          "vmem += isyn): r, which export writes as tau exp(-dt/tau)/dt (nir.py:265-268), is not "
+                          "the gain; lif_neuron_torch.py:252-255 (LIF: vmem += input)",
+            "decay": "rockpool/nn/modules/torch/lif_torch.py:128-129 (alpha, beta = exp(-dt/tau))",
+            "batch_dim": "rockpool/nn/modules/torch/nir.py:320 (to_nir traces a (1, N) sample; Output gets (1, 1, "
+                         "N), batch and time)",
         }),
     Preset(
         name="spyx", distribution="spyx", checked_version="0.1.20 (kmheckel/spyx@17a7f45)", dt=1.0,
-        reset="subtract", reset_timing="next_step", zero_delay=False, input_gain="unit", batch_dim=False,
+        reset="subtract", reset_timing="next_step", zero_delay=False, input_gain="unit", decay="euler",
+        batch_dim=False,
         sources={
             "dt": "spyx/nir.py to_nir(model, input_shape, output_shape, dt=1)",
             "reset": "spyx/nn.py LIF.__call__ (V = beta V + x - spikes * threshold)",
@@ -124,7 +144,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
                 "[0, 1] before exporting"),
     Preset(
         name="lava-dl", distribution="lava-dl", checked_version="0.6.0", dt=1.0, reset="zero",
-        reset_timing="immediate", zero_delay=False, input_gain="unit", batch_dim=False,
+        reset_timing="immediate", zero_delay=False, input_gain="unit", decay="euler", batch_dim=False,
         sources={
             "dt": "lava/lib/dl/slayer/neuron/cuba.py (decays per step: u[t] = (1 - alpha_u) u[t-1] + x[t])",
             "reset": "lava/lib/dl/slayer/neuron/cuba.py (Loihi CUBA: v is set to 0 where it spikes)",
