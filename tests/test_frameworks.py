@@ -175,9 +175,12 @@ def test_rockpool_lif():
     from rockpool.nn.modules.torch.nir import to_nir as rockpool_to_nir
 
     torch.manual_seed(4)
-    # one spike per step, as on the chip (Rockpool's default allows 2**16)
-    net = Sequential(LinearTorch((6, 8)), LIFTorch(8, max_spikes_per_dt=1.0), LinearTorch((8, 4)),
-                     LIFTorch(4, max_spikes_per_dt=1.0))
+    # one spike per step, as on the chip (Rockpool's default allows 2**16); time constants of a few steps,
+    # where Euler's dt/tau and the exact 1 - exp(-dt/tau) differ by a sixth
+    def lif(n):
+        return LIFTorch(n, tau_mem=4e-3, tau_syn=3e-3, max_spikes_per_dt=1.0)
+
+    net = Sequential(LinearTorch((6, 8)), lif(8), LinearTorch((8, 4)), lif(4))
     x = torch.rand(3, 20, 6) * 2
     with torch.no_grad():
         theirs, _, _ = net(x)
