@@ -288,7 +288,7 @@ def _check_supported(name: str, kind: str) -> None:
 
 
 def _node_from_nir(name: str, node, in_shape: tuple[int, ...] | None, opts: NirOptions,
-                   taken: tuple[int, ...] | None = None) -> Node:
+                   taken: tuple[int | None, ...] | None = None) -> Node:
     """One NIR node as an IR node; ``in_shape``: what its first predecessor gives; ``taken``: the input shape
     its successors all take, where they say (``_taken_shape``), which shows an Input's batch dimension."""
     kind = type(node).__name__
