@@ -220,3 +220,130 @@ def test_snntorch_net_on_hwsim_equals_lava(tmp_path):
     assert sum(int(s.sum()) for s in hw.spikes.values()) > 30
     for pop, spikes in hw.spikes.items():
         np.testing.assert_array_equal(lava.spikes[pop], spikes, err_msg=pop)
+
+
+# ------------------------------------------------------------------ what the file leaves open, and layouts
+def one_layer(neuron, n=2, input_shape=None):
+    return nir.NIRGraph(nodes={"in": nir.Input(np.array(input_shape or [n])), "w": nir.Linear(np.eye(n)),
+                               "n": neuron, "out": nir.Output(np.array([n]))},
+                        edges=[("in", "w"), ("w", "n"), ("n", "out")], type_check=False)
+
+
+def nir_lif(n=2):
+    return nir.LIF(tau=np.full(n, 1e-3), r=np.full(n, 10.0), v_leak=np.zeros(n), v_threshold=np.ones(n),
+                   v_reset=np.zeros(n))
+
+
+@pytest.mark.parametrize("options, flags", [
+    ({"reset": "zero", "reset_timing": "immediate"}, ("--dt", "--from")),
+    ({"dt": 1e-4, "reset_timing": "immediate"}, ("--reset subtract|zero", "--from", "snnTorch writes v_reset = 0")),
+    ({"dt": 1e-4, "reset": "zero"}, ("--reset-timing", "--from")),
+])
+def test_what_nothing_settles_is_one_line_naming_the_node_and_the_flag(options, flags):
+    with pytest.raises(NeuromapError) as e:
+        from_nir(one_layer(nir_lif()), **options)
+    text = str(e.value)
+    assert "'n'" in text and "\n" not in text and all(f in text for f in flags), text
+
+
+def test_explicit_options_override_the_preset():
+    node = from_nir(one_layer(nir_lif()), framework="snntorch").nodes["n"]
+    assert (node.reset, node.reset_timing, float(node.v_decay[0])) == ("subtract", "next_step", 0.1)
+    node = from_nir(one_layer(nir_lif()), framework="snntorch", reset="zero", reset_timing="immediate",
+                    dt=5e-4).nodes["n"]
+    assert (node.reset, node.reset_timing, float(node.v_decay[0])) == ("zero", "immediate", 0.5)
+
+
+def test_a_neuromap_file_carries_its_dt():
+    from neuromap.ir import LIF, Input, Linear, Output, sequential
+    from neuromap.ir.nir_io import to_nir
+
+    graph = sequential([("in", Input((2,))), ("w", Linear(np.eye(2))),
+                        ("n", LIF((2,), threshold=1.0, v_decay=0.25)), ("out", Output((2,)))])
+    again = from_nir(to_nir(graph, dt=1e-3))  # no dt: the file's neuromap.dt
+    assert float(np.asarray(again.nodes["n"].v_decay).flat[0]) == 0.25
+
+
+def test_a_release_other_than_the_one_read_is_said(monkeypatch):
+    monkeypatch.setattr("importlib.metadata.version", lambda name: "9.9.9")
+    with pytest.warns(NeuromapWarning, match=r"--from snntorch: its conventions were read in snntorch 1.0.0, "
+                                             r"9.9.9 is installed"):
+        preset("snntorch")
+
+
+def test_batch_dimension_shown_by_the_next_layer_is_stripped():
+    with pytest.warns(NeuromapWarning, match=r"node 'in': shape \(1, 2\) read as \(2,\)"):
+        graph = from_nir(one_layer(nir_lif(), input_shape=[1, 2]), framework="snntorch")
+    assert graph.nodes["in"].shape == (2,)
+
+
+def test_a_leading_one_that_is_a_channel_is_kept():
+    conv = nir.Conv2d(input_shape=(4, 4), weight=np.ones((2, 1, 3, 3)), stride=1, padding=1, dilation=1, groups=1,
+                      bias=np.zeros(2))
+    g = nir.NIRGraph(nodes={"in": nir.Input(np.array([1, 4, 4])), "c": conv, "n": nir.IF(r=np.ones((2, 4, 4)),
+                     v_threshold=np.ones((2, 4, 4)), v_reset=np.zeros((2, 4, 4))), "out": nir.Output(np.array([2, 4, 4]))},
+                     edges=[("in", "c"), ("c", "n"), ("n", "out")], type_check=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NeuromapWarning)  # nothing stripped, nothing said
+        graph = from_nir(g, framework="rockpool")  # a preset whose shapes carry a batch dimension
+    assert graph.nodes["in"].shape == (1, 4, 4)
+
+
+def test_batch_dimension_only_the_preset_shows():
+    g = nir.NIRGraph(nodes={"in": nir.Input(np.array([1, 2])), "n": nir_lif(), "out": nir.Output(np.array([2]))},
+                     edges=[("in", "n"), ("n", "out")], type_check=False)
+    with pytest.raises(GraphError, match=r"'n' gives \(1, 2\) but 'out' \(Output\) takes \(2,\)"):
+        from_nir(g, dt=1e-4, reset="zero", reset_timing="immediate")
+    with pytest.warns(NeuromapWarning, match="'in'"):
+        assert from_nir(g, framework="rockpool", dt=1e-4).nodes["in"].shape == (2,)
+
+
+def conv_flatten(flatten):
+    conv = nir.Conv2d(input_shape=(3, 3), weight=np.ones((2, 1, 1, 1)), stride=1, padding=0, dilation=1, groups=1,
+                      bias=np.zeros(2))
+    return nir.NIRGraph(nodes={"in": nir.Input(np.array([1, 3, 3])), "c": conv, "f": flatten,
+                               "n": nir.IF(r=np.ones(18), v_threshold=np.ones(18), v_reset=np.zeros(18)),
+                               "out": nir.Output(np.array([18]))},
+                        edges=[("in", "c"), ("c", "f"), ("f", "n"), ("n", "out")],
+                        type_check=False)
+
+
+def test_flatten_start_dim_1_of_a_batched_trace():
+    """torch's nn.Flatten() (start_dim=1) traced on a (1, C, H, W) sample: the declared shape shows the batch."""
+    with pytest.warns(NeuromapWarning, match=r"'f': shape \(1, 2, 3, 3\) read as \(2, 3, 3\)"):
+        graph = from_nir(conv_flatten(nir.Flatten({"input": np.array([1, 2, 3, 3])}, start_dim=1)), framework="sinabs")
+    assert graph.nodes["f"].input_shape == (2, 3, 3) and graph.nodes["f"].output_shape == (18,)
+
+
+def test_flatten_start_dim_1_without_a_shape_needs_the_preset():
+    undeclared = nir.Flatten({"input": None}, start_dim=1)
+    with pytest.raises(NeuromapError, match="only flattening a whole sample"):
+        from_nir(conv_flatten(undeclared), dt=1.0, reset="zero", reset_timing="immediate")
+    with pytest.warns(NeuromapWarning, match="'f': Flatten start_dim 1 counts the batch dimension"):
+        graph = from_nir(conv_flatten(undeclared), framework="norse", dt=1.0)
+    assert graph.nodes["f"].output_shape == (18,)
+
+
+def test_cli_from_sets_the_framework_delay_semantics(tmp_path):
+    """``run --from snntorch --backend torch`` runs snnTorch's own semantics (no projection delays)."""
+    from click.testing import CliRunner
+
+    import json
+    from neuromap import data
+    from neuromap.cli import main
+
+    torch.manual_seed(6)
+    net = torch.nn.Sequential(torch.nn.Linear(64, 16), snntorch_leaky(16, 0.9, "subtract"),
+                              torch.nn.Linear(16, 10), snntorch_leaky(10, 0.8, "subtract", output=True))
+    path = tmp_path / "leaky.nir"
+    nir.write(path, export_to_nir(net, torch.zeros(1, 64), ignore_dims=[0]))
+    res = CliRunner().invoke(main, ["run", str(path), "--from", "snntorch", "--backend", "torch", "--limit", "8",
+                                    "--steps", "12", "--json"])
+    assert res.exit_code == 0, res.output
+    x = torch.tensor(data.load("digits").flat().x_test[:8])
+    theirs = snntorch_forward(net, x, 12)
+    graph = read_nir(path, framework="snntorch")
+    hidden = simulate(graph, x, 12, zero_delay=True, record=True).spikes["1"].sum()
+    assert json.loads(res.output.strip().splitlines()[-1])["spikes_total"] == int(theirs.sum() + hidden)
+    compiled = CliRunner().invoke(main, ["compile", str(path), "--from", "snntorch", "--target", "loihi2", "--json"])
+    assert compiled.exit_code == 0, compiled.output
