@@ -280,8 +280,9 @@ def test_batch_dimension_shown_by_the_next_layer_is_stripped():
 def test_a_leading_one_that_is_a_channel_is_kept():
     conv = nir.Conv2d(input_shape=(4, 4), weight=np.ones((2, 1, 3, 3)), stride=1, padding=1, dilation=1, groups=1,
                       bias=np.zeros(2))
-    g = nir.NIRGraph(nodes={"in": nir.Input(np.array([1, 4, 4])), "c": conv, "n": nir.IF(r=np.ones((2, 4, 4)),
-                     v_threshold=np.ones((2, 4, 4)), v_reset=np.zeros((2, 4, 4))), "out": nir.Output(np.array([2, 4, 4]))},
+    neuron = nir.IF(r=np.ones((2, 4, 4)), v_threshold=np.ones((2, 4, 4)), v_reset=np.zeros((2, 4, 4)))
+    g = nir.NIRGraph(nodes={"in": nir.Input(np.array([1, 4, 4])), "c": conv, "n": neuron,
+                            "out": nir.Output(np.array([2, 4, 4]))},
                      edges=[("in", "c"), ("c", "n"), ("n", "out")], type_check=False)
     with warnings.catch_warnings():
         warnings.simplefilter("error", NeuromapWarning)  # nothing stripped, nothing said
@@ -326,9 +327,10 @@ def test_flatten_start_dim_1_without_a_shape_needs_the_preset():
 
 def test_cli_from_sets_the_framework_delay_semantics(tmp_path):
     """``run --from snntorch --backend torch`` runs snnTorch's own semantics (no projection delays)."""
+    import json
+
     from click.testing import CliRunner
 
-    import json
     from neuromap import data
     from neuromap.cli import main
 
