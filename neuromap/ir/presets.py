@@ -127,32 +127,33 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
                          "N), batch and time)",
         }),
     Preset(
-        name="spyx", distribution="spyx", checked_version="0.1.20 (kmheckel/spyx@17a7f45)", dt=1.0,
+        name="spyx", distribution="spyx", checked_version="1.0.0 (kmheckel/spyx@38374e9)", dt=1.0,
         reset="subtract", reset_timing="next_step", zero_delay=False, input_gain="unit", decay="euler",
         batch_dim=False,
         sources={
-            "dt": "spyx/nir.py to_nir(model, input_shape, output_shape, dt=1)",
-            "reset": "spyx/nn.py LIF.__call__ (V = beta V + x - spikes * threshold)",
-            "reset_timing": "spyx/nn.py LIF.__call__ (spikes = spike(V - threshold) from the previous step's V, "
+            "dt": "src/spyx/nir.py:474 (to_nir(model, input_shape, output_shape, dt=1))",
+            "reset": "src/spyx/nn.py:216 (LIF: V = beta V + x - spikes * threshold)",
+            "reset_timing": "src/spyx/nn.py:215-216 (spikes = spike(V - threshold) of the previous step's V, "
                             "subtracted undecayed in this step)",
-            "zero_delay": "spyx/nn.py LIF.__call__ (a layer emits the spike of the previous step's V: one step "
-                          "per layer, as the hardware delay)",
-            "input_gain": "spyx/nir.py to_nir, LIF branch (r = beta, while LIF.__call__ adds x with gain 1)",
+            "zero_delay": "src/spyx/nn.py:215 (a layer emits the spike of the previous step's V: one step per "
+                          "layer, as the hardware delay)",
+            "input_gain": "src/spyx/nir.py:590,593 (tau = dt/(1 - beta), r = beta) while src/spyx/nn.py:216 adds x "
+                          "with gain 1",
         },
-        tau_bug="this is Spyx's to_nir bug (spyx/nir.py to_nir writes tau = dt/(1 - beta) from the unclipped "
-                "beta, negative for beta > 1, while spyx/nn.py LIF.__call__ clips beta to [0, 1]); clip beta to "
-                "[0, 1] before exporting"),
+        tau_bug="this is Spyx's to_nir bug (src/spyx/nir.py:590 writes tau = dt/(1 - beta) from the unclipped "
+                "beta, negative for beta > 1, while src/spyx/nn.py:214 clips beta to [0, 1] in the forward pass); "
+                "clip beta to [0, 1] before exporting"),
     Preset(
-        name="lava-dl", distribution="lava-dl", checked_version="0.6.0", dt=1.0, reset="zero",
-        reset_timing="immediate", zero_delay=False, input_gain="unit", decay="euler", batch_dim=False,
+        name="lava-dl", distribution="lava-dl", checked_version="0.7.0.dev0 (lava-nc/lava-dl@d825ac5)", dt=1.0,
+        reset="zero", reset_timing="immediate", zero_delay=False, input_gain="unit", decay="euler", batch_dim=False,
         sources={
-            "dt": "lava/lib/dl/slayer/neuron/cuba.py (decays per step: u[t] = (1 - alpha_u) u[t-1] + x[t])",
-            "reset": "lava/lib/dl/slayer/neuron/cuba.py (Loihi CUBA: v is set to 0 where it spikes)",
-            "reset_timing": "lava/lib/dl/slayer/neuron/cuba.py (s[t] = v[t] >= threshold, then the reset, in "
-                            "the same step)",
-            "zero_delay": "lava/lib/dl/slayer/block/base.py (delay_shift=True: each block's output is shifted "
-                          "by one step, as Loihi's synapses delay)",
-            "input_gain": "lava/lib/dl/slayer/neuron/cuba.py (x enters u and u enters v with gain 1)",
+            "dt": "src/lava/lib/dl/slayer/neuron/cuba.py:56-58 (decays per step: u[t] = (1 - alpha_u) u[t-1] + x[t])",
+            "reset": "src/lava/lib/dl/slayer/neuron/cuba.py:62 (v[t] = v[t] (1 - s[t]): Loihi's CUBA resets to 0)",
+            "reset_timing": "src/lava/lib/dl/slayer/neuron/cuba.py:60-62 (the spike test, then the reset, in the "
+                            "same step)",
+            "zero_delay": "src/lava/lib/dl/slayer/block/base.py:64,117 (delay_shift=True: each block's output is "
+                          "shifted by one step, as Loihi's synapses delay)",
+            "input_gain": "src/lava/lib/dl/slayer/neuron/cuba.py:56-58 (x enters u and u enters v with gain 1)",
         }),
 )}
 
