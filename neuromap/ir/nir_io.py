@@ -22,11 +22,20 @@ non-spiking LI with g != 1 is refused. The threshold test is ``v > v_threshold``
 **Reset.** NIR's LIF resets to ``v_reset`` and says nothing about *when*. snnTorch's ``Leaky``
 subtracts the threshold (or zeroes) one step late, undecayed (neuromap's ``reset_timing="next_step"``,
 its default ``reset_mechanism="subtract"``) yet writes ``v_reset = 0`` whatever its mechanism; Lava
-resets at once. So :func:`from_nir` takes ``reset`` (default: NIR's own rule, reset to ``v_reset``,
-which must be 0: ``"zero"``) and ``reset_timing`` (no default: a spiking node whose file does not
-carry ``neuromap.reset_timing`` needs it), each a string or a dict by node name. Nothing in a file
-written by snnTorch tells either apart, so neither is guessed (snnTorch's own ``import_from_nir``
-assumes ``"zero"`` and, with ``reset_delay=False``, ``"immediate"``).
+resets at once. So :func:`from_nir` takes ``reset`` and ``reset_timing``, each a string or a dict by
+node name, and ``framework``, a preset (``neuromap.ir.presets``) that gives both for the nodes the
+options leave open. A spiking node whose file carries neither ``neuromap.reset`` nor
+``neuromap.reset_timing`` and that no option or preset settles is an error naming the node and the
+flag: neither is guessed (snnTorch's own ``import_from_nir`` assumes ``"zero"`` and, with
+``reset_delay=False``, ``"immediate"``). The same holds for ``dt``: the option, else the file's
+``neuromap.dt`` (export writes it), else the preset's; a neuron node without one is an error.
+
+**Framework conventions.** A preset also says how the input gain is read from ``r``/``w_in`` (Norse's
+current jump, Rockpool's decayed jump, Spyx's unit gain) and whether time constants are Euler's
+``dt/tau`` or the exact ``1 - exp(-dt/tau)`` (Rockpool), and appends the framework's known export bug
+to the error it causes. Leading batch dimensions of size 1 (an Input of (1, N), Rockpool's Output of
+(1, 1, N)) are stripped, with a one-line NeuromapWarning, where the next node's shape or the preset
+shows them; so is the batch dimension a ``Flatten(start_dim=1)`` traced on a batched sample counts.
 
 **Metadata.** Where NIR has no field, export writes it into the NIR node's ``metadata``:
 
