@@ -118,9 +118,9 @@ def norse_forward(model, x, steps):
     return torch.stack(out, dim=1)
 
 
-@pytest.mark.parametrize("cell", ["LIFBoxCell", "LIFCell"])
+@pytest.mark.parametrize("cell", ["LIFBoxCell", "LIFCell", "IAFCell"])
 def test_norse_lif(cell):
-    """LIFBoxCell exports as NIR LIF, LIFCell as CubaLIF (its input jumps into the current)."""
+    """LIFBoxCell exports as NIR LIF, LIFCell as CubaLIF (its input jumps into the current), IAFCell as IF."""
     model = norse_net(getattr(norse, cell))
     # dt=1.0 at export is the workaround for Norse's tau bug (the next test): it writes tau = 1/tau_inv
     graph = quiet_import(norse_to_nir(model, torch.zeros(1, 8), dt=1.0), framework="norse")

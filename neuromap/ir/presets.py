@@ -14,7 +14,8 @@ overrides it.
 * ``"nir"``: forward Euler of NIR's equations, ``dt r / tau`` (times ``dt w_in / tau_syn`` for a
   CubaLIF), the reading in ``neuromap.ir.nir_io``'s docstring (snnTorch writes its files that way);
 * ``"current_jump"``: the input is added to the synaptic current (``i += w_in x``, no ``dt/tau_syn``),
-  so the gain is ``dt r / tau * w_in`` (Norse's ``lif_feed_forward_step``);
+  so the gain is ``dt r / tau * w_in`` (Norse's ``lif_feed_forward_step``); an IF adds ``r x`` to v
+  (Norse's ``iaf_feed_forward_step``);
 * ``"decayed_jump"``: the input jumps into the current, which then decays within the same step, and the
   current enters v with gain 1: the gain is ``w_in (1 - i_decay)`` (Rockpool's ``LIFTorch``; its LIF
   without current takes the input with gain 1);
@@ -85,7 +86,8 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
             "zero_delay": "norse/torch/functional/lif.py:335-347 (the step's input reaches v and the spike "
                           "within the step)",
             "input_gain": "norse/torch/functional/lif.py:335 (i_new = i + input: the input jumps into the "
-                          "current; export writes r = 1, export_nir.py:33, and NIR's default w_in = 1)",
+                          "current; export writes r = 1, export_nir.py:33, and NIR's default w_in = 1); "
+                          "norse/torch/functional/iaf.py:93 (IAF: v_new = v + input)",
             "decay": "norse/torch/functional/lif.py:337,340 (dv = dt tau_mem_inv (...), di = -dt tau_syn_inv i)",
             "batch_dim": "norse/torch/utils/export_nir.py:70-74 (nirtorch traces the batched sample_data: "
                          "Input and Output carry its batch dimension)",

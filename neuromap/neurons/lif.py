@@ -334,16 +334,18 @@ def _input_gain(rule: str, dt: float, f: Mapping[str, np.ndarray], v_decay: np.n
                 i_decay: np.ndarray | None) -> np.ndarray:
     """The gain from a population's input to its v that the NIR fields say under the framework's reading
     (presets.py, ``input_gain``): NIR's Euler ``dt r/tau`` (IF: ``dt r``) times ``dt w_in/tau_syn``; with
-    the input jumping into the current, ``w_in`` alone for the current; with the current decaying after
-    that jump, ``w_in (1 - i_decay)`` and unit gain into v; or 1."""
+    the input jumping into the current, ``w_in`` alone for the current and ``r`` for an IF (its input is
+    added to v); with the current decaying after that jump, ``w_in (1 - i_decay)`` and unit gain into v;
+    or 1."""
     if rule == "unit":
         return np.ones(())
     synaptic = np.ones(()) if i_decay is None else f["w_in"] * (
         i_decay if rule == "nir" else 1 - i_decay if rule == "decayed_jump" else 1)
     if rule == "decayed_jump":
         return synaptic
-    membrane = dt * f["r"] if v_decay is None else v_decay * f["r"]
-    return membrane * synaptic
+    if v_decay is None:  # IF: Euler's dt r; a framework that adds the input to v adds r times it (Norse's IAF)
+        return (dt * f["r"] if rule == "nir" else f["r"]) * synaptic
+    return v_decay * f["r"] * synaptic
 
 
 def _setting(name: str, meta: Mapping, key: str, option, default: str | None) -> str:
