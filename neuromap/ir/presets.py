@@ -92,7 +92,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
             "batch_dim": "norse/torch/utils/export_nir.py:70-74 (nirtorch traces the batched sample_data: "
                          "Input and Output carry its batch dimension)",
         },
-        tau_bug="this is Norse's to_nir bug (norse 1.1.0, norse/torch/utils/export_nir.py:29,37: it writes "
+        tau_bug="the mark of Norse's to_nir bug (norse 1.1.0, norse/torch/utils/export_nir.py:29,37: it writes "
                 "tau = dt/tau_inv instead of 1/tau_inv); export with "
                 "norse.torch.utils.export_nir.to_nir(model, sample, dt=1.0), which writes the true 1/tau_inv"),
     Preset(
@@ -142,7 +142,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
             "input_gain": "src/spyx/nir.py:590,593 (tau = dt/(1 - beta), r = beta) while src/spyx/nn.py:216 adds x "
                           "with gain 1",
         },
-        tau_bug="this is Spyx's to_nir bug (src/spyx/nir.py:590 writes tau = dt/(1 - beta) from the unclipped "
+        tau_bug="the mark of Spyx's to_nir bug (src/spyx/nir.py:590 writes tau = dt/(1 - beta) from the unclipped "
                 "beta, negative for beta > 1, while src/spyx/nn.py:214 clips beta to [0, 1] in the forward pass); "
                 "clip beta to [0, 1] before exporting"),
     Preset(

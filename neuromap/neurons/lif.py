@@ -324,9 +324,9 @@ def _decay(tau: np.ndarray, dt: float, rule: str, name: str, kind: str, field: s
     decay = dt / tau
     worst = float(decay.max(initial=0))
     if worst > 1:
-        raise GraphError(f"node {name!r} (NIR {kind}): dt/{field} = {worst:g} > 1, so forward Euler with dt={dt:g} is "
-                         f"unstable; {bug or f'pass a dt of at most {float(tau.min()):g} (snnTorch: dt=1e-4)'}",
-                         node=name, field=field)
+        remedy = bug or f"pass a dt of at most {float(tau.min()):g} (snnTorch: dt=1e-4)"
+        raise GraphError(f"node {name!r} (NIR {kind}): dt/{field} = {worst:.6g} > 1, so forward Euler with "
+                         f"dt={dt:g} is unstable; {remedy}", node=name, field=field)
     return decay
 
 
