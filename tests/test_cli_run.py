@@ -72,7 +72,7 @@ def test_bad_inputs_are_one_line_errors(model, tmp_path):
         assert "Traceback" not in res.output
 
 
-def test_snntorch_nir_file_needs_dt_and_reset_timing(tmp_path):
+def test_snntorch_nir_file_needs_dt_reset_and_reset_timing_or_its_preset(tmp_path):
     import nir
     import snntorch as snn
     import torch
@@ -87,10 +87,17 @@ def test_snntorch_nir_file_needs_dt_and_reset_timing(tmp_path):
     path = tmp_path / "snntorch.nir"
     nir.write(path, export_to_nir(net, torch.zeros(1, 64), ignore_dims=[0]))
     res, _ = run(str(path), "--limit", "5")
+    assert res.exit_code == 2 and "--dt" in res.output and "Traceback" not in res.output
+    res, _ = run(str(path), "--limit", "5", "--dt", "1.0")
     assert res.exit_code == 2 and "dt/tau" in res.output and "Traceback" not in res.output
     res, _ = run(str(path), "--limit", "5", "--dt", "1e-4")
-    assert res.exit_code == 2 and "reset" in res.output
-    res, out = run(str(path), "--limit", "5", "--dt", "1e-4", "--reset-timing", "next_step", "--backend", "hwsim",
-                   "--json")
+    assert res.exit_code == 2 and "--reset subtract|zero" in res.output and "'1'" in res.output
+    res, _ = run(str(path), "--limit", "5", "--dt", "1e-4", "--reset", "subtract")
+    assert res.exit_code == 2 and "--reset-timing" in res.output
+    res, out = run(str(path), "--limit", "5", "--dt", "1e-4", "--reset", "subtract", "--reset-timing", "next_step",
+                   "--backend", "hwsim", "--json")
     assert res.exit_code == 0, res.output
     assert out["samples"] == 5
+    res, preset_out = run(str(path), "--limit", "5", "--from", "snntorch", "--backend", "hwsim", "--json")
+    assert res.exit_code == 0, res.output
+    assert preset_out["accuracy"] == out["accuracy"]

@@ -90,7 +90,7 @@ def test_nir_fields_alone_carry_the_network():
         ("cuba", LIF((5,), threshold=0.8, v_decay=0.2, i_decay=rng.uniform(0.1, 0.9, 5), bias=-0.02,
                      reset="zero", reset_timing="next_step")),
         ("fc3", Linear(rng.normal(size=(3, 5)))), ("li", LI((3,), v_decay=0.1, bias=0.01)), ("out", Output((3,)))])
-    bare = from_nir(strip_neuromap_metadata(to_nir(graph, dt=1e-3)), dt=1e-3, reset_timing="next_step")
+    bare = from_nir(strip_neuromap_metadata(to_nir(graph, dt=1e-3)), dt=1e-3, reset="zero", reset_timing="next_step")
     for name in ("lif", "cuba", "li"):
         for field in ("threshold", "v_decay", "i_decay", "bias"):
             if hasattr(graph.nodes[name], field):
@@ -122,7 +122,7 @@ def test_nir_lif_with_non_unit_gain_spikes_as_nir_says():
                             "lif": nir.LIF(tau=tau, r=r, v_leak=v_leak, v_threshold=thr, v_reset=np.zeros(3)),
                             "out": nir.Output(np.array([3]))},
                      edges=[("in", "w"), ("w", "lif"), ("lif", "out")])
-    graph = from_nir(g, dt=1e-3, reset_timing="immediate")
+    graph = from_nir(g, dt=1e-3, reset="zero", reset_timing="immediate")
     drive = np.array([0.9, 1.3, 1.1])
     got = simulate(graph, torch.tensor(drive)[None], 40, zero_delay=True).outputs["out"][0].numpy()
     want = euler_lif(drive, 1e-3, tau, r, v_leak, thr, 0.0, 40)
@@ -141,7 +141,7 @@ def test_scale_and_same_padding_import_like_torch():
         "li": nir.LI(tau=np.ones(50), r=np.ones(50), v_leak=np.zeros(50)),  # dt = tau: v[t] = input[t]
         "out": nir.Output(np.array([50]))},
         edges=[("in", "conv"), ("conv", "flat"), ("flat", "scale"), ("scale", "li"), ("li", "out")])
-    graph = from_nir(g)
+    graph = from_nir(g, dt=1.0)
     assert graph.nodes["conv"].padding == (1, 1) and isinstance(graph.nodes["scale"], Linear)
     x = torch.tensor(rng.normal(size=(3, 1, 5, 5)))
     want = torch.nn.functional.conv2d(x, torch.tensor(weight), torch.tensor(bias), padding="same").reshape(3, -1)
@@ -154,7 +154,7 @@ def test_li_with_non_unit_gain_is_refused():
                                                                         v_leak=np.zeros(2)),
                             "out": nir.Output(np.array([2]))}, edges=[("in", "li"), ("li", "out")])
     with pytest.raises(UnsupportedError) as e:
-        from_nir(g)
+        from_nir(g, dt=1.0)
     one_line(e, "'li'", "gain", "0.25")
 
 
@@ -173,11 +173,12 @@ def nir_lif(n=2, **changes):
 
 def test_reset_timing_is_never_guessed():
     with pytest.raises(NeuromapError) as e:
-        from_nir(simple_nir(nir_lif()))
-    one_line(e, "'n'", "reset_timing='next_step'", "'immediate'")
-    node = from_nir(simple_nir(nir_lif()), reset_timing={"n": "next_step"}).nodes["n"]
+        from_nir(simple_nir(nir_lif()), dt=1.0, reset="zero")
+    one_line(e, "'n'", "reset_timing='next_step'", "'immediate'", "--reset-timing", "--from")
+    node = from_nir(simple_nir(nir_lif()), dt=1.0, reset="zero", reset_timing={"n": "next_step"}).nodes["n"]
     assert (node.reset, node.reset_timing, node.v_decay[0]) == ("zero", "next_step", 0.1)
-    assert from_nir(simple_nir(nir_lif()), reset="subtract", reset_timing="immediate").nodes["n"].reset == "subtract"
+    assert from_nir(simple_nir(nir_lif()), dt=1.0, reset="subtract",
+                    reset_timing="immediate").nodes["n"].reset == "subtract"
 
 
 def test_options_conflicting_with_the_file_are_errors():
@@ -195,13 +196,13 @@ def test_options_conflicting_with_the_file_are_errors():
                                                ({"reset": {"lif1": "zero"}}, "no spiking node named 'lif1'")])
 def test_bad_options(options, fragment):
     with pytest.raises(UnsupportedError) as e:
-        from_nir(simple_nir(nir_lif()), **{"reset_timing": "immediate", **options})
+        from_nir(simple_nir(nir_lif()), **{"dt": 1.0, "reset": "zero", "reset_timing": "immediate", **options})
     one_line(e, fragment)
 
 
 def test_nonzero_v_reset_is_refused_for_zero_reset():
     with pytest.raises(UnsupportedError) as e:
-        from_nir(simple_nir(nir_lif(v_reset=np.full(2, -0.5))), reset_timing="immediate")
+        from_nir(simple_nir(nir_lif(v_reset=np.full(2, -0.5))), dt=1.0, reset="zero", reset_timing="immediate")
     one_line(e, "'n'", "v_reset = -0.5")
 
 

@@ -1,6 +1,7 @@
 """Helpers shared by the subcommands: JSON output as the last stdout line, options several commands take."""
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -28,14 +29,28 @@ def emit_json(obj: dict[str, Any]) -> None:
 
 
 def nir_options(command):
-    """--dt and --reset-timing: what a NIR file does not say (see neuromap.ir.nir_io)."""
-    command = click.option("--reset-timing", type=click.Choice(["immediate", "next_step"]), default=None,
-                           help="For a NIR file without neuromap metadata: when its neurons reset "
-                                "(snnTorch: next_step).")(command)
-    return click.option("--dt", type=float, default=1.0, show_default=True,
-                        help="For a NIR file: the time step that turns its time constants into decays "
-                             "(snnTorch: 1e-4).")(command)
+    """--from, --reset, --reset-timing and --dt: what a NIR file does not say (neuromap.ir.nir_io, .presets),
+    handed to the command as one keyword ``nir_import`` for ``read_model``."""
+    from neuromap.ir.presets import FRAMEWORKS
 
+    @functools.wraps(command)
+    def with_nir_import(*args: Any, framework: str | None, reset: str | None, reset_timing: str | None,
+                        dt: float | None, **kwargs: Any) -> Any:
+        nir_import = {"framework": framework, "reset": reset, "reset_timing": reset_timing, "dt": dt}
+        return command(*args, nir_import=nir_import, **kwargs)
+
+    with_nir_import = click.option("--reset-timing", type=click.Choice(["immediate", "next_step"]), default=None,
+                                   help="For a NIR file: when its neurons reset (overrides --from; snnTorch: "
+                                        "next_step).")(with_nir_import)
+    with_nir_import = click.option("--reset", type=click.Choice(["subtract", "zero"]), default=None,
+                                   help="For a NIR file: whether its neurons subtract the threshold or reset to "
+                                        "zero on a spike (overrides --from).")(with_nir_import)
+    with_nir_import = click.option("--dt", type=float, default=None,
+                                   help="For a NIR file: the time step that turns its time constants into decays "
+                                        "(overrides --from; snnTorch: 1e-4).")(with_nir_import)
+    return click.option("--from", "framework", type=click.Choice(FRAMEWORKS), default=None,
+                        help="For a NIR file: the framework that wrote it, whose conventions (dt, reset, reset "
+                             "timing, input gain, batch dimension) apply; docs/frameworks.md.")(with_nir_import)
 
 
 def available_devices() -> tuple[str, ...]:

@@ -30,12 +30,12 @@ _RESOURCE_NAMES = {"neurons": "neurons", "synaptic_memory_bits": "synaptic memor
 @click.option("--seed", type=int, default=0, show_default=True)
 @nir_options
 @click.option("--json", "as_json", is_flag=True, help="End with one JSON line of figures.")
-def compile_cmd(model, target, out, mode, strict, input_encoding, input_bits, placement, seed, dt, reset_timing,
+def compile_cmd(model, target, out, mode, strict, input_encoding, input_bits, placement, seed, nir_import,
                 as_json) -> None:
     """Compile MODEL (a NIR file or a saved neuromap graph .npz) for a Loihi-style target."""
     from neuromap.mapping import Mapping, compile as compile_graph, read_model
 
-    graph = read_model(model, dt=dt, reset_timing=reset_timing)
+    graph = read_model(model, **nir_import)
     if isinstance(graph, Mapping):
         raise UnsupportedError(f"{model} is a compiled Mapping already; compile its model (a graph or NIR file)")
     start = time.perf_counter()

@@ -20,13 +20,13 @@ TRACE_BYTES = 1 << 28          # hwsim traces held at once
 TRACE_BYTES_PER_VALUE = 5      # an int8 spike and an int32 v per neuron and step
 
 
-def load_or_compile(path: str, target: str | None, input_encoding: str | None = None, *, dt: float = 1.0,
-                    reset_timing: str | None = None):
+def load_or_compile(path: str, target: str | None, input_encoding: str | None = None, *,
+                    nir_import: dict[str, Any] | None = None):
     """A compiled Mapping: loaded from a mapping file, or compiled from a model for ``target`` (default
-    loihi2) with ``input_encoding`` (default: the compiler's)."""
+    loihi2) with ``input_encoding`` (default: the compiler's); ``nir_import``: read_model's NIR keywords."""
     from neuromap.mapping import Mapping, compile as compile_graph, read_model
 
-    loaded = read_model(path, dt=dt, reset_timing=reset_timing)
+    loaded = read_model(path, **(nir_import or {}))
     if isinstance(loaded, Mapping):
         if input_encoding is not None:
             raise UnsupportedError(f"{path} is a compiled mapping: its input encoding is fixed; --input-encoding "
@@ -175,11 +175,11 @@ def format_table(r: dict[str, Any]) -> str:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the rate code for spiking inputs.")
 @nir_options
 @click.option("--json", "as_json", is_flag=True, help="End with one JSON line of figures.")
-def estimate_cmd(model, data, steps, limit, target, input_encoding, gpu, gpu_batch, measure_gpu, seed, dt, reset_timing,
+def estimate_cmd(model, data, steps, limit, target, input_encoding, gpu, gpu_batch, measure_gpu, seed, nir_import,
                  as_json) -> None:
     """Energy and latency per inference of MAPPING_OR_MODEL on the chip (from hwsim's event counts on DATA),
     and of the same network on a GPU."""
-    mapping = load_or_compile(model, target, input_encoding, dt=dt, reset_timing=reset_timing)
+    mapping = load_or_compile(model, target, input_encoding, nir_import=nir_import)
     result = estimate(mapping, data, steps, limit, gpu, gpu_batch, measure_gpu, seed)
     click.echo(format_table(result))
     if as_json:

@@ -75,18 +75,22 @@ def _backend_options(backend: str, given: dict[str, Any]) -> dict[str, Any]:
               help="Write every population's spikes (N, T, neurons) to this .npz file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON line last.")
 def run_cmd(model: str, backend: str, data_name: str, steps: int, limit: int, encoding: str, target: str,
-            dt: float, reset_timing: str | None, float_lava: bool, device: str | None, seed: int,
+            nir_import: dict[str, Any], float_lava: bool, device: str | None, seed: int,
             save_spikes: str | None, as_json: bool) -> None:
     """Run MODEL (a Mapping, a saved graph or a NIR file) on the test split of a data set."""
     from neuromap import data as nmdata
-    from neuromap.backends import run
+    from neuromap.backends import get_backend, run
+    from neuromap.ir.presets import preset
     from neuromap.mapping import Mapping, read_model
 
     given = {key: value for key, value in (("float", float_lava), ("device", device)) if value}
     options = _backend_options(backend, given)
     start = time.perf_counter()
-    loaded = read_model(model, dt=dt, reset_timing=reset_timing)
+    loaded = read_model(model, **nir_import)
     graph = loaded.graph if isinstance(loaded, Mapping) else loaded
+    if nir_import["framework"] and "zero_delay" in get_backend(backend).options:
+        # the float reference runs a framework's network in that framework's delay semantics
+        options["zero_delay"] = preset(nir_import["framework"]).zero_delay
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
         raise NeuromapError(f"{model}: run takes networks with one Input and one Output "
                             f"(this one has {len(graph.inputs)} and {len(graph.outputs)})")

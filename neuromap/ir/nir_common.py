@@ -15,11 +15,21 @@ PREFIX = "neuromap."
 
 @dataclasses.dataclass(frozen=True)
 class NirOptions:
-    """``from_nir``'s options: the Euler step and, per spiking node or for all, the reset and its timing."""
+    """``from_nir``'s options, a framework preset's already applied (``neuromap.ir.presets``): the Euler step
+    (None: the file does not say and nobody did), per spiking node or for all the reset and its timing as
+    passed, the preset's values for the nodes they leave open, how the input gain is read and the text of
+    the framework's known time-constant bug."""
 
-    dt: float
+    dt: float | None
     reset: str | Mapping[str, str] | None
     reset_timing: str | Mapping[str, str] | None
+    preset_reset: str | None = None
+    preset_reset_timing: str | None = None
+    input_gain: str = "nir"
+    decay: str = "euler"
+    tau_bug: str = ""
+    framework: str | None = None
+    batch_dim: bool = False
 
 
 def numeric(value: Any, name: str, field: str) -> np.ndarray:

@@ -22,11 +22,20 @@ non-spiking LI with g != 1 is refused. The threshold test is ``v > v_threshold``
 **Reset.** NIR's LIF resets to ``v_reset`` and says nothing about *when*. snnTorch's ``Leaky``
 subtracts the threshold (or zeroes) one step late, undecayed (neuromap's ``reset_timing="next_step"``,
 its default ``reset_mechanism="subtract"``) yet writes ``v_reset = 0`` whatever its mechanism; Lava
-resets at once. So :func:`from_nir` takes ``reset`` (default: NIR's own rule, reset to ``v_reset``,
-which must be 0: ``"zero"``) and ``reset_timing`` (no default: a spiking node whose file does not
-carry ``neuromap.reset_timing`` needs it), each a string or a dict by node name. Nothing in a file
-written by snnTorch tells either apart, so neither is guessed (snnTorch's own ``import_from_nir``
-assumes ``"zero"`` and, with ``reset_delay=False``, ``"immediate"``).
+resets at once. So :func:`from_nir` takes ``reset`` and ``reset_timing``, each a string or a dict by
+node name, and ``framework``, a preset (``neuromap.ir.presets``) that gives both for the nodes the
+options leave open. A spiking node whose file carries neither ``neuromap.reset`` nor
+``neuromap.reset_timing`` and that no option or preset settles is an error naming the node and the
+flag: neither is guessed (snnTorch's own ``import_from_nir`` assumes ``"zero"`` and, with
+``reset_delay=False``, ``"immediate"``). The same holds for ``dt``: the option, else the file's
+``neuromap.dt`` (export writes it), else the preset's; a neuron node without one is an error.
+
+**Framework conventions.** A preset also says how the input gain is read from ``r``/``w_in`` (Norse's
+current jump, Rockpool's decayed jump, Spyx's unit gain) and whether time constants are Euler's
+``dt/tau`` or the exact ``1 - exp(-dt/tau)`` (Rockpool), and appends the framework's known export bug
+to the error it causes. Leading batch dimensions of size 1 (an Input of (1, N), Rockpool's Output of
+(1, 1, N)) are stripped, with a one-line NeuromapWarning, where the next node's shape or the preset
+shows them; so is the batch dimension a ``Flatten(start_dim=1)`` traced on a batched sample counts.
 
 **Metadata.** Where NIR has no field, export writes it into the NIR node's ``metadata``:
 
@@ -54,6 +63,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -65,7 +75,8 @@ import numpy as np
 from nir.serialization import hdf2dict
 
 from neuromap import neurons
-from neuromap.errors import FormatError, GraphError, NeuromapError, UnsupportedError
+from neuromap.errors import FormatError, GraphError, NeuromapError, NeuromapWarning, UnsupportedError
+from neuromap.ir import presets
 from neuromap.ir.graph import Graph, make_node
 from neuromap.ir.nir_common import PREFIX, NirOptions, numeric
 from neuromap.ir.nodes import (
@@ -104,7 +115,8 @@ def to_nir(graph: Graph, *, dt: float = 1.0) -> nir.NIRGraph:
         out.input_type = {"input": np.array(node.input_shape)}
         out.output_type = {"output": np.array(node.output_shape)}
         nodes[name] = out
-    meta = {PREFIX + "node_order": json.dumps(list(graph.nodes))}
+    # the step travels with the file, so reading it back needs no --dt
+    meta = {PREFIX + "node_order": json.dumps(list(graph.nodes)), PREFIX + "dt": dt}
     if graph.metadata:
         meta[PREFIX + "metadata"] = json.dumps(graph.metadata, sort_keys=True)
     return nir.NIRGraph(nodes=nodes, edges=list(graph.edges), metadata=meta, type_check=False)
@@ -146,24 +158,33 @@ def write_nir(graph: Graph, path: str | Path, *, dt: float = 1.0) -> Path:
 
 
 # ============================================================================================ import
-def from_nir(nir_graph, *, dt: float = 1.0, reset: str | Mapping[str, str] | None = None,
+def from_nir(nir_graph, *, framework: str | None = None, dt: float | None = None,
+             reset: str | Mapping[str, str] | None = None,
              reset_timing: str | Mapping[str, str] | None = None) -> Graph:
     """A NIR graph as a neuromap graph.
 
-    ``dt``: the Euler step (seconds) that turns NIR's time constants into per-step decays (snnTorch's
-    files: 1e-4). ``reset`` / ``reset_timing``: for spiking nodes whose NIR metadata does not say, one of
-    ``"subtract"``/``"zero"`` and ``"immediate"``/``"next_step"``, or a dict by node name. Where a
-    node's ``neuromap.*`` metadata says, an option given for it must agree.
+    ``framework``: the preset of the framework that wrote the file (``neuromap.ir.presets``: snntorch,
+    norse, sinabs, rockpool, spyx, lava-dl); it sets dt, reset, reset timing, the input gain and the batch
+    dimension convention; the options below override it. ``dt``: the Euler step (seconds) that turns
+    NIR's time constants into per-step decays (snnTorch's files: 1e-4; default: the file's
+    ``neuromap.dt``, else the preset's). ``reset`` / ``reset_timing``: for spiking nodes whose NIR
+    metadata does not say, one of ``"subtract"``/``"zero"`` and ``"immediate"``/``"next_step"``, or a
+    dict by node name. Where a node's ``neuromap.*`` metadata says, an option given for it must agree.
+    What none of them settles is an error naming the node and the option, never a guess.
 
-    A file from snnTorch's ``export_to_nir``: ``dt=1e-4``, ``reset_timing="next_step"`` and each
-    ``Leaky``'s ``reset_mechanism`` (e.g. ``reset={"1": "subtract", "3": "zero"}``); it runs as in snnTorch
-    with ``torch_sim.simulate(..., zero_delay=True)``.
+    A file from snnTorch's ``export_to_nir``: ``framework="snntorch"`` and each ``Leaky``'s
+    ``reset_mechanism`` where it is not the default subtract (e.g. ``reset={"3": "zero"}``); it runs as in
+    snnTorch with ``torch_sim.simulate(..., zero_delay=presets.preset("snntorch").zero_delay)``.
     """
-    dt = _positive(dt, "dt")
+    chosen = presets.preset(framework) if framework is not None else None
     _check_choice(reset, RESETS, "reset")
     _check_choice(reset_timing, RESET_TIMINGS, "reset_timing")
     if not isinstance(nir_graph, nir.NIRGraph):
         raise FormatError(f"from_nir: expected a nir.NIRGraph, got {type(nir_graph).__name__}")
+    graph_meta = nir_graph.metadata if isinstance(nir_graph.metadata, Mapping) else {}
+    if dt is None:
+        dt = graph_meta.get(PREFIX + "dt", chosen.dt if chosen else None)
+    dt = None if dt is None else _positive(dt, "dt")
     names = [str(n) for n in nir_graph.nodes]
     for name, node in nir_graph.nodes.items():
         _check_supported(str(name), type(node).__name__ if isinstance(node, nir.NIRNode) else repr(node))
@@ -188,17 +209,22 @@ def from_nir(nir_graph, *, dt: float = 1.0, reset: str | Mapping[str, str] | Non
     if cycle:
         raise GraphError(f"graph has a cycle ({' -> '.join([a for a, _ in cycle] + [cycle[0][0]])}); "
                          f"recurrent connections are not supported")
-    graph_meta = nir_graph.metadata if isinstance(nir_graph.metadata, Mapping) else {}
     order = _json(graph_meta.get(PREFIX + "node_order"), "graph metadata 'neuromap.node_order'", names)
     if not isinstance(order, list) or sorted(map(str, order)) != sorted(names):
         order = names
     position = {n: i for i, n in enumerate(order)}
-    options = NirOptions(dt, reset, reset_timing)
+    options = NirOptions(dt, reset, reset_timing, preset_reset=chosen.reset if chosen else None,
+                         preset_reset_timing=chosen.reset_timing if chosen else None,
+                         input_gain=chosen.input_gain if chosen else "nir", decay=chosen.decay if chosen else "euler",
+                         tau_bug=chosen.tau_bug if chosen else "",
+                         framework=chosen.name if chosen else None, batch_dim=bool(chosen and chosen.batch_dim))
     built: dict[str, Node] = {}
     for name in nx.lexicographical_topological_sort(g, key=position.__getitem__):
         preds = sorted(g.predecessors(name), key=position.__getitem__)
         in_shape = built[preds[0]].output_shape if preds else None
-        built[name] = _node_from_nir(name, nir_graph.nodes[name], in_shape, options)
+        taken = {_taken_shape(nir_graph.nodes[n]) for n in g.successors(name)}
+        built[name] = _node_from_nir(name, nir_graph.nodes[name], in_shape, options,
+                                     taken.pop() if len(taken) == 1 else None)
     metadata = _json(graph_meta.get(PREFIX + "metadata"), "graph metadata 'neuromap.metadata'", {})
     if not isinstance(metadata, dict):
         raise FormatError("graph metadata 'neuromap.metadata' is not a JSON object")
@@ -270,7 +296,10 @@ def _check_supported(name: str, kind: str) -> None:
                                f"(supported: {', '.join(supported())})")
 
 
-def _node_from_nir(name: str, node, in_shape: tuple[int, ...] | None, opts: NirOptions) -> Node:
+def _node_from_nir(name: str, node, in_shape: tuple[int, ...] | None, opts: NirOptions,
+                   taken: tuple[int | None, ...] | None = None) -> Node:
+    """One NIR node as an IR node; ``in_shape``: what its first predecessor gives; ``taken``: the input shape
+    its successors all take, where they say (``_taken_shape``), which shows an Input's batch dimension."""
     kind = type(node).__name__
     meta = node.metadata if isinstance(node.metadata, Mapping) else {}
     own_meta = _json(meta.get(PREFIX + "metadata"), f"node {name!r} metadata 'neuromap.metadata'", {})
@@ -286,9 +315,11 @@ def _node_from_nir(name: str, node, in_shape: tuple[int, ...] | None, opts: NirO
         return make_node(name, cls, metadata=own_meta, **fields)
 
     if kind == "Input":
-        return build(Input, shape=_declared(node.input_type, "input", name))
+        shape = _declared(node.input_type, "input", name)
+        return build(Input, shape=_unbatched(shape, name, opts.batch_dim, taken) if shape else shape)
     if kind == "Output":
-        return build(Output, shape=_declared(node.output_type, "output", name) or need_input())
+        shape = _declared(node.output_type, "output", name)
+        return build(Output, shape=_unbatched(shape, name, opts.batch_dim, in_shape) if shape else need_input())
     if kind == "Affine":
         return build(Affine, weight=numeric(node.weight, name, "weight"), bias=numeric(node.bias, name, "bias"))
     if kind == "Linear":
@@ -305,14 +336,64 @@ def _node_from_nir(name: str, node, in_shape: tuple[int, ...] | None, opts: NirO
         return build(cls, input_shape_chw=need_input(), kernel_size=_ints(node.kernel_size, name, "kernel_size"),
                      stride=_ints(node.stride, name, "stride"), padding=_ints(node.padding, name, "padding"))
     if kind == "Flatten":
-        shape = _declared(node.input_type, "input", name) or need_input()
         start, end = (_int(node.start_dim, name, "start_dim"), _int(node.end_dim, name, "end_dim"))
+        declared = _declared(node.input_type, "input", name)
+        shape = declared or need_input()
+        # torch's Flatten(start_dim=1) traced on a batched sample: its dimension 0 is the batch, shown by
+        # a declared shape of one more dimension than the incoming one, or said by the preset
+        if start >= 1:
+            stripped = _unbatched(declared, name, opts.batch_dim, in_shape) if declared else shape
+            extra = len(shape) - len(stripped) if declared else int(opts.batch_dim and _batch_flatten(name, start))
+            shape, start, end = stripped, start - extra, end - extra if end > 0 else end
         ndim = len(shape)
         if (start + ndim if start < 0 else start, end + ndim if end < 0 else end) != (0, ndim - 1):
             raise UnsupportedError(f"node {name!r} (NIR Flatten): only flattening a whole sample is supported "
                                    f"(start_dim 0, end_dim -1 of input {shape}), got {start}..{end}")
         return build(Flatten, input_shape_any=shape)
     return neurons.nir_model(kind).nir_mapping().from_nir(name, node, meta, need_input(), opts, build)
+
+
+def _taken_shape(node) -> tuple[int | None, ...] | None:
+    """The per-sample input shape a NIR node takes where its own fields fix it, None for a dimension they
+    leave open (Affine, Linear: the weight's columns; Conv2d: its channels, then height and width;
+    pooling: three dimensions), else None."""
+    kind = type(node).__name__
+    if kind in ("Affine", "Linear"):
+        weight = np.asarray(node.weight)
+        return (int(weight.shape[1]),) if weight.ndim == 2 else None
+    if kind == "Conv2d":
+        weight = np.asarray(node.weight)
+        return (int(weight.shape[1]) * int(np.asarray(node.groups)), None, None) if weight.ndim == 4 else None
+    if kind in ("SumPool2d", "AvgPool2d"):
+        return (None, None, None)
+    return None
+
+
+def _batch_flatten(name: str, start: int) -> bool:
+    """A Flatten without a declared shape in a framework whose shapes carry a batch dimension: its dimensions
+    count the batch (said in one line)."""
+    warnings.warn(NeuromapWarning(f"node {name!r}: Flatten start_dim {start} counts the batch dimension (the "
+                                  f"framework preset's convention): read as start_dim {start - 1} of a sample",
+                                  node=name, field="start_dim", value=start), stacklevel=3)
+    return True
+
+
+def _unbatched(shape: tuple[int, ...], name: str, batch_dim: bool, taken: tuple[int | None, ...] | None
+               ) -> tuple[int, ...]:
+    """A declared shape without its leading batch dimension(s) of size 1: where the shape its neighbour takes
+    or gives (``taken``) shows them (Rockpool's Output is (1, 1, N): batch and time), or, where that
+    neighbour does not say, the framework's preset says its shapes carry one; any other shape is kept."""
+    if taken is not None:
+        extra = len(shape) - len(taken)
+        shown = extra >= 1 and all(t is None or t == d for t, d in zip(taken, shape[extra:]))
+    else:
+        extra, shown = 1, batch_dim and len(shape) >= 2
+    if not shown or any(d != 1 for d in shape[:extra]):
+        return shape
+    warnings.warn(NeuromapWarning(f"node {name!r}: shape {shape} read as {shape[extra:]} (leading batch "
+                                  f"dimension{'s' if extra > 1 else ''} of size 1 stripped)", node=name, field="shape",
+                                  value=shape), stacklevel=2)
+    return shape[extra:]
 
 
 def _conv_from_nir(name: str, node, in_shape: tuple[int, ...], build) -> Node:

@@ -12,12 +12,14 @@ from neuromap.ir.serialize import read_npz
 from neuromap.mapping.compiled import Mapping
 
 
-def read_model(path: str | Path, *, dt: float = 1.0, reset_timing: str | None = None) -> Graph | Mapping:
+def read_model(path: str | Path, *, framework: str | None = None, dt: float | None = None,
+               reset: str | None = None, reset_timing: str | None = None) -> Graph | Mapping:
     """A saved Mapping, a saved neuromap graph (.npz), a NIR or a netx file, told apart by content, not by name.
 
-    ``dt`` and ``reset_timing`` are for NIR files (``neuromap.ir.nir_io.from_nir``): the time step that turns
-    NIR's time constants into per-step decays (snnTorch writes its files with dt = 1e-4), and when neurons
-    reset in files written without neuromap metadata (snnTorch: "next_step")."""
+    ``framework``, ``dt``, ``reset`` and ``reset_timing`` are for NIR files (``neuromap.ir.nir_io.from_nir``):
+    the preset of the framework that wrote it (``neuromap.ir.presets``), and what it says overridden: the
+    time step that turns NIR's time constants into per-step decays (snnTorch writes its files with
+    dt = 1e-4), the reset mechanism and when neurons reset (snnTorch: "next_step")."""
     path = Path(path)
     if not path.is_file():
         raise FormatError(f"{path}: no such file")
@@ -29,8 +31,14 @@ def read_model(path: str | Path, *, dt: float = 1.0, reset_timing: str | None = 
             return load_graph(path)
         raise FormatError(f"{path}: an .npz file but neither a neuromap graph nor a Mapping")
     if is_netx(path):
-        if reset_timing is not None:  # netx's LIF resets in the step it spikes; nothing to choose
-            raise UnsupportedError(f"{path}: a lava-dl netx file fixes its neurons' reset (Lava's LIF: zero, "
-                                   "immediate); reset_timing is for NIR files", path=str(path), flag="--reset-timing")
+        # netx's LIF resets to zero in the step it spikes and its decays are integers: nothing to choose
+        for flag, value in (("--reset", reset), ("--reset-timing", reset_timing), ("--dt", dt)):
+            if value is not None:
+                raise UnsupportedError(f"{path}: a lava-dl netx file fixes its neurons' reset and decays (Lava's "
+                                       f"LIF: zero, immediate, integer decays); {flag} is for NIR files",
+                                       path=str(path), flag=flag)
+        if framework not in (None, "lava-dl"):
+            raise UnsupportedError(f"{path}: a lava-dl netx file, not a {framework} export", path=str(path),
+                                   flag="--from", value=framework)
         return read_netx(path)
-    return read_nir(path, dt=dt, reset_timing=reset_timing)
+    return read_nir(path, framework=framework, dt=dt, reset=reset, reset_timing=reset_timing)

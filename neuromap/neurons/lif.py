@@ -261,29 +261,27 @@ def _from_nir(name: str, node: nir.NIRNode, meta: Mapping, shape: tuple[int, ...
     """A NIR LIF/CubaLIF/IF/LI/CubaLI/I node as a LIF, IF or LI (nir_io docstring: discretisation, metadata)."""
     kind, dt = type(node).__name__, opts.dt
     spiking = kind in ("LIF", "CubaLIF", "IF")
+    if dt is None:
+        raise NeuromapError(f"node {name!r} (NIR {kind}): NIR gives time constants in seconds and the file does not "
+                            f"say the step; pass --dt (Python: dt=; snnTorch's files: 1e-4) or --from FRAMEWORK",
+                            node=name, flag="--dt")
+    bug = opts.tau_bug
     f = {k: numeric(getattr(node, k), name, k) for k in ("tau", "tau_mem", "tau_syn", "r", "w_in", "v_leak",
                                                             "v_threshold", "v_reset") if hasattr(node, k)}
     for k in ("tau", "tau_mem", "tau_syn", "r"):
         if k in f and not (f[k] > 0).all():
-            raise GraphError(f"node {name!r} (NIR {kind}): {k} must be finite and > 0, got minimum {f[k].min():g}")
+            raise GraphError(f"node {name!r} (NIR {kind}): {k} must be finite and > 0, got minimum {f[k].min():g}"
+                             f"{'; ' + bug if bug and k != 'r' else ''}", node=name, field=k)
     derived: dict[str, np.ndarray | None] = {"i_decay": None, "bias": None}
     tau = f.get("tau", f.get("tau_mem"))
-    if tau is None:  # IF, I: no leak
-        derived["v_decay"], gain = np.zeros(()), dt * f["r"]
-    else:
-        v_decay = derived["v_decay"] = dt / tau
-        worst = float(v_decay.max(initial=0))
-        if worst > 1:
-            raise GraphError(f"node {name!r} (NIR {kind}): dt/tau = {worst:g} > 1, so forward Euler with dt={dt:g} "
-                             f"is unstable; pass a dt of at most {float(tau.min()):g} (snnTorch's files: dt=1e-4)")
-        derived["bias"] = v_decay * f["v_leak"]
-        gain = v_decay * f["r"]
-        if "tau_syn" in f:
-            i_decay = derived["i_decay"] = dt / f["tau_syn"]
-            if i_decay.max(initial=0) > 1:
-                raise GraphError(f"node {name!r} (NIR {kind}): dt/tau_syn = {i_decay.max():g} > 1; "
-                                 f"pass a dt of at most {float(f['tau_syn'].min()):g}")
-            gain = gain * i_decay * f["w_in"]
+    if tau is not None:
+        derived["v_decay"] = _decay(tau, dt, opts.decay, name, kind, "tau", bug)
+        derived["bias"] = derived["v_decay"] * f["v_leak"]
+    else:  # IF, I: no leak
+        derived["v_decay"] = np.zeros(())
+    if "tau_syn" in f:
+        derived["i_decay"] = _decay(f["tau_syn"], dt, opts.decay, name, kind, "tau_syn", bug)
+    gain = _input_gain(opts.input_gain, dt, f, derived["v_decay"] if tau is not None else None, derived["i_decay"])
     unit_gain = bool(np.all(np.abs(gain - 1) <= GAIN_TOLERANCE))
     if spiking:
         derived["threshold"] = f["v_threshold"] if unit_gain else f["v_threshold"] / gain
@@ -298,8 +296,8 @@ def _from_nir(name: str, node: nir.NIRNode, meta: Mapping, shape: tuple[int, ...
         fields["v_init"] = numeric(meta[PREFIX + "v_init"], name, "metadata 'neuromap.v_init'")
     if not spiking:
         return build(LI, shape=shape, **{k: v for k, v in fields.items() if k in ("v_decay", "i_decay", "bias")})
-    fields["reset"] = _setting(name, meta, "reset", opts.reset, default="zero")
-    fields["reset_timing"] = _setting(name, meta, "reset_timing", opts.reset_timing, default=None)
+    fields["reset"] = _setting(name, meta, "reset", opts.reset, opts.preset_reset)
+    fields["reset_timing"] = _setting(name, meta, "reset_timing", opts.reset_timing, opts.preset_reset_timing)
     if fields["reset"] == "zero" and f["v_reset"].any():
         raise UnsupportedError(f"node {name!r} (NIR {kind}): v_reset = {float(f['v_reset'][f['v_reset'] != 0][0]):g}"
                                f"; neuromap resets to 0 ('zero') or subtracts the threshold ('subtract')")
@@ -308,8 +306,51 @@ def _from_nir(name: str, node: nir.NIRNode, meta: Mapping, shape: tuple[int, ...
     return build(LIF if as_lif else IF, shape=shape, **fields)
 
 
+_UNSAID = {  # what a NIR file cannot say, and the flag and keyword that say it
+    "reset": ("whether a spiking neuron subtracts the threshold or resets to zero on a spike (snnTorch writes "
+              "v_reset = 0 for both)", "--reset", "--reset subtract|zero or --from FRAMEWORK (Python: "
+              "reset='subtract'|'zero' or framework=)"),
+    "reset_timing": ("when a spiking neuron's reset applies", "--reset-timing", "--reset-timing next_step|immediate "
+                     "or --from FRAMEWORK (Python: reset_timing='next_step' for snnTorch's Leaky, one step late, or "
+                     "'immediate' for Lava; or framework=)"),
+}
+
+
+def _decay(tau: np.ndarray, dt: float, rule: str, name: str, kind: str, field: str, bug: str) -> np.ndarray:
+    """The fraction of v (or u) lost per step: forward Euler's dt/tau, or the exact exponential's
+    1 - exp(-dt/tau) where the framework integrates that way (presets.py, ``decay``)."""
+    if rule == "exp":
+        return -np.expm1(-dt / tau)
+    decay = dt / tau
+    worst = float(decay.max(initial=0))
+    if worst > 1:
+        remedy = bug or f"pass a dt of at most {float(tau.min()):g} (snnTorch: dt=1e-4)"
+        raise GraphError(f"node {name!r} (NIR {kind}): dt/{field} = {worst:.6g} > 1, so forward Euler with "
+                         f"dt={dt:g} is unstable; {remedy}", node=name, field=field)
+    return decay
+
+
+def _input_gain(rule: str, dt: float, f: Mapping[str, np.ndarray], v_decay: np.ndarray | None,
+                i_decay: np.ndarray | None) -> np.ndarray:
+    """The gain from a population's input to its v that the NIR fields say under the framework's reading
+    (presets.py, ``input_gain``): NIR's Euler ``dt r/tau`` (IF: ``dt r``) times ``dt w_in/tau_syn``; with
+    the input jumping into the current, ``w_in`` alone for the current and ``r`` for an IF (its input is
+    added to v); with the current decaying after that jump, ``w_in (1 - i_decay)`` and unit gain into v;
+    or 1."""
+    if rule == "unit":
+        return np.ones(())
+    synaptic = np.ones(()) if i_decay is None else f["w_in"] * (
+        i_decay if rule == "nir" else 1 - i_decay if rule == "decayed_jump" else 1)
+    if rule == "decayed_jump":
+        return synaptic
+    if v_decay is None:  # IF: Euler's dt r; a framework that adds the input to v adds r times it (Norse's IAF)
+        return (dt * f["r"] if rule == "nir" else f["r"]) * synaptic
+    return v_decay * f["r"] * synaptic
+
+
 def _setting(name: str, meta: Mapping, key: str, option, default: str | None) -> str:
-    """A node's reset or reset_timing: its neuromap metadata, else the caller's option, else ``default``."""
+    """A node's reset or reset_timing: its neuromap metadata, else the caller's option, else the framework
+    preset's ``default``; none of them is one error line naming the node and the flags."""
     chosen = option.get(name) if isinstance(option, Mapping) else option
     stored = meta.get(PREFIX + key)
     if stored is not None:
@@ -321,9 +362,8 @@ def _setting(name: str, meta: Mapping, key: str, option, default: str | None) ->
     if chosen is not None:
         return chosen
     if default is None:
-        raise NeuromapError(f"node {name!r}: NIR does not say when a spiking neuron's reset applies; pass "
-                            f"{key}='next_step' (snnTorch's Leaky: one step late) or 'immediate' (Lava), "
-                            f"or a dict by node name")
+        what, flag, how = _UNSAID[key]
+        raise NeuromapError(f"node {name!r}: NIR does not say {what}; pass {how}", node=name, flag=flag)
     return default
 
 

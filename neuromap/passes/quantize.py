@@ -422,9 +422,11 @@ def _quantize_population(lowered, name, node, incoming, formats: Formats, mode, 
     chain_bias = lowered.bias_current(name) if has_chain_bias else np.zeros(size)
     if np.any(chain_bias != 0):
         if (i_decay != 1).any():
-            raise UnsupportedError(f"{name}: an incoming bias (constant current) into a population with current "
-                                   "decay (i_decay < 1) has no exact fixed-point form; fold it into the "
-                                   "population's bias or use i_decay = 1")
+            raise UnsupportedError(f"{name}: the bias of an incoming Affine/Conv2d (a constant current) feeds a "
+                                   "population with current decay (i_decay < 1: NIR CubaLIF, snnTorch Synaptic), "
+                                   "which the compiler cannot quantize exactly yet; train that layer without a "
+                                   "bias (e.g. nn.Linear(..., bias=False)) or run the float graph (--backend "
+                                   "torch)", node=name, field="bias")
         bias_f = bias_f + chain_bias
     v_init_f = inputs.v_init
     # the largest scale at which every threshold, bias and initial membrane stays legal, per channel: weights
