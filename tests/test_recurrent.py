@@ -3,14 +3,16 @@
 loop and snnTorch's RLeaky/RSynaptic."""
 from __future__ import annotations
 
+import nir
 import numpy as np
 import pytest
 import snntorch as snn
 import torch
+from snntorch.export_nir import _extract_snntorch_module, export_to_nir
 
 from neuromap.backends.torch_sim import simulate
 from neuromap.errors import GraphError
-from neuromap.ir import LI, LIF, Affine, Graph, Input, Linear, Output
+from neuromap.ir import LI, LIF, Affine, Graph, Input, Linear, Output, from_nir, read_nir, to_nir
 
 RNG = np.random.default_rng(11)
 
@@ -189,3 +191,148 @@ def test_torch_reference_zero_delay_is_snntorch_rsynaptic():
             v_decay=1 - beta, i_decay=1 - alpha, reset="subtract", reset_timing="next_step")
     ours = simulate(g, x.double(), steps, zero_delay=True).outputs["out"]
     assert torch.equal(ours.to(theirs.dtype), theirs) and theirs.sum() > 30
+
+
+# -------------------------------------------------------------------------------------------- NIR
+SNNTORCH_DT = 1e-4  # snnTorch's export_to_nir writes tau = dt / (1 - beta) with this dt
+SNNTORCH = {"dt": SNNTORCH_DT, "reset": "subtract", "reset_timing": "next_step"}
+
+
+def snntorch_recurrent_net(n_in=5, n1=8, n2=4):
+    """Linear -> RLeaky -> Linear -> RSynaptic, subtract reset (snnTorch's default), random weights."""
+    torch.manual_seed(7)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(n_in, n1),
+        snn.RLeaky(beta=torch.full((n1,), 0.85), threshold=torch.ones(n1), linear_features=n1,
+                   reset_mechanism="subtract", init_hidden=True),
+        torch.nn.Linear(n1, n2),
+        snn.RSynaptic(alpha=torch.full((n2,), 0.7), beta=torch.full((n2,), 0.9), threshold=torch.ones(n2),
+                      linear_features=n2, reset_mechanism="subtract", init_hidden=True, output=True))
+    with torch.no_grad():
+        net[0].weight.mul_(2.0)
+        net[1].recurrent.weight.mul_(2.0)
+    return net
+
+
+def snntorch_run(net, x, steps):
+    for module in net:
+        if hasattr(module, "reset_mem"):
+            module.reset_mem()
+    with torch.no_grad():
+        return torch.stack([net(x[:, t])[0] for t in range(steps)], dim=1)
+
+
+def test_snntorch_recurrent_export_imports_with_its_cycles_and_runs_as_snntorch(tmp_path):
+    """snnTorch 1.0's export_to_nir (through nirtorch) writes RLeaky/RSynaptic flat: '1.lif' with its
+    recurrent Affine '1.w_rec' and the cycle between them."""
+    net = snntorch_recurrent_net()
+    path = tmp_path / "rsnn.nir"
+    nir.write(path, export_to_nir(net, torch.zeros(1, 5), ignore_dims=[0]))
+    graph = read_nir(path, **SNNTORCH)
+    assert set(graph.recurrent_edges) == {("1.w_rec", "1.lif"), ("3.w_rec", "3.lif")}
+    assert [graph.nodes[n].kind for n in graph.order] == \
+        ["Input", "Affine", "LIF", "Affine", "Affine", "LIF", "Affine", "Output"]
+    np.testing.assert_array_equal(graph.nodes["1.w_rec"].weight, net[1].recurrent.weight.detach().numpy())
+    x = torch.rand(8, 30, 5) * 3
+    theirs = snntorch_run(net, x, 30)
+    ours = simulate(graph, x.double(), 30, zero_delay=True).outputs["output"]
+    assert torch.equal(ours.to(theirs.dtype), theirs) and theirs.sum() > 50
+
+
+def nested_rleaky_graph(net):
+    """The nested form (the NIR paper's ``*_subgraph.nir``): each recurrent layer a NIRGraph with its own
+    input/lif/w_rec/output, exactly as snnTorch's per-module conversion writes it."""
+    return nir.NIRGraph(
+        nodes={"input": nir.Input(np.array([5])), "fc1": _extract_snntorch_module(net[0]),
+               "lif1": _extract_snntorch_module(net[1]), "fc2": _extract_snntorch_module(net[2]),
+               "lif2": _extract_snntorch_module(net[3]), "output": nir.Output(np.array([4]))},
+        edges=[("input", "fc1"), ("fc1", "lif1"), ("lif1", "fc2"), ("fc2", "lif2"), ("lif2", "output")],
+        type_check=False)
+
+
+def test_nested_recurrent_subgraphs_are_flattened_with_readable_names(tmp_path):
+    net = snntorch_recurrent_net()
+    nested = nested_rleaky_graph(net)
+    assert isinstance(nested.nodes["lif1"], nir.NIRGraph)
+    path = tmp_path / "nested.nir"
+    nir.write(path, nested)
+    names = ["input", "fc1", "lif1.lif", "lif1.w_rec", "fc2", "lif2.lif", "lif2.w_rec", "output"]
+    assert list(from_nir(nested, **SNNTORCH).nodes) == names  # HDF5 lists a file's groups by name
+    for graph in (from_nir(nested, **SNNTORCH), read_nir(path, **SNNTORCH)):
+        assert sorted(graph.nodes) == sorted(names)
+        assert set(graph.edges) == {("input", "fc1"), ("fc1", "lif1.lif"), ("lif1.lif", "lif1.w_rec"),
+                                    ("lif1.w_rec", "lif1.lif"), ("lif1.lif", "fc2"), ("fc2", "lif2.lif"),
+                                    ("lif2.lif", "lif2.w_rec"), ("lif2.w_rec", "lif2.lif"), ("lif2.lif", "output")}
+        assert graph.recurrent_edges == (("lif1.w_rec", "lif1.lif"), ("lif2.w_rec", "lif2.lif"))
+        x = torch.rand(6, 25, 5) * 3
+        theirs = snntorch_run(net, x, 25)
+        ours = simulate(graph, x.double(), 25, zero_delay=True).outputs["output"]
+        assert torch.equal(ours.to(theirs.dtype), theirs) and theirs.sum() > 30
+
+
+def test_an_edge_may_name_a_subgraph_port():
+    net = snntorch_recurrent_net()
+    nested = nested_rleaky_graph(net)
+    nested.edges = [("input", "fc1"), ("fc1", "lif1.input"), ("lif1.output", "fc2"), ("fc2", "lif2"),
+                    ("lif2", "output")]
+    graph = from_nir(nested, **SNNTORCH)
+    assert graph.predecessors("lif1.lif") == ["fc1", "lif1.w_rec"] and graph.successors("lif1.lif") == \
+        ["lif1.w_rec", "fc2"]
+
+
+def test_a_subgraph_with_two_inputs_must_be_named_by_port():
+    net = snntorch_recurrent_net()
+    nested = nested_rleaky_graph(net)
+    sub = nested.nodes["lif1"]
+    sub.nodes["input2"] = nir.Input(np.array([8]))
+    sub.edges.append(("input2", "lif"))
+    with pytest.raises(GraphError) as e:
+        from_nir(nested, **SNNTORCH)
+    one_line(e, "'lif1'", "2 Input nodes", "'lif1.<Input node>'")
+
+
+def braille_rsnn(subgraph: bool, rng):
+    """The NIR paper's Braille RSNN (neuromorphs/NIR paper/03_rnn: snnTorch RSynaptic 12 -> 38 onto itself,
+    Synaptic 38 -> 7; braille_noDelay_noBias_subtract.nir and its ``_subgraph`` twin), random weights."""
+    def cuba(n, alpha, beta):
+        tau_syn, tau_mem = SNNTORCH_DT / (1 - alpha), SNNTORCH_DT / (1 - beta)
+        return nir.CubaLIF(tau_syn=np.full(n, tau_syn), tau_mem=np.full(n, tau_mem),
+                           r=np.full(n, tau_mem / SNNTORCH_DT), v_leak=np.zeros(n), v_threshold=np.ones(n),
+                           w_in=np.full(n, tau_syn / SNNTORCH_DT), v_reset=np.zeros(n))
+
+    lif, w_rec = cuba(38, 0.8, 0.9), nir.Affine(rng.normal(size=(38, 38)) * 0.3, np.zeros(38))
+    nodes = {"input": nir.Input(np.array([12])), "fc1": nir.Affine(rng.normal(size=(38, 12)) * 1.5, np.zeros(38))}
+    if subgraph:
+        nodes["lif1"] = nir.NIRGraph(nodes={"input": nir.Input(np.array([38])), "lif": lif, "w_rec": w_rec,
+                                            "output": nir.Output(np.array([38]))},
+                                     edges=[("input", "lif"), ("lif", "w_rec"), ("w_rec", "lif"), ("lif", "output")],
+                                     type_check=False)
+        edges = [("input", "fc1"), ("fc1", "lif1"), ("lif1", "fc2")]
+    else:
+        nodes |= {"lif1.lif": lif, "lif1.w_rec": w_rec}
+        edges = [("input", "fc1"), ("fc1", "lif1.lif"), ("lif1.lif", "lif1.w_rec"), ("lif1.w_rec", "lif1.lif"),
+                 ("lif1.lif", "fc2")]
+    nodes |= {"fc2": nir.Affine(rng.normal(size=(7, 38)), np.zeros(7)), "lif2": cuba(7, 0.7, 0.85),
+              "output": nir.Output(np.array([7]))}
+    return nir.NIRGraph(nodes=nodes, edges=[*edges, ("fc2", "lif2"), ("lif2", "output")], type_check=False)
+
+
+def test_braille_rsnn_imports_alike_in_both_forms_and_exports_back_flat_with_its_cycle():
+    flat = from_nir(braille_rsnn(False, np.random.default_rng(3)), dt=SNNTORCH_DT, reset="subtract",
+                    reset_timing="immediate")
+    nested = from_nir(braille_rsnn(True, np.random.default_rng(3)), dt=SNNTORCH_DT, reset="subtract",
+                      reset_timing="immediate")
+    assert list(flat.nodes) == list(nested.nodes) and set(flat.edges) == set(nested.edges)
+    assert flat.recurrent_edges == nested.recurrent_edges == (("lif1.w_rec", "lif1.lif"),)
+    x = torch.tensor(np.random.default_rng(4).random((4, 40, 12)) < 0.3, dtype=torch.float64)
+    runs = [simulate(g, x, 40, zero_delay=zd, record=True) for g in (flat, nested) for zd in (False, True)]
+    assert torch.equal(runs[0].spikes["lif1.lif"], runs[2].spikes["lif1.lif"])
+    assert torch.equal(runs[1].spikes["lif1.lif"], runs[3].spikes["lif1.lif"])
+    assert runs[0].spikes["lif1.lif"].sum() > 100
+    exported = to_nir(nested, dt=SNNTORCH_DT)
+    assert not any(isinstance(n, nir.NIRGraph) for n in exported.nodes.values())
+    assert ("lif1.w_rec", "lif1.lif") in exported.edges and ("lif1.lif", "lif1.w_rec") in exported.edges
+    back = from_nir(exported, dt=SNNTORCH_DT)  # reset and its timing travel in the metadata
+    assert list(back.nodes) == list(nested.nodes) and back.edges == nested.edges
+    assert back.recurrent_edges == nested.recurrent_edges
+    assert torch.equal(simulate(back, x, 40, record=True).spikes["lif1.lif"], runs[2].spikes["lif1.lif"])
