@@ -347,14 +347,15 @@ def test_braille_rsnn_imports_alike_in_both_forms_and_exports_back_flat_with_its
 
 # ----------------------------------------------------------------------------- compile: passes, Mapping
 def dense_weights(rows, cols, rng):
-    """Magnitudes in [0.5, 1], random signs: no weight quantizes to 0, so every pair is a synapse."""
+    """Magnitudes in [0.5, 1], random signs: no weight quantizes to 0, so every pair is a synapse (the
+    recurrent weights, twice as large, set the population's scale)."""
     return rng.uniform(0.5, 1.0, size=(rows, cols)) * rng.choice([-1.0, 1.0], size=(rows, cols))
 
 
 def compiled_rnn(n_in, n, target, **kwargs):
     rng = np.random.default_rng(21)
     nodes = {"in": Input((n_in,)), "fc": Linear(dense_weights(n, n_in, rng)),
-             "lif": LIF((n,), threshold=4.0, v_decay=0.1), "rec": Linear(dense_weights(n, n, rng)),
+             "lif": LIF((n,), threshold=4.0, v_decay=0.1), "rec": Linear(2 * dense_weights(n, n, rng)),
              "out": Output((n,))}
     g = Graph(nodes, [("in", "fc"), ("fc", "lif"), ("lif", "rec"), ("rec", "lif"), ("lif", "out")])
     return g, neuromap.compile(g, target, input_encoding="spikes", **kwargs)
