@@ -156,10 +156,10 @@ def snntorch_rleaky(n_in, n, beta):
 
 
 def test_torch_reference_zero_delay_is_snntorch_rleaky():
-    """snnTorch's RLeaky adds ``recurrent(spk)`` of the step before (snntorch/_neurons/rleaky.py,
+    """snnTorch 1.0.0's RLeaky adds ``recurrent(spk)`` of the step before (snntorch/_neurons/rleaky.py:394-398,
     ``_base_state_function``: ``beta * mem + input_ + self.recurrent(self.spk)``, ``self.spk`` being the
-    previous call's spikes) and subtracts the threshold one step late: neuromap's recurrent edge in
-    zero-delay mode with reset "subtract", timing "next_step"."""
+    previous call's spikes) and subtracts the threshold one step late (rleaky.py:333, ``mem_reset`` of the
+    previous mem): neuromap's recurrent edge in zero-delay mode with reset "subtract", timing "next_step"."""
     n_in, n, steps, beta = 5, 8, 25, 0.85
     fc, lif = snntorch_rleaky(n_in, n, beta)
     x = torch.rand(6, steps, n_in) * 2
@@ -177,7 +177,7 @@ def test_torch_reference_zero_delay_is_snntorch_rleaky():
 
 def test_torch_reference_zero_delay_is_snntorch_rsynaptic():
     """RSynaptic: syn = alpha syn + input + recurrent(spk of the step before), mem = beta mem + syn
-    (snntorch/_neurons/rsynaptic.py, ``_base_state_function``): i_decay = 1 - alpha, v_decay = 1 - beta."""
+    (snntorch/_neurons/rsynaptic.py:418-424, ``_base_state_function``): i_decay = 1 - alpha, v_decay = 1 - beta."""
     n_in, n, steps, alpha, beta = 4, 6, 25, 0.7, 0.9
     torch.manual_seed(6)
     fc = torch.nn.Linear(n_in, n)
@@ -248,7 +248,8 @@ def test_snntorch_recurrent_export_imports_with_its_cycles_and_runs_as_snntorch(
 
 def nested_rleaky_graph(net):
     """The nested form (the NIR paper's ``*_subgraph.nir``): each recurrent layer a NIRGraph with its own
-    input/lif/w_rec/output, exactly as snnTorch's per-module conversion writes it."""
+    input/lif/w_rec/output, exactly as snnTorch's per-module conversion writes it (snntorch/export_nir.py:
+    147-165 for RLeaky, 197-217 for RSynaptic)."""
     return nir.NIRGraph(
         nodes={"input": nir.Input(np.array([5])), "fc1": _extract_snntorch_module(net[0]),
                "lif1": _extract_snntorch_module(net[1]), "fc2": _extract_snntorch_module(net[2]),
@@ -445,3 +446,18 @@ def test_a_recurrent_mapping_saves_and_loads(tmp_path, two_core_chip):
     back = neuromap.Mapping.load(m.save(tmp_path / "rnn.npz"))
     assert back.graph.recurrent_edges == (("rec", "lif"),)
     assert back.resources == m.resources and back.to_bytes() == m.to_bytes()
+
+
+def test_braille_rsnn_compiles_for_loihi2():
+    """The NIR paper's Braille RSNN (subgraph form, no biases) on Loihi 2: one core, the recurrent
+    projection among the three, every non-zero integer weight a synapse."""
+    graph = from_nir(braille_rsnn(True, np.random.default_rng(3)), dt=SNNTORCH_DT, reset="subtract",
+                     reset_timing="immediate")
+    m = neuromap.compile(graph, "loihi2", input_encoding="spikes")
+    assert [(p.name, p.src, p.dst) for p in m.quantized.projections] == \
+        [("fc1", "input", "lif1.lif"), ("lif1.w_rec", "lif1.lif", "lif1.lif"), ("fc2", "lif1.lif", "lif2")]
+    r = m.resources
+    assert (r["cores"], r["neurons"]) == (1, 38 + 7)
+    assert r["synapses"] == sum(p.integer_matrix(graph).count_nonzero() for p in m.quantized.projections)
+    # input axons: the 12 inputs, lif1's 38 neurons into itself and into lif2 (one axon per population)
+    assert r["per_resource"]["input_axons"]["total"] == 12 + 38 + 38
