@@ -16,7 +16,7 @@ from snntorch.export_nir import _extract_snntorch_module, export_to_nir
 import mappings
 import neuromap
 from neuromap.backends.torch_sim import simulate
-from neuromap.errors import GraphError
+from neuromap.errors import FitError, GraphError
 from neuromap.ir import LI, LIF, Affine, Graph, Input, Linear, Output, from_nir, read_nir, to_nir
 from neuromap.mapping import compiled
 from neuromap.passes.lower import lower
@@ -461,3 +461,12 @@ def test_braille_rsnn_compiles_for_loihi2():
     assert r["synapses"] == sum(p.integer_matrix(graph).count_nonzero() for p in m.quantized.projections)
     # input axons: the 12 inputs, lif1's 38 neurons into itself and into lif2 (one axon per population)
     assert r["per_resource"]["input_axons"]["total"] == 12 + 38 + 38
+
+
+def test_a_recurrent_population_too_big_for_the_output_axons_says_why():
+    """testchip: 64 output axons per core. Each of 100 neurons feeding all 100 reaches every slice of its
+    own population, so however it is cut a core sends >= 100 axons: the error says the recurrence is why."""
+    with pytest.raises(FitError) as e:
+        compiled_rnn(3, 100, "testchip")
+    one_line(e, "'testchip'", "64 output axons", "recurrent projection 'rec'", "finer")
+    assert e.value.fields["resource"] == "output_axons" and e.value.fields["layer"] == "lif"
