@@ -1,6 +1,7 @@
 """Float reference simulator: runs a network graph in torch, following docs/architecture.md to the letter.
 
-Vectorised over a batch; every projection delays by one step; neuron updates as written in the one
+Vectorised over a batch; every projection delays by one step (a recurrent one too, in zero-delay mode as
+well: a population sees its own spikes of the step before); neuron updates as written in the one
 time-step definition (each neuron model's float step, hwsim.models). This is the float semantics every other
 backend is tested against.
 """
@@ -75,7 +76,9 @@ def simulate(graph: Graph, x, steps: int, *, record: bool = False, dtype=torch.f
     ``x``: per input, a (B, *shape) tensor presented every step (direct encoding) or a (B, T, *shape)
     tensor with one frame per step (T >= steps). A dict keyed by Input name for several inputs.
     ``zero_delay``: projections pass step t's output on within step t (snnTorch's and other training
-    frameworks' semantics) instead of adding the one-step delay of docs/architecture.md.
+    frameworks' semantics) instead of adding the one-step delay of docs/architecture.md; a recurrent edge
+    (``Graph.recurrent_edges``) still passes step t-1's value, as snnTorch's RLeaky feeds back its previous
+    spikes.
     """
     steps = check_steps(steps, WHO, "torch")
     return _simulate(graph, validate_inputs(graph, x, steps, WHO, "torch"), steps, record=record, dtype=dtype,
@@ -94,34 +97,42 @@ def _simulate(graph: Graph, validated: dict[str, np.ndarray], steps: int, *, rec
     ops = {n: stateless_op(node, device, dtype) for n, node in graph.nodes.items()
            if n not in pops and n not in data and not isinstance(node, Output)}
     sources = [n for n in graph.order if n in pops or n in data]
-    prev = {n: torch.zeros((batch, *graph.nodes[n].output_shape), device=device, dtype=dtype) for n in sources}
+    chains = [n for n in graph.order if n in ops]
     outputs: dict[str, list[torch.Tensor]] = {n: [] for n in graph.outputs}
     spikes: dict[str, list[torch.Tensor]] = {n: [] for n in pops} if record else {}
     volts: dict[str, list[torch.Tensor]] = {n: [] for n in pops} if record else {}
+
+    def gather(name: str, now: dict[str, torch.Tensor], before: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The summed input of ``name`` at step t. With delays: a source's output of step t-1, a chain's
+        value of step t (computed from those). Zero delay: a recurrent edge's value of step t-1, any
+        other edge's of step t. Either way a population sees its own spikes of step t-1 through a loop."""
+        delayed = (lambda p: p in sources) if not zero_delay else (lambda p: graph.is_recurrent(p, name))
+        terms = [before[p] if delayed(p) else now[p] for p in graph.predecessors(name)]
+        return terms[0] if len(terms) == 1 else sum(terms[1:], terms[0])
+
+    # step 0: every source sends 0, so a chain carries only its biases
+    before = {n: torch.zeros((batch, *graph.nodes[n].output_shape), device=device, dtype=dtype) for n in sources}
+    for name in chains:
+        before[name] = ops[name](gather(name, before, before))
     for t in range(steps):
-        cur: dict[str, torch.Tensor] = {}
-        val: dict[str, torch.Tensor] = {}
+        now = {name: frames[:, 0] if frames.shape[1] == 1 else frames[:, t] for name, frames in data.items()}
+        if not zero_delay:  # every chain carries step t-1's outputs, so it is known before any population steps
+            for name in chains:
+                now[name] = ops[name](gather(name, now, before))
         for name in graph.order:
-            node = graph.nodes[name]
-            if name in data:
-                frames = data[name]
-                cur[name] = frames[:, 0] if frames.shape[1] == 1 else frames[:, t]
+            if name in now:
                 continue
-            preds = graph.predecessors(name)
-            sent = cur if zero_delay else prev
-            terms = [sent[p] if p in sent else val[p] for p in preds]
-            total = terms[0] if len(terms) == 1 else sum(terms[1:], terms[0])
+            node = graph.nodes[name]
             if name in pops:
-                cur[name] = pops[name].step(total)
+                now[name] = pops[name].step(gather(name, now, before))
                 if record:
-                    spikes[name].append(cur[name] if pops[name].spiking else torch.zeros_like(cur[name]))
+                    spikes[name].append(now[name] if pops[name].spiking else torch.zeros_like(now[name]))
                     volts[name].append(pops[name].v.clone())
             elif isinstance(node, Output):
-                src = preds[0]
-                outputs[name].append(cur.get(src, total))
+                outputs[name].append(now[graph.predecessors(name)[0]])
             else:
-                val[name] = ops[name](total)
-        prev = {n: cur[n] for n in sources}
+                now[name] = ops[name](gather(name, now, before))
+        before = now
     return SimResult(outputs={n: torch.stack(v, dim=1) for n, v in outputs.items()},
                      spikes={n: torch.stack(v, dim=1) for n, v in spikes.items()},
                      voltages={n: torch.stack(v, dim=1) for n, v in volts.items()},

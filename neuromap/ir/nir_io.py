@@ -56,6 +56,12 @@ that its time constant overflows (NIR would need an infinite time constant for s
 ``i_decay`` that small travels in metadata only. Reading a NIR file never runs code: HDF5 datasets are
 read as plain arrays and strings, JSON is parsed with ``json``.
 
+**Recurrence and nested graphs.** A NIR cycle through a neuron node imports as a recurrent connection
+(``Graph.recurrent_edges``). A nested ``NIRGraph`` (snnTorch's RLeaky/RSynaptic as the NIR paper's
+``*_subgraph.nir`` files hold them) is flattened: its nodes are named ``<subgraph>.<node>`` (``lif1.lif``,
+``lif1.w_rec``, the names snnTorch's flat export uses), its Input/Output nodes are dropped and the edges
+through them joined. Export always writes the flat graph, cycle included.
+
 The neuron parts above are each model's own (``neuromap.neurons``: LIF, IF, LI in ``neuromap/neurons/lif.py``);
 this module maps the stateless nodes and dispatches neuron nodes to their model by IR kind or NIR type.
 """
@@ -77,7 +83,7 @@ from nir.serialization import hdf2dict
 from neuromap import neurons
 from neuromap.errors import FormatError, GraphError, NeuromapError, NeuromapWarning, UnsupportedError
 from neuromap.ir import presets
-from neuromap.ir.graph import Graph, make_node
+from neuromap.ir.graph import Graph, make_node, recurrent_edges
 from neuromap.ir.nir_common import PREFIX, NirOptions, numeric
 from neuromap.ir.nodes import (
     RESET_TIMINGS,
@@ -185,50 +191,94 @@ def from_nir(nir_graph, *, framework: str | None = None, dt: float | None = None
     if dt is None:
         dt = graph_meta.get(PREFIX + "dt", chosen.dt if chosen else None)
     dt = None if dt is None else _positive(dt, "dt")
-    names = [str(n) for n in nir_graph.nodes]
-    for name, node in nir_graph.nodes.items():
-        _check_supported(str(name), type(node).__name__ if isinstance(node, nir.NIRNode) else repr(node))
-    spiking = [str(n) for n, node in nir_graph.nodes.items()
+    flat_nodes, edges = _flatten(nir_graph, "")
+    names = list(flat_nodes)
+    for name, node in flat_nodes.items():
+        _check_supported(name, type(node).__name__ if isinstance(node, nir.NIRNode) else repr(node))
+    spiking = [n for n, node in flat_nodes.items()
                if type(node).__name__ in neurons.nir_types() and neurons.nir_model(type(node).__name__).spiking]
     for option, what in ((reset, "reset"), (reset_timing, "reset_timing")):
         unknown = sorted(set(option) - set(spiking)) if isinstance(option, Mapping) else []
         if unknown:
             raise UnsupportedError(f"{what}: no spiking node named {unknown[0]!r} (spiking nodes: "
                                    f"{', '.join(map(repr, spiking)) or 'none'})")
-    g = nx.DiGraph()
-    g.add_nodes_from(names)
-    for src, dst in nir_graph.edges:
-        for end in (src, dst):
-            if end not in nir_graph.nodes:
-                raise GraphError(f"edge {src!r} -> {dst!r}: node {end!r} does not exist")
-        g.add_edge(str(src), str(dst))
-    try:
-        cycle = nx.find_cycle(g)
-    except nx.NetworkXNoCycle:
-        cycle = None
-    if cycle:
-        raise GraphError(f"graph has a cycle ({' -> '.join([a for a, _ in cycle] + [cycle[0][0]])}); "
-                         f"recurrent connections are not supported")
     order = _json(graph_meta.get(PREFIX + "node_order"), "graph metadata 'neuromap.node_order'", names)
     if not isinstance(order, list) or sorted(map(str, order)) != sorted(names):
         order = names
     position = {n: i for i, n in enumerate(order)}
+    g = nx.DiGraph()
+    g.add_nodes_from(order)
+    for src, dst in edges:
+        for end in (src, dst):
+            if end not in flat_nodes:
+                raise GraphError(f"edge {src!r} -> {dst!r}: node {end!r} does not exist")
+        g.add_edge(src, dst)
+    # nodes take their input shape from a forward predecessor, so the edges closing cycles wait (as in Graph)
+    populations = [n for n in order if type(flat_nodes[n]).__name__ in neurons.nir_types()]
+    forward = g.copy()
+    forward.remove_edges_from(recurrent_edges(g, populations, [n for n in order if type(flat_nodes[n]) is nir.Input]))
     options = NirOptions(dt, reset, reset_timing, preset_reset=chosen.reset if chosen else None,
                          preset_reset_timing=chosen.reset_timing if chosen else None,
                          input_gain=chosen.input_gain if chosen else "nir", decay=chosen.decay if chosen else "euler",
                          tau_bug=chosen.tau_bug if chosen else "",
                          framework=chosen.name if chosen else None, batch_dim=bool(chosen and chosen.batch_dim))
     built: dict[str, Node] = {}
-    for name in nx.lexicographical_topological_sort(g, key=position.__getitem__):
-        preds = sorted(g.predecessors(name), key=position.__getitem__)
+    for name in nx.lexicographical_topological_sort(forward, key=position.__getitem__):
+        preds = sorted(forward.predecessors(name), key=position.__getitem__)
         in_shape = built[preds[0]].output_shape if preds else None
-        taken = {_taken_shape(nir_graph.nodes[n]) for n in g.successors(name)}
-        built[name] = _node_from_nir(name, nir_graph.nodes[name], in_shape, options,
+        taken = {_taken_shape(flat_nodes[n]) for n in g.successors(name)}
+        built[name] = _node_from_nir(name, flat_nodes[name], in_shape, options,
                                      taken.pop() if len(taken) == 1 else None)
     metadata = _json(graph_meta.get(PREFIX + "metadata"), "graph metadata 'neuromap.metadata'", {})
     if not isinstance(metadata, dict):
         raise FormatError("graph metadata 'neuromap.metadata' is not a JSON object")
-    return Graph({n: built[n] for n in order}, [(str(a), str(b)) for a, b in nir_graph.edges], metadata)
+    return Graph({n: built[n] for n in order}, edges, metadata)
+
+
+def _flatten(nir_graph, prefix: str) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """A NIR graph's nodes and edges with every nested ``NIRGraph`` spliced in: its nodes named
+    ``<subgraph>.<node>`` (snnTorch's RLeaky ``lif1`` gives ``lif1.lif``, ``lif1.w_rec``), its Input and
+    Output nodes dropped (they only pass data through), an edge to or from the subgraph joined to the nodes
+    behind them. An edge may also name a subgraph's port itself (``lif1.input``)."""
+    nodes: dict[str, Any] = {}
+    edges: list[tuple[str, str]] = []
+    ports: dict[str, dict[str, list[str]]] = {"Input": {}, "Output": {}}  # subgraph -> its port nodes, flat names
+    for key, node in nir_graph.nodes.items():
+        name = prefix + str(key)
+        if isinstance(node, nir.NIRGraph):
+            inner_nodes, inner_edges = _flatten(node, name + ".")
+            for kind in ports:
+                ports[kind][str(key)] = [f"{name}.{n}" for n, x in node.nodes.items() if type(x).__name__ == kind]
+            edges += inner_edges
+        else:
+            inner_nodes = {name: node}
+        clash = next((n for n in inner_nodes if n in nodes), None)
+        if clash is not None:
+            raise GraphError(f"node {clash!r} appears twice once nested NIR graphs are flattened", node=clash)
+        nodes |= inner_nodes
+
+    def end(ref: Any, kind: str) -> str:
+        ref = str(ref)
+        if ref not in ports[kind]:
+            return prefix + ref
+        if len(ports[kind][ref]) != 1:
+            raise GraphError(f"an edge names nested NIR graph {prefix + ref!r}, which has "
+                             f"{len(ports[kind][ref])} {kind} nodes; name one, e.g. '{prefix + ref}.<{kind} node>'",
+                             node=prefix + ref)
+        return ports[kind][ref][0]
+
+    edges += [(end(src, "Output"), end(dst, "Input")) for src, dst in nir_graph.edges]
+    for port in [p for kind in ports for names in ports[kind].values() for p in names]:
+        feeds = [b for a, b in edges if a == port]
+        spliced: list[tuple[str, str]] = []
+        for a, b in edges:
+            if b == port:
+                spliced += [(a, c) for c in feeds]
+            elif a != port:
+                spliced.append((a, b))
+        edges = list(dict.fromkeys(spliced))
+        del nodes[port]
+    return nodes, edges
 
 
 def read_nir(path: str | Path, **options: Any) -> Graph:
@@ -256,13 +306,23 @@ def _read_nir_graph(path: Path):
         raise FormatError(f"unreadable HDF5 content ({_first_line(exc)})") from None
     if data.get("type") != "NIRGraph":
         raise FormatError(f"top node is {data.get('type')!r}, expected a 'NIRGraph'")
+    return _graph_from_dict(data, "")
+
+
+def _graph_from_dict(data: dict, prefix: str) -> nir.NIRGraph:
+    """The NIR graph in ``hdf2dict``'s form, nested graphs (named ``prefix`` in errors) read the same way."""
     if not isinstance(data.get("nodes"), dict) or "edges" not in data:
-        raise FormatError("the graph has no 'nodes' group or no 'edges'")
+        where = f"nested graph {prefix[:-1]!r}" if prefix else "the graph"
+        raise FormatError(f"{where} has no 'nodes' group or no 'edges'")
     nodes = {}
-    for name, entry in data["nodes"].items():
+    for key, entry in data["nodes"].items():
+        name = prefix + key
         if not isinstance(entry, dict) or not isinstance(entry.get("type"), str):
             raise FormatError(f"node {name!r} has no 'type'")
         kind = entry["type"]
+        if kind == "NIRGraph":
+            nodes[key] = _graph_from_dict(entry, name + ".")
+            continue
         _check_supported(name, kind)
         # Input/Output store their type as 'shape'; Conv2d's input_shape is inferred when absent
         required = {f.name for f in dataclasses.fields(getattr(nir, kind))
@@ -275,7 +335,7 @@ def _read_nir_graph(path: Path):
         if kind == "Conv2d":
             entry.setdefault("input_shape", None)
         try:
-            nodes[name] = nir.dict2NIRNode(dict(entry))
+            nodes[key] = nir.dict2NIRNode(dict(entry))
         except (TypeError, ValueError, AssertionError, KeyError, IndexError, AttributeError) as exc:
             raise FormatError(f"node {name!r} (NIR {kind}) is malformed ({_first_line(exc)})") from None
     try:
@@ -288,9 +348,6 @@ def _read_nir_graph(path: Path):
 
 
 def _check_supported(name: str, kind: str) -> None:
-    if kind == "NIRGraph":
-        raise UnsupportedError(f"node {name!r} is a nested NIRGraph (e.g. snnTorch's RLeaky/RSynaptic recurrent "
-                               f"layer); supported NIR nodes: {', '.join(supported())}")
     if kind not in supported():
         raise UnsupportedError(f"node {name!r} has NIR type {kind!r}, which neuromap does not support "
                                f"(supported: {', '.join(supported())})")

@@ -6,7 +6,9 @@ the core each sits on, the chip and mesh position of every core, the core graph,
 the quantization report and how to encode inputs. It is saved to and loaded from one versioned ``.npz``
 file (``neuromap.mapping.codec``); the same input and seed give the same bytes.
 
-In the QuantNetwork, ``Core.x``/``Core.y`` are tile coordinates on the *global* mesh (chips side by side
+In the QuantNetwork, populations come in the graph's order and a recurrent projection points to its own
+population or an earlier one (hwsim steps such a strongly connected component together).
+``Core.x``/``Core.y`` are tile coordinates on the *global* mesh (chips side by side
 on the target's chip grid, the mesh continuing across chip borders), so the Manhattan distance between
 two cores is the hop count the placement minimised; ``Core.chip`` names the chip.
 """

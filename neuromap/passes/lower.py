@@ -3,7 +3,9 @@
 A *projection* joins a source (an Input or a neuron population) to a neuron population through a chain of
 stateless nodes (Affine, Linear, Conv2d, pooling, Flatten). Chains that share both ends are merged into one
 projection whose matrix is the sum over the chains. Biases of Affine/Conv2d nodes become a constant current
-per destination neuron. Matrices are built on demand (``Projection.matrix``): a VGG's convolutions unrolled
+per destination neuron. A recurrent connection (``Graph.recurrent_edges``) lowers like any other: a
+projection from a population later in the order, or from the population itself, with the same one-step
+delay. Matrices are built on demand (``Projection.matrix``): a VGG's convolutions unrolled
 hold ~10^8 synapses, so resource counting should not need them.
 """
 from __future__ import annotations
@@ -82,7 +84,7 @@ class Projection:
 @dataclass(frozen=True)
 class Lowered:
     graph: Graph
-    sources: tuple[str, ...]          # Inputs and populations, topological order
+    sources: tuple[str, ...]          # Inputs and populations, in Graph.order (recurrent edges aside, topological)
     populations: tuple[str, ...]
     projections: tuple[Projection, ...]
     outputs: dict[str, str]           # Output node -> the population it reads

@@ -440,8 +440,9 @@ def partition(lowered: Lowered, quantized: Quantized, target: Target, *,
         for name, worst in offenders.items():
             current = max(s.neurons for s in slices[name])
             if current == 1:
+                why = _feeds_itself(lowered, name)
                 raise FitError(f"{name}: one neuron reaches {worst:,} destination cores; target {target.name!r} "
-                               f"allows {target.core.output_axons:,} output axons per core", layer=name,
+                               f"allows {target.core.output_axons:,} output axons per core{why}", layer=name,
                                resource="output_axons", needed=worst, allowed=target.core.output_axons)
             caps[name] = max(1, min(current - 1, current * target.core.output_axons // worst))
             slices[name] = _slice_population(pops[name], caps[name])
@@ -449,6 +450,13 @@ def partition(lowered: Lowered, quantized: Quantized, target: Target, *,
         raise FitError(f"output axons: no slicing found within {target.core.output_axons:,} per core",
                        resource="output_axons", allowed=target.core.output_axons)
     return _pack(lowered, target, slices, out_axons, pair)
+
+
+def _feeds_itself(lowered: Lowered, name: str) -> str:
+    """Why cutting a population finer did not help, when it projects onto itself."""
+    own = next((pr.name for pr in lowered.projections if pr.src == pr.dst == name), None)
+    return "" if own is None else (f" (through its recurrent projection {own!r} each neuron reaches every slice of "
+                                   f"{name!r}, so cutting it finer does not lower its output axons)")
 
 
 def _output_axons(graph, lowered, conns, slices, rate):
