@@ -299,7 +299,7 @@ def _stepped_component(plan: _Plan, members: tuple[Population, ...], outs: dict[
         full = (steps, batch, pop.size)
         a[pop.name] = _wide_input(plan, pop, outs, torch.empty(full, dtype=torch.int64, device=device))
         spikes[pop.name] = torch.empty(full, dtype=torch.int8, device=device)
-        # after each step |v| <= state_max and u lies in (-half_range, half_range]: int32 holds both exactly
+        # after each step |v| <= state_max < 2^30 and u is a wrapped int32 value: int32 holds both exactly
         v_all[pop.name], u_all[pop.name] = (torch.empty(full, dtype=torch.int32, device=device) for _ in range(2))
     state: dict[str, StepState | None] = dict.fromkeys(a)
     for t in range(steps):
