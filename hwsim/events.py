@@ -5,7 +5,8 @@ happen within that step; the result reaches the target neurons at the next step,
 Arrays are (B, T, C) int64, C = the network's cores in ``QuantNetwork.cores`` order (``core_ids``).
 
 * ``synops`` — synaptic operations by destination core: for each spike (or nonzero graded payload),
-  one per synapse of the sending neuron onto a neuron of that core.
+  one per synapse of the sending neuron onto a neuron of that core (recurrent projections included:
+  every count is per source, over all of its projections).
 * ``spikes`` — spikes sent, by the sending neuron's core.
 * ``messages_out`` / ``messages_in`` — core-to-core spike messages, by sending / receiving core: one per
   spike per destination core that holds at least one target of the neuron (the axon level: a message

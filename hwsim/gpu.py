@@ -164,7 +164,8 @@ class FloatSNN:
     def run(self, inputs: Mapping[str, torch.Tensor], steps: int) -> dict[str, torch.Tensor]:
         """Scores of the read-out populations for ``inputs`` ({port: (B, T >= steps, size) float tensor on the
         device}): spike counts, or the final v of an integrator. Every population's output at step t feeds
-        its targets at step t + 1 (the one-step delay)."""
+        its targets at step t + 1 (the one-step delay), so a recurrent projection (onto its own population
+        or back to an earlier one, ``QuantNetwork.components``) reads the previous step's spikes as any other."""
         qnet = self.qnet
         batch = next(iter(inputs.values())).shape[0]
         dev = self.device

@@ -6,7 +6,8 @@ integers in the chip's formats, in Lava's conventions (docs/architecture.md, "Fi
 * a projection carries integer weights ``w`` (CSR, shape (dst.size, src.size)) already legal for
   Lava's Dense/Sparse at num_weight_bits=8 (mixed-sign weights even, so Lava's truncation is a no-op),
   and ``weight_exp``: the accumulated sum is shifted left by it (right if negative);
-  every projection delays by exactly one step;
+  every projection delays by exactly one step, a recurrent one too (its source is its destination or a
+  later population of a cycle: ``QuantNetwork.components``);
 * a population holds per-neuron ``vth`` (mantissa, compared as v > vth << activation_shift), ``du``
   (Lava's current decay: factor (U - (du + 1)) / U with the decay unity U = 2^decay_bits, 4096 on Loihi, so
   U - 1 = no current memory, -1 = no decay), ``dv`` (voltage decay: factor (U - dv) / U, 0 = no leak,
@@ -22,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import networkx as nx
 import numpy as np
 import scipy.sparse as sp
 from numpy.typing import ArrayLike
@@ -253,7 +255,13 @@ class Core:
 
 @dataclass(frozen=True, eq=False)
 class QuantNetwork:
-    """Inputs, populations and projections in a topological order, the cores, and the read-out."""
+    """Inputs, populations and projections, the cores, and the read-out.
+
+    ``populations`` is a topological order of the feed-forward part: a projection between populations of
+    different strongly connected components goes from an earlier population to a later one. Inside a
+    component (a cycle of projections, or a population projecting onto itself) projections may point
+    anywhere: those are the recurrent ones, delayed by one step like every projection. ``components`` (set
+    at construction) lists the components in an order in which each one's sources come first."""
 
     inputs: tuple[InputPort, ...]
     populations: tuple[Population, ...]
@@ -262,6 +270,9 @@ class QuantNetwork:
     outputs: tuple[str, ...]
     meta: dict = field(default_factory=dict)
     formats: Formats = LOIHI
+    # population names per strongly connected component, in a topological order of the components
+    # (ties in the order of ``populations``); members in the order of ``populations``
+    components: tuple[tuple[str, ...], ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._check_formats()
@@ -277,8 +288,7 @@ class QuantNetwork:
             missing = set(np.unique(p.core).tolist()) - core_ids
             if missing:
                 raise NetDescError(f"population {p.name!r}: placed on unknown core {min(missing)}")
-        names = [*(i.name for i in self.inputs), *(p.name for p in self.populations)]
-        order = {name: i for i, name in enumerate(names)}
+        integrators = {p.name for p in self.populations if p.kind == "integrator"}
         for pr in self.projections:
             if pr.src not in sizes:
                 raise NetDescError(f"projection {pr.name!r}: unknown source {pr.src!r}", node=pr.name, field="src",
@@ -288,11 +298,35 @@ class QuantNetwork:
             if pr.weights.shape != (sizes[pr.dst], sizes[pr.src]):
                 raise NetDescError(f"projection {pr.name!r}: weights {pr.weights.shape} but {pr.dst!r} x {pr.src!r} "
                                    f"is {(sizes[pr.dst], sizes[pr.src])}")
-            if order[pr.src] >= order[pr.dst]:
-                raise NetDescError(f"projection {pr.name!r}: {pr.src!r} must come before {pr.dst!r} (no recurrence)")
+            if pr.src in integrators:
+                raise NetDescError(f"projection {pr.name!r}: source {pr.src!r} is an integrator, which sends nothing "
+                                   "on the chip", node=pr.name, field="src", value=pr.src)
+        object.__setattr__(self, "components", self._components())
         for o in self.outputs:
             if o not in pop_names:
                 raise NetDescError(f"output {o!r} is not a population")
+
+    def _components(self) -> tuple[tuple[str, ...], ...]:
+        """The strongly connected components of the populations, checking that ``populations`` orders the
+        projections between them (a backward projection must close a cycle)."""
+        names = (*(i.name for i in self.inputs), *(p.name for p in self.populations))
+        order = {name: i for i, name in enumerate(names)}
+        links = nx.DiGraph()
+        links.add_nodes_from(p.name for p in self.populations)
+        links.add_edges_from((pr.src, pr.dst) for pr in self.projections if pr.src in links)
+        condensed = nx.condensation(links)
+        member = condensed.graph["mapping"]
+        for pr in self.projections:
+            if order[pr.src] >= order[pr.dst] and (pr.src not in member or member[pr.src] != member[pr.dst]):
+                raise NetDescError(f"projection {pr.name!r}: {pr.src!r} must come before {pr.dst!r} (a projection "
+                                   "that points back must close a cycle)", node=pr.name, field="src", value=pr.src)
+        first = {c: min(order[name] for name in condensed.nodes[c]["members"]) for c in condensed}
+        return tuple(tuple(sorted(condensed.nodes[c]["members"], key=order.__getitem__))
+                     for c in nx.lexicographical_topological_sort(condensed, key=first.__getitem__))
+
+    def recurrent(self, projection: Projection) -> bool:
+        """Whether ``projection`` closes a cycle: its source is in its destination's component."""
+        return any(projection.src in c and projection.dst in c for c in self.components)
 
     def _check_formats(self) -> None:
         """Every value fits ``formats`` (the message names the item, the field and the format)."""

@@ -1,18 +1,24 @@
 """Bit-exact, vectorised emulation of a placed, quantized network (docs/architecture.md, "Fixed-point step").
 
 ``simulate`` reproduces Lava's fixed_pt arithmetic spike for spike and state for state, for a whole batch
-at once, in torch (CUDA when available). Since a population's input at step t depends only on its
-sources' outputs at step t-1 and the description has no recurrence, it runs population by population:
-one exact product per projection over all (step, sample) rows at once (``hwsim.synapse``), then the
-population's state recurrences over time (its model's update, ``hwsim.models``). Event counts come from the same traces.
-Populations whose bounds allow it run in int32 (``_Plan.narrow``), and on the CPU the time loops write
-straight into the sample-major result arrays, seen as (T, B, n) views.
+at once, in torch (CUDA when available). A population's input at step t depends only on its sources'
+outputs at step t-1, so it runs strongly connected component by component (``QuantNetwork.components``,
+sources first). A feed-forward population (a component of one, without a self-projection) runs all steps
+at once: one exact product per projection over all (step, sample) rows (``hwsim.synapse``), then its
+state recurrences over time (its model's update, ``hwsim.models``). The members of a recurrent component
+get their feed-forward input the same way, for all steps at once, and then step together: at each step
+every member's input adds the recurrent products of the members' spikes of the previous step, through
+the same shifts and int32 wraps (``_accumulate``), and its model's one-step update runs
+(``FixedModel.step``). Event counts come from the same traces. Feed-forward populations whose bounds allow
+it run in int32 (``_Plan.narrow``), and on the CPU their time loops write straight into the sample-major
+result arrays, seen as (T, B, n) views.
 """
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,7 +26,7 @@ import torch
 from hwsim.errors import HwsimError, SaturationWarning
 from hwsim.events import PER_STEP, EventCounts, EventTables
 from hwsim.fixed import wrap32
-from hwsim.models import model_named
+from hwsim.models import ModelError, StepState, model_named
 from hwsim.netdesc import Population, Projection, QuantNetwork
 from hwsim.synapse import SynapseOp
 
@@ -137,6 +143,22 @@ class _Plan:
                     for pr in qnet.projections}
         self.graded = graded
         self.models = {p.name: model_named(p.model) for p in qnet.populations}
+        recurrent = {pr.name for pr in qnet.projections if qnet.recurrent(pr)}
+        self.feed_forward = {p.name: [pr for pr in qnet.incoming(p.name) if pr.name not in recurrent]
+                             for p in qnet.populations}
+        self.recurrent_in = {p.name: [pr for pr in qnet.incoming(p.name) if pr.name in recurrent]
+                             for p in qnet.populations}
+        # components in a topological order; a recurrent one (it holds a recurrent projection) steps together
+        self.schedule = [tuple(qnet.population(name) for name in c) for c in qnet.components]
+        self.stepped = {k for k, c in enumerate(self.schedule) if any(self.recurrent_in[p.name] for p in c)}
+        self.steps: dict[str, Callable[[Any, torch.Tensor, int, StepState | None], StepState]] = {}
+        for k in self.stepped:
+            for p in self.schedule[k]:
+                step = self.models[p.name].step
+                if step is None:
+                    raise ModelError(f"population {p.name!r}: neuron model {p.model!r} has no one-step update, so it "
+                                     "cannot run in a recurrent component", node=p.name, field="model", value=p.model)
+                self.steps[p.name] = step
         self.params = {p.name: self.models[p.name].params(p, qnet.formats, device) for p in qnet.populations}
         self.shift = qnet.formats.activation_shift
         self.state_max = qnet.formats.state_max
@@ -162,8 +184,8 @@ class _Plan:
                        and self.models[p.name].state_bound(self.params[p.name], qnet.formats) < INT32_LIMIT
                        for p in qnet.populations}
         self.tables = EventTables(qnet, device) if events else None
-        # after which population a source's outputs are no longer needed
-        order = {p.name: k for k, p in enumerate(qnet.populations)}
+        # after which component a source's outputs are no longer needed
+        order = {p.name: k for k, c in enumerate(self.schedule) for p in c}
         self.last_use: dict[str, int] = {}
         for pr in qnet.projections:
             self.last_use[pr.src] = max(self.last_use.get(pr.src, -1), order[pr.dst])
@@ -201,15 +223,16 @@ def _accumulate(target: torch.Tensor, raw: torch.Tensor, exp: int, bound: int, f
 
 
 def _delayed_inputs(plan: _Plan, pop: Population, a: torch.Tensor) -> list[Projection]:
-    """The projections that feed steps 2..T of ``a`` (T, B, n); zeroes what none feeds: step 1 always sees
-    nothing, as step t sees the sources' outputs of step t-1 (the one-step delay)."""
-    incoming = plan.qnet.incoming(pop.name) if a.shape[0] > 1 else []
+    """The feed-forward projections that feed steps 2..T of ``a`` (T, B, n); zeroes what none feeds: step 1
+    always sees nothing, as step t sees the sources' outputs of step t-1 (the one-step delay)."""
+    incoming = plan.feed_forward[pop.name] if a.shape[0] > 1 else []
     (a if not incoming else a[0]).zero_()
     return incoming
 
 
 def _wide_input(plan: _Plan, pop: Population, outs: dict[str, torch.Tensor], a: torch.Tensor) -> torch.Tensor:
-    """Fills a (T, B, n) int64 with the port's int32 sum at every step, wrapping where Lava's int32 would."""
+    """Fills a (T, B, n) int64 with the port's int32 sum of the feed-forward projections at every step,
+    wrapping where Lava's int32 would."""
     incoming = _delayed_inputs(plan, pop, a)
     for j, pr in enumerate(incoming):
         _accumulate(a[1:], _delayed_product(plan.ops[pr.name], outs[pr.src]), plan.exp[pr.name],
@@ -234,12 +257,78 @@ def _narrow_input(plan: _Plan, pop: Population, outs: dict[str, torch.Tensor], a
             a6[1:].add_(raw, alpha=scale)
 
 
+def _shifted_input(plan: _Plan, pop: Population, a: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """(a6, its bound): the port's int32 sum a (int64, any shape) << activation_shift, wrapped as numpy's int32
+    left shift wraps; works in place on a."""
+    a6 = a.mul_(1 << plan.shift)  # multiplying is faster than torch's int64 <<
+    a6_bound = min(plan.port_bound[pop.name], INT32_LIMIT) << plan.shift
+    if a6_bound >= INT32_LIMIT:
+        a6, a6_bound = wrap32(a6), INT32_LIMIT
+    return a6, a6_bound
+
+
+Traces = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]  # spikes, v, u, active (events)
+
+
+def _batched_population(plan: _Plan, pop: Population, outs: dict[str, torch.Tensor], out: dict[str, torch.Tensor],
+                        shape: tuple[int, int, int], device: torch.device) -> Traces:
+    """A feed-forward population over all steps at once; writes into the ``out`` buffers where it can."""
+    tables = plan.tables
+    p = plan.params[pop.name]
+    if plan.narrow[pop.name]:
+        a6 = out["u"] if "u" in out else torch.empty(shape, dtype=torch.int32, device=device)
+        _narrow_input(plan, pop, outs, a6)
+        a6_bound = plan.port_bound[pop.name] << plan.shift
+        active = tables.input_or_bias(pop.name, a6) if tables is not None else None  # a6 != 0 iff a != 0
+    else:
+        a = _wide_input(plan, pop, outs, torch.empty(shape, dtype=torch.int64, device=device))
+        active = tables.input_or_bias(pop.name, a) if tables is not None else None  # before a << shift wraps
+        a6, a6_bound = _shifted_input(plan, pop, a)
+    s, v, u = plan.models[pop.name].update(p, a6, a6_bound, v_out=out.get("v"), s_out=out.get("spikes"))
+    return s, v, u, active
+
+
+def _stepped_component(plan: _Plan, members: tuple[Population, ...], outs: dict[str, torch.Tensor],
+                       shape: tuple[int, int], device: torch.device) -> dict[str, Traces]:
+    """A recurrent component's members stepped together: at step t each member's input is its feed-forward
+    input (all steps at once, ``_wide_input``) plus the recurrent products of the members' spikes of step
+    t - 1, summed at the port as every input is (``_accumulate``, then the port's int32 wrap)."""
+    steps, batch = shape
+    a, spikes, v_all, u_all = {}, {}, {}, {}
+    for pop in members:
+        full = (steps, batch, pop.size)
+        a[pop.name] = _wide_input(plan, pop, outs, torch.empty(full, dtype=torch.int64, device=device))
+        spikes[pop.name] = torch.empty(full, dtype=torch.int8, device=device)
+        # after each step |v| <= state_max < 2^30 and u is a wrapped int32 value: int32 holds both exactly
+        v_all[pop.name], u_all[pop.name] = (torch.empty(full, dtype=torch.int32, device=device) for _ in range(2))
+    state: dict[str, StepState | None] = dict.fromkeys(a)
+    for t in range(steps):
+        for pop in members:
+            at = a[pop.name][t]
+            if t:
+                for pr in plan.recurrent_in[pop.name]:
+                    raw = plan.ops[pr.name](spikes[pr.src][t - 1].view(torch.bool))
+                    _accumulate(at, raw, plan.exp[pr.name], plan.shifted_bound[pr.name], first=False,
+                                wrap_first=False)
+                wrapped = _wrap32_unless(at, plan.port_bound[pop.name])
+                if wrapped is not at:
+                    at.copy_(wrapped)
+            a6, a6_bound = _shifted_input(plan, pop, at.clone())
+            new = plan.steps[pop.name](plan.params[pop.name], a6, a6_bound, state[pop.name])
+            state[pop.name] = new
+            spikes[pop.name][t], v_all[pop.name][t], u_all[pop.name][t] = new.s, new.v, new.u
+    tables = plan.tables
+    return {pop.name: (spikes[pop.name], v_all[pop.name], u_all[pop.name],
+                       tables.input_or_bias(pop.name, a[pop.name]) if tables is not None else None)
+            for pop in members}
+
+
 def _run_chunk(plan: _Plan, data: dict[str, torch.Tensor], buffers: dict[str, dict[str, torch.Tensor]],
                saturated: dict[str, int]):
     """Simulate one batch chunk; ``data`` maps ports to (T, b, size) tensors, ``buffers`` the traces to
-    record to (T, b, n) CPU views of the result arrays, which are filled (on the CPU the time loops write
-    straight into them). Returns the chunk's EventCounts (or None)."""
-    qnet, tables = plan.qnet, plan.tables
+    record to (T, b, n) CPU views of the result arrays, which are filled (on the CPU the time loops of
+    feed-forward populations write straight into them). Returns the chunk's EventCounts (or None)."""
+    tables = plan.tables
     steps, batch = next(iter(data.values())).shape[:2]
     device = next(iter(data.values())).device
     outs = dict(data)
@@ -253,36 +342,33 @@ def _run_chunk(plan: _Plan, data: dict[str, torch.Tensor], buffers: dict[str, di
     if tables is not None:
         for name, x in outs.items():
             add_counts(tables.source_counts(name, x))
-    for k, pop in enumerate(qnet.populations):
-        p = plan.params[pop.name]
-        shape = (steps, batch, pop.size)
-        out = {key: per_pop[pop.name] for key, per_pop in buffers.items()} if device.type == "cpu" else {}
-        if plan.narrow[pop.name]:
-            a6 = out["u"] if "u" in out else torch.empty(shape, dtype=torch.int32, device=device)
-            _narrow_input(plan, pop, outs, a6)
-            a6_bound = plan.port_bound[pop.name] << plan.shift
-            active = tables.input_or_bias(pop.name, a6) if tables is not None else None  # a6 != 0 iff a != 0
+    for k, component in enumerate(plan.schedule):
+        written: dict[str, dict[str, torch.Tensor]] = {}  # per population, the buffers its update wrote into
+        if k in plan.stepped:
+            results = _stepped_component(plan, component, outs, (steps, batch), device)
         else:
-            a = _wide_input(plan, pop, outs, torch.empty(shape, dtype=torch.int64, device=device))
-            active = tables.input_or_bias(pop.name, a) if tables is not None else None  # before a << shift wraps
-            a6 = a.mul_(1 << plan.shift)  # multiplying is faster than torch's int64 <<
-            a6_bound = min(plan.port_bound[pop.name], INT32_LIMIT) << plan.shift
-            if a6_bound >= INT32_LIMIT:  # numpy's int32 left shift wraps
-                a6, a6_bound = wrap32(a6), INT32_LIMIT
-        s, v, u = plan.models[pop.name].update(p, a6, a6_bound, v_out=out.get("v"), s_out=out.get("spikes"))
-        outs[pop.name] = s.view(torch.bool)  # synapse ops take binary spikes as bool
-        if pop.kind == "integrator":  # a read-out clipped at the state limit: counted, reported by simulate
-            clipped = int((v.abs() >= plan.state_max).sum())
-            if clipped:
-                saturated[pop.name] = saturated.get(pop.name, 0) + clipped
-        if tables is not None:
-            assert active is not None  # computed whenever there are tables
-            add_counts(tables.source_counts(pop.name, outs[pop.name]))
-            add_counts({"active_neurons": tables.active_neurons(pop.name, active, u, v, p.v_init)})
-            traffic += tables.traffic(pop.name, outs[pop.name])
-        for key, trace in (("spikes", s), ("v", v), ("u", u)):
-            if key in buffers and trace is not out.get(key):
-                buffers[key][pop.name].copy_(trace.to(buffers[key][pop.name].dtype))  # narrowed before a GPU copy
+            (pop,) = component
+            written[pop.name] = ({key: per_pop[pop.name] for key, per_pop in buffers.items()}
+                                 if device.type == "cpu" else {})
+            results = {pop.name: _batched_population(plan, pop, outs, written[pop.name], (steps, batch, pop.size),
+                                                     device)}
+        for pop in component:
+            s, v, u, active = results[pop.name]
+            out = written.get(pop.name, {})
+            outs[pop.name] = s.view(torch.bool)  # synapse ops take binary spikes as bool
+            if pop.kind == "integrator":  # a read-out clipped at the state limit: counted, reported by simulate
+                clipped = int((v.abs() >= plan.state_max).sum())
+                if clipped:
+                    saturated[pop.name] = saturated.get(pop.name, 0) + clipped
+            if tables is not None:
+                assert active is not None  # computed whenever there are tables
+                add_counts(tables.source_counts(pop.name, outs[pop.name]))
+                add_counts({"active_neurons": tables.active_neurons(pop.name, active, u, v,
+                                                                    plan.params[pop.name].v_init)})
+                traffic += tables.traffic(pop.name, outs[pop.name])
+            for key, trace in (("spikes", s), ("v", v), ("u", u)):
+                if key in buffers and trace is not out.get(key):
+                    buffers[key][pop.name].copy_(trace.to(buffers[key][pop.name].dtype))  # narrowed before a GPU copy
         for name in [n for n, last in plan.last_use.items() if last == k and n in outs]:
             del outs[name]
     if tables is None:

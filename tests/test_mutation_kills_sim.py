@@ -397,8 +397,10 @@ def test_description_errors_name_the_item_and_the_rule():
         return err.value
 
     assert str(error(populations=(_population("x"),))) == "name 'x' is used twice"
-    loop = error(projections=(Projection("p", "n", "n", _weights([1])),))
-    assert str(loop) == "projection 'p': 'n' must come before 'n' (no recurrence)"
+    # a projection may point back only inside a cycle (hwsim.netdesc.QuantNetwork.components)
+    back = error(populations=(_population(), _population("m")), projections=(Projection("p", "m", "n", _weights([1])),))
+    assert str(back) == "projection 'p': 'm' must come before 'n' (a projection that points back must close a cycle)"
+    assert (back.node, back.field, back.value) == ("p", "src", "m")
     unknown = error(projections=(Projection("p", "z", "n", _weights([1])),))
     assert (unknown.node, unknown.field, unknown.value) == ("p", "src", "z")
     too_wide = error(inputs=(InputPort("x", 1, 25),))

@@ -10,7 +10,7 @@ import importlib
 import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import torch
 
@@ -43,6 +43,15 @@ class FloatForm:
     step: Callable[[Any, Any, torch.Tensor], tuple[Any, torch.Tensor]]
 
 
+class StepState(NamedTuple):
+    """A population's state after a step, which its next step starts from: spikes ``s`` (int8 0/1), ``v``
+    and ``u``, each (B, n); the simulator feeds ``s`` back through the recurrent projections."""
+
+    s: torch.Tensor
+    v: torch.Tensor
+    u: torch.Tensor
+
+
 @dataclass(frozen=True)
 class FixedModel:
     """A neuron model's bit-exact dynamics.
@@ -52,7 +61,11 @@ class FixedModel:
     a6 = wrap32(a << activation_shift) (T, B, n), |a6| <= a6_bound, writing into the optional int32 / int8
     (T, B, n) buffers ``v_out``/``s_out`` where it can; ``state_bound(params, formats)`` bounds |v| and |u|
     whatever the input, so that the simulator can run a population in int32 below 2^31. ``float_form``:
-    the same model in floating point, where it has one (``FloatForm``).
+    the same model in floating point, where it has one (``FloatForm``). ``step(params, a6, a6_bound,
+    state)``: one step of ``update`` for a6 (B, n) from the previous step's ``StepState`` (None: the initial
+    state), returning the new one; a population of a recurrent component (``QuantNetwork.components``) runs
+    through it, since its input at step t needs its component's spikes of step t - 1. A model without it
+    runs in feed-forward positions only.
     """
 
     name: str
@@ -60,6 +73,7 @@ class FixedModel:
     update: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
     state_bound: Callable[[Any, Formats], int]
     float_form: FloatForm | None = None
+    step: Callable[[Any, torch.Tensor, int, StepState | None], StepState] | None = None
 
 
 _MODELS: dict[str, FixedModel] = {}

@@ -13,10 +13,12 @@ A non-spiking population (LI) runs the first two lines and outputs v[t].
 ``FIXED`` registers the family in ``hwsim.models`` as "lif": on the chip (``NeuronParams.of``, ``update``),
 a population's fixed-point dynamics over all T steps (docs/architecture.md, "Fixed-point step") given its
 synaptic input at every step, and in float on the same quantized description (``_float_parameters``, the
-step above: hwsim.gpu's FloatSNN). Because a population's input depends only on earlier populations (the
-description has no recurrence), the simulator evaluates population by population: each gets its whole
-(T, B, n) input at once, and only the state recurrences below remain sequential in time. The current u
-does not depend on v or spikes, so it runs as its own (often fully vectorised) recurrence; v follows.
+step above: hwsim.gpu's FloatSNN). A feed-forward population's input depends only on earlier populations,
+so the simulator gives it its whole (T, B, n) input at once, and only the state recurrences below remain
+sequential in time. The current u does not depend on v or spikes, so it runs as its own (often fully
+vectorised) recurrence; v follows. A population in a recurrent component gets its input one step at a
+time: ``step`` is ``update`` over one step from the state the previous step left (``StepState``), the
+same code, so the two cannot differ.
 Special cases (no current memory, no leak, full leak, no possible wrap) skip operations whose result is
 known; they are identities of the general rule in docs/architecture.md, not approximations.
 """
@@ -31,7 +33,7 @@ import torch
 
 from hwsim.errors import HwsimError
 from hwsim.fixed import decay, saturate_v_, wrap32, wrap_u_modular_, wrap_u_once
-from hwsim.models import FixedModel, FloatForm
+from hwsim.models import FixedModel, FloatForm, StepState
 
 if TYPE_CHECKING:  # hwsim.netdesc names the registered models, so it imports this module
     from hwsim.netdesc import Formats, Population
@@ -180,24 +182,30 @@ def _leaky_sup(step_bound: int, loss: int, steps: int, unity: int) -> int:
     return step_bound * horizon
 
 
-def currents(p: NeuronParams, a6: torch.Tensor, a6_bound: int) -> tuple[torch.Tensor, int]:
+def currents(p: NeuronParams, a6: torch.Tensor, a6_bound: int, u_start: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, int]:
     """u at every step from the port input shifted into state units, a6 = wrap32(a << activation_shift)
-    (T, B, n), |a6| <= a6_bound; and a bound on |u|. Works in place: a6 (int32 or int64) becomes u, unless a
-    state wrap that is not modular needs a new tensor. M = half_range (2^23 on Loihi) below."""
+    (T, B, n), |a6| <= a6_bound, starting from ``u_start`` (B, n) (default 0); and a bound on |u|. Works in
+    place: a6 (int32 or int64) becomes u, unless a state wrap that is not modular needs a new tensor.
+    M = half_range (2^23 on Loihi) below."""
     steps, m = a6.shape[0], p.half_range
     if a6_bound >= 2 * m:  # the static bound does not settle the wrap question: look at the data
         a6_bound = int(a6.abs().max()) if a6.numel() else 0
-    may_wrap = _leaky_sup(a6_bound, p.min_current_loss, steps, p.unity) >= m  # else |u| < M at every step
-    # |sum| <= M + |a6| <= 3M - 1 when |a6| < 2M: one wrap is then the modular wrap.
-    modular = a6_bound < 2 * m
     if _is(p.current_factor, 0):  # du = unity - 1: no current memory, u = a << activation_shift (wrapped)
-        if not may_wrap:
+        if a6_bound < m:
             return a6, a6_bound
-        return (wrap_u_modular_(a6, m) if modular else wrap_u_once(a6, m)), m
-    # |decayed u| <= M, so the int32 sum decayed + a6 can only wrap if |a6| > 2^31 - 1 - M (and if both
-    # wraps may happen, M >= 2^30 and |wrap32(sum)| <= 2^31 <= 3M - 1 keeps the second one modular).
-    may_wrap32 = a6_bound > INT32_MAX - m
-    u = torch.zeros_like(a6[0])
+        if a6_bound < 2 * m:  # |a6| <= 2M - 1 < 3M - 1: one wrap is the modular wrap
+            return wrap_u_modular_(a6, m), m
+        return wrap_u_once(a6, m), INT32_MAX + 1
+    u_start_bound = int(u_start.abs().max()) if u_start is not None and u_start.numel() else 0
+    may_wrap = u_start_bound + _leaky_sup(a6_bound, p.min_current_loss, steps, p.unity) >= m  # else |u| < M
+    # While |u[t-1]| <= M and |a6| < 2M, |sum| <= 3M - 1: one wrap is then the modular wrap, and u stays in
+    # (-M, M]. Otherwise a single wrap may leave |u| anywhere below 2^31 (as in Lava).
+    modular = a6_bound < 2 * m and u_start_bound <= m
+    # Modular: |decayed u| <= M, so the int32 sum decayed + a6 can only wrap if |a6| > 2^31 - 1 - M (and if
+    # both wraps may happen, M >= 2^30 and |wrap32(sum)| <= 2^31 <= 3M - 1 keeps the second one modular).
+    may_wrap32 = not modular or a6_bound > INT32_MAX - m
+    u = torch.zeros_like(a6[0]) if u_start is None else u_start
     for ut in a6.unbind(0):  # u[t] overwrites a6[t], the only input step t reads besides u[t-1]
         if _is(p.current_factor, p.unity):  # du = -1: no decay
             ut.add_(u)
@@ -211,7 +219,9 @@ def currents(p: NeuronParams, a6: torch.Tensor, a6_bound: int) -> tuple[torch.Te
             else:
                 ut.copy_(wrap_u_once(ut, m))
         u = ut
-    return a6, (m if may_wrap else _leaky_sup(a6_bound, p.min_current_loss, steps, p.unity))
+    if not may_wrap:
+        return a6, _leaky_sup(a6_bound, p.min_current_loss, steps, p.unity)
+    return a6, m if modular else INT32_MAX + 1
 
 
 def v_bound(p: NeuronParams, drive_bound: int) -> int:
@@ -222,15 +232,16 @@ def v_bound(p: NeuronParams, drive_bound: int) -> int:
 
 
 def voltages(p: NeuronParams, drive: torch.Tensor, drive_bound: int, v_out: torch.Tensor | None = None,
-             s_out: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(spikes, v) at every step from drive = u + bias (T, B, n), |drive| <= drive_bound; v starts at v_init,
-    no spike before step 1. Spikes are int8 0/1, v int32 where ``v_bound`` allows it, else int64. ``v_out``
-    (int32) and ``s_out`` (int8), (T, B, n) views of any layout, receive them when given (the caller's
-    result buffers, sparing a copy); ``v_out`` needs a v bound below 2^31."""
+             s_out: torch.Tensor | None = None, start: StepState | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(spikes, v) at every step from drive = u + bias (T, B, n), |drive| <= drive_bound; v starts at v_init
+    with no spike before step 1, or at ``start``'s v and spikes. Spikes are int8 0/1, v int32 where
+    ``v_bound`` allows it, else int64. ``v_out`` (int32) and ``s_out`` (int8), (T, B, n) views of any layout,
+    receive them when given (the caller's result buffers, sparing a copy); ``v_out`` needs a v bound below 2^31."""
     steps, batch, n = drive.shape
     # Resets only shrink |v| except next_step subtract, which may push it down by vth << shift once per step.
     step_bound = drive_bound + (p.max_vth_state if p.next_step and p.reset == "subtract" else 0)
-    may_saturate = p.max_v_init + _leaky_sup(step_bound, p.min_voltage_loss, steps, p.unity) > p.state_max
+    v_start_bound = p.max_v_init if start is None else max(p.max_v_init, p.state_max)  # a carried v was clipped
+    may_saturate = v_start_bound + _leaky_sup(step_bound, p.min_voltage_loss, steps, p.unity) > p.state_max
     fits32 = v_bound(p, drive_bound) <= INT32_MAX
     if v_out is not None and not fits32:
         raise ValueError("v_out is int32 but v may not fit 32 bits")
@@ -240,14 +251,14 @@ def voltages(p: NeuronParams, drive: torch.Tensor, drive_bound: int, v_out: torc
     s_all = s_out if s_out is not None else torch.empty(drive.shape, dtype=torch.int8, device=drive.device)
     if not p.spiking:
         s_all.zero_()
-    v = p.v_init.expand(batch, n)
+    v = p.v_init.expand(batch, n) if start is None else start.v
     vth, factor = p.vth_state, p.voltage_factor
     no_leak, full_leak = _is(factor, p.unity), _is(factor, 0)
     late_zero = p.spiking and p.next_step and p.reset == "zero"
     late_subtract = p.spiking and p.next_step and p.reset == "subtract"
     now_zero = p.spiking and not p.next_step and p.reset == "zero"
     now_subtract = p.spiking and not p.next_step and p.reset == "subtract"
-    s_prev = None
+    s_prev = None if start is None else start.s
     for vt, st, dt in zip(v_all.unbind(0), s_all.unbind(0), drive.unbind(0)):
         if late_zero and s_prev is not None:  # the previous step's spikes reset v before the decay
             v = v.masked_fill(s_prev.view(torch.bool), 0)
@@ -280,15 +291,25 @@ def _subtract_where(v: torch.Tensor, spikes: torch.Tensor, vth: int | torch.Tens
 
 
 def update(p: NeuronParams, a6: torch.Tensor, a6_bound: int, v_out: torch.Tensor | None = None,
-           s_out: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+           s_out: torch.Tensor | None = None, start: StepState | None = None
+           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(spikes, v, u) at every step from a6 = wrap32(a << activation_shift) (T, B, n), |a6| <= a6_bound
-    (``currents``, then ``voltages`` on u + bias). ``v_out``/``s_out`` as in ``voltages``; ``v_out`` is
-    used only where ``v_bound`` keeps v inside int32, and a6 may become u (``currents``)."""
-    u, u_bound = currents(p, a6, a6_bound)
+    (``currents``, then ``voltages`` on u + bias), from the initial state or from ``start``, the state a
+    previous step left. ``v_out``/``s_out`` as in ``voltages``; ``v_out`` is used only where ``v_bound``
+    keeps v inside int32, and a6 may become u (``currents``)."""
+    u, u_bound = currents(p, a6, a6_bound, None if start is None else start.u)
     drive = u if _is(p.bias, 0) else u + p.bias
     drive_bound = u_bound + p.max_bias
-    s, v = voltages(p, drive, drive_bound, v_out=v_out if v_bound(p, drive_bound) <= INT32_MAX else None, s_out=s_out)
+    s, v = voltages(p, drive, drive_bound, v_out=v_out if v_bound(p, drive_bound) <= INT32_MAX else None, s_out=s_out,
+                    start=start)
     return s, v, u
+
+
+def step(p: NeuronParams, a6: torch.Tensor, a6_bound: int, state: StepState | None) -> StepState:
+    """One step from ``state`` (None: the initial state) for a6 (B, n): ``update`` over a single step, so
+    stepping T times equals the time-batched update. a6 may become u."""
+    s, v, u = update(p, a6[None], a6_bound, start=state)
+    return StepState(s[0], v[0], u[0])
 
 
 def state_bound(p: NeuronParams, formats: Formats) -> int:
@@ -316,5 +337,6 @@ def _float_state(p: Population, batch: int, device: torch.device) -> LIFState:
 
 
 FIXED: FixedModel = FixedModel(name="lif", params=NeuronParams.of, update=update, state_bound=state_bound,
-                               float_form=FloatForm(params=_float_parameters, state=_float_state, step=lif_step))
+                               float_form=FloatForm(params=_float_parameters, state=_float_state, step=lif_step),
+                               step=step)
 MODELS = (FIXED,)

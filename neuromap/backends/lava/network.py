@@ -2,7 +2,11 @@
 
 ``LavaNet`` is what both entry points lower to: input ports with their data, neuron populations with
 per-neuron parameters for ``procs.neuron.Neurons``, and projections as sparse matrices. ``simulate``
-builds the Lava processes (FrameSource -> Dense/Sparse -> Neurons, an Extractor per recorded population)
+builds the Lava processes (FrameSource -> Dense/Sparse -> Neurons, an Extractor per recorded population;
+a projection may close a cycle, onto its own population or through others: Lava's Dense and Sparse
+send at step t what they accumulated from step t - 1's spikes before they receive step t's ("This
+prevents deadlocking in networks with recurrent connectivity structures", lava-nc 0.10.0,
+lava/proc/dense/models.py:93-96, lava/proc/sparse/models.py:94-96): the one-step delay of every projection)
 and runs all samples end to end in one compiled network (``Neurons.sample_steps`` restores the state at
 each sample boundary), a chunk of steps per blocking ``run()`` so that a failing model surfaces as
 an exception at once; it emits one ``{population: (steps, 3, n)}`` record (s, v, u) per sample.

@@ -18,7 +18,9 @@ Per-neuron parameters (Lava's stock LIF holds vth, du, dv as one scalar per popu
 not v). ``sample_steps`` lays samples end to end in one run: at every step t with
 (t - 1) % sample_steps == 0 the state returns to u = 0, v = v_init, s = 0 and that step's synaptic
 input is dropped, because it is what the previous sample's last spikes sent through the one-step delay
-of Dense/Sparse; by the one time-step definition the first step of a run receives nothing.
+of Dense/Sparse (a recurrent one included); by the one time-step definition the first step of a run
+receives nothing. ``run_spk`` receives ``a_in`` before it sends ``s_out``: in a cycle the Dense/Sparse
+between two Neurons sends first (network.py), so the loop cannot deadlock.
 ``state_out`` streams (s, v, u) after each step for recording (connect an Extractor to it). ``tie_in``
 is read and ignored: Lava compiles only the processes connected to the one it runs, so a network made of
 several unconnected parts is tied together by one source sending into a ``tie_in`` of each part.
