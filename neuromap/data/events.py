@@ -11,7 +11,8 @@ Binning, per sample (every sample gets T = ``steps`` frames, whatever its durati
   ``floor((t - t_first)·T / S) + 1`` (integer arithmetic: exact, every event lands in one step);
 * frame k holds, per polarity channel, row and column, the number of events in that window: shape
   ``(P, H, W)``, or ``(P, W)`` for a sensor without ``y``, as tonic's ``ToFrame`` lays frames out
-  (tonic/functional/to_frame.py:89 and :97). Polarity p is channel p (p in 0..P-1; booleans are 0/1).
+  (tonic/functional/to_frame.py:89 and :97). Polarity p is channel p (p in 0..P-1; booleans are 0/1);
+  a sensor of one polarity puts every event in channel 0, whatever its p (SHD's are 1), as tonic does.
 
 This is tonic's ``ToFrame(n_time_bins=T)`` (the same number of bins for every recording,
 tonic/slicers.py:123-157) except that tonic floors the window to whole microseconds
@@ -49,7 +50,11 @@ def check_events(events: np.ndarray, sensor_size: tuple[int, int, int], source: 
                               "with fields x, y, t, p; y only for a 2-D sensor)", path=str(source), field=field)
     check_dtype(events.dtype, Path(str(source)), "events", structured=True)
     width, height, polarities = sensor_size
-    bounds = {"x": width, "p": polarities, **({"y": height} if "y" in names else {})}
+    if polarities == 1 and np.unique(events["p"]).size > 1:
+        raise FormatError(f"{source}: sample {sample} has events of several polarities, but the sensor has one "
+                          f"(sensor size W, H, P = {tuple(sensor_size)})", path=str(source), field="p")
+    # one polarity: every event is channel 0 whatever its p, as tonic's ToFrame does (to_frame.py:63-68)
+    bounds = {"x": width, **({"p": polarities} if polarities > 1 else {}), **({"y": height} if "y" in names else {})}
     for field, bound in bounds.items():
         values = events[field].astype(np.float64)
         if values.size and (values.min() < 0 or values.max() >= bound or not np.all(values == np.floor(values))):
@@ -72,8 +77,9 @@ def bin_events(events: np.ndarray, sensor_size: tuple[int, int, int], steps: int
     first = int(t.min())
     span = int(t.max()) - first + 1
     step = (t - first) * steps // span
-    width, height, _ = sensor_size
-    x, p = events["x"].astype(np.int64), events["p"].astype(np.int64)
+    width, height, polarities = sensor_size
+    x = events["x"].astype(np.int64)
+    p = events["p"].astype(np.int64) if polarities > 1 else np.zeros_like(x)
     names = events.dtype.names or ()
     pixel = (p * height + events["y"].astype(np.int64)) * width + x if "y" in names else p * width + x
     np.add.at(frames, (step, pixel), 1)

@@ -54,6 +54,14 @@ class NMNIST(tonic.datasets.NMNIST):
 
 
 class DVSGesture(tonic.datasets.DVSGesture):
+    def __init__(self, save_to: str, train: bool) -> None:
+        super().__init__(save_to, train=train)
+        # tonic walks the user folders in the file system's order (it sorts only below them,
+        # dvsgesture.py:94-99): sorted by path, the samples and a --limit are the same on every machine
+        order = sorted(range(len(self.data)), key=self.data.__getitem__)
+        for name in ("data", "targets", "users", "lighting"):
+            setattr(self, name, [getattr(self, name)[i] for i in order])
+
     def _check_exists(self) -> bool:
         return _holds(Path(self.location_on_system, self.folder_name), ".npy")
 
