@@ -100,19 +100,19 @@ def _test_indices(y: np.ndarray) -> np.ndarray:
     return np.asarray(test_idx)
 
 
-def _check_labels(y: np.ndarray, n: int, path: Path, outputs: int | None) -> np.ndarray:
+def _check_labels(y: np.ndarray, n: int, path: Path, outputs: int | None, field: str = "y") -> np.ndarray:
     if y.dtype.kind not in "iu":
-        raise FormatError(f"{path}: 'y' must hold integer labels, got dtype {y.dtype}", path=str(path), field="y",
-                          value=str(y.dtype))
+        raise FormatError(f"{path}: {field!r} must hold integer labels, got dtype {y.dtype}", path=str(path),
+                          field=field, value=str(y.dtype))
     if y.shape != (n,):
-        raise FormatError(f"{path}: 'y' must be (N,) = ({n},), got {y.shape}", path=str(path), field="y",
+        raise FormatError(f"{path}: {field!r} must be (N,) = ({n},), got {y.shape}", path=str(path), field=field,
                           value=y.shape)
     if n and y.min() < 0:
-        raise FormatError(f"{path}: labels in 'y' must be >= 0 (found {y.min()})", path=str(path), field="y",
+        raise FormatError(f"{path}: labels in {field!r} must be >= 0 (found {y.min()})", path=str(path), field=field,
                           value=int(y.min()))
     if outputs is not None and n and y.max() >= outputs:
-        raise FormatError(f"{path}: 'y' holds label {y.max()}, which none of the network's {outputs} outputs "
-                          f"(classes 0..{outputs - 1}) can match", path=str(path), field="y", value=int(y.max()),
+        raise FormatError(f"{path}: {field!r} holds label {y.max()}, which none of the network's {outputs} outputs "
+                          f"(classes 0..{outputs - 1}) can match", path=str(path), field=field, value=int(y.max()),
                           allowed=(0, outputs - 1))
     return y.astype(np.int64)
 
@@ -247,8 +247,8 @@ def samples(spec: str, *, input_shape: tuple[int, ...], outputs: int | None, spl
 
         count = _steps(steps, default_steps, None, spec)
         found = tonic_sets.read(reader, rest, split, limit)
-        labels = _check_labels(found.labels, len(found.labels), Path(spec), outputs)
-        binned = bin_samples(found.samples, found.sensor_size, count, spec)
+        labels = _check_labels(found.labels, len(found.labels), Path(spec), outputs, "labels")
+        binned = bin_samples(found.samples, found.sensor_size, count, spec, found.files)
         return Samples(spec, split, _fit(binned, input_shape, spec, frames=True)[0], labels, True, count)
     if not user:
         ds = load(spec)

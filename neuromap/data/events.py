@@ -87,8 +87,9 @@ def bin_events(events: np.ndarray, sensor_size: tuple[int, int, int], steps: int
 
 
 def bin_samples(samples: Sequence[np.ndarray], sensor_size: tuple[int, int, int], steps: int,
-                source: str | Path) -> np.ndarray:
-    """(N, steps, *frame) frames of N event samples, the memory checked before it is allocated."""
+                source: str | Path, files: Sequence[str] | None = None) -> np.ndarray:
+    """(N, steps, *frame) frames of N event samples, the memory checked before it is allocated; an error
+    names the sample's file where ``files`` gives one per sample, else ``source`` and the sample's index."""
     if not samples:
         raise FormatError(f"{source}: no samples", path=str(source))
     shape = frame_shape(samples[0].dtype, sensor_size)
@@ -96,6 +97,6 @@ def bin_samples(samples: Sequence[np.ndarray], sensor_size: tuple[int, int, int]
                f"{len(samples)} samples x {steps} steps of {shape} event frames", Path(str(source)), "events")
     out = np.empty((len(samples), steps, *shape), dtype=FRAME_DTYPE)
     for i, events in enumerate(samples):
-        check_events(events, sensor_size, source, i)
+        check_events(events, sensor_size, files[i] if files else source, i)
         out[i] = bin_events(events, sensor_size, steps)
     return out

@@ -140,6 +140,7 @@ class EventSet:
     samples: list[np.ndarray]
     labels: np.ndarray
     sensor_size: tuple[int, int, int]
+    files: list[str]  # the file each sample was read from
 
 
 READERS: dict[str, type[NMNIST] | type[DVSGesture] | type[SHD]] = {"nmnist": NMNIST, "dvsgesture": DVSGesture,
@@ -173,7 +174,7 @@ def read(kind: str, path: str, split: str, limit: int | None) -> EventSet:
     parts = [_open(kind, root, train) for train in ((True, False) if split == "all" else (False,))]
     index = [(part, i) for part in parts for i in range(len(part))]
     chosen = [index[i] for i in spread(len(index), limit)]
-    samples, labels = [], []
+    samples, labels, files = [], [], []
     for part, i in chosen:
         source = Path(part.data[i]) if kind != "shd" else Path(part.location_on_system, part.data_filename)
         if kind != "shd":
@@ -185,4 +186,5 @@ def read(kind: str, path: str, split: str, limit: int | None) -> EventSet:
                               path=str(source)) from None
         samples.append(events)
         labels.append(int(label))
-    return EventSet(samples, np.asarray(labels, dtype=np.int64), tuple(parts[0].sensor_size))
+        files.append(str(source))
+    return EventSet(samples, np.asarray(labels, dtype=np.int64), tuple(parts[0].sensor_size), files)
