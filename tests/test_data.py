@@ -236,3 +236,14 @@ def test_neuromap_run_on_an_nmnist_folder(tmp_path, no_downloads):
     res = _cli("run", str(model), "--backend", "torch", "--data", f"nmnist:{tmp_path / 'data'}", "--steps", "8")
     assert res.exit_code == 0, res.output
     assert f"on 3 sequences (test split of nmnist:{tmp_path / 'data'}) x 8 steps" in res.output
+
+
+def test_encode_inputs_names_an_input_without_data():
+    from neuromap.errors import UnsupportedError
+    from neuromap.ir import IF, Affine, Input, Output, sequential
+    from neuromap.mapping import compile as compile_graph
+
+    graph = sequential([("in", Input((2,))), ("fc", Affine(np.eye(2), np.zeros(2))), ("if", IF((2,), threshold=0.5)),
+                        ("out", Output((2,)))])
+    with pytest.raises(UnsupportedError, match="no data for input 'in'"):
+        compile_graph(graph, "loihi2").encode_inputs({"other": np.zeros((1, 2))})
