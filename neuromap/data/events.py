@@ -70,9 +70,10 @@ def check_events(events: np.ndarray, sensor_size: tuple[int, int, int], source: 
 
 def bin_events(events: np.ndarray, sensor_size: tuple[int, int, int], steps: int) -> np.ndarray:
     """(steps, *frame_shape) event counts, binned as the module docstring says (events checked already)."""
-    frames = np.zeros((steps, math.prod(frame_shape(events.dtype, sensor_size))), dtype=FRAME_DTYPE)
+    shape = frame_shape(events.dtype, sensor_size)
+    pixels = math.prod(shape)
     if events.size == 0:
-        return frames.reshape(steps, *frame_shape(events.dtype, sensor_size))
+        return np.zeros((steps, *shape), dtype=FRAME_DTYPE)
     t = np.floor(events["t"]).astype(np.int64)
     first = int(t.min())
     span = int(t.max()) - first + 1
@@ -82,8 +83,8 @@ def bin_events(events: np.ndarray, sensor_size: tuple[int, int, int], steps: int
     p = events["p"].astype(np.int64) if polarities > 1 else np.zeros_like(x)
     names = events.dtype.names or ()
     pixel = (p * height + events["y"].astype(np.int64)) * width + x if "y" in names else p * width + x
-    np.add.at(frames, (step, pixel), 1)
-    return frames.reshape(steps, *frame_shape(events.dtype, sensor_size))
+    counts = np.bincount(step * pixels + pixel, minlength=steps * pixels)
+    return counts.astype(FRAME_DTYPE).reshape(steps, *shape)
 
 
 def bin_samples(samples: Sequence[np.ndarray], sensor_size: tuple[int, int, int], steps: int,
