@@ -371,3 +371,11 @@ def test_estimate_asks_for_steps_for_images(models):
     res = CliRunner().invoke(main, ["estimate", models["mlp"], "--data", "digits"])
     _one_error_line(res, "holds images, which are presented for --steps steps: give --steps", "digits")
 
+
+
+@pytest.mark.parametrize("command", [["train", "--arch", "fc16", "--steps", "2", "--epochs", "1"],
+                                     ["convert", "--model", "mlp", "--epochs", "1"]])
+def test_training_refuses_a_label_beyond_the_samples_before_building_a_network(command, tmp_path):
+    spec = _images(tmp_path / "big.npz", y=np.full(10, 10 ** 12))
+    res = CliRunner().invoke(main, [*command, "--data", spec])
+    _one_error_line(res, "holds label 1000000000000, but 10 samples hold at most 10 classes", "big.npz")

@@ -141,6 +141,10 @@ def load_npz(path: str | Path) -> Dataset:
     if not path.is_file():
         raise FormatError(f"{path}: no such file", path=str(path))
     x, y = _read_images(path, None)
+    if y.max() >= len(y):  # the trained network gets one output per class, 0..max(y)
+        raise FormatError(f"{path}: 'y' holds label {y.max()}, but {len(y)} samples hold at most {len(y)} classes "
+                          "(labels are class indices 0..K-1; a network is built with one output per class)",
+                          path=str(path), field="y", value=int(y.max()), allowed=(0, len(y) - 1))
     if len(x) < 2:
         raise FormatError(f"{path}: holds {len(x)} sample; a train/test split needs at least 2", path=str(path),
                           field="x", needed=2, value=len(x))
