@@ -247,3 +247,26 @@ def test_encode_inputs_names_an_input_without_data():
                         ("out", Output((2,)))])
     with pytest.raises(UnsupportedError, match="no data for input 'in'"):
         compile_graph(graph, "loihi2").encode_inputs({"other": np.zeros((1, 2))})
+
+
+def test_estimate_runs_a_sequence_as_run_does(tmp_path):
+    import json
+
+    from neuromap.ir import IF, LI, Affine, Input, Output, save_graph, sequential
+
+    rng = np.random.default_rng(10)
+    graph = sequential([("in", Input((6,))), ("fc", Affine(rng.normal(0, 0.8, (12, 6)), np.zeros(12))),
+                        ("if", IF((12,), threshold=0.6)), ("fc2", Affine(rng.normal(0, 0.8, (4, 12)), np.zeros(4))),
+                        ("li", LI((4,))), ("out", Output((4,)))])
+    model = str(save_graph(graph, tmp_path / "net.npz"))
+    path = tmp_path / "seq.npz"
+    np.savez(path, x=rng.random((40, 9, 6)), y=np.arange(40) % 4)
+    ran = _cli("run", model, "--data", str(path), "--backend", "hwsim", "--json")
+    estimated = _cli("estimate", model, "--data", str(path), "--json")
+    assert ran.exit_code == 0 and estimated.exit_code == 0, ran.output + estimated.output
+    ran, estimated = (json.loads(r.output.strip().splitlines()[-1]) for r in (ran, estimated))
+    assert estimated["steps"] == ran["steps"] == 9 and estimated["split"] == ran["split"] == "all"
+    assert estimated["samples"] == ran["samples"] == 40
+    # two encoders of the same sequence feed one hwsim: the same predictions and the same spikes
+    assert estimated["accuracy"] == ran["accuracy"] and ran["spikes_total"] > 0
+    assert estimated["events_per_sample"]["spikes"] * 40 == pytest.approx(ran["spikes_total"])
