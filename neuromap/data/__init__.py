@@ -124,9 +124,6 @@ def _read_images(path: Path, outputs: int | None) -> tuple[np.ndarray, np.ndarra
     if x.ndim < 2 or y.shape != (x.shape[0],):
         raise FormatError(f"{path}: 'x' must be (N, ...) and 'y' (N,), got {x.shape} and {y.shape}", path=str(path),
                           field="x", value=x.shape)
-    if y.dtype.kind not in "iu":
-        raise FormatError(f"{path}: 'x' must be numeric and 'y' integer labels (got {x.dtype}, {y.dtype})",
-                          path=str(path), field="y", value=str(y.dtype))
     y = _check_labels(y, len(x), path, outputs)
     if len(x) == 0:
         raise FormatError(f"{path}: holds no samples ('x' has shape {x.shape})", path=str(path), field="x")
@@ -228,6 +225,40 @@ def _read_event_file(path: Path, outputs: int | None) -> tuple[list[np.ndarray],
     return [events[offsets[i]:offsets[i + 1]] for i in range(n)], y, size
 
 
+def _tonic_samples(spec: str, reader: str, folder: str, split: str, steps: int, outputs: int | None,
+                   input_shape: tuple[int, ...], limit: int | None) -> Samples:
+    from neuromap.data import tonic_sets
+
+    found = tonic_sets.read(reader, folder, split, limit)
+    labels = _check_labels(found.labels, len(found.labels), Path(spec), outputs, "labels")
+    binned = bin_samples(found.samples, found.sensor_size, steps, spec, found.files)
+    return Samples(spec, split, _fit(binned, input_shape, spec, frames=True)[0], labels, True, steps)
+
+
+def _user_file(spec: str) -> Path:
+    """The path a user's data file ``spec`` names, there and a file."""
+    path = Path(spec)
+    if path.is_dir():
+        readers = ", ".join(f"{s}:{path}" for s in TONIC_SETS)
+        raise FormatError(f"{path} is a folder; name a data set in it with {readers}, or give an .npz file",
+                          path=str(path))
+    if not path.is_file():
+        if not spec.endswith(".npz"):
+            raise NeuromapError(f"unknown data set {spec!r}: use one of {', '.join(BUILTIN)}, FILE.npz or "
+                                f"{', '.join(f'{s}:PATH' for s in TONIC_SETS)}", value=spec)
+        raise FormatError(f"{path}: no such file", path=str(path))
+    return path
+
+
+def _split_indices(y: np.ndarray, split: str, path: Path, limit: int | None) -> np.ndarray:
+    if split == "all":
+        return np.arange(len(y))[:limit]
+    if len(y) < 2:
+        raise FormatError(f"{path}: holds {len(y)} sample; --split test takes 20 % of at least 2 (use --split all)",
+                          path=str(path), flag="--split", needed=2, value=len(y))
+    return np.sort(_test_indices(y))[:limit]
+
+
 def samples(spec: str, *, input_shape: tuple[int, ...], outputs: int | None, split: str | None = None,
             steps: int | None = None, default_steps: int | None = None, limit: int | None = None) -> Samples:
     """The samples ``run`` and ``estimate`` classify, fitted to the network's ``input_shape``.
@@ -239,7 +270,7 @@ def samples(spec: str, *, input_shape: tuple[int, ...], outputs: int | None, spl
     ``default_steps``: for images and events when ``steps`` is not given (events are binned into that
     many frames). ``limit``: at most that many samples (the first of the split; of a tonic set, spread
     over it)."""
-    kind, sep, rest = spec.partition(":")
+    kind, sep, folder = spec.partition(":")
     reader = kind if sep and kind in TONIC_SETS else None
     user = reader is None and spec not in BUILTIN
     split = split or ("all" if user else "test")
@@ -247,13 +278,8 @@ def samples(spec: str, *, input_shape: tuple[int, ...], outputs: int | None, spl
         raise NeuromapError(f"--split {split!r}: choose one of {', '.join(SPLITS)}", flag="--split", value=split,
                             allowed=SPLITS)
     if reader is not None:
-        from neuromap.data import tonic_sets
-
-        count = _steps(steps, default_steps, None, spec)
-        found = tonic_sets.read(reader, rest, split, limit)
-        labels = _check_labels(found.labels, len(found.labels), Path(spec), outputs, "labels")
-        binned = bin_samples(found.samples, found.sensor_size, count, spec, found.files)
-        return Samples(spec, split, _fit(binned, input_shape, spec, frames=True)[0], labels, True, count)
+        return _tonic_samples(spec, reader, folder, split, _steps(steps, default_steps, None, spec), outputs,
+                              input_shape, limit)
     if not user:
         ds = load(spec)
         x, y = ((ds.x_test, ds.y_test) if split == "test"
@@ -261,33 +287,15 @@ def samples(spec: str, *, input_shape: tuple[int, ...], outputs: int | None, spl
         _check_labels(y, len(y), Path(spec), outputs)
         x, sequence = _fit(x[:limit], input_shape, spec)
         return Samples(spec, split, x, y[:limit], sequence, _steps(steps, default_steps, None, spec))
-    path = Path(spec)
-    if path.is_dir():
-        readers = ", ".join(f"{s}:{path}" for s in TONIC_SETS)
-        raise FormatError(f"{path} is a folder; name a data set in it with {readers}, or give an .npz file",
-                          path=str(path))
-    if not path.is_file():
-        if not spec.endswith(".npz"):
-            raise NeuromapError(f"unknown data set {spec!r}: use one of {', '.join(BUILTIN)}, FILE.npz or "
-                                f"{', '.join(f'{s}:PATH' for s in TONIC_SETS)}", value=spec)
-        raise FormatError(f"{path}: no such file", path=str(path))
-    events = "events" in member_names(path)
-    if events:
+    path = _user_file(spec)
+    if "events" in member_names(path):
         evs, y, sensor = _read_event_file(path, outputs)
-    else:
-        x, y = _read_images(path, outputs)
-    if split == "test":
-        if len(y) < 2:
-            raise FormatError(f"{path}: holds {len(y)} sample; --split test takes 20 % of at least 2 (use --split "
-                              "all)", path=str(path), flag="--split", needed=2, value=len(y))
-        chosen = np.sort(_test_indices(y))
-    else:
-        chosen = np.arange(len(y))
-    chosen = chosen[:limit]
-    if events:
+        chosen = _split_indices(y, split, path, limit)
         count = _steps(steps, default_steps, None, spec)
         binned = bin_samples([evs[i] for i in chosen], sensor, count, path)
         return Samples(path.stem, split, _fit(binned, input_shape, spec, frames=True)[0], y[chosen], True, count)
+    x, y = _read_images(path, outputs)
+    chosen = _split_indices(y, split, path, limit)
     fitted, sequence = _fit(x[chosen], input_shape, spec)
     return Samples(path.stem, split, fitted.astype(np.float32), y[chosen], sequence,
                    _steps(steps, default_steps, fitted.shape[1] if sequence else None, spec))
