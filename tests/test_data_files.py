@@ -379,3 +379,9 @@ def test_training_refuses_a_label_beyond_the_samples_before_building_a_network(c
     spec = _images(tmp_path / "big.npz", y=np.full(10, 10 ** 12))
     res = CliRunner().invoke(main, [*command, "--data", spec])
     _one_error_line(res, "holds label 1000000000000, but 10 samples hold at most 10 classes", "big.npz")
+
+
+def test_one_sample_runs_when_it_is_all_the_file_holds(models, tmp_path):
+    spec = _images(tmp_path / "one.npz", rng.random((1, 64)), np.array([3]))
+    res = CliRunner().invoke(main, ["run", models["mlp"], "--backend", "torch", "--data", spec])
+    assert res.exit_code == 0 and "on 1 sample (all split of one) x 32 steps" in res.output, res.output

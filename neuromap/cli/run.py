@@ -37,8 +37,9 @@ def _frames(x: np.ndarray, steps: int, encoding: str, seed: int) -> np.ndarray:
 
 def split_line(samples: Samples) -> str:
     """Which samples were classified, for the result line: "<n> samples (<split> split of <data>)"."""
-    what = "sequences" if samples.sequence else "samples"
-    return f"{len(samples.y)} {what} ({samples.split} split of {samples.name})"
+    n = len(samples.y)
+    what = ("sequence" if samples.sequence else "sample") + ("" if n == 1 else "s")
+    return f"{n} {what} ({samples.split} split of {samples.name})"
 
 
 def _backend_options(backend: str, given: dict[str, Any]) -> dict[str, Any]:
