@@ -38,8 +38,9 @@ def test_torch_and_hwsim_report_the_contract_keys(model, tmp_path):
     for backend in ("torch", "hwsim"):
         res, out = run(model, "--backend", backend, "--steps", "16", "--limit", "30", "--json")
         assert res.exit_code == 0, res.output
-        assert set(out) == {"backend", "accuracy", "samples", "steps", "spikes_total", "seconds"}
+        assert set(out) == {"backend", "accuracy", "samples", "split", "steps", "spikes_total", "seconds"}
         assert out["samples"] == 30 and out["steps"] == 16 and out["spikes_total"] > 0
+        assert out["split"] == "test" and "on 30 samples (test split of digits) x 16 steps" in res.output
 
 
 @pytest.mark.lava

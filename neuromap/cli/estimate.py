@@ -7,12 +7,14 @@ network on the CUDA device and reading its energy counter through NVML.
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import click
 import numpy as np
 
 from neuromap.cli.common import emit_json, nir_options
+from neuromap.data import SPLITS
 from neuromap.errors import BackendError, UnsupportedError
 from neuromap.passes.quantize import ENCODINGS
 
@@ -38,9 +40,10 @@ def load_or_compile(path: str, target: str | None, input_encoding: str | None = 
     return compile_graph(loaded, target or "loihi2", input_encoding=input_encoding)
 
 
-def encoded_inputs(mapping, x: np.ndarray, steps: int, seed: int) -> dict[str, np.ndarray]:
-    """hwsim's (N, steps, size) integer data for the mapping's single input: graded payloads repeated every
-    step (direct encoding), or Bernoulli rate-coded spikes for a spiking input."""
+def encoded_inputs(mapping, x: np.ndarray, steps: int, seed: int, *, sequence: bool = False) -> dict[str, np.ndarray]:
+    """hwsim's (N, steps, size) integer data for the mapping's single input: for images, graded payloads
+    repeated every step (direct encoding) or Bernoulli rate-coded spikes for a spiking input; a
+    ``sequence`` (N, T >= steps, ...) is encoded frame by frame, as it is."""
     from neuromap.data import poisson_encode
 
     if len(mapping.inputs) != 1:
@@ -48,6 +51,8 @@ def encoded_inputs(mapping, x: np.ndarray, steps: int, seed: int) -> dict[str, n
                                "input")
     (name, enc), = mapping.inputs.items()
     size = int(np.prod(mapping.graph.nodes[name].output_shape))
+    if sequence:
+        return mapping.encode_inputs(x[:, :steps].reshape(len(x), steps, size))
     if int(np.prod(x.shape[1:])) != size:
         raise UnsupportedError(f"input {name!r} takes {size} values per sample, the data set has "
                                f"{int(np.prod(x.shape[1:]))} ({x.shape[1:]})")
@@ -59,8 +64,8 @@ def encoded_inputs(mapping, x: np.ndarray, steps: int, seed: int) -> dict[str, n
     return mapping.encode_inputs(spikes)
 
 
-def estimate(mapping, data: str, steps: int, limit: int | None, gpu: str, gpu_batch: int, measure: bool,
-             seed: int = 0) -> dict[str, Any]:
+def estimate(mapping, data: str, steps: int | None, limit: int | None, gpu: str, gpu_batch: int, measure: bool,
+             seed: int = 0, split: str | None = None) -> dict[str, Any]:
     """Everything ``neuromap estimate`` reports, as one dict (the --json object)."""
     from hwsim.estimate import EstimateError, estimate_chip
     from hwsim.events import EventCounts
@@ -69,7 +74,7 @@ def estimate(mapping, data: str, steps: int, limit: int | None, gpu: str, gpu_ba
     from mappings.gpu import load_gpu
     from neuromap import data as datasets
 
-    if steps < 1:
+    if steps is not None and steps < 1:
         raise UnsupportedError(f"--steps must be at least 1, got {steps}", flag="--steps", value=steps, allowed=">= 1")
     if limit is not None and limit < 1:
         raise UnsupportedError(f"--limit must be at least 1, got {limit}", flag="--limit", value=limit, allowed=">= 1")
@@ -77,12 +82,16 @@ def estimate(mapping, data: str, steps: int, limit: int | None, gpu: str, gpu_ba
         raise UnsupportedError(f"--gpu-batch must be at least 1, got {gpu_batch}", flag="--gpu-batch", value=gpu_batch,
                                allowed=">= 1")
     profile = load_gpu(gpu)
-    ds = datasets.load(data)
-    x, y = ds.x_test[:limit], ds.y_test[:limit]
-    if len(x) == 0:
-        raise UnsupportedError("--limit leaves no samples")
+    graph = mapping.graph
+    if len(graph.inputs) != 1:
+        raise UnsupportedError(f"the network has {len(graph.inputs)} inputs; estimate feeds one data set to one "
+                               "input")
+    given = datasets.samples(data, input_shape=graph.nodes[graph.inputs[0]].input_shape,
+                             outputs=math.prod(graph.nodes[graph.outputs[0]].input_shape), split=split, steps=steps,
+                             limit=limit)
+    x, y, steps = given.x, given.y, given.steps
     qnet = mapping.netdesc()
-    inputs = encoded_inputs(mapping, x, steps, seed)
+    inputs = encoded_inputs(mapping, x, steps, seed, sequence=given.sequence)
     readout = qnet.outputs[0]
     # hwsim records every population's traces: run the samples in chunks that keep them to TRACE_BYTES
     neurons = sum(p.size for p in qnet.populations)
@@ -119,7 +128,8 @@ def estimate(mapping, data: str, steps: int, limit: int | None, gpu: str, gpu_ba
             "latency_ratio_over_chip": run.latency_s / chip.latency_s}
     return {
         "target": mapping.target.name, "basis": chip.basis, "gpu": profile.name, "data": data,
-        "samples": len(x), "steps": steps, "accuracy": round(100 * float((predictions == y).mean()), 2),
+        "split": given.split, "samples": len(x), "steps": steps,
+        "accuracy": round(100 * float((predictions == y).mean()), 2),
         "chip_energy_uj_per_sample": chip.energy_j * 1e6, "chip_latency_ms_per_sample": chip.latency_s * 1e3,
         "gpu_energy_uj_per_sample": model.energy_j * 1e6, "gpu_latency_ms_per_sample": model.latency_s * 1e3,
         "energy_ratio_gpu_over_chip": model.energy_j / chip.energy_j,
@@ -132,7 +142,8 @@ def estimate(mapping, data: str, steps: int, limit: int | None, gpu: str, gpu_ba
 
 def format_table(r: dict[str, Any]) -> str:
     chip, gm = r["chip"], r["gpu_model"]
-    lines = [f"{r['samples']} samples of {r['data']}, {r['steps']} steps; hwsim accuracy {r['accuracy']:.2f} %",
+    lines = [f"{r['samples']} samples ({r['split']} split of {r['data']}), {r['steps']} steps; hwsim accuracy "
+             f"{r['accuracy']:.2f} %",
              f"{'':28}{'energy / inference':>20}{'latency / inference':>22}",
              f"{'chip ' + r['target']:28}{r['chip_energy_uj_per_sample']:>17.3f} uJ"
              f"{r['chip_latency_ms_per_sample']:>19.4f} ms",
@@ -161,9 +172,15 @@ def format_table(r: dict[str, Any]) -> str:
 
 @click.command("estimate")
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
-@click.option("--data", "data", required=True, help="digits, mnist5k, or an .npz file with x and y.")
-@click.option("--steps", type=int, required=True, help="Time steps per inference.")
-@click.option("--limit", type=int, default=200, show_default=True, help="Test samples to run.")
+@click.option("--data", "data", required=True,
+              help="digits, mnist5k, FILE.npz (x, y: images, or (N, T, ...) sequences; or events), nmnist:DIR, "
+                   "dvsgesture:DIR or shd:DIR (tonic's folder; never downloaded).")
+@click.option("--split", type=click.Choice(SPLITS), default=None,
+              help="Samples to run: the test split or all (default: test for digits, mnist5k and the tonic sets, "
+                   "all for a user's file).")
+@click.option("--steps", type=int, default=None,
+              help="Time steps per inference (images and events need it; a sequence defaults to its own T).")
+@click.option("--limit", type=int, default=200, show_default=True, help="Samples to run.")
 @click.option("--target", default=None,
               help="Target for a model (default loihi2); a mapping file keeps the target it was compiled for.")
 @click.option("--input-encoding", type=click.Choice(ENCODINGS), default=None,
@@ -175,12 +192,12 @@ def format_table(r: dict[str, Any]) -> str:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the rate code for spiking inputs.")
 @nir_options
 @click.option("--json", "as_json", is_flag=True, help="End with one JSON line of figures.")
-def estimate_cmd(model, data, steps, limit, target, input_encoding, gpu, gpu_batch, measure_gpu, seed, nir_import,
-                 as_json) -> None:
+def estimate_cmd(model, data, split, steps, limit, target, input_encoding, gpu, gpu_batch, measure_gpu, seed,
+                 nir_import, as_json) -> None:
     """Energy and latency per inference of MAPPING_OR_MODEL on the chip (from hwsim's event counts on DATA),
     and of the same network on a GPU."""
     mapping = load_or_compile(model, target, input_encoding, nir_import=nir_import)
-    result = estimate(mapping, data, steps, limit, gpu, gpu_batch, measure_gpu, seed)
+    result = estimate(mapping, data, steps, limit, gpu, gpu_batch, measure_gpu, seed, split)
     click.echo(format_table(result))
     if as_json:
         emit_json(result)

@@ -18,8 +18,10 @@ import click
 import numpy as np
 
 from neuromap.cli.common import checked_device, emit_json, nir_options
+from neuromap.data import SPLITS, Samples
 from neuromap.errors import NeuromapError
 
+DEFAULT_STEPS = 32  # for images (presented every step) and event streams (binned into this many steps)
 # backend option -> the flag that sets it
 OPTION_FLAGS = {"float": "--float", "device": "--device"}
 
@@ -33,13 +35,11 @@ def _frames(x: np.ndarray, steps: int, encoding: str, seed: int) -> np.ndarray:
     return x
 
 
-def fit_samples(x: np.ndarray, shape: tuple[int, ...], source: str) -> np.ndarray:
-    """Reshape data samples to the network's input shape when only the layout differs (e.g. flat MLPs)."""
-    if tuple(x.shape[1:]) == shape:
-        return x
-    if math.prod(x.shape[1:]) == math.prod(shape):
-        return x.reshape(len(x), *shape)
-    raise NeuromapError(f"{source}: samples have shape {tuple(x.shape[1:])} but the network's input takes {shape}")
+def split_line(samples: Samples) -> str:
+    """Which samples were classified, for the result line: "<n> samples (<split> split of <data>)"."""
+    n = len(samples.y)
+    what = ("sequence" if samples.sequence else "sample") + ("" if n == 1 else "s")
+    return f"{n} {what} ({samples.split} split of {samples.name})"
 
 
 def _backend_options(backend: str, given: dict[str, Any]) -> dict[str, Any]:
@@ -60,9 +60,14 @@ def _backend_options(backend: str, given: dict[str, Any]) -> dict[str, Any]:
 @click.option("--backend", default="hwsim", show_default=True,
               help="A registered backend: torch, hwsim, lava or one added with neuromap.backends.register_backend.")
 @click.option("--data", "data_name", default="digits", show_default=True,
-              help="digits, mnist5k or FILE.npz (test split).")
-@click.option("--steps", default=32, show_default=True, type=click.IntRange(1))
-@click.option("--limit", default=0, show_default=True, type=click.IntRange(0), help="At most N test samples (0: all).")
+              help="digits, mnist5k, FILE.npz (x, y: images, or (N, T, ...) sequences; or events), nmnist:DIR, "
+                   "dvsgesture:DIR or shd:DIR (tonic's folder; never downloaded).")
+@click.option("--split", type=click.Choice(SPLITS), default=None,
+              help="Samples to classify: the test split or all (default: test for digits, mnist5k and the tonic "
+                   "sets, all for a user's file).")
+@click.option("--steps", default=None, type=click.IntRange(1),
+              help=f"Time steps (default {DEFAULT_STEPS}; a sequence's own T, which --steps may not exceed).")
+@click.option("--limit", default=0, show_default=True, type=click.IntRange(0), help="At most N samples (0: all).")
 @click.option("--encoding", type=click.Choice(["direct", "poisson"]), default="direct", show_default=True)
 @click.option("--target", default=None,
               help="Target (name or TOML) to compile a graph for (default loihi2); a Mapping keeps its own.")
@@ -74,10 +79,10 @@ def _backend_options(backend: str, given: dict[str, Any]) -> dict[str, Any]:
 @click.option("--save-spikes", type=click.Path(dir_okay=False), default=None,
               help="Write every population's spikes (N, T, neurons) to this .npz file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON line last.")
-def run_cmd(model: str, backend: str, data_name: str, steps: int, limit: int, encoding: str, target: str,
-            nir_import: dict[str, Any], float_lava: bool, device: str | None, seed: int,
+def run_cmd(model: str, backend: str, data_name: str, split: str | None, steps: int | None, limit: int,
+            encoding: str, target: str, nir_import: dict[str, Any], float_lava: bool, device: str | None, seed: int,
             save_spikes: str | None, as_json: bool) -> None:
-    """Run MODEL (a Mapping, a saved graph or a NIR file) on the test split of a data set."""
+    """Run MODEL (a Mapping, a saved graph or a NIR file) on a data set's samples."""
     from neuromap import data as nmdata
     from neuromap.backends import get_backend, run
     from neuromap.ir.presets import preset
@@ -94,12 +99,16 @@ def run_cmd(model: str, backend: str, data_name: str, steps: int, limit: int, en
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
         raise NeuromapError(f"{model}: run takes networks with one Input and one Output "
                             f"(this one has {len(graph.inputs)} and {len(graph.outputs)})")
-    ds = nmdata.load(data_name)
-    n = len(ds.x_test) if limit == 0 else min(limit, len(ds.x_test))
-    x = fit_samples(ds.x_test[:n], graph.nodes[graph.inputs[0]].input_shape, data_name)
-    y = ds.y_test[:n]
-    result = run(loaded, _frames(x, steps, encoding, seed), steps, backend, record=("spikes",), target=target,
-                 **options)
+    output = graph.nodes[graph.outputs[0]]
+    picked = nmdata.samples(data_name, input_shape=graph.nodes[graph.inputs[0]].input_shape,
+                           outputs=math.prod(output.input_shape), split=split, steps=steps,
+                           default_steps=DEFAULT_STEPS, limit=limit or None)
+    if picked.sequence and encoding == "poisson":
+        raise NeuromapError(f"--encoding poisson encodes images; {data_name} holds sequences (one frame per step), "
+                            "which are run as they are", flag="--encoding", value=encoding)
+    x, y, n, steps = picked.x, picked.y, len(picked.y), picked.steps
+    result = run(loaded, x if picked.sequence else _frames(x, steps, encoding, seed), steps, backend,
+                 record=("spikes",), target=target, **options)
     predictions = result.predictions()
     accuracy = round(100.0 * float((predictions == y).mean()), 2)
     spikes_total = sum(result.spike_counts().values())
@@ -109,10 +118,9 @@ def run_cmd(model: str, backend: str, data_name: str, steps: int, limit: int, en
         np.savez_compressed(save_spikes, **{k: v.reshape(*v.shape[:2], -1).astype(np.int8)
                                             for k, v in result.spikes.items()},
                             labels=y, predictions=predictions)
-    summary = {"backend": result.engine, "accuracy": accuracy,
-               "samples": n, "steps": steps, "spikes_total": spikes_total,
-               "seconds": round(time.perf_counter() - start, 2)}
-    click.echo(f"{summary['backend']}: accuracy {accuracy:.2f} % on {n} samples x {steps} steps, "
+    summary = {"backend": result.engine, "accuracy": accuracy, "samples": n, "split": picked.split,
+               "steps": steps, "spikes_total": spikes_total, "seconds": round(time.perf_counter() - start, 2)}
+    click.echo(f"{summary['backend']}: accuracy {accuracy:.2f} % on {split_line(picked)} x {steps} steps, "
                f"{spikes_total:,} spikes ({summary['seconds']} s)")
     if as_json:
         emit_json(summary)

@@ -53,11 +53,16 @@ class Mapping:
         return self.quantized.inputs
 
     def encode_inputs(self, x: MappingType[str, np.ndarray] | np.ndarray) -> dict[str, np.ndarray]:
-        """The integer data hwsim takes for each input port, from float input(s)."""
+        """The integer data hwsim takes for each input port, from float input(s), value by value: any shape
+        comes back as it is, so a frame (B, size) stays one frame and a sequence (B, T, size) or
+        (B, T, *shape) stays a sequence, each step encoded as that frame alone would be."""
         if not isinstance(x, MappingType):
             if len(self.inputs) != 1:
                 raise UnsupportedError(f"the network has {len(self.inputs)} inputs; pass a dict keyed by input name")
             x = {next(iter(self.inputs)): x}
+        missing = [name for name in self.inputs if name not in x]
+        if missing:
+            raise UnsupportedError(f"no data for input {missing[0]!r} (inputs: {list(self.inputs)})", node=missing[0])
         return {name: enc.encode(x[name]) for name, enc in self.inputs.items()}
 
     @property
