@@ -470,3 +470,50 @@ def test_a_recurrent_population_too_big_for_the_output_axons_says_why():
         compiled_rnn(3, 100, "testchip")
     one_line(e, "'testchip'", "64 output axons", "recurrent projection 'rec'", "finer")
     assert e.value.fields["resource"] == "output_axons" and e.value.fields["layer"] == "lif"
+
+
+# ----------------------------------------------------------------------------- end to end: hwsim, Lava
+@pytest.fixture(scope="module")
+def braille_mapping():
+    graph = from_nir(braille_rsnn(True, np.random.default_rng(3)), dt=SNNTORCH_DT, reset="subtract",
+                     reset_timing="immediate")
+    x = (np.random.default_rng(4).random((8, 40, 12)) < 0.3).astype(np.float64)
+    return graph, neuromap.compile(graph, "loihi2", input_encoding="spikes"), x
+
+
+def test_braille_rsnn_on_hwsim_follows_the_float_reference(braille_mapping):
+    """Quantized to Loihi 2's 8-bit weights, the recurrent network keeps the float reference's spikes
+    within the rounding error (>= 98 % of the (sample, step, neuron) spikes equal) and its classes."""
+    graph, mapping, x = braille_mapping
+    hw = neuromap.run(mapping, x, 40, "hwsim", record=("spikes",))
+    ref = neuromap.run(graph, x, 40, "torch", record=("spikes",))
+    for pop in ("lif1.lif", "lif2"):
+        assert hw.spikes[pop].sum() > 500
+        assert (hw.spikes[pop] == ref.spikes[pop]).mean() >= 0.98, pop
+    np.testing.assert_array_equal(hw.predictions(), ref.predictions())
+
+
+@pytest.mark.lava
+def test_braille_rsnn_runs_spike_for_spike_alike_on_hwsim_and_lava(braille_mapping):
+    _, mapping, x = braille_mapping
+    hw = neuromap.run(mapping, x[:2], 40, "hwsim", record=("spikes", "v"))
+    lava = neuromap.run(mapping, x[:2], 40, "lava", record=("spikes", "v"))
+    for pop in hw.spikes:
+        np.testing.assert_array_equal(lava.spikes[pop], hw.spikes[pop], err_msg=pop)
+        np.testing.assert_array_equal(lava.v[pop], hw.v[pop], err_msg=pop)
+
+
+def test_a_recurrent_mapping_runs_from_the_command_line(tmp_path, braille_mapping):
+    from click.testing import CliRunner
+
+    from neuromap.cli import main
+
+    _, mapping, x = braille_mapping
+    path = mapping.save(tmp_path / "braille.npz")
+    np.savez(tmp_path / "seq.npz", x=x, y=np.zeros(len(x), np.int64))
+    result = CliRunner().invoke(main, ["run", str(path), "--data", str(tmp_path / "seq.npz"), "--json"])
+    assert result.exit_code == 0, result.output
+    expected = neuromap.run(mapping, x, 40, "hwsim", record=("spikes",))
+    summary = __import__("json").loads(result.output.strip().splitlines()[-1])
+    assert summary["steps"] == 40 and summary["samples"] == 8
+    assert summary["spikes_total"] == sum(expected.spike_counts().values())
