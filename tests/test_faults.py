@@ -9,20 +9,25 @@ from __future__ import annotations
 import errno
 import os
 import pathlib
+import signal
+import subprocess
+import sys
 import threading
+import time
 
 import numpy as np
 import pytest
 
 import neuromap
 from neuromap import atomic
-from neuromap.errors import NeuromapError
+from neuromap.backends.lava import runner
+from neuromap.errors import BackendError, NeuromapError
 from neuromap.ir import IF, LI, Affine, Input, Output, save_graph, sequential
 
 
 def _graph(seed: int):
     rng = np.random.default_rng(seed)
-    return sequential([("in", Input((16,))), ("fc1", Affine(rng.normal(0, 0.5, (12, 16)), np.zeros(12))),
+    return sequential([("in", Input((64,))), ("fc1", Affine(rng.normal(0, 0.5, (12, 64)), np.zeros(12))),
                        ("if1", IF((12,), threshold=1.0)), ("fc2", Affine(rng.normal(0, 0.5, (4, 12)), np.zeros(4))),
                        ("li", LI((4,))), ("out", Output((4,)))])
 
@@ -120,3 +125,136 @@ def test_a_reader_racing_two_writers_always_loads_a_complete_mapping(tmp_path):
             w.join()
     assert seen  # every load was one of the two complete files
     assert _listing(tmp_path) == ["shared.mapping.npz"]
+
+
+# ------------------------------------------------------------------------------------- Lava runs that end
+MARKER = "NEUROMAP_FAULT_TEST"
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _marked(tag: str) -> list[int]:
+    """Live processes whose environment carries ``MARKER=tag``: the CLI, its Lava child (another session),
+    Lava's workers and the resource tracker."""
+    found = []
+    for proc in pathlib.Path("/proc").glob("[0-9]*"):
+        try:
+            if f"{MARKER}={tag}".encode() in (proc / "environ").read_bytes().split(b"\0"):
+                found.append(int(proc.name))
+        except OSError:  # gone, or not ours
+            continue
+    return found
+
+
+def _wait(condition, seconds: float = 60.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+@pytest.fixture(scope="module")
+def lava_model(tmp_path_factory):
+    return save_graph(_graph(0), tmp_path_factory.mktemp("lava") / "net.npz")
+
+
+@pytest.fixture
+def tag():
+    """The marker of this test's processes; whatever a failing test leaves is killed and its shared memory
+    unlinked afterwards, so that one failure does not load the machine for the next tests."""
+    tag = f"{os.getpid()}-{time.monotonic_ns()}"
+    yield tag
+    for pid in _marked(tag):
+        try:
+            if os.getpgid(pid) == pid:
+                runner._kill_group(pid, frozenset())
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            continue
+
+
+def _start_run(model, tmp_path, tag: str):
+    """``neuromap run --backend lava`` as a process of its own, long enough to be caught mid-run; returns it
+    once its Lava child (a session of its own) holds shared memory, with those segments."""
+    env = {**os.environ, MARKER: tag, "PYTHONPATH": str(REPO)}
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from neuromap.cli import main; sys.exit(main())",
+                             "run", str(model), "--backend", "lava", "--steps", "20000", "--limit", "20",
+                             "--save-spikes", str(out / "spikes.npz")],
+                            env=env, stdout=(tmp_path / "stdout").open("wb"), stderr=(tmp_path / "stderr").open("wb"))
+
+    def lava_running() -> frozenset[str]:
+        if proc.poll() is not None:
+            raise AssertionError((tmp_path / "stderr").read_text())
+        child_session = [p for p in _marked(tag) if runner.group_members(p)]  # a session leader's pid is its group's
+        return runner.segments(runner.group_members(child_session[0])) if child_session else frozenset()
+
+    assert _wait(lava_running, 120)
+    return proc, lava_running()
+
+
+def _assert_nothing_left(tag: str, held: frozenset[str], tmp_path) -> None:
+    assert held and all(p.startswith("/dev/shm/psm_") for p in held)
+    assert _wait(lambda: not _marked(tag), 30), f"processes left: {_marked(tag)}"
+    assert [p for p in held if os.path.exists(p)] == []
+    assert _listing(tmp_path / "out") == []  # no partial output
+
+
+@pytest.mark.lava
+@pytest.mark.parametrize("signum, status, line", [(signal.SIGINT, 130, "neuromap: interrupted"),
+                                                  (signal.SIGTERM, 143, "neuromap: terminated")])
+def test_sigint_and_sigterm_stop_a_lava_run_and_leave_nothing(lava_model, tmp_path, tag, signum, status, line):
+    proc, held = _start_run(lava_model, tmp_path, tag)
+    proc.send_signal(signum)
+    assert proc.wait(60) == status
+    assert (tmp_path / "stderr").read_text().splitlines()[-1] == line
+    _assert_nothing_left(tag, held, tmp_path)
+
+
+@pytest.mark.lava
+def test_sigkill_to_the_cli_takes_its_lava_child_and_workers_with_it(lava_model, tmp_path, tag):
+    proc, held = _start_run(lava_model, tmp_path, tag)
+    proc.kill()
+    assert proc.wait(60) == -signal.SIGKILL
+    _assert_nothing_left(tag, held, tmp_path)  # the child's watchdog released its group
+
+
+def _worker_holding_shared_memory(folder: pathlib.Path):
+    """A job shaped like a Lava run: a worker process (holding the result pipe, as Lava's do) and a
+    shared-memory segment, then one result and a long wait; it writes the pids and the segment's path."""
+    def job(emit, fail):
+        from multiprocessing import shared_memory
+
+        segment = shared_memory.SharedMemory(create=True, size=4096)
+        worker = os.fork()
+        if worker == 0:
+            time.sleep(600)
+            os._exit(0)
+        (folder / "pids.tmp").write_text(f"{os.getpid()} {worker} /dev/shm/{segment.name}")
+        (folder / "pids.tmp").rename(folder / "pids")
+        emit("first")
+        time.sleep(600)
+    return job
+
+
+@pytest.mark.lava
+def test_a_child_killed_mid_run_is_reported_at_once_with_its_signal(tmp_path):
+    def kill_the_child():
+        assert _wait(lambda: (tmp_path / "pids").exists())
+        os.kill(int((tmp_path / "pids").read_text().split()[0]), signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_the_child)
+    killer.start()
+    try:
+        # with the pipe held open by the worker, only polling the child tells that it died: the old guard
+        # waited for the 120 s timeout here
+        with pytest.raises(BackendError, match=r"^probe: the Lava child process died \(killed by SIGKILL, as the "
+                                               r"out-of-memory killer does\) with 1 of 3 samples done$"):
+            runner.run_guarded(_worker_holding_shared_memory(tmp_path), timeout=120, what="probe", total=3)
+    finally:
+        killer.join()
+    child, _worker, segment = (tmp_path / "pids").read_text().split()
+    assert runner.group_members(int(child)) == []  # the worker too: it is in the child's group
+    assert not os.path.exists(segment)
