@@ -21,6 +21,7 @@ import pytest
 import neuromap
 from neuromap import atomic
 from neuromap.backends.lava import runner
+from neuromap.cli import messages
 from neuromap.errors import BackendError, NeuromapError
 from neuromap.ir import IF, LI, Affine, Input, Output, save_graph, sequential
 
@@ -125,6 +126,29 @@ def test_a_reader_racing_two_writers_always_loads_a_complete_mapping(tmp_path):
             w.join()
     assert seen  # every load was one of the two complete files
     assert _listing(tmp_path) == ["shared.mapping.npz"]
+
+
+# ------------------------------------------------------------------------------------------------ signals
+def test_sigterm_in_a_command_runs_its_clean_ups_and_exits_143(tmp_path, capsys):
+    target = atomic.write_bytes(tmp_path / "out.npz", b"old")
+    ignored: list[int] = []
+
+    def ours(signum, frame):  # under a broken handler, SIGTERM must not kill pytest
+        ignored.append(signum)
+
+    original = signal.signal(signal.SIGTERM, ours)
+    try:
+        with (pytest.raises(SystemExit) as info, messages.reported(debug=False),
+              atomic.atomic_path(target) as temporary):
+            temporary.write_bytes(b"half")
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # not reached: the handler raises as soon as the signal is taken
+        assert signal.getsignal(signal.SIGTERM) is ours and not ignored  # the command's handler took it; ours is back
+    finally:
+        signal.signal(signal.SIGTERM, original)
+    assert info.value.code == 128 + signal.SIGTERM
+    assert capsys.readouterr().err.splitlines() == ["neuromap: terminated"]
+    assert target.read_bytes() == b"old" and _listing(tmp_path) == ["out.npz"]
 
 
 # ------------------------------------------------------------------------------------- Lava runs that end
@@ -257,4 +281,37 @@ def test_a_child_killed_mid_run_is_reported_at_once_with_its_signal(tmp_path):
         killer.join()
     child, _worker, segment = (tmp_path / "pids").read_text().split()
     assert runner.group_members(int(child)) == []  # the worker too: it is in the child's group
+    assert not os.path.exists(segment)
+
+
+_SILENT_JOB = """
+import os, pathlib, sys, time
+from multiprocessing import shared_memory
+from neuromap.backends.lava import runner
+from neuromap.cli import messages
+
+def job(emit, fail):  # never sends again: only the child's watchdog can notice that the parent is gone
+    segment = shared_memory.SharedMemory(create=True, size=4096)
+    if os.fork() == 0:
+        time.sleep(600)
+        os._exit(0)
+    folder = pathlib.Path(sys.argv[1])
+    (folder / "pids.tmp").write_text(f"{os.getpid()} /dev/shm/{segment.name}")
+    (folder / "pids.tmp").rename(folder / "pids")
+    time.sleep(600)
+
+runner.run_guarded(job, timeout=600, what="probe")
+"""
+
+
+@pytest.mark.lava
+def test_the_child_s_watchdog_releases_its_group_when_the_parent_is_killed(tmp_path, tag):
+    env = {**os.environ, MARKER: tag, "PYTHONPATH": str(REPO)}
+    parent = subprocess.Popen([sys.executable, "-c", _SILENT_JOB, str(tmp_path)], env=env)
+    assert _wait(lambda: (tmp_path / "pids").exists() or parent.poll() is not None, 120)
+    child, segment = (tmp_path / "pids").read_text().split()
+    assert runner.group_members(int(child)) and os.path.exists(segment)
+    parent.kill()
+    assert parent.wait(60) == -signal.SIGKILL
+    assert _wait(lambda: not _marked(tag), 30), f"processes left: {_marked(tag)}"
     assert not os.path.exists(segment)
