@@ -43,6 +43,7 @@ from neuromap.errors import BackendError
 Emit = Callable[[Any], None]
 _GONE_WAIT_S = 5.0
 _POLL_S = 0.1  # how soon a dead child or parent is noticed
+_SCAN_S = 0.5  # how soon a dead worker is (a scan of /proc costs some 20 ms)
 _SHM = "/dev/shm/"
 _LAVA_SEGMENT = "psm_"  # multiprocessing.shared_memory's names, the only ones Lava leaves in /dev/shm
 
@@ -107,18 +108,31 @@ def _child_main(job: Callable[[Emit, Emit], None], conn, parents_end, parent: in
         conn.close()
 
 
-def group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes whose process group is ``pgid``."""
-    members = []
+def _group_stats(pgid: int) -> Iterator[tuple[int, list[str]]]:
+    """(pid, the fields of /proc/<pid>/stat from the state on) of each process in group ``pgid``, zombies too."""
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             text = stat.read_text()
         except OSError:
             continue
         fields = text[text.rindex(")") + 2:].split()
-        if fields[0] != "Z" and int(fields[2]) == pgid:
-            members.append(int(stat.parent.name))
-    return members
+        if int(fields[2]) == pgid:
+            yield int(stat.parent.name), fields
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes whose process group is ``pgid``."""
+    return [pid for pid, fields in _group_stats(pgid) if fields[0] != "Z"]
+
+
+def _killed_member(pgid: int) -> tuple[int, int] | None:
+    """(pid, signal) of a member that a signal killed and that its parent has not reaped yet. Lava's
+    runtime would wait for a dead worker forever; its zombie says at once that it died, and how
+    (field 52 of /proc/<pid>/stat, its wait status: the signal in the low 7 bits; proc(5))."""
+    for pid, fields in _group_stats(pgid):
+        if fields[0] == "Z" and len(fields) > 49 and int(fields[49]) & 0x7F:
+            return pid, int(fields[49]) & 0x7F
+    return None
 
 
 def segments(pids: Iterable[int]) -> frozenset[str]:
@@ -165,18 +179,20 @@ def _signals_held() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
+def _how(exitcode: int | None) -> str:
+    """How a process ended, from its exit code in multiprocessing's convention (-N: killed by signal N)."""
+    if exitcode is None:
+        return "it closed its pipe"
+    if exitcode < 0:
+        return f"killed by {signal.Signals(-exitcode).name}" + (", as the out-of-memory killer does"
+                                                               if exitcode == -signal.SIGKILL else "")
+    return f"exit status {exitcode}"
+
+
 def _died(what: str, child, done: str) -> BackendError:
     """The error for a child that ended without a result, saying how it ended."""
     child.join(_GONE_WAIT_S)
-    code = child.exitcode
-    if code is None:
-        how = "it closed its pipe"
-    elif code < 0:
-        how = f"killed by {signal.Signals(-code).name}" + (", as the out-of-memory killer does"
-                                                           if code == -signal.SIGKILL else "")
-    else:
-        how = f"exit status {code}"
-    return BackendError(f"{what}: the Lava child process died ({how}) with {done}", backend="lava")
+    return BackendError(f"{what}: the Lava child process died ({_how(child.exitcode)}) with {done}", backend="lava")
 
 
 def run_guarded(job: Callable[[Emit, Emit], None], *, timeout: float, what: str, total: int | None = None,
@@ -194,7 +210,8 @@ def run_guarded(job: Callable[[Emit, Emit], None], *, timeout: float, what: str,
     child = ctx.Process(target=_child_main, args=(job, sender, receiver, os.getpid()), daemon=False,
                         name=f"neuromap-{what}")
     items: list[Any] = []
-    deadline = time.monotonic() + timeout
+    next_scan = time.monotonic()
+    deadline = next_scan + timeout
     bar = tqdm(total=total, desc=what, unit=unit, disable=not progress, leave=False)
     child.start()
     group = child.pid  # the child's setsid() makes its pid its process group's id
@@ -209,6 +226,11 @@ def run_guarded(job: Callable[[Emit, Emit], None], *, timeout: float, what: str,
             if not receiver.poll(min(left, _POLL_S)):
                 if child.exitcode is not None and not receiver.poll(0):  # dead, and all it sent has been read
                     raise _died(what, child, done)
+                if time.monotonic() >= next_scan:
+                    next_scan = time.monotonic() + _SCAN_S
+                    if killed := _killed_member(group):
+                        raise BackendError(f"{what}: a Lava worker process (pid {killed[0]}) died "
+                                           f"({_how(-killed[1])}) with {done}", backend="lava")
                 continue
             try:
                 kind, payload = receiver.recv()
