@@ -16,8 +16,9 @@ Every way a run can end releases the whole group, its processes and the shared m
   (lava/magma/runtime/message_infrastructure/shared_memory_manager.py:28), whose ``SharedMemory`` takes
   CPython's default names, ``/psm_<hex>`` (Lib/multiprocessing/shared_memory.py, ``_SHM_NAME_PREFIX``);
   its channels' semaphores are unlinked as they are made (fork start method), so only segments remain.
-* The child dies (the OOM killer, a signal): the parent polls it and says at once that it died, and with
-  which signal; it cannot wait for the pipe's end of file, since Lava's workers hold the pipe open too.
+* The child or a worker dies (the OOM killer, a signal): the parent polls the child and looks for a killed
+  worker's zombie in the group, and says at once which died, and with which signal; it cannot wait for the
+  pipe's end of file, since Lava's workers hold the pipe open too.
 * The parent dies (SIGKILL): the child closed its copy of the pipe's read end, so a send fails instead of
   blocking, and a watchdog thread in the child polls the parent. Either forks a reaper that leaves the
   group and releases it as the parent would. (``prctl(PR_SET_PDEATHSIG)`` would kill the child alone: the
@@ -43,7 +44,7 @@ from neuromap.errors import BackendError
 Emit = Callable[[Any], None]
 _GONE_WAIT_S = 5.0
 _POLL_S = 0.1  # how soon a dead child or parent is noticed
-_SCAN_S = 0.5  # how soon a dead worker is (a scan of /proc costs some 20 ms)
+_SCAN_S = 0.5  # how often the group is scanned for dead workers (a scan of /proc costs some 20 ms)
 _SHM = "/dev/shm/"
 _LAVA_SEGMENT = "psm_"  # multiprocessing.shared_memory's names, the only ones Lava leaves in /dev/shm
 
@@ -125,14 +126,12 @@ def group_members(pgid: int) -> list[int]:
     return [pid for pid, fields in _group_stats(pgid) if fields[0] != "Z"]
 
 
-def _killed_member(pgid: int) -> tuple[int, int] | None:
-    """(pid, signal) of a member that a signal killed and that its parent has not reaped yet. Lava's
-    runtime would wait for a dead worker forever; its zombie says at once that it died, and how
-    (field 52 of /proc/<pid>/stat, its wait status: the signal in the low 7 bits; proc(5))."""
-    for pid, fields in _group_stats(pgid):
-        if fields[0] == "Z" and len(fields) > 49 and int(fields[49]) & 0x7F:
-            return pid, int(fields[49]) & 0x7F
-    return None
+def _killed_members(pgid: int) -> set[tuple[int, int]]:
+    """(pid, signal) of the members that a signal killed and that their parent has not reaped yet. Lava's
+    runtime would wait for a dead worker forever; its zombie says that it died, and how (field 52 of
+    /proc/<pid>/stat, its wait status: the signal in the low 7 bits; proc(5))."""
+    return {(pid, int(fields[49]) & 0x7F) for pid, fields in _group_stats(pgid)
+            if fields[0] == "Z" and len(fields) > 49 and int(fields[49]) & 0x7F}
 
 
 def segments(pids: Iterable[int]) -> frozenset[str]:
@@ -212,6 +211,7 @@ def run_guarded(job: Callable[[Emit, Emit], None], *, timeout: float, what: str,
     items: list[Any] = []
     next_scan = time.monotonic()
     deadline = next_scan + timeout
+    seen_killed: set[tuple[int, int]] = set()
     bar = tqdm(total=total, desc=what, unit=unit, disable=not progress, leave=False)
     child.start()
     group = child.pid  # the child's setsid() makes its pid its process group's id
@@ -227,10 +227,14 @@ def run_guarded(job: Callable[[Emit, Emit], None], *, timeout: float, what: str,
                 if child.exitcode is not None and not receiver.poll(0):  # dead, and all it sent has been read
                     raise _died(what, child, done)
                 if time.monotonic() >= next_scan:
-                    next_scan = time.monotonic() + _SCAN_S
-                    if killed := _killed_member(group):
-                        raise BackendError(f"{what}: a Lava worker process (pid {killed[0]}) died "
-                                           f"({_how(-killed[1])}) with {done}", backend="lava")
+                    # a zombie seen twice is not being reaped: multiprocessing's own terminate() of a slow
+                    # manager process (managers._finalize_manager) is joined at once
+                    next_scan, killed = time.monotonic() + _SCAN_S, _killed_members(group)
+                    if lasting := sorted(killed & seen_killed):
+                        pid, signum = lasting[0]
+                        raise BackendError(f"{what}: a Lava worker process (pid {pid}) died ({_how(-signum)}) "
+                                           f"with {done}", backend="lava")
+                    seen_killed = killed
                 continue
             try:
                 kind, payload = receiver.recv()
