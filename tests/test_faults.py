@@ -286,20 +286,27 @@ def test_a_child_or_worker_killed_mid_run_is_reported_at_once_with_its_signal(tm
     assert not os.path.exists(segment)
 
 
-_SILENT_JOB = """
+_ORPHANED_JOB = """
 import os, pathlib, sys, time
 from multiprocessing import shared_memory
 from neuromap.backends.lava import runner
-from neuromap.cli import messages
 
-def job(emit, fail):  # never sends again: only the child's watchdog can notice that the parent is gone
+folder, noticed_by = pathlib.Path(sys.argv[1]), sys.argv[2]
+if noticed_by == "send":  # no watchdog: the child learns of the parent's death from a send that fails
+    runner._watch_parent = lambda *args: None
+
+def job(emit, fail):
     segment = shared_memory.SharedMemory(create=True, size=4096)
     if os.fork() == 0:
         time.sleep(600)
         os._exit(0)
-    folder = pathlib.Path(sys.argv[1])
+    parent = os.getppid()
     (folder / "pids.tmp").write_text(f"{os.getpid()} /dev/shm/{segment.name}")
     (folder / "pids.tmp").rename(folder / "pids")
+    if noticed_by == "send":
+        while os.getppid() == parent:
+            time.sleep(0.05)
+        emit(b"x" * 1_000_000)  # more than a pipe holds: blocks for ever if the child kept the read end
     time.sleep(600)
 
 runner.run_guarded(job, timeout=600, what="probe")
@@ -307,9 +314,10 @@ runner.run_guarded(job, timeout=600, what="probe")
 
 
 @pytest.mark.lava
-def test_the_child_s_watchdog_releases_its_group_when_the_parent_is_killed(tmp_path, tag):
+@pytest.mark.parametrize("noticed_by", ["watchdog", "send"])
+def test_the_child_releases_its_group_when_the_parent_is_killed(tmp_path, tag, noticed_by):
     env = {**os.environ, MARKER: tag, "PYTHONPATH": str(REPO)}
-    parent = subprocess.Popen([sys.executable, "-c", _SILENT_JOB, str(tmp_path)], env=env)
+    parent = subprocess.Popen([sys.executable, "-c", _ORPHANED_JOB, str(tmp_path), noticed_by], env=env)
     assert _wait(lambda: (tmp_path / "pids").exists() or parent.poll() is not None, 120)
     child, segment = (tmp_path / "pids").read_text().split()
     assert runner.group_members(int(child)) and os.path.exists(segment)
