@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from neuromap.atomic import atomic_path
 from neuromap.cli.common import emit_json
 from neuromap.errors import FormatError, NeuromapError
 
@@ -102,7 +103,8 @@ def convert_cmd(model_name, activation, levels, data_name, weights, epochs, seed
         rmp.train_ann(model, ds, epochs=epochs, seed=seed)
     if save_weights:
         save_weights.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(model.state_dict(), save_weights)
+        with atomic_path(save_weights) as temporary:
+            torch.save(model.state_dict(), temporary)
     ann_acc = rmp.ann_accuracy(model, ds.x_test, ds.y_test)
     options = dict(threshold=threshold, alpha=alpha, percentile=percentile, granularity=granularity, maxpool=maxpool,
                    encoding=encoding, calib_steps=calib_steps, seed=seed)

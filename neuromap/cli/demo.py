@@ -15,6 +15,7 @@ import click
 import numpy as np
 import torch
 
+from neuromap.atomic import write_text
 from neuromap.cli.common import emit_json
 
 
@@ -76,7 +77,7 @@ def demo(steps: int, samples: int, epochs: int, out_dir: str, as_json: bool) -> 
                "snn_lava_fixed_accuracy": lava_fixed_acc, "snn_hwsim_accuracy": hwsim_acc,
                "hwsim_lava_identical": same, "cores": mapping.resources["cores"],
                "steps": steps, "samples": n, "seconds": round(time.perf_counter() - start, 1)}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     click.echo(f"ANN {ann_acc:.2f} %  |  SNN torch {torch_acc:.2f} %  |  SNN Lava {lava_acc:.2f} %   "
                f"({n} test samples, T = {steps})")
     click.echo(f"quantized on {summary['cores']} core(s): Lava fixed_pt {lava_fixed_acc:.2f} %  |  hwsim "

@@ -3,6 +3,10 @@
     neuromap: warning: <message>
     neuromap: error: <message>                                        exit status 2 (our error family)
     neuromap: internal error: <type>: <message> — please report it ...  exit status 1 (a bug)
+    neuromap: interrupted | terminated                                  exit status 130 | 143 (SIGINT | SIGTERM)
+
+SIGTERM is raised as :class:`Terminated` where the command is, as SIGINT raises KeyboardInterrupt, so that
+clean-ups run (a Lava run's processes and shared memory released, a half-written output removed).
 
 A warning of another library (torch, Lava, ...) is shown in the same format with its category and origin
 appended; Python's default filters still apply to those (deprecation warnings stay hidden), while every
@@ -11,7 +15,9 @@ NeuromapWarning is shown each time it is raised.
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 import traceback
 import warnings
 from collections.abc import Iterator
@@ -25,6 +31,8 @@ from mappings.errors import NeuromapError, NeuromapWarning
 
 EXIT_ERROR = 2      # the user's input, network or target is at fault (also click's usage errors)
 EXIT_INTERNAL = 1   # a bug in neuromap
+EXIT_INTERRUPTED = 128 + signal.SIGINT   # 130, as a shell reports a process that SIGINT ended
+EXIT_TERMINATED = 128 + signal.SIGTERM   # 143
 DEBUG_ENV = "NEUROMAP_DEBUG"
 REPORT_TO = "the neuromap issue tracker (see README.md)"
 
@@ -71,11 +79,32 @@ def internal_error_line(exc: BaseException) -> str:
             f"{REPORT_TO} with the command line (neuromap --debug or {DEBUG_ENV}=1 shows the traceback)")
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived (a BaseException, as KeyboardInterrupt is: no ``except Exception`` swallows it)."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+@contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """SIGTERM raises Terminated inside the block (signal handlers can only be set in the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 @contextmanager
 def reported(debug: bool) -> Iterator[None]:
     """Run a command body: its warnings printed as they come, its errors turned into one line and an exit
     status. ``debug`` (or the environment variable ``NEUROMAP_DEBUG``) adds the traceback of an internal error."""
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _sigterm_raises():
         warnings.simplefilter("always", NeuromapWarning)
         warnings.showwarning = show_warning
         try:
@@ -87,7 +116,10 @@ def reported(debug: bool) -> Iterator[None]:
             raise  # click's own usage errors and exits keep click's format and status
         except KeyboardInterrupt:
             click.echo("neuromap: interrupted", err=True)
-            sys.exit(130)
+            sys.exit(EXIT_INTERRUPTED)
+        except Terminated:
+            click.echo("neuromap: terminated", err=True)
+            sys.exit(EXIT_TERMINATED)
         except Exception as exc:  # the last resort: anything else is a bug
             if debug or os.environ.get(DEBUG_ENV, "0") not in ("", "0"):
                 traceback.print_exc()

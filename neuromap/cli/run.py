@@ -17,6 +17,7 @@ from typing import Any
 import click
 import numpy as np
 
+from neuromap.atomic import atomic_path
 from neuromap.cli.common import checked_device, emit_json, nir_options
 from neuromap.data import SPLITS, Samples
 from neuromap.errors import NeuromapError
@@ -115,9 +116,10 @@ def run_cmd(model: str, backend: str, data_name: str, split: str | None, steps: 
     if save_spikes is not None:
         Path(save_spikes).parent.mkdir(parents=True, exist_ok=True)
         # (N, T, neurons) per spiking population, whatever the backend's trace layout
-        np.savez_compressed(save_spikes, **{k: v.reshape(*v.shape[:2], -1).astype(np.int8)
-                                            for k, v in result.spikes.items()},
-                            labels=y, predictions=predictions)
+        with atomic_path(save_spikes) as temporary, temporary.open("wb") as f:  # a file: numpy adds no suffix
+            np.savez_compressed(f, **{k: v.reshape(*v.shape[:2], -1).astype(np.int8)
+                                      for k, v in result.spikes.items()},
+                                labels=y, predictions=predictions)
     summary = {"backend": result.engine, "accuracy": accuracy, "samples": n, "split": picked.split,
                "steps": steps, "spikes_total": spikes_total, "seconds": round(time.perf_counter() - start, 2)}
     click.echo(f"{summary['backend']}: accuracy {accuracy:.2f} % on {split_line(picked)} x {steps} steps, "

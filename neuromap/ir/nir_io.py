@@ -81,6 +81,7 @@ import numpy as np
 from nir.serialization import hdf2dict
 
 from neuromap import neurons
+from neuromap.atomic import atomic_path
 from neuromap.errors import FormatError, GraphError, NeuromapError, NeuromapWarning, UnsupportedError
 from neuromap.ir import presets
 from neuromap.ir.graph import Graph, make_node, recurrent_edges
@@ -159,7 +160,8 @@ def write_nir(graph: Graph, path: str | Path, *, dt: float = 1.0) -> Path:
                                    f"'..' or containing '/')")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    nir.write(path, to_nir(graph, dt=dt))
+    with atomic_path(path) as temporary:
+        nir.write(temporary, to_nir(graph, dt=dt))
     return path
 
 

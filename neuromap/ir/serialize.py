@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from neuromap import neurons
+from neuromap import atomic, neurons
 from neuromap.errors import FormatError, GraphError
 from neuromap.ir.graph import Graph, make_node
 from neuromap.ir.nodes import STATELESS_TYPES, Node
@@ -100,8 +100,7 @@ def graph_to_arrays(graph: Graph) -> dict[str, np.ndarray]:
 def save_graph(graph: Graph, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(npz_bytes(graph_to_arrays(graph)))
-    return path
+    return atomic.write_bytes(path, npz_bytes(graph_to_arrays(graph)))
 
 
 def graph_from_arrays(arrays: Any, source: str) -> Graph:

@@ -26,6 +26,7 @@ import numpy as np
 import mappings
 from hwsim import netdesc
 from hwsim.netdesc import QuantNetwork
+from neuromap import atomic
 from neuromap.errors import UnsupportedError
 from neuromap.ir import Graph
 from neuromap.ir.serialize import read_npz
@@ -157,8 +158,7 @@ class Mapping:
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(self.to_bytes())
-        return path
+        return atomic.write_bytes(path, self.to_bytes())
 
     def to_bytes(self) -> bytes:
         return codec.encode(self)

@@ -8,6 +8,7 @@ from typing import Any
 from matplotlib.figure import Figure
 from matplotlib.ticker import ScalarFormatter
 
+from neuromap.atomic import atomic_path
 from neuromap.errors import NeuromapError
 
 SUFFIXES = (".png", ".pdf", ".svg")
@@ -39,5 +40,6 @@ def plot_accuracy_vs_steps(curves: Mapping[str, Mapping[Any, float]], path: str 
     if title:
         ax.set_title(title)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=150)
+    with atomic_path(path) as temporary:
+        fig.savefig(temporary, dpi=150)
     return path
