@@ -29,8 +29,8 @@ from neuromap.ir import IF, LI, Affine, Input, Output, save_graph, sequential
 def _graph(seed: int):
     rng = np.random.default_rng(seed)
     return sequential([("in", Input((64,))), ("fc1", Affine(rng.normal(0, 0.5, (12, 64)), np.zeros(12))),
-                       ("if1", IF((12,), threshold=1.0)), ("fc2", Affine(rng.normal(0, 0.5, (4, 12)), np.zeros(4))),
-                       ("li", LI((4,))), ("out", Output((4,)))])
+                       ("if1", IF((12,), threshold=1.0)), ("fc2", Affine(rng.normal(0, 0.5, (10, 12)), np.zeros(10))),
+                       ("li", LI((10,))), ("out", Output((10,)))])
 
 
 def _listing(folder: pathlib.Path) -> list[str]:
