@@ -62,9 +62,11 @@ class EventCounts:
 
 class EventTables:
     """Per source (input port or population), a matrix M (n_src, K) such that spikes (R, n_src) @ M gives
-    the per-step counts the source causes; M's columns are blocks of C: for a population source
-    [synops | messages_in | spikes | messages_out | hops | chip_crossings], for an input port
-    [synops | input_messages]."""
+    the per-step counts the source causes, on the cores they concern only: M's columns are blocks, for a
+    population source [synops | messages_in] on the cores its synapses reach and [spikes | messages_out |
+    hops | chip_crossings] on the cores it sits on, for an input port [synops | input_messages]. Restricting
+    the columns to those cores (a few of the network's, in a deep net) keeps the product a small fraction
+    of the layer's own synaptic work; the blocks are scattered into all C cores afterwards."""
 
     def __init__(self, qnet: QuantNetwork, device: torch.device) -> None:
         self.core_ids = tuple(c.index for c in qnet.cores)
@@ -79,41 +81,61 @@ class EventTables:
         self.n_cores = n_cores
         self.masks: dict[str, sp.csr_matrix] = {}
         self.ops: dict[str, SynapseOp] = {}
+        self.blocks: dict[str, list[torch.Tensor]] = {}  # per source, the cores each column block covers
         for name, size in [*((i.name, i.size) for i in qnet.inputs), *((p.name, p.size) for p in qnet.populations)]:
-            syn = sp.csr_matrix((size, n_cores), dtype=np.int64)
-            for pr in qnet.projections:
-                if pr.src == name:
-                    w = pr.weights.tocoo()
-                    dst_col = self.core_col[pr.dst][w.row]
-                    syn = syn + sp.csr_matrix((np.ones(w.nnz, np.int64), (w.col, dst_col)), shape=(size, n_cores))
-            mask = (syn > 0).astype(np.int64).tocsr()
-            self.masks[name] = mask
+            outgoing = [pr for pr in qnet.projections if pr.src == name]
+            reached = np.unique(np.concatenate([self.core_col[pr.dst] for pr in outgoing] or [np.zeros(0, int)]))
+            local = np.full(n_cores, -1, np.int64)
+            local[reached] = np.arange(reached.size)
+            syn = np.zeros(size * reached.size, np.int64)  # (size, reached): synapses onto each reached core
+            for pr in outgoing:
+                w = pr.weights
+                dst_core = np.repeat(local[self.core_col[pr.dst]], np.diff(w.indptr))
+                syn += np.bincount(w.indices.astype(np.int64) * reached.size + dst_core, minlength=syn.size)
+            syn = syn.reshape(size, reached.size)
+            mask = syn > 0
+            rows, cols = np.nonzero(mask)
+            self.masks[name] = sp.csr_matrix((np.ones(rows.size, np.int64), (rows, reached[cols])),
+                                             shape=(size, n_cores))
+            columns = [syn, mask]
+            cores = [reached, reached]
             if name in self.core_col:
-                src = sp.csr_matrix((np.ones(size, np.int64), (np.arange(size), self.core_col[name])),
-                                    shape=(size, n_cores))
-                m = mask.tocoo()
-                src_col = self.core_col[name][m.row]
-                dist = np.abs(xy[src_col] - xy[m.col]).sum(axis=1)
-                per_neuron = np.zeros((3, size), np.int64)
-                # numpy's stubs type ufunc.at's index as one integer array; a (slice, rows) tuple is valid numpy
-                np.add.at(per_neuron, (slice(None), m.row), np.stack([np.ones_like(dist), dist,  # type: ignore[arg-type]
-                                                                      chip[src_col] != chip[m.col]]))
-                blocks = [syn, mask, src] + [src.multiply(per_neuron[k][:, None]) for k in range(3)]
-            else:
-                blocks = [syn, mask]
-            table = sp.hstack(blocks).tocsr()
-            # spikes (R, n_src) @ table == (table^T @ spikes^T)^T: the same exact product as a projection's
-            self.ops[name] = SynapseOp(table.T.tocsr(), 1, device)
+                own = self.core_col[name]
+                sits = np.unique(own)
+                place = np.full(n_cores, -1, np.int64)
+                place[sits] = np.arange(sits.size)
+                dist = np.abs(xy[own][:, None, :] - xy[reached][None, :, :]).sum(axis=2)
+                crossings = chip[own][:, None] != chip[reached][None, :]
+                per_neuron = (np.ones(size, np.int64), mask.sum(axis=1), (mask * dist).sum(axis=1),
+                              (mask & crossings).sum(axis=1))
+                one_hot = np.zeros((size, sits.size), np.int64)
+                for values in per_neuron:
+                    one_hot[:] = 0
+                    one_hot[np.arange(size), place[own]] = values
+                    columns.append(one_hot.copy())
+                    cores.append(sits)
+            self.blocks[name] = [torch.as_tensor(c, device=device) for c in cores]
+            table = sp.csr_matrix(np.hstack(columns).T)
+            if table.shape[0]:
+                # spikes (R, n_src) @ table == (table^T @ spikes^T)^T: the same exact product as a projection's
+                self.ops[name] = SynapseOp(table, 1, device)
 
     def source_counts(self, name: str, out: torch.Tensor) -> dict[str, torch.Tensor]:
         """Counts caused by one source's outputs ``out`` (T, B, n) (spikes, or graded payloads)."""
         steps, batch, n = out.shape
         active = out if out.dtype == torch.bool else out != 0
-        c = self.n_cores
-        counts = self.ops[name].exact(active.reshape(-1, n)).view(steps, batch, -1)
+        op = self.ops.get(name)  # none for a port that feeds nothing
+        counts = op.exact(active.reshape(-1, n)).view(steps, batch, -1) if op is not None else None
         keys: tuple[str, ...] = (("synops", "messages_in", "spikes", "messages_out", "hops", "chip_crossings")
                                  if name in self.core_col else ("synops", "input_messages"))
-        return {key: counts[..., k * c:(k + 1) * c] for k, key in enumerate(keys)}
+        result, start = {}, 0
+        for key, cores in zip(keys, self.blocks[name]):
+            full = torch.zeros((steps, batch, self.n_cores), dtype=torch.int64, device=out.device)
+            if counts is not None:
+                full.index_copy_(2, cores, counts[..., start:start + cores.numel()])
+            result[key] = full
+            start += cores.numel()
+        return result
 
     def traffic(self, name: str, out: torch.Tensor) -> np.ndarray:
         """(C, C) messages sent by a population's spikes ``out`` (T, B, n), summed over steps and batch."""

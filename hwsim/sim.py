@@ -11,6 +11,7 @@ straight into the sample-major result arrays, seen as (T, B, n) views.
 from __future__ import annotations
 
 import warnings
+import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -133,8 +134,8 @@ class _Plan:
         self.qnet = qnet
         x_max = {i.name: max(1, (1 << i.graded_bits) - 1) for i in qnet.inputs}
         graded = {i.name for i in qnet.inputs if i.graded_bits}
-        self.ops = {pr.name: SynapseOp(pr.weights, x_max.get(pr.src, 1), device, synapses, pr.src in graded)
-                    for pr in qnet.projections}
+        self.ops = {pr.name: SynapseOp(pr.weights, x_max.get(pr.src, 1), device, synapses, pr.src in graded,
+                                       conv=pr.conv) for pr in qnet.projections}
         self.graded = graded
         self.models = {p.name: model_named(p.model) for p in qnet.populations}
         self.params = {p.name: self.models[p.name].params(p, qnet.formats, device) for p in qnet.populations}
@@ -167,6 +168,21 @@ class _Plan:
         self.last_use: dict[str, int] = {}
         for pr in qnet.projections:
             self.last_use[pr.src] = max(self.last_use.get(pr.src, -1), order[pr.dst])
+
+
+_PLANS: weakref.WeakKeyDictionary[QuantNetwork, tuple[tuple, _Plan]] = weakref.WeakKeyDictionary()
+
+
+def _plan(qnet: QuantNetwork, device: torch.device, synapses: str | None, events: bool) -> _Plan:
+    """The network's plan, reused by the next call with the same options (building one reads every synapse,
+    which for a deep conv net costs more than simulating a batch); one per network, freed with it."""
+    key = (device, synapses, events)
+    cached = _PLANS.get(qnet)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    plan = _Plan(qnet, device, synapses, events)
+    _PLANS[qnet] = (key, plan)
+    return plan
 
 
 def _delayed_product(op: SynapseOp, src: torch.Tensor) -> torch.Tensor:
@@ -319,7 +335,7 @@ def simulate(qnet: QuantNetwork, inputs: Mapping[str, object], steps: int, *, re
         batch_size = max(1, CHUNK_ELEMENTS // (steps * max(total_neurons, 1)))
     if batch_size < 1:
         raise InputDataError(f"batch_size must be at least 1, got {batch_size}")
-    plan = _Plan(qnet, device, synapses, events)
+    plan = _plan(qnet, device, synapses, events)
     result = {key: {p.name: np.empty((batch, steps, p.size), TRACE_DTYPES[key]) for p in qnet.populations}
               for key in keep}
     parts = []
