@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from netgen import population
 
 from hwsim.conv import ConvGeometry, ConvGeometryError, ConvStage
+from hwsim.errors import SimOptionError
+from hwsim.memory import bytes_per_sample, samples_per_chunk
 from hwsim.netdesc import Core, InputPort, NetDescError, Projection, QuantNetwork
 from hwsim.sim import simulate
 from hwsim.synapse import SynapseOp
@@ -210,3 +212,33 @@ def test_compiled_conv_net_runs_its_convolutions_exactly():
     for trace in ("spikes", "v", "u"):
         for name in conv.spikes:
             np.testing.assert_array_equal(getattr(conv, trace)[name], getattr(sparse, trace)[name])
+
+
+def test_sharding_over_two_cpu_devices_gives_the_one_device_result():
+    """devices=["cpu", "cpu"] splits the batch into two shards run in two threads, each in chunks of 2: the
+    traces, events and saturation warnings equal one device's run of the whole batch in one chunk."""
+    qnet = conv_network(1, graded=True)
+    rng = np.random.default_rng(7)
+    x = {"x": rng.integers(-63, 64, (7, 5, qnet.inputs[0].size))}
+    one = simulate(qnet, x, 5, device="cpu", batch_size=7)
+    two = simulate(qnet, x, 5, devices=["cpu", "cpu"], batch_size=2)
+    for trace in ("spikes", "v", "u"):
+        for name in one.spikes:
+            np.testing.assert_array_equal(getattr(two, trace)[name], getattr(one, trace)[name])
+    for key in ("synops", "spikes", "messages_out", "hops", "active_neurons", "traffic"):
+        np.testing.assert_array_equal(getattr(two.events, key), getattr(one.events, key))
+    with pytest.raises(SimOptionError, match="give device or devices, not both"):
+        simulate(qnet, x, 5, device="cpu", devices=["cpu"])
+
+
+def test_chunks_are_sized_from_the_free_memory():
+    """bytes per sample = T x (1 byte per neuron and input + 33 per neuron of the largest population + 128
+    per core), counted by hand for conv_network(0); half the given memory over that, at least one sample."""
+    qnet = conv_network(0, graded=False)
+    neurons = sum(p.size for p in qnet.populations) + qnet.inputs[0].size
+    largest = max(p.size for p in qnet.populations)
+    per_sample = 5 * (neurons + 33 * largest + 128 * 4)
+    assert bytes_per_sample(qnet, 5) == per_sample
+    assert samples_per_chunk(qnet, 5, CPU, free=2 * 10 * per_sample + 1) == 10
+    assert samples_per_chunk(qnet, 5, CPU, free=1) == 1
+    assert samples_per_chunk(qnet, 5, CPU) >= 1  # the machine's own MemAvailable
