@@ -76,12 +76,16 @@ class EventTables:
         chip = np.array([c.chip for c in qnet.cores], dtype=np.int64)
         self.core_col = {p.name: np.array([column[int(c)] for c in p.core]) for p in qnet.populations}
         self.neurons = np.bincount(np.concatenate(list(self.core_col.values())), minlength=n_cores)
-        self.bias_nonzero = {p.name: torch.as_tensor(p.bias != 0, device=device) for p in qnet.populations}
+        self.bias_nonzero = {p.name: torch.as_tensor(p.bias != 0, device=device) for p in qnet.populations
+                             if (p.bias != 0).any()}
+        self.v_init_nonzero = {p.name for p in qnet.populations if (p.v_init != 0).any()}
         self.core_index = {name: torch.as_tensor(cols, device=device) for name, cols in self.core_col.items()}
         self.n_cores = n_cores
         self.masks: dict[str, sp.csr_matrix] = {}
         self.ops: dict[str, SynapseOp] = {}
         self.blocks: dict[str, list[torch.Tensor]] = {}  # per source, the cores each column block covers
+        self.core_ops: dict[str, SynapseOp] = {}
+        self.own_cores: dict[str, torch.Tensor] = {}
         for name, size in [*((i.name, i.size) for i in qnet.inputs), *((p.name, p.size) for p in qnet.populations)]:
             outgoing = [pr for pr in qnet.projections if pr.src == name]
             reached = np.unique(np.concatenate([self.core_col[pr.dst] for pr in outgoing] or [np.zeros(0, int)]))
@@ -108,6 +112,10 @@ class EventTables:
                 crossings = chip[own][:, None] != chip[reached][None, :]
                 per_neuron = (np.ones(size, np.int64), mask.sum(axis=1), (mask * dist).sum(axis=1),
                               (mask & crossings).sum(axis=1))
+                # active neurons per core: the same exact product, of the activity flags with the neuron -> core map
+                self.core_ops[name] = SynapseOp(sp.csr_matrix((np.ones(size, np.int64), (place[own], np.arange(size))),
+                                                              shape=(sits.size, size)), 1, device)
+                self.own_cores[name] = torch.as_tensor(sits, device=device)
                 one_hot = np.zeros((size, sits.size), np.int64)
                 for values in per_neuron:
                     one_hot[:] = 0
@@ -146,14 +154,18 @@ class EventTables:
 
     def input_or_bias(self, name: str, a: torch.Tensor) -> torch.Tensor:
         """(T, B, n) bool: neurons of population ``name`` with input a[t] != 0 or a nonzero bias."""
-        return (a != 0) | self.bias_nonzero[name]
+        active = a != 0
+        return active.logical_or_(self.bias_nonzero[name]) if name in self.bias_nonzero else active
 
     def active_neurons(self, name: str, active: torch.Tensor, u: torch.Tensor, v: torch.Tensor,
                        v_init: torch.Tensor) -> torch.Tensor:
         """(T, B, C) neurons of population ``name`` whose update at step t reads nonzero data, given
-        ``input_or_bias`` and the states u, v after every step."""
-        active[0] |= v_init != 0
-        active[1:] |= (u[:-1] != 0) | (v[:-1] != 0)
-        counts = torch.zeros((*active.shape[:2], self.n_cores), dtype=torch.int64, device=active.device)
-        return counts.index_add_(2, self.core_index[name], active.to(torch.int64))
-
+        ``input_or_bias`` and the states u, v after every step (u | v is nonzero iff one of them is)."""
+        steps, batch, n = active.shape
+        if name in self.v_init_nonzero:
+            active[0] |= v_init != 0
+        if steps > 1:
+            active[1:] |= torch.bitwise_or(u[:-1], v[:-1]) != 0
+        per_core = self.core_ops[name].exact(active.reshape(-1, n)).view(steps, batch, -1)
+        counts = torch.zeros((steps, batch, self.n_cores), dtype=torch.int64, device=active.device)
+        return counts.index_copy_(2, self.own_cores[name], per_core)
