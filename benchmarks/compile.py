@@ -159,12 +159,12 @@ def sweep(sizes: list[int], target: str, seed: int) -> dict:
         child.join()
         print(f"sweep {n:.0e}: {json.dumps(row)}", flush=True)
         rows.append(row)
-    n = [r["neurons"] for r in rows]
-    fits = {"time": _exponent(n, [r["seconds"] for r in rows]),
-            "memory": _exponent(n, [max(r["rss_growth_mib"], 0.1) for r in rows])}
+    measured = [r["neurons"] for r in rows]
+    fits = {"time": _exponent(measured, [r["seconds"] for r in rows]),
+            "memory": _exponent(measured, [max(r["rss_growth_mib"], 0.1) for r in rows])}
 
     def at(key: str, exponent: float, target_n: float) -> float:
-        return rows[-1][key] * (target_n / n[-1]) ** exponent
+        return rows[-1][key] * (target_n / measured[-1]) ** exponent
 
     return {"network": "scaled_convnet", "sizes": rows,
             "growth_exponent": {k: round(v, 3) for k, v in fits.items()},
