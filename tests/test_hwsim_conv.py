@@ -242,3 +242,16 @@ def test_chunks_are_sized_from_the_free_memory():
     assert samples_per_chunk(qnet, 5, CPU, free=2 * 10 * per_sample + 1) == 10
     assert samples_per_chunk(qnet, 5, CPU, free=1) == 1
     assert samples_per_chunk(qnet, 5, CPU) >= 1  # the machine's own MemAvailable
+
+
+def test_counts_beyond_the_int8_split_use_an_exact_float_strategy():
+    """A weight of 5,000 (an event table's synapses of one neuron onto one core can exceed 2,047) is no
+    16 * high + low with an int8 high part: the default strategy sums it in float (5,003 = 5,000 + 3 by hand)
+    and a forced int8 strategy is refused rather than wrapping (it gave 907)."""
+    w = sp.csr_matrix(np.array([[5000, 3], [1, 2]]))
+    x = torch.ones((40, 2), dtype=torch.bool)
+    op = SynapseOp(w, 1, CPU)
+    assert op.strategy == "gather"
+    np.testing.assert_array_equal(op.exact(x)[0].numpy(), [5003, 3])
+    with pytest.raises(SimOptionError, match="weights up to 5000 do not split into int8 parts"):
+        SynapseOp(w, 1, CPU, strategy="int8")
