@@ -54,6 +54,7 @@ INT8_MIN_DENSITY = 0.04  # active inputs: gather costs ~ density * 20 int8 matmu
 DENSE_MAX_ELEMENTS = 1 << 27  # a dense W^T above this (512 MiB in float32) is kept sparse
 GRADED_DENSE_MIN_DENSITY = 0.08  # graded payloads: below this density a sparse W beats a dense matmul
 GPU_DENSE_MIN_DENSITY = 0.01
+INT8_SPLIT_MAX = 2047  # |w| up to this is 16 * high + low with high in int8 (w >> 4 >= -128) and low in [0, 15]
 
 
 def exact_float_dtype(bound: int, device: torch.device) -> torch.dtype:
@@ -76,6 +77,8 @@ def choose(weights: sp.csr_matrix, graded: bool, device: torch.device) -> str:
         return "dense" if fits_dense and density >= GPU_DENSE_MIN_DENSITY else "torch_sparse"
     if graded:
         return "dense" if fits_dense and density >= GRADED_DENSE_MIN_DENSITY else "torch_sparse"
+    if weights.nnz and int(abs(weights.data).max()) > INT8_SPLIT_MAX:  # event tables: counts per core can be
+        return "gather" if fits_dense else "sparse"                      # larger than 16 * high + low holds
     return "cpu_spikes" if fits_dense else "sparse"
 
 
@@ -109,7 +112,11 @@ def _int8_parts(weights: sp.csr_matrix) -> list[tuple[int, torch.Tensor]]:
     data = weights.data
     if data.size == 0 or (data.min() >= -128 and data.max() <= 127):
         parts = [(1, data)]
-    else:  # |w| <= 256: high in [-16, 16], low in [0, 15]
+    else:  # high = w >> 4 in [-128, 127] for |w| <= INT8_SPLIT_MAX, low in [0, 15]
+        if int(np.abs(data).max()) > INT8_SPLIT_MAX:
+            raise SimOptionError(f"weights up to {int(np.abs(data).max())} do not split into int8 parts (at most "
+                                 f"{INT8_SPLIT_MAX}); use another synapse strategy", field="synapses",
+                                 value=int(np.abs(data).max()), allowed=INT8_SPLIT_MAX)
         high = data >> 4
         parts = [(16, high), (1, data - (high << 4))]
     # W' densified, then transposed into a fresh C-order array: _int_mm reads the row stride even of a
