@@ -10,7 +10,7 @@ nets. Last stdout line: one JSON object.
 ``--sweep`` adds a scale sweep: ``scaled_convnet`` (three 3x3 conv + IF layers of 16, 32, 64 channels,
 the last two of stride 2, on a 3 x s x s input: 28 s^2 neurons, ~ 9 x 28 x 27 s^2 synapses) sized to
 ``--sweep-neurons`` (default 10^4, 10^5, 10^6), each compiled in a fresh child process that reports its
-compile wall time and the growth of its peak resident memory during the compile (ru_maxrss). The growth
+compile wall time and the growth of its peak resident memory during the compile (VmHWM, Linux). The growth
 exponents b of time ~ n^b and memory ~ n^b are least-squares fits in log-log over the measured sizes;
 ``extrapolated_to_1e9`` applies the fits to 10^9 neurons (a Hala Point-sized network, 1,152 Loihi 2 chips):
 an extrapolation, not a measurement (such a system does not fit the 8-chip loihi2 target, nor this
@@ -25,12 +25,12 @@ import itertools
 import json
 import math
 import multiprocessing
-import resource
 import time
 import warnings
 
 import numpy as np
 
+from neuromap.errors import NeuromapError
 from neuromap.ir import IF, Affine, AvgPool2d, Conv2d, Flatten, Graph, Input, Node, Output, sequential
 
 
@@ -123,19 +123,32 @@ def scaled_convnet(neurons: int, seed: int = 0) -> Graph:
     return sequential([*layers, ("output", Output(shape=(c, hw, hw)))])
 
 
+def _status_kib(field: str) -> int:
+    """A memory figure of this process from /proc/self/status, in KiB (Linux). Not ru_maxrss: Linux keeps
+    that across exec, so a spawned child would report its parent's peak."""
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith(f"{field}:"))
+
+
 def _compile_child(neurons: int, target: str, seed: int, queue) -> None:
     """In a fresh process: compile one scaled network, report time and peak-memory growth (KiB -> MiB)."""
     import neuromap
 
     neuromap.compile(mlp(seed, (4, 4, 2)), target)  # imports and first calls outside the measurement
     graph = scaled_convnet(neurons, seed)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = _status_kib("VmRSS")
+    with open("/proc/self/clear_refs", "w") as clear:  # "5": the peak (VmHWM) restarts from the current RSS
+        clear.write("5")
     start = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        mapping = neuromap.compile(graph, target, seed=seed)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            mapping = neuromap.compile(graph, target, seed=seed)
+    except NeuromapError as exc:  # e.g. more cores than the target has: reported, the sweep stops
+        queue.put({"neurons_asked": neurons, "error": str(exc)})
+        return
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = _status_kib("VmHWM")
     r = mapping.resources
     queue.put({"neurons": r["neurons"], "synapses": r["synapses"], "cores": r["cores"], "chips": r["chips"],
                "seconds": round(seconds, 3), "peak_rss_mib": round(peak / 1024, 1),
@@ -158,7 +171,12 @@ def sweep(sizes: list[int], target: str, seed: int) -> dict:
         row = queue.get()
         child.join()
         print(f"sweep {n:.0e}: {json.dumps(row)}", flush=True)
+        if "error" in row:
+            failed = row
+            break
         rows.append(row)
+    else:
+        failed = None
     measured = [r["neurons"] for r in rows]
     fits = {"time": _exponent(measured, [r["seconds"] for r in rows]),
             "memory": _exponent(measured, [max(r["rss_growth_mib"], 0.1) for r in rows])}
@@ -166,7 +184,7 @@ def sweep(sizes: list[int], target: str, seed: int) -> dict:
     def at(key: str, exponent: float, target_n: float) -> float:
         return rows[-1][key] * (target_n / measured[-1]) ** exponent
 
-    return {"network": "scaled_convnet", "sizes": rows,
+    return {"network": "scaled_convnet", "sizes": rows, "not_compiled": failed,
             "growth_exponent": {k: round(v, 3) for k, v in fits.items()},
             "extrapolated_to_1e9": {"note": "extrapolation of the fitted power laws from the largest measured size, "
                                             "not a measurement",
