@@ -7,18 +7,30 @@ traffic x hops of the sequential and the optimised placement. Goals: VGG-11 comp
 <= 5 s; the MLP needs <= 1.10x the lower bound; optimised <= 0.8x sequential traffic x hops for the conv
 nets. Last stdout line: one JSON object.
 
-Usage: python benchmarks/compile.py [--target loihi2] [--seed 0]
+``--sweep`` adds a scale sweep: ``scaled_convnet`` (three 3x3 conv + IF layers of 16, 32, 64 channels,
+the last two of stride 2, on a 3 x s x s input: 28 s^2 neurons, ~ 9 x 28 x 27 s^2 synapses) sized to
+``--sweep-neurons`` (default 10^4, 10^5, 10^6), each compiled in a fresh child process that reports its
+compile wall time and the growth of its peak resident memory during the compile (VmHWM, Linux). The growth
+exponents b of time ~ n^b and memory ~ n^b are least-squares fits in log-log over the measured sizes;
+``extrapolated_to_1e9`` applies the fits to 10^9 neurons (a Hala Point-sized network, 1,152 Loihi 2 chips):
+an extrapolation, not a measurement (such a system does not fit the 8-chip loihi2 target, nor this
+machine). ``--quick``: the sweep at 10^4, 3 x 10^4 and 10^5 neurons only, without the three networks.
+
+Usage: python benchmarks/compile.py [--target loihi2] [--seed 0] [--sweep] [--quick]
 """
 from __future__ import annotations
 
 import argparse
 import itertools
 import json
+import math
+import multiprocessing
 import time
 import warnings
 
 import numpy as np
 
+from neuromap.errors import NeuromapError
 from neuromap.ir import IF, Affine, AvgPool2d, Conv2d, Flatten, Graph, Input, Node, Output, sequential
 
 
@@ -98,11 +110,106 @@ def resnet20(seed: int = 0) -> Graph:
     return Graph(nodes, edges)
 
 
+def scaled_convnet(neurons: int, seed: int = 0) -> Graph:
+    """Three conv + IF layers (16, 32, 64 channels; strides 1, 2, 2) on 3 x s x s with 28 s^2 ~ ``neurons``."""
+    rng = np.random.default_rng(seed)
+    side = max(4, 4 * round(math.sqrt(neurons / 28) / 4))  # a multiple of 4: both strides divide it
+    layers: list[tuple[str, Node]] = [("input", Input(shape=(3, side, side)))]
+    c, hw = 3, side
+    for i, (width, stride) in enumerate(((16, 1), (32, 2), (64, 2)), start=1):
+        layers += [(f"conv{i}", _conv(rng, c, width, hw, stride=stride)), (f"if{i}", _if((width, hw // stride,
+                                                                                          hw // stride)))]
+        c, hw = width, hw // stride
+    return sequential([*layers, ("output", Output(shape=(c, hw, hw)))])
+
+
+def _status_kib(field: str) -> int:
+    """A memory figure of this process from /proc/self/status, in KiB (Linux). Not ru_maxrss: Linux keeps
+    that across exec, so a spawned child would report its parent's peak."""
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith(f"{field}:"))
+
+
+def _compile_child(neurons: int, target: str, seed: int, queue) -> None:
+    """In a fresh process: compile one scaled network, report time and peak-memory growth (KiB -> MiB)."""
+    import neuromap
+
+    neuromap.compile(mlp(seed, (4, 4, 2)), target)  # imports and first calls outside the measurement
+    graph = scaled_convnet(neurons, seed)
+    before = _status_kib("VmRSS")
+    with open("/proc/self/clear_refs", "w") as clear:  # "5": the peak (VmHWM) restarts from the current RSS
+        clear.write("5")
+    start = time.perf_counter()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            mapping = neuromap.compile(graph, target, seed=seed)
+    except NeuromapError as exc:  # e.g. more cores than the target has: reported, the sweep stops
+        queue.put({"neurons_asked": neurons, "error": str(exc)})
+        return
+    seconds = time.perf_counter() - start
+    peak = _status_kib("VmHWM")
+    r = mapping.resources
+    queue.put({"neurons": r["neurons"], "synapses": r["synapses"], "cores": r["cores"], "chips": r["chips"],
+               "seconds": round(seconds, 3), "peak_rss_mib": round(peak / 1024, 1),
+               "rss_growth_mib": round((peak - before) / 1024, 1)})
+
+
+def _exponent(xs: list[float], ys: list[float]) -> float:
+    """b of y = a x^b, least squares in log-log."""
+    lx, ly = np.log(xs), np.log(np.maximum(ys, 1e-9))
+    return float(np.polyfit(lx, ly, 1)[0])
+
+
+def sweep(sizes: list[int], target: str, seed: int) -> dict:
+    ctx = multiprocessing.get_context("spawn")  # a forked child of a process that imported torch can deadlock
+    rows = []
+    for n in sizes:
+        queue = ctx.Queue()
+        child = ctx.Process(target=_compile_child, args=(n, target, seed, queue))
+        child.start()
+        row = queue.get()
+        child.join()
+        print(f"sweep {n:.0e}: {json.dumps(row)}", flush=True)
+        if "error" in row:
+            failed = row
+            break
+        rows.append(row)
+    else:
+        failed = None
+    measured = [r["neurons"] for r in rows]
+    fits = {"time": _exponent(measured, [r["seconds"] for r in rows]),
+            "memory": _exponent(measured, [max(r["rss_growth_mib"], 0.1) for r in rows])}
+
+    def at(key: str, exponent: float, target_n: float) -> float:
+        return rows[-1][key] * (target_n / measured[-1]) ** exponent
+
+    return {"network": "scaled_convnet", "sizes": rows, "not_compiled": failed,
+            "growth_exponent": {k: round(v, 3) for k, v in fits.items()},
+            "extrapolated_to_1e9": {"note": "extrapolation of the fitted power laws from the largest measured size, "
+                                            "not a measurement",
+                                    "seconds": round(at("seconds", fits["time"], 1e9), 1),
+                                    "rss_growth_gib": round(at("rss_growth_mib", fits["memory"], 1e9) / 1024, 1)}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target", default="loihi2")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sweep", action="store_true", help="also the compile scale sweep (see the docstring)")
+    parser.add_argument("--sweep-neurons", type=float, nargs="+", default=[1e4, 1e5, 1e6])
+    parser.add_argument("--quick", action="store_true", help="only the sweep, at 10^4, 3 x 10^4 and 10^5 neurons")
     args = parser.parse_args()
+    results: dict = {}
+    if not args.quick:
+        results["networks"] = networks(args)
+    if args.sweep or args.quick:
+        sizes = [10_000, 30_000, 100_000] if args.quick else [int(n) for n in args.sweep_neurons]
+        results["sweep"] = sweep(sizes, args.target, args.seed)
+    print(json.dumps({"benchmark": "compile", "target": args.target, "seed": args.seed, **results}))
+
+
+def networks(args) -> dict:
     import neuromap
     from neuromap.mapping import compile as compile_graph
 
@@ -125,7 +232,7 @@ def main() -> None:
                          "cores_over_lower_bound": round(r["cores"] / r["lower_bound_cores"], 4),
                          "quantization_warnings": len(caught)}
         print(f"{name}: {json.dumps(results[name])}", flush=True)
-    print(json.dumps({"benchmark": "compile", "target": args.target, "seed": args.seed, "networks": results}))
+    return results
 
 
 if __name__ == "__main__":

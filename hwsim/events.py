@@ -63,9 +63,11 @@ class EventCounts:
 
 class EventTables:
     """Per source (input port or population), a matrix M (n_src, K) such that spikes (R, n_src) @ M gives
-    the per-step counts the source causes; M's columns are blocks of C: for a population source
-    [synops | messages_in | spikes | messages_out | hops | chip_crossings], for an input port
-    [synops | input_messages]."""
+    the per-step counts the source causes, on the cores they concern only: M's columns are blocks, for a
+    population source [synops | messages_in] on the cores its synapses reach and [spikes | messages_out |
+    hops | chip_crossings] on the cores it sits on, for an input port [synops | input_messages]. Restricting
+    the columns to those cores (a few of the network's, in a deep net) keeps the product a small fraction
+    of the layer's own synaptic work; the blocks are scattered into all C cores afterwards."""
 
     def __init__(self, qnet: QuantNetwork, device: torch.device) -> None:
         self.core_ids = tuple(c.index for c in qnet.cores)
@@ -75,46 +77,74 @@ class EventTables:
         chip = np.array([c.chip for c in qnet.cores], dtype=np.int64)
         self.core_col = {p.name: np.array([column[int(c)] for c in p.core]) for p in qnet.populations}
         self.neurons = np.bincount(np.concatenate(list(self.core_col.values())), minlength=n_cores)
-        self.bias_nonzero = {p.name: torch.as_tensor(p.bias != 0, device=device) for p in qnet.populations}
+        self.bias_nonzero = {p.name: torch.as_tensor(p.bias != 0, device=device) for p in qnet.populations
+                             if (p.bias != 0).any()}
+        self.v_init_nonzero = {p.name for p in qnet.populations if (p.v_init != 0).any()}
         self.core_index = {name: torch.as_tensor(cols, device=device) for name, cols in self.core_col.items()}
         self.n_cores = n_cores
         self.masks: dict[str, sp.csr_matrix] = {}
         self.ops: dict[str, SynapseOp] = {}
+        self.blocks: dict[str, list[torch.Tensor]] = {}  # per source, the cores each column block covers
+        self.core_ops: dict[str, SynapseOp] = {}
+        self.own_cores: dict[str, torch.Tensor] = {}
         for name, size in [*((i.name, i.size) for i in qnet.inputs), *((p.name, p.size) for p in qnet.populations)]:
-            syn = sp.csr_matrix((size, n_cores), dtype=np.int64)
-            for pr in qnet.projections:
-                if pr.src == name:
-                    w = pr.weights.tocoo()
-                    dst_col = self.core_col[pr.dst][w.row]
-                    syn = syn + sp.csr_matrix((np.ones(w.nnz, np.int64), (w.col, dst_col)), shape=(size, n_cores))
-            mask = (syn > 0).astype(np.int64).tocsr()
-            self.masks[name] = mask
+            outgoing = [pr for pr in qnet.projections if pr.src == name]
+            reached = np.unique(np.concatenate([self.core_col[pr.dst] for pr in outgoing] or [np.zeros(0, int)]))
+            local = np.full(n_cores, -1, np.int64)
+            local[reached] = np.arange(reached.size)
+            syn = np.zeros(size * reached.size, np.int64)  # (size, reached): synapses onto each reached core
+            for pr in outgoing:
+                w = pr.weights
+                dst_core = np.repeat(local[self.core_col[pr.dst]], np.diff(w.indptr))
+                syn += np.bincount(w.indices.astype(np.int64) * reached.size + dst_core, minlength=syn.size)
+            syn = syn.reshape(size, reached.size)
+            mask = syn > 0
+            rows, cols = np.nonzero(mask)
+            self.masks[name] = sp.csr_matrix((np.ones(rows.size, np.int64), (rows, reached[cols])),
+                                             shape=(size, n_cores))
+            columns = [syn, mask]
+            cores = [reached, reached]
             if name in self.core_col:
-                src = sp.csr_matrix((np.ones(size, np.int64), (np.arange(size), self.core_col[name])),
-                                    shape=(size, n_cores))
-                m = mask.tocoo()
-                src_col = self.core_col[name][m.row]
-                dist = np.abs(xy[src_col] - xy[m.col]).sum(axis=1)
-                per_neuron = np.zeros((3, size), np.int64)
-                # numpy's stubs type ufunc.at's index as one integer array; a (slice, rows) tuple is valid numpy
-                np.add.at(per_neuron, (slice(None), m.row), np.stack([np.ones_like(dist), dist,  # type: ignore[arg-type]
-                                                                      chip[src_col] != chip[m.col]]))
-                blocks = [syn, mask, src] + [src.multiply(per_neuron[k][:, None]) for k in range(3)]
-            else:
-                blocks = [syn, mask]
-            table = sp.hstack(blocks).tocsr()
-            # spikes (R, n_src) @ table == (table^T @ spikes^T)^T: the same exact product as a projection's
-            self.ops[name] = SynapseOp(table.T.tocsr(), 1, device)
+                own = self.core_col[name]
+                sits = np.unique(own)
+                place = np.full(n_cores, -1, np.int64)
+                place[sits] = np.arange(sits.size)
+                dist = np.abs(xy[own][:, None, :] - xy[reached][None, :, :]).sum(axis=2)
+                crossings = chip[own][:, None] != chip[reached][None, :]
+                per_neuron = (np.ones(size, np.int64), mask.sum(axis=1), (mask * dist).sum(axis=1),
+                              (mask & crossings).sum(axis=1))
+                # active neurons per core: the same exact product, of the activity flags with the neuron -> core map
+                self.core_ops[name] = SynapseOp(sp.csr_matrix((np.ones(size, np.int64), (place[own], np.arange(size))),
+                                                              shape=(sits.size, size)), 1, device)
+                self.own_cores[name] = torch.as_tensor(sits, device=device)
+                one_hot = np.zeros((size, sits.size), np.int64)
+                for values in per_neuron:
+                    one_hot[:] = 0
+                    one_hot[np.arange(size), place[own]] = values
+                    columns.append(one_hot.copy())
+                    cores.append(sits)
+            self.blocks[name] = [torch.as_tensor(c, device=device) for c in cores]
+            table = sp.csr_matrix(np.hstack(columns).T)
+            if table.shape[0]:
+                # spikes (R, n_src) @ table == (table^T @ spikes^T)^T: the same exact product as a projection's
+                self.ops[name] = SynapseOp(table, 1, device)
 
     def source_counts(self, name: str, out: torch.Tensor) -> dict[str, torch.Tensor]:
         """Counts caused by one source's outputs ``out`` (T, B, n) (spikes, or graded payloads)."""
         steps, batch, n = out.shape
         active = out if out.dtype == torch.bool else out != 0
-        c = self.n_cores
-        counts = self.ops[name].exact(active.reshape(-1, n)).view(steps, batch, -1)
+        op = self.ops.get(name)  # none for a port that feeds nothing
+        counts = op.exact(active.reshape(-1, n)).view(steps, batch, -1) if op is not None else None
         keys: tuple[str, ...] = (("synops", "messages_in", "spikes", "messages_out", "hops", "chip_crossings")
                                  if name in self.core_col else ("synops", "input_messages"))
-        return {key: counts[..., k * c:(k + 1) * c] for k, key in enumerate(keys)}
+        result, start = {}, 0
+        for key, cores in zip(keys, self.blocks[name]):
+            full = torch.zeros((steps, batch, self.n_cores), dtype=torch.int64, device=out.device)
+            if counts is not None:
+                full.index_copy_(2, cores, counts[..., start:start + cores.numel()])
+            result[key] = full
+            start += cores.numel()
+        return result
 
     def traffic(self, name: str, out: torch.Tensor) -> np.ndarray:
         """(C, C) messages sent by a population's spikes ``out`` (T, B, n), summed over steps and batch."""
@@ -125,14 +155,18 @@ class EventTables:
 
     def input_or_bias(self, name: str, a: torch.Tensor) -> torch.Tensor:
         """(T, B, n) bool: neurons of population ``name`` with input a[t] != 0 or a nonzero bias."""
-        return (a != 0) | self.bias_nonzero[name]
+        active = a != 0
+        return active.logical_or_(self.bias_nonzero[name]) if name in self.bias_nonzero else active
 
     def active_neurons(self, name: str, active: torch.Tensor, u: torch.Tensor, v: torch.Tensor,
                        v_init: torch.Tensor) -> torch.Tensor:
         """(T, B, C) neurons of population ``name`` whose update at step t reads nonzero data, given
-        ``input_or_bias`` and the states u, v after every step."""
-        active[0] |= v_init != 0
-        active[1:] |= (u[:-1] != 0) | (v[:-1] != 0)
-        counts = torch.zeros((*active.shape[:2], self.n_cores), dtype=torch.int64, device=active.device)
-        return counts.index_add_(2, self.core_index[name], active.to(torch.int64))
-
+        ``input_or_bias`` and the states u, v after every step (u | v is nonzero iff one of them is)."""
+        steps, batch, n = active.shape
+        if name in self.v_init_nonzero:
+            active[0] |= v_init != 0
+        if steps > 1:
+            active[1:] |= torch.bitwise_or(u[:-1], v[:-1]) != 0
+        per_core = self.core_ops[name].exact(active.reshape(-1, n)).view(steps, batch, -1)
+        counts = torch.zeros((steps, batch, self.n_cores), dtype=torch.int64, device=active.device)
+        return counts.index_copy_(2, self.own_cores[name], per_core)

@@ -28,6 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import ArrayLike
 
+from hwsim.conv import ConvGeometry
 from hwsim.errors import HwsimError
 from hwsim.models import known_models
 from mappings.target import Target
@@ -215,15 +216,33 @@ class Population:
 
 @dataclass(frozen=True, eq=False)
 class Projection:
+    """Integer weights from ``src`` to ``dst`` (a (dst, src) CSR matrix) with their exponent. ``conv``: the
+    convolutional geometry the weights come from, so that hwsim runs them as convolutions; given alone, the
+    weights are unrolled from it, given with ``weights`` it must describe exactly those."""
+
     name: str
     src: str
     dst: str
-    weights: sp.csr_matrix
+    weights: sp.csr_matrix = None  # None: unrolled from ``conv`` by __post_init__
     weight_exp: int = 0
     meta: dict = field(default_factory=dict)
+    conv: ConvGeometry | None = None
+
+    if TYPE_CHECKING:  # the constructor takes any sparse or dense matrix, or none with a ``conv`` geometry
+        def __init__(self, name: str, src: str, dst: str, weights: ArrayLike | sp.spmatrix | None = ...,
+                     weight_exp: int = ..., meta: dict = ..., conv: ConvGeometry | None = ...) -> None: ...
 
     def __post_init__(self) -> None:
-        w = sp.csr_matrix(self.weights)
+        if self.conv is not None and not isinstance(self.conv, ConvGeometry):
+            raise NetDescError(f"projection {self.name!r}.conv: a hwsim.conv.ConvGeometry, got "
+                               f"{type(self.conv).__name__}", node=self.name, field="conv")
+        if self.weights is not None:
+            w = sp.csr_matrix(self.weights)
+        elif self.conv is not None:
+            w = self.conv.matrix()
+        else:
+            raise NetDescError(f"projection {self.name!r}: give its weights or its conv geometry", node=self.name,
+                               field="weights")
         if w.dtype.kind not in "iu":
             data = w.data
             if not np.array_equal(data, np.round(data)):
@@ -241,8 +260,26 @@ class Projection:
             if not mixed and max(abs(lo), abs(hi)) > 255:
                 raise NetDescError(f"projection {self.name!r}: single-sign weights must have magnitude <= 255",
                                    node=self.name, field="weights", value=(lo, hi), allowed=255)
+        if self.conv is not None and self.weights is not None:
+            self._check_conv(w)
         object.__setattr__(self, "weights", w)
         object.__setattr__(self, "weight_exp", int(self.weight_exp))
+
+    def _check_conv(self, w: sp.csr_matrix) -> None:
+        """The geometry unrolls to exactly ``w`` (canonical CSR, zeros eliminated, indices sorted)."""
+        assert self.conv is not None  # called only with a geometry
+        expected = self.conv.matrix()
+        if expected.shape != w.shape:
+            raise NetDescError(f"projection {self.name!r}.conv: the geometry maps {expected.shape[1]} to "
+                               f"{expected.shape[0]} neurons, the weights {w.shape[1]} to {w.shape[0]}",
+                               node=self.name, field="conv", value=expected.shape, allowed=w.shape)
+        same = (np.array_equal(expected.indptr, w.indptr) and np.array_equal(expected.indices, w.indices)
+                and np.array_equal(expected.data, w.data))
+        if not same:
+            differ = int((expected != w.astype(np.int64)).nnz)
+            raise NetDescError(f"projection {self.name!r}.conv: the geometry's kernels differ from the weights in "
+                               f"{differ:,} of {w.shape[0] * w.shape[1]:,} entries", node=self.name, field="conv",
+                               value=differ)
 
 
 @dataclass(frozen=True, eq=False)

@@ -16,23 +16,25 @@ result arrays, seen as (T, B, n) views.
 from __future__ import annotations
 
 import warnings
+import weakref
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from hwsim.errors import HwsimError, SaturationWarning
+from hwsim.errors import HwsimError, SaturationWarning, SimOptionError
 from hwsim.events import PER_STEP, EventCounts, EventTables
 from hwsim.fixed import wrap32
+from hwsim.memory import samples_per_chunk
 from hwsim.models import ModelError, StepState, model_named
 from hwsim.netdesc import Population, Projection, QuantNetwork
 from hwsim.synapse import SynapseOp
 
 TRACES = ("spikes", "v", "u")
 TRACE_DTYPES = {"spikes": np.int8, "v": np.int32, "u": np.int32}
-CHUNK_ELEMENTS = 1 << 25  # state elements (steps x samples x neurons) simulated at once, to bound memory
 
 
 class InputDataError(HwsimError, ValueError):
@@ -139,8 +141,8 @@ class _Plan:
         self.qnet = qnet
         x_max = {i.name: max(1, (1 << i.graded_bits) - 1) for i in qnet.inputs}
         graded = {i.name for i in qnet.inputs if i.graded_bits}
-        self.ops = {pr.name: SynapseOp(pr.weights, x_max.get(pr.src, 1), device, synapses, pr.src in graded)
-                    for pr in qnet.projections}
+        self.ops = {pr.name: SynapseOp(pr.weights, x_max.get(pr.src, 1), device, synapses, pr.src in graded,
+                                       conv=pr.conv) for pr in qnet.projections}
         self.graded = graded
         self.models = {p.name: model_named(p.model) for p in qnet.populations}
         recurrent = {pr.name for pr in qnet.projections if qnet.recurrent(pr)}
@@ -189,6 +191,19 @@ class _Plan:
         self.last_use: dict[str, int] = {}
         for pr in qnet.projections:
             self.last_use[pr.src] = max(self.last_use.get(pr.src, -1), order[pr.dst])
+
+
+_PLANS: weakref.WeakKeyDictionary[QuantNetwork, dict[tuple, _Plan]] = weakref.WeakKeyDictionary()
+
+
+def _plan(qnet: QuantNetwork, device: torch.device, synapses: str | None, events: bool) -> _Plan:
+    """The network's plan for these options, reused by later calls (building one reads every synapse, which
+    for a deep conv net costs more than simulating a batch); freed with the network."""
+    plans = _PLANS.setdefault(qnet, {})
+    key = (device, synapses, events)
+    if key not in plans:
+        plans[key] = _Plan(qnet, device, synapses, events)
+    return plans[key]
 
 
 def _delayed_product(op: SynapseOp, src: torch.Tensor) -> torch.Tensor:
@@ -379,47 +394,82 @@ def _run_chunk(plan: _Plan, data: dict[str, torch.Tensor], buffers: dict[str, di
     return EventCounts(tables.core_ids, tables.neurons, traffic, **per_step)
 
 
+def _devices(device: str | torch.device | None, devices: Iterable[str | torch.device] | None) -> list[torch.device]:
+    if devices is None:
+        return [torch.device(device) if device is not None else default_device()]
+    if device is not None:
+        raise SimOptionError("give device or devices, not both", field="devices")
+    chosen = [torch.device(d) for d in devices]
+    if not chosen:
+        raise SimOptionError("devices: the list is empty", field="devices")
+    return chosen
+
+
+def _run_shard(plan: _Plan, data: dict[str, np.ndarray], result: dict[str, dict[str, np.ndarray]], start: int,
+               stop: int, batch_size: int, device: torch.device) -> tuple[list[EventCounts], dict[str, int]]:
+    """Samples start..stop on one device, in chunks of ``batch_size``; fills their rows of ``result``."""
+    parts: list[EventCounts] = []
+    saturated: dict[str, int] = {}
+    with torch.no_grad():  # per thread: a shard may run in a worker thread
+        for lo in range(start, stop, batch_size):
+            hi = min(lo + batch_size, stop)
+            # (T, b, n) views of sample-major arrays: no transposing copies in or out
+            chunk = {name: torch.from_numpy(np.ascontiguousarray(arr[lo:hi])).to(device).transpose(0, 1)
+                     for name, arr in data.items()}
+            buffers = {key: {name: torch.from_numpy(arr[lo:hi]).transpose(0, 1) for name, arr in per_pop.items()}
+                       for key, per_pop in result.items()}
+            counts = _run_chunk(plan, chunk, buffers, saturated)
+            if counts is not None:
+                parts.append(counts)
+    return parts, saturated
+
+
 @torch.no_grad()
 def simulate(qnet: QuantNetwork, inputs: Mapping[str, object], steps: int, *, record: bool | Iterable[str] = True,
              device: str | torch.device | None = None, batch_size: int | None = None, events: bool = True,
-             synapses: str | None = None) -> HwResult:
+             synapses: str | None = None, devices: Iterable[str | torch.device] | None = None,
+             memory: int | None = None) -> HwResult:
     """Run ``qnet`` for ``steps`` steps on ``inputs`` ({port name: int array (B, T >= steps, size)}: 0/1 spikes,
     or payloads for graded ports; (B, T, *shape) frames are flattened in C order).
 
     ``record``: True (spikes, v, u), False, or a subset of ("spikes", "v", "u"). ``device``: default CUDA when
-    torch sees a GPU, else CPU. ``batch_size``: samples simulated at once (default: as many as fit
-    ``CHUNK_ELEMENTS`` state elements). ``events``: count events (``hwsim.events``). ``synapses``: force one
-    ``hwsim.synapse`` strategy for every projection (default: chosen per projection); results never depend on it.
+    torch sees a GPU, else CPU. ``devices``: several devices instead (e.g. ["cuda:0", "cuda:1"]): the batch is
+    split into one contiguous shard per device, run side by side in threads (torch's kernels release the
+    GIL); results are those of one device. ``batch_size``: samples simulated at once per device (default: as
+    many as fit half the device's free memory, or half of ``memory`` bytes, ``hwsim.memory``; the recorded
+    traces are allocated for the whole batch on top). ``events``: count events (``hwsim.events``).
+    ``synapses``: force one ``hwsim.synapse`` strategy for every projection (default: chosen per projection);
+    results never depend on it, nor on ``batch_size`` or ``devices``.
     """
     if steps < 1:
         raise InputDataError(f"steps must be at least 1, got {steps}")
     keep = _traces_to_record(record)
-    device = torch.device(device) if device is not None else default_device()
+    chosen = _devices(device, devices)
     if not qnet.inputs:
         raise InputDataError("the network has no input port; hwsim needs one to know the batch size")
     data, batch = check_inputs(qnet, inputs, steps)
     if batch == 0:
         raise InputDataError("the batch is empty")
-    total_neurons = sum(p.size for p in qnet.populations)
-    if batch_size is None:
-        batch_size = max(1, CHUNK_ELEMENTS // (steps * max(total_neurons, 1)))
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise InputDataError(f"batch_size must be at least 1, got {batch_size}")
-    plan = _Plan(qnet, device, synapses, events)
+    plans = [_plan(qnet, d, synapses, events) for d in chosen]  # built before the free memory is read
+    sizes = [batch_size or samples_per_chunk(qnet, steps, d, memory) for d in chosen]
     result = {key: {p.name: np.empty((batch, steps, p.size), TRACE_DTYPES[key]) for p in qnet.populations}
               for key in keep}
-    parts = []
+    bounds = np.linspace(0, batch, len(chosen) + 1).round().astype(int)
+    jobs = [(plan, data, result, int(lo), int(hi), size, d)
+            for plan, size, d, lo, hi in zip(plans, sizes, chosen, bounds[:-1], bounds[1:]) if hi > lo]
+    if len(jobs) == 1:
+        shards = [_run_shard(*jobs[0])]
+    else:
+        with ThreadPoolExecutor(len(jobs)) as pool:
+            shards = list(pool.map(lambda job: _run_shard(*job), jobs))
+    parts = [part for shard_parts, _ in shards for part in shard_parts]
     saturated: dict[str, int] = {}
-    for start in range(0, batch, batch_size):
-        stop = min(start + batch_size, batch)
-        # (T, b, n) views of sample-major arrays: no transposing copies in or out
-        chunk = {name: torch.from_numpy(np.ascontiguousarray(arr[start:stop])).to(device).transpose(0, 1)
-                 for name, arr in data.items()}
-        buffers = {key: {name: torch.from_numpy(arr[start:stop]).transpose(0, 1) for name, arr in per_pop.items()}
-                   for key, per_pop in result.items()}
-        counts = _run_chunk(plan, chunk, buffers, saturated)
-        if counts is not None:
-            parts.append(counts)
+    for _, shard_saturated in shards:
+        for name, clipped in shard_saturated.items():
+            saturated[name] = saturated.get(name, 0) + clipped
+    plan = plans[0]
     for name, clipped in saturated.items():
         warnings.warn(SaturationWarning(
             f"population {name!r}: the read-out membrane reached the {qnet.formats.state_bits}-bit state limit "

@@ -24,6 +24,15 @@ Strategies (picked per projection by ``choose``):
 * ``torch_sparse`` — a torch sparse CSR W times the outputs: graded payloads into a sparse W; sparse W on a GPU.
 * ``sparse`` — CPU, binary spikes into a W whose dense W^T would not fit memory: scipy CSR x CSR in int64
   (exact without any bound); work ∝ synaptic events.
+* ``conv`` — a projection with a convolutional geometry (``hwsim.conv``, on ``Projection.conv``), the default
+  for it on every device: the rows seen as (R, C, H, W) go through ``torch.nn.functional.conv2d`` with the
+  integer kernels, stage by stage (a sum pool as ``avg_pool2d`` with divisor 1, then its per-channel weight),
+  in float32 where every stage's bound (max|stage input| x its largest sum |kernel| over one output) is
+  below 2^24, which holds for binary spikes into Loihi's 8-bit kernels up to a fan-in of 2^16. Graded
+  payloads too wide for that are split into slices of b bits (x = sum_k x_k 2^(b k), b as large as the
+  bound allows), each convolved exactly and recombined in int64; only a kernel whose sums alone exceed
+  2^23 falls back to float64 (``exact_float_dtype``). The same dense kernels a float forward uses, no
+  unrolled matrix.
 """
 from __future__ import annotations
 
@@ -35,14 +44,17 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
+from hwsim.conv import ConvGeometry, ConvStage
 from hwsim.errors import SimOptionError
 from hwsim.netdesc import NetDescError
 
-STRATEGIES = ("cpu_spikes", "int8", "gather", "sparse", "dense", "torch_sparse")
+STRATEGIES = ("cpu_spikes", "int8", "gather", "sparse", "dense", "torch_sparse", "conv")
+FLOAT32_EXACT = 1 << 24  # integers up to this magnitude are exact in float32 (24-bit significand)
 INT8_MIN_DENSITY = 0.04  # active inputs: gather costs ~ density * 20 int8 matmuls (measured, see above)
 DENSE_MAX_ELEMENTS = 1 << 27  # a dense W^T above this (512 MiB in float32) is kept sparse
 GRADED_DENSE_MIN_DENSITY = 0.08  # graded payloads: below this density a sparse W beats a dense matmul
 GPU_DENSE_MIN_DENSITY = 0.01
+INT8_SPLIT_MAX = 2047  # |w| up to this is 16 * high + low with high in int8 (w >> 4 >= -128) and low in [0, 15]
 
 
 def exact_float_dtype(bound: int, device: torch.device) -> torch.dtype:
@@ -65,6 +77,8 @@ def choose(weights: sp.csr_matrix, graded: bool, device: torch.device) -> str:
         return "dense" if fits_dense and density >= GPU_DENSE_MIN_DENSITY else "torch_sparse"
     if graded:
         return "dense" if fits_dense and density >= GRADED_DENSE_MIN_DENSITY else "torch_sparse"
+    if weights.nnz and int(abs(weights.data).max()) > INT8_SPLIT_MAX:  # event tables: counts per core can be
+        return "gather" if fits_dense else "sparse"                      # larger than 16 * high + low holds
     return "cpu_spikes" if fits_dense else "sparse"
 
 
@@ -98,7 +112,11 @@ def _int8_parts(weights: sp.csr_matrix) -> list[tuple[int, torch.Tensor]]:
     data = weights.data
     if data.size == 0 or (data.min() >= -128 and data.max() <= 127):
         parts = [(1, data)]
-    else:  # |w| <= 256: high in [-16, 16], low in [0, 15]
+    else:  # high = w >> 4 in [-128, 127] for |w| <= INT8_SPLIT_MAX, low in [0, 15]
+        if int(np.abs(data).max()) > INT8_SPLIT_MAX:
+            raise SimOptionError(f"weights up to {int(np.abs(data).max())} do not split into int8 parts (at most "
+                                 f"{INT8_SPLIT_MAX}); use another synapse strategy", field="synapses",
+                                 value=int(np.abs(data).max()), allowed=INT8_SPLIT_MAX)
         high = data >> 4
         parts = [(16, high), (1, data - (high << 4))]
     # W' densified, then transposed into a fresh C-order array: _int_mm reads the row stride even of a
@@ -106,6 +124,78 @@ def _int8_parts(weights: sp.csr_matrix) -> list[tuple[int, torch.Tensor]]:
     return [(scale, torch.from_numpy(sp.csr_matrix((part.astype(np.int8), weights.indices, weights.indptr),
                                                    shape=weights.shape).toarray().T.copy()))
             for scale, part in parts]
+
+
+def _conv_bits(unit: int, x_max: int) -> int | None:
+    """Payload slice width b for a chain whose stages' bound per unit of input is ``unit``: the largest b
+    with unit * 2^b < 2^24 (every slice, |top| <= 2^b included, then sums exactly in float32); None where
+    the payloads need no slicing or where even 1-bit slices would not be exact (float64 then)."""
+    if unit * x_max < FLOAT32_EXACT or 2 * unit >= FLOAT32_EXACT:
+        return None
+    return ((FLOAT32_EXACT - 1) // unit).bit_length() - 1
+
+
+class ExactConv:
+    """A ``ConvGeometry`` run with torch's convolutions on exact integers (the ``conv`` strategy)."""
+
+    def __init__(self, geometry: ConvGeometry, x_max: int, device: torch.device) -> None:
+        self.geometry = geometry
+        unit = max(geometry.stage_bounds(1), default=1)
+        bits = _conv_bits(unit, x_max)
+        # cuDNN's TF32 (which rounds operands) is switched off around every call (``__call__``)
+        if bits is not None:
+            self.slice_bits, self.slices = bits, -(-int(x_max).bit_length() // bits)
+            self.dtype = torch.float32
+        else:
+            self.slice_bits, self.slices = 0, 1
+            self.dtype = torch.float32 if unit * int(x_max) < FLOAT32_EXACT else torch.float64
+            if unit * int(x_max) >= 1 << 53:
+                raise NetDescError(f"convolution sums up to {unit * int(x_max)} exceed 2^53; they cannot be "
+                                   "summed exactly in floating point")
+        self.stages = [self._prepare(stage, device) for stage in geometry.stages]
+
+    def _prepare(self, stage: ConvStage, device: torch.device) -> tuple[str, torch.Tensor | None, ConvStage]:
+        """A sum pool (one constant per channel, no dilation, padding at most half the window, as
+        avg_pool2d requires) runs as a window sum then a per-channel product; anything else as conv2d."""
+        constant = stage.channel_constant()
+        kh, kw = stage.kernel.shape[2:]
+        poolable = (constant is not None and stage.dilation == (1, 1)
+                    and stage.padding[0] <= kh // 2 and stage.padding[1] <= kw // 2)
+        if poolable:
+            assert constant is not None  # poolable implies it
+            scale = None if (constant == 1).all() else torch.tensor(constant, dtype=self.dtype, device=device)
+            return "pool", None if scale is None else scale.view(1, -1, 1, 1), stage
+        return "conv", torch.tensor(stage.kernel, dtype=self.dtype, device=device), stage
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
+        for kind, tensor, stage in self.stages:
+            if kind == "pool":
+                x = F.avg_pool2d(x, stage.kernel.shape[2:], stage.stride, stage.padding, divisor_override=1)
+                if tensor is not None:
+                    x = x.mul_(tensor)
+            else:
+                assert tensor is not None  # a conv stage carries its kernel
+                x = F.conv2d(x, tensor, None, stage.stride, stage.padding, stage.dilation, stage.groups)
+        return x
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """x (R, in size) bool or int64 -> (R, out size), exact integers (float, or int64 when sliced)."""
+        rows = x.shape[0]
+        frames = x.reshape(rows, *self.geometry.input_shape)
+        with torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, benchmark=torch.backends.cudnn.benchmark,
+                                        deterministic=torch.backends.cudnn.deterministic, allow_tf32=False):
+            if self.slices == 1:
+                return self._run(frames.to(self.dtype)).reshape(rows, -1)
+            mask = (1 << self.slice_bits) - 1
+            total = None
+            for k in range(self.slices):
+                part = frames >> (self.slice_bits * k)  # floor shift: the top slice keeps the sign
+                if k < self.slices - 1:
+                    part = part & mask
+                exact = self._run(part.to(self.dtype)).to(torch.int64)
+                total = exact if total is None else total.add_(exact.mul_(1 << (self.slice_bits * k)))
+            assert total is not None  # at least one slice
+            return total.reshape(rows, -1)
 
 
 class SynapseOp:
@@ -116,11 +206,14 @@ class SynapseOp:
     mixed-sign weights into int8 range."""
 
     def __init__(self, weights: sp.csr_matrix, x_max: int, device: torch.device, strategy: str | None = None,
-                 graded: bool = False) -> None:
-        self.strategy = strategy or choose(weights, graded, device)
+                 graded: bool = False, conv: ConvGeometry | None = None) -> None:
+        self.strategy = strategy or ("conv" if conv is not None else choose(weights, graded, device))
         if self.strategy not in STRATEGIES:
             raise SimOptionError(f"unknown synapse strategy {self.strategy!r}; one of {STRATEGIES}", field="synapses",
                                  value=self.strategy, allowed=STRATEGIES)
+        if self.strategy == "conv" and conv is None:
+            raise SimOptionError("strategy 'conv' needs every projection to have a conv geometry "
+                                 "(hwsim.netdesc.Projection.conv)", field="synapses", value=self.strategy)
         if self.strategy in ("sparse", "int8", "cpu_spikes") and device.type != "cpu":
             raise SimOptionError(f"strategy {self.strategy!r} runs on the CPU only", field="synapses",
                                  value=self.strategy, allowed=("cpu",))
@@ -129,6 +222,12 @@ class SynapseOp:
                                  value=self.strategy)
         self.device = device
         self.n_dst, self.n_src = weights.shape
+        if self.strategy == "conv":
+            assert conv is not None  # checked above
+            self.exp = 0
+            self.bound = int(np.asarray(abs(weights).sum(axis=1, dtype=np.int64)).max(initial=0)) * int(x_max)
+            self.conv = ExactConv(conv, x_max, device)
+            return
         self.exp = 0 if graded else _power_of_two_exponent(weights)
         weights = weights.astype(np.int64)  # a copy: W' = W / 2^exp
         weights.sum_duplicates()
@@ -162,6 +261,8 @@ class SynapseOp:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Exact integer results, as int32, int64 or the strategy's float type."""
         strategy = self.strategy
+        if strategy == "conv":
+            return self.conv(x)
         if strategy == "cpu_spikes":  # the density of every 16th row decides; both results are exact
             sample = x[::16]
             active = int(sample.view(torch.uint8).sum(dtype=torch.int64)) / max(sample.numel(), 1)

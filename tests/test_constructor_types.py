@@ -10,7 +10,8 @@ import textwrap
 
 import pytest
 
-from hwsim.netdesc import Population
+from hwsim.conv import ConvGeometry, ConvStage
+from hwsim.netdesc import Population, Projection
 from neuromap.ir import IF, LI, LIF, Affine, AvgPool2d, Conv2d, Flatten, Input, Linear, Output, SumPool2d
 
 
@@ -32,7 +33,8 @@ def _generated(cls: type) -> list[tuple[str, str, bool]]:
             for p in inspect.signature(cls).parameters.values()]
 
 
-@pytest.mark.parametrize("cls", [Input, Affine, Linear, Conv2d, SumPool2d, Flatten, LIF, LI, Population],
+@pytest.mark.parametrize("cls", [Input, Affine, Linear, Conv2d, SumPool2d, Flatten, LIF, LI, Population, Projection,
+                                 ConvStage, ConvGeometry],
                          ids=lambda c: c.__name__)
 def test_declared_constructor_matches_the_generated_one(cls):
     assert _declared(cls) == _generated(cls)

@@ -31,6 +31,7 @@ from neuromap.errors import UnsupportedError
 from neuromap.ir import Graph
 from neuromap.ir.serialize import read_npz
 from neuromap.mapping import codec
+from neuromap.mapping.geometry import conv_geometry
 from neuromap.passes.lower import lower
 from neuromap.passes.partition import RESOURCES, Partition, binding_constraint
 from neuromap.passes.place import Placement
@@ -142,14 +143,20 @@ class Mapping:
                                            bias_mant=p.bias_mant, bias_exp=p.bias_exp, v_init=p.v_init,
                                            core=self.neuron_cores(name), reset=p.reset, reset_timing=p.reset_timing,
                                            kind=p.kind, model=p.model, meta={"shape": list(p.shape), "scale": scale}))
-        projs = tuple(netdesc.Projection(name=pr.name, src=pr.src, dst=pr.dst, weights=pr.integer_matrix(self.graph),
-                                         weight_exp=pr.weight_exp, meta={"paths": [list(x) for x in pr.paths]})
-                      for pr in q.projections)
+        projs = []
+        for pr in q.projections:
+            # a node-form conv chain's weights are unrolled from its geometry (hwsim.netdesc.Projection),
+            # a matrix-form one's exist already and are checked against it
+            conv = conv_geometry(pr, self.graph)
+            weights = None if conv is not None and pr.node is not None else pr.integer_matrix(self.graph)
+            projs.append(netdesc.Projection(name=pr.name, src=pr.src, dst=pr.dst, weights=weights,
+                                            weight_exp=pr.weight_exp, meta={"paths": [list(x) for x in pr.paths]},
+                                            conv=conv))
         pl = self.placement
         # (x, y) on the global mesh, so that Manhattan distance is the hop count across chips as well
         cores = tuple(netdesc.Core(i, int(pl.chip[i]), int(pl.gx[i]), int(pl.gy[i])) for i in range(len(pl.chip)))
         outputs = tuple(dict.fromkeys(lower(self.graph).outputs.values()))
-        return netdesc.QuantNetwork(ports, tuple(pops), projs, cores, outputs,
+        return netdesc.QuantNetwork(ports, tuple(pops), tuple(projs), cores, outputs,
                                     meta={"target": self.target.name, "mode": q.mode,
                                           "input_scale": {n: e.scale for n, e in q.inputs.items()}},
                                     formats=netdesc.Formats.from_target(self.target))
