@@ -144,6 +144,7 @@ class NeuronParams:
     half_range: int                      # u wraps once at 2^(state_bits - 1)
     state_max: int                       # v saturates at 2^(state_bits - 1) - 1
     v_init: torch.Tensor                 # (n,)
+    u_init: torch.Tensor                 # (n,) u at step 0 (a bias axon's precharge, netdesc)
     reset: str
     next_step: bool
     spiking: bool
@@ -152,6 +153,7 @@ class NeuronParams:
     max_bias: int
     max_vth_state: int
     max_v_init: int
+    max_u_init: int
 
     @classmethod
     def of(cls, pop: Population, formats: Formats, device: torch.device) -> NeuronParams:
@@ -163,10 +165,11 @@ class NeuronParams:
                    bias=_uniform_or_tensor(pop.bias, device),
                    unity=unity, half_range=formats.half_range, state_max=formats.state_max,
                    v_init=torch.tensor(np.array(pop.v_init), dtype=torch.int64, device=device),
+                   u_init=torch.tensor(np.array(pop.u_init), dtype=torch.int64, device=device),
                    reset=pop.reset, next_step=pop.reset_timing == "next_step", spiking=pop.kind == "spiking",
                    min_current_loss=int((pop.du + 1).min()), min_voltage_loss=int(pop.dv.min()),
                    max_bias=int(np.abs(pop.bias).max()), max_vth_state=int(vth_state.max()),
-                   max_v_init=int(np.abs(pop.v_init).max()))
+                   max_v_init=int(np.abs(pop.v_init).max()), max_u_init=int(np.abs(pop.u_init).max()))
 
 
 def _is(value: int | torch.Tensor, constant: int) -> bool:
@@ -182,22 +185,25 @@ def _leaky_sup(step_bound: int, loss: int, steps: int, unity: int) -> int:
 
 def currents(p: NeuronParams, a6: torch.Tensor, a6_bound: int) -> tuple[torch.Tensor, int]:
     """u at every step from the port input shifted into state units, a6 = wrap32(a << activation_shift)
-    (T, B, n), |a6| <= a6_bound; and a bound on |u|. Works in place: a6 (int32 or int64) becomes u, unless a
-    state wrap that is not modular needs a new tensor. M = half_range (2^23 on Loihi) below."""
+    (T, B, n), |a6| <= a6_bound, u starting at u_init; and a bound on |u|. Works in place: a6 (int32 or
+    int64) becomes u, unless a state wrap that is not modular needs a new tensor. M = half_range (2^23 on
+    Loihi) below."""
     steps, m = a6.shape[0], p.half_range
     if a6_bound >= 2 * m:  # the static bound does not settle the wrap question: look at the data
         a6_bound = int(a6.abs().max()) if a6.numel() else 0
-    may_wrap = _leaky_sup(a6_bound, p.min_current_loss, steps, p.unity) >= m  # else |u| < M at every step
+    # decays only shrink u_init (legal: |u_init| < M), so it adds at most its size to the bound
+    u_sup = p.max_u_init + _leaky_sup(a6_bound, p.min_current_loss, steps, p.unity)
+    may_wrap = u_sup >= m  # else |u| < M at every step
     # |sum| <= M + |a6| <= 3M - 1 when |a6| < 2M: one wrap is then the modular wrap.
     modular = a6_bound < 2 * m
-    if _is(p.current_factor, 0):  # du = unity - 1: no current memory, u = a << activation_shift (wrapped)
+    if _is(p.current_factor, 0):  # du = unity - 1: no current memory (u_init decays to 0), u = a << shift, wrapped
         if not may_wrap:
             return a6, a6_bound
         return (wrap_u_modular_(a6, m) if modular else wrap_u_once(a6, m)), m
     # |decayed u| <= M, so the int32 sum decayed + a6 can only wrap if |a6| > 2^31 - 1 - M (and if both
     # wraps may happen, M >= 2^30 and |wrap32(sum)| <= 2^31 <= 3M - 1 keeps the second one modular).
     may_wrap32 = a6_bound > INT32_MAX - m
-    u = torch.zeros_like(a6[0])
+    u = p.u_init.to(a6.dtype).expand_as(a6[0])
     for ut in a6.unbind(0):  # u[t] overwrites a6[t], the only input step t reads besides u[t-1]
         if _is(p.current_factor, p.unity):  # du = -1: no decay
             ut.add_(u)
@@ -211,7 +217,7 @@ def currents(p: NeuronParams, a6: torch.Tensor, a6_bound: int) -> tuple[torch.Te
             else:
                 ut.copy_(wrap_u_once(ut, m))
         u = ut
-    return a6, (m if may_wrap else _leaky_sup(a6_bound, p.min_current_loss, steps, p.unity))
+    return a6, (m if may_wrap else u_sup)
 
 
 def v_bound(p: NeuronParams, drive_bound: int) -> int:
@@ -311,8 +317,8 @@ def _float_parameters(p: Population, formats: Formats, device: torch.device) -> 
 
 def _float_state(p: Population, batch: int, device: torch.device) -> LIFState:
     zeros = torch.zeros(batch, p.size, device=device)
-    v_init = torch.as_tensor(np.asarray(p.v_init, dtype=np.float32), device=device)
-    return LIFState(u=zeros, v=v_init.expand(batch, p.size).clone(), s=zeros)
+    v_init, u_init = (torch.as_tensor(np.asarray(x, dtype=np.float32), device=device) for x in (p.v_init, p.u_init))
+    return LIFState(u=u_init.expand(batch, p.size).clone(), v=v_init.expand(batch, p.size).clone(), s=zeros)
 
 
 FIXED: FixedModel = FixedModel(name="lif", params=NeuronParams.of, update=update, state_bound=state_bound,
