@@ -283,3 +283,18 @@ def test_snntorch_synaptic_after_default_linears_compiles_and_keeps_its_classes(
     hw = neuromap.run(m, x.numpy(), steps, backend="hwsim").scores()
     assert reference.sum() > 100
     assert (hw.argmax(1) == reference.argmax(1)).mean() >= 0.97
+
+
+def test_a_current_whose_precharge_would_overflow_lowers_the_scale_instead():
+    """i_decay = 0.999 keeps 4/4096 of u per step, so u_init ~ 1024 x the current: the scale is capped so that
+    it fits (the weights then warn that they lose precision) and the run is still the fixed-point step."""
+    rng = np.random.default_rng(9)
+    graph = sequential([("x", Input((4,))), ("fc", Affine(rng.normal(0, 0.5, (3, 4)), np.array([2.0, -1.5, 0.7]))),
+                        ("fast", LIF((3,), threshold=1.0, v_decay=0.2, i_decay=0.999)), ("y", Output((3,)))])
+    m = compile_quiet(graph)
+    qnet = m.netdesc()
+    u_init = qnet.population("fast").u_init
+    assert 0 < np.abs(u_init).max() <= qnet.formats.state_max // 2 + 1024
+    data = m.encode_inputs(rng.uniform(0, 1, (4, 12, 4)))
+    res, (u, v, s) = simulate(qnet, data, 12), reference_fixed_point(qnet, data, 12)["fast"]
+    assert np.array_equal(res.u["fast"], u) and np.array_equal(res.v["fast"], v) and s.sum() > 5

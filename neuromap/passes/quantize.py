@@ -614,11 +614,9 @@ def _bias_axon(name: str, current: np.ndarray, du: np.ndarray, formats: Formats,
               f"{formats.weight_exp_max}; clipped", node=name, field="bias", value=clipped)
     keep = formats.decay_unity - (du + 1)
     state = (q << e) << formats.activation_shift
-    stuck = (keep == 0) & (state != 0)
-    if stuck.any():  # the chip's u forgets everything (du + 1 = U), so no initial u can carry a current
-        raise QuantizationError(f"{name}: a constant input current into a neuron without current memory (du = "
-                                f"{formats.decay_unity - 1}) cannot ride on a bias axon; it belongs in the "
-                                "population's bias", node=name, field="du", value=formats.decay_unity - 1)
+    # a neuron without current memory (du + 1 = U) took its current into the population's bias instead
+    # (the caller's rule du + 1 = rint(i_decay * U), the LIF family's): no u_init could carry it
+    assert not ((keep == 0) & (state != 0)).any(), "a bias axon feeds only neurons with current memory"
     u_init = precharge(state, keep, formats.decay_bits)
     if np.abs(u_init).max() > formats.state_max:
         i = int(np.argmax(np.abs(u_init)))
