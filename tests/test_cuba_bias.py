@@ -298,3 +298,18 @@ def test_a_current_whose_precharge_would_overflow_lowers_the_scale_instead():
     data = m.encode_inputs(rng.uniform(0, 1, (4, 12, 4)))
     res, (u, v, s) = simulate(qnet, data, 12), reference_fixed_point(qnet, data, 12)["fast"]
     assert np.array_equal(res.u["fast"], u) and np.array_equal(res.v["fast"], v) and s.sum() > 5
+
+
+def test_the_gpu_float_network_drives_the_bias_axons_itself():
+    """hwsim.gpu's FloatSNN (the float32 run that is timed on a GPU) gets the user's inputs only: the always-on
+    ports spike by themselves, and u starts at u_init, so its read-out follows hwsim's."""
+    from hwsim.gpu import FloatSNN
+
+    rng = np.random.default_rng(10)
+    m = compile_quiet(cuba_net(rng, n_h=16))
+    qnet, steps = m.netdesc(), 12
+    data = m.encode_inputs(rng.uniform(0, 1, (32, steps, 6)))
+    float_v = FloatSNN(qnet, "cpu").run({k: torch.as_tensor(v, dtype=torch.float32) for k, v in data.items()},
+                                        steps)["read"].numpy()
+    hw_v = simulate(qnet, data, steps).v["read"][:, -1]
+    assert np.abs(float_v - hw_v).max() <= 1e-3 * np.abs(hw_v).max()  # measured 1.1e-4 (no u_init: 0.23)
