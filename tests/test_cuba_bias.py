@@ -121,9 +121,10 @@ def reference_fixed_point(qnet: QuantNetwork, data: dict[str, np.ndarray], steps
     return traces
 
 
-def test_hwsim_runs_the_fixed_point_step_with_the_current_in_every_step():
+@pytest.mark.parametrize("mode", ["per_layer", "per_channel"])
+def test_hwsim_runs_the_fixed_point_step_with_the_current_in_every_step(mode):
     rng = np.random.default_rng(3)
-    m = compile_quiet(cuba_net(rng))
+    m = compile_quiet(cuba_net(rng), mode=mode)
     qnet = m.netdesc()
     assert {i.name for i in qnet.inputs if i.always_on} == {bias_axon_port("cuba"), bias_axon_port("read")}
     assert np.any(qnet.population("cuba").u_init != 0)
