@@ -165,10 +165,13 @@ class FloatSNN:
         """Scores of the read-out populations for ``inputs`` ({port: (B, T >= steps, size) float tensor on the
         device}): spike counts, or the final v of an integrator. Every population's output at step t feeds
         its targets at step t + 1 (the one-step delay), so a recurrent projection (onto its own population
-        or back to an earlier one, ``QuantNetwork.components``) reads the previous step's spikes as any other."""
+        or back to an earlier one, ``QuantNetwork.components``) reads the previous step's spikes as any other.
+        An always-on port (a bias axon) takes no data: it spikes every step."""
         qnet = self.qnet
         batch = next(iter(inputs.values())).shape[0]
         dev = self.device
+        inputs = {**inputs, **{i.name: torch.ones(batch, steps, i.size, device=dev)
+                               for i in qnet.inputs if i.always_on}}
         state = {p.name: self.forms[p.name].state(p, batch, dev) for p in qnet.populations}
         counts = {name: torch.zeros(batch, qnet.population(name).size, device=dev) for name in qnet.outputs}
         previous = {name: torch.zeros(batch, x.shape[2], device=dev) for name, x in inputs.items()}

@@ -11,10 +11,13 @@ integers in the chip's formats, in Lava's conventions (docs/architecture.md, "Fi
 * a population holds per-neuron ``vth`` (mantissa, compared as v > vth << activation_shift), ``du``
   (Lava's current decay: factor (U - (du + 1)) / U with the decay unity U = 2^decay_bits, 4096 on Loihi, so
   U - 1 = no current memory, -1 = no decay), ``dv`` (voltage decay: factor (U - dv) / U, 0 = no leak,
-  U = full leak), ``bias_mant``/``bias_exp`` (bias = bias_mant << bias_exp), ``v_init`` (state units, i.e.
-  already << activation_shift), the reset rule, the core each neuron is placed on, and ``model``: the
-  ``hwsim.models`` entry whose fixed-point update runs it ("lif", the rule above);
+  U = full leak), ``bias_mant``/``bias_exp`` (bias = bias_mant << bias_exp), ``v_init`` and ``u_init`` (the
+  state at step 0, in state units, i.e. already << activation_shift), the reset rule, the core each neuron
+  is placed on, and ``model``: the ``hwsim.models`` entry whose fixed-point update runs it ("lif", the rule above);
 * an input port emits binary spikes (``graded_bits == 0``) or integer payloads of ``graded_bits`` bits;
+  an ``always_on`` port spikes on every one of its lines at every step and takes no data (a bias axon:
+  a constant input current into u, delivered from step 2 by the one-step delay, which a population's
+  ``u_init`` makes up for at step 1);
 * ``QuantNetwork.formats`` (a ``Formats``, default ``LOIHI``) fixes the widths above and the state width;
   every value is validated against it, and hwsim computes in it.
 """
@@ -139,7 +142,7 @@ class Formats:
         unity = self.decay_unity
         return {"vth": (0, self.vth_max), "du": (-1, unity - 1), "dv": (0, unity),
                 "bias_mant": self.bias_mant_range, "bias_exp": (self.bias_exp_min, self.bias_exp_max),
-                "v_init": (-self.state_max, self.state_max)}
+                "v_init": (-self.state_max, self.state_max), "u_init": (-self.state_max, self.state_max)}
 
 
 # Loihi's neuro-core, as Lava's fixed_pt LIF computes it (reference/loihi_lava.md §2.1, §2.3): 24-bit u and v,
@@ -155,12 +158,16 @@ class InputPort:
     name: str
     size: int
     graded_bits: int = 0
+    always_on: bool = False  # spikes every step, no data (a bias axon)
 
     def __post_init__(self) -> None:
         if self.size <= 0:
             raise NetDescError(f"input {self.name!r}: size must be positive")
         if self.graded_bits < 0:
             raise NetDescError(f"input {self.name!r}: graded_bits must be >= 0")
+        if self.always_on and self.graded_bits:
+            raise NetDescError(f"input {self.name!r}: an always-on port sends binary spikes (graded_bits 0)",
+                               node=self.name, field="graded_bits", value=self.graded_bits, allowed=0)
 
 
 @dataclass(frozen=True, eq=False)
@@ -179,18 +186,19 @@ class Population:
     kind: str = "spiking"
     meta: dict = field(default_factory=dict)
     model: str = "lif"  # the hwsim.models entry whose fixed-point update runs this population
+    u_init: np.ndarray = field(default_factory=lambda: np.zeros((), dtype=np.int64))  # u at step 0
 
     if TYPE_CHECKING:  # the constructor takes array-likes; __post_init__ turns them into the fields' types
         def __init__(self, name: str, size: int, vth: ArrayLike, du: ArrayLike, dv: ArrayLike, bias_mant: ArrayLike,
                      bias_exp: ArrayLike, v_init: ArrayLike, core: ArrayLike, reset: str = ..., reset_timing: str = ...,
-                     kind: str = ..., meta: dict = ..., model: str = ...) -> None: ...
+                     kind: str = ..., meta: dict = ..., model: str = ..., u_init: ArrayLike = ...) -> None: ...
 
     def __post_init__(self) -> None:
         n = int(self.size)
         if n <= 0:
             raise NetDescError(f"population {self.name!r}: size must be positive")
         # the parameters' ranges depend on the chip's formats: QuantNetwork checks them (Formats.legal_ranges)
-        for name in ("vth", "du", "dv", "bias_mant", "bias_exp", "v_init"):
+        for name in ("vth", "du", "dv", "bias_mant", "bias_exp", "v_init", "u_init"):
             object.__setattr__(self, name, _int_vector(getattr(self, name), n, f"population {self.name!r}.{name}"))
         object.__setattr__(self, "core", _int_vector(self.core, n, f"population {self.name!r}.core", 0, 1 << 30))
         if self.reset not in RESETS:

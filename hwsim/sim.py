@@ -78,13 +78,17 @@ def _traces_to_record(record: bool | Iterable[str]) -> tuple[str, ...]:
 
 
 def check_inputs(qnet: QuantNetwork, inputs: Mapping[str, object], steps: int) -> tuple[dict[str, np.ndarray], int]:
-    """Each port's data as a (B, steps, size) array (bool spikes, int64 payloads), checked against the port."""
-    names = [i.name for i in qnet.inputs]
+    """Each port's data as a (B, steps, size) array (bool spikes, int64 payloads), checked against the port;
+    an always-on port's is all ones, made here (it takes no data)."""
+    names = [i.name for i in qnet.inputs if not i.always_on]
     extra = set(inputs) - set(names)
     if extra:
-        raise InputDataError(f"input {sorted(extra)[0]!r}: the network has no such input port (ports: {names})")
+        name = sorted(extra)[0]
+        if qnet.input_port(name) is not None:
+            raise InputDataError(f"input {name!r}: an always-on port (a bias axon) takes no data (ports: {names})")
+        raise InputDataError(f"input {name!r}: the network has no such input port (ports: {names})")
     data, batch = {}, None
-    for port in qnet.inputs:
+    for port in (i for i in qnet.inputs if not i.always_on):
         if port.name not in inputs:
             raise InputDataError(f"input {port.name!r}: no data given")
         raw = inputs[port.name]
@@ -109,6 +113,7 @@ def check_inputs(qnet: QuantNetwork, inputs: Mapping[str, object], steps: int) -
             raise InputDataError(f"input {port.name!r}: batch size {arr.shape[0]}, other inputs have {batch}")
         batch = arr.shape[0]
         data[port.name] = arr.astype(np.int64 if port.graded_bits else np.bool_, copy=False)  # spikes as bool
+    data |= {i.name: np.ones((batch or 0, steps, i.size), np.bool_) for i in qnet.inputs if i.always_on}
     return data, batch or 0
 
 

@@ -146,6 +146,7 @@ class NeuronParams:
     half_range: int                      # u wraps once at 2^(state_bits - 1)
     state_max: int                       # v saturates at 2^(state_bits - 1) - 1
     v_init: torch.Tensor                 # (n,)
+    u_init: torch.Tensor                 # (n,) u at step 0 (a bias axon's precharge, netdesc)
     reset: str
     next_step: bool
     spiking: bool
@@ -154,6 +155,7 @@ class NeuronParams:
     max_bias: int
     max_vth_state: int
     max_v_init: int
+    max_u_init: int
 
     @classmethod
     def of(cls, pop: Population, formats: Formats, device: torch.device) -> NeuronParams:
@@ -165,10 +167,11 @@ class NeuronParams:
                    bias=_uniform_or_tensor(pop.bias, device),
                    unity=unity, half_range=formats.half_range, state_max=formats.state_max,
                    v_init=torch.tensor(np.array(pop.v_init), dtype=torch.int64, device=device),
+                   u_init=torch.tensor(np.array(pop.u_init), dtype=torch.int64, device=device),
                    reset=pop.reset, next_step=pop.reset_timing == "next_step", spiking=pop.kind == "spiking",
                    min_current_loss=int((pop.du + 1).min()), min_voltage_loss=int(pop.dv.min()),
                    max_bias=int(np.abs(pop.bias).max()), max_vth_state=int(vth_state.max()),
-                   max_v_init=int(np.abs(pop.v_init).max()))
+                   max_v_init=int(np.abs(pop.v_init).max()), max_u_init=int(np.abs(pop.u_init).max()))
 
 
 def _is(value: int | torch.Tensor, constant: int) -> bool:
@@ -185,27 +188,29 @@ def _leaky_sup(step_bound: int, loss: int, steps: int, unity: int) -> int:
 def currents(p: NeuronParams, a6: torch.Tensor, a6_bound: int, u_start: torch.Tensor | None = None
              ) -> tuple[torch.Tensor, int]:
     """u at every step from the port input shifted into state units, a6 = wrap32(a << activation_shift)
-    (T, B, n), |a6| <= a6_bound, starting from ``u_start`` (B, n) (default 0); and a bound on |u|. Works in
-    place: a6 (int32 or int64) becomes u, unless a state wrap that is not modular needs a new tensor.
-    M = half_range (2^23 on Loihi) below."""
+    (T, B, n), |a6| <= a6_bound, starting from ``u_start`` (B, n) (default: the population's u_init, a bias
+    axon's precharge); and a bound on |u|. Works in place: a6 (int32 or int64) becomes u, unless a state wrap
+    that is not modular needs a new tensor. M = half_range (2^23 on Loihi) below."""
     steps, m = a6.shape[0], p.half_range
     if a6_bound >= 2 * m:  # the static bound does not settle the wrap question: look at the data
         a6_bound = int(a6.abs().max()) if a6.numel() else 0
-    if _is(p.current_factor, 0):  # du = unity - 1: no current memory, u = a << activation_shift (wrapped)
+    if _is(p.current_factor, 0):  # du = unity - 1: no current memory (u's start decays to 0), u = a << shift, wrapped
         if a6_bound < m:
             return a6, a6_bound
         if a6_bound < 2 * m:  # |a6| <= 2M - 1 < 3M - 1: one wrap is the modular wrap
             return wrap_u_modular_(a6, m), m
         return wrap_u_once(a6, m), INT32_MAX + 1
-    u_start_bound = int(u_start.abs().max()) if u_start is not None and u_start.numel() else 0
-    may_wrap = u_start_bound + _leaky_sup(a6_bound, p.min_current_loss, steps, p.unity) >= m  # else |u| < M
+    start_bound = int(u_start.abs().max()) if u_start is not None and u_start.numel() else p.max_u_init
+    # decays only shrink u's start, so it adds at most its size to the bound
+    u_sup = start_bound + _leaky_sup(a6_bound, p.min_current_loss, steps, p.unity)
+    may_wrap = u_sup >= m  # else |u| < M at every step
     # While |u[t-1]| <= M and |a6| < 2M, |sum| <= 3M - 1: one wrap is then the modular wrap, and u stays in
     # (-M, M]. Otherwise a single wrap may leave |u| anywhere below 2^31 (as in Lava).
-    modular = a6_bound < 2 * m and u_start_bound <= m
+    modular = a6_bound < 2 * m and start_bound <= m
     # Modular: |decayed u| <= M, so the int32 sum decayed + a6 can only wrap if |a6| > 2^31 - 1 - M (and if
     # both wraps may happen, M >= 2^30 and |wrap32(sum)| <= 2^31 <= 3M - 1 keeps the second one modular).
     may_wrap32 = not modular or a6_bound > INT32_MAX - m
-    u = torch.zeros_like(a6[0]) if u_start is None else u_start
+    u = p.u_init.to(a6.dtype).expand_as(a6[0]) if u_start is None else u_start
     for ut in a6.unbind(0):  # u[t] overwrites a6[t], the only input step t reads besides u[t-1]
         if _is(p.current_factor, p.unity):  # du = -1: no decay
             ut.add_(u)
@@ -220,7 +225,7 @@ def currents(p: NeuronParams, a6: torch.Tensor, a6_bound: int, u_start: torch.Te
                 ut.copy_(wrap_u_once(ut, m))
         u = ut
     if not may_wrap:
-        return a6, _leaky_sup(a6_bound, p.min_current_loss, steps, p.unity)
+        return a6, u_sup
     return a6, m if modular else INT32_MAX + 1
 
 
@@ -332,8 +337,8 @@ def _float_parameters(p: Population, formats: Formats, device: torch.device) -> 
 
 def _float_state(p: Population, batch: int, device: torch.device) -> LIFState:
     zeros = torch.zeros(batch, p.size, device=device)
-    v_init = torch.as_tensor(np.asarray(p.v_init, dtype=np.float32), device=device)
-    return LIFState(u=zeros, v=v_init.expand(batch, p.size).clone(), s=zeros)
+    v_init, u_init = (torch.as_tensor(np.asarray(x, dtype=np.float32), device=device) for x in (p.v_init, p.u_init))
+    return LIFState(u=u_init.expand(batch, p.size).clone(), v=v_init.expand(batch, p.size).clone(), s=zeros)
 
 
 FIXED: FixedModel = FixedModel(name="lif", params=NeuronParams.of, update=update, state_bound=state_bound,

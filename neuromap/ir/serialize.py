@@ -56,8 +56,8 @@ def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     return buf.getvalue()
 
 
-def read_header(arrays: Any, key: str, fmt: str, version: int, source: str, what: str) -> dict:
-    """The JSON header stored under ``key``, checked to be a ``fmt`` document of ``version``."""
+def read_header(arrays: Any, key: str, fmt: str, version: int | tuple[int, ...], source: str, what: str) -> dict:
+    """The JSON header stored under ``key``, checked to be a ``fmt`` document of ``version`` (or one of them)."""
     if key not in arrays:
         raise FormatError(f"{source}: not a neuromap {what} (no {key!r} header)")
     try:
@@ -67,9 +67,10 @@ def read_header(arrays: Any, key: str, fmt: str, version: int, source: str, what
     if not isinstance(header, dict) or header.get("format") != fmt:
         found = header.get("format") if isinstance(header, dict) else header
         raise FormatError(f"{source}: not a neuromap {what} file (format {found!r}, expected {fmt!r})")
-    if header.get("version") != version:
+    versions = (version,) if isinstance(version, int) else version
+    if header.get("version") not in versions:
         raise FormatError(f"{source}: {what} format version {header.get('version')!r} is not supported "
-                          f"(this neuromap reads version {version})")
+                          f"(this neuromap reads version {', '.join(map(str, versions))})")
     return header
 
 

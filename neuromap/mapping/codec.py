@@ -5,6 +5,11 @@ File layout: ``__mapping__`` (JSON: format, version, the target's fields, option
 projections, input encodings, quantization report, placement costs) beside arrays ``graph/*`` (the float
 graph, as ``neuromap.ir.save_graph`` writes it), ``pop/<i>/*`` (per-neuron integers and scales),
 ``proj/<i>/*`` (integer node weights, or CSR parts), ``slices/*``, ``cores/table``, ``edges/*``, ``place/*``.
+
+Versions: a file is written in the oldest version that holds it, so that every Mapping an older neuromap
+can run stays readable there, and one it would run wrongly is refused there by its version. Version 2
+adds bias axons (``quantize.BiasAxon``: ``pop/<i>/bias_axon``, ``pop/<i>/u_init`` and the population's
+``bias_axon_exp``); a file without any is version 1. Both are read.
 """
 from __future__ import annotations
 
@@ -19,13 +24,14 @@ from neuromap.errors import FormatError
 from neuromap.ir.serialize import graph_from_arrays, graph_to_arrays, header_array, npz_bytes, read_header
 from neuromap.passes.partition import CoreUse, Partition, Slice
 from neuromap.passes.place import Placement
-from neuromap.passes.quantize import InputEncoding, Quantized, QuantPopulation, QuantProjection
+from neuromap.passes.quantize import BiasAxon, InputEncoding, Quantized, QuantPopulation, QuantProjection
 
 if TYPE_CHECKING:  # the type is only read here; building one is the caller's (Mapping.from_arrays)
     from neuromap.mapping.compiled import Mapping
 
 FORMAT = "neuromap-mapping"
-VERSION = 1
+VERSION = 2
+VERSIONS = (1, 2)  # read
 HEADER = "__mapping__"
 
 _POP_ARRAYS = ("scale", "vth", "du", "dv", "bias_mant", "bias_exp", "v_init")
@@ -37,12 +43,16 @@ def encode(m: Mapping) -> bytes:
     """The Mapping as the bytes of its ``.npz`` file."""
     arrays = {f"graph/{k}": v for k, v in graph_to_arrays(m.graph).items()}
     q = m.quantized
-    pops = []
+    pops: list[dict[str, Any]] = []
     for i, (name, p) in enumerate(q.populations.items()):
         pops.append({"name": name, "kind": p.kind, "shape": list(p.shape), "reset": p.reset,
                      "reset_timing": p.reset_timing, "model": p.model})
         for f in _POP_ARRAYS:
             arrays[f"pop/{i}/{f}"] = np.asarray(getattr(p, f))
+        if p.bias_axon is not None:
+            pops[-1]["bias_axon_exp"] = p.bias_axon.weight_exp
+            arrays[f"pop/{i}/bias_axon"] = p.bias_axon.weights
+            arrays[f"pop/{i}/u_init"] = p.bias_axon.u_init
     projs = []
     for i, pr in enumerate(q.projections):
         entry = {"name": pr.name, "src": pr.src, "dst": pr.dst, "paths": [list(x) for x in pr.paths],
@@ -75,7 +85,7 @@ def encode(m: Mapping) -> bytes:
     for f in _PLACE_ARRAYS:
         arrays[f"place/{f}"] = np.asarray(getattr(pl, f), dtype=np.int64)
     header = {
-        "format": FORMAT, "version": VERSION,
+        "format": FORMAT, "version": VERSION if any(p.bias_axon is not None for p in q.populations.values()) else 1,
         "target": {k: v for k, v in m.target.to_dict().items() if k != "source"} | {"source": m.target.source},
         "options": m.options, "mode": q.mode, "populations": pops, "projections": projs,
         "inputs": [{"name": e.name, "kind": e.kind, "bits": e.bits, "scale": e.scale, "signed": e.signed}
@@ -93,7 +103,7 @@ def encode(m: Mapping) -> bytes:
 def decode(arrays: dict[str, np.ndarray], source: str) -> dict[str, Any]:
     """The Mapping's constructor fields (by name) stored in a file's arrays; every defect is one FormatError
     line."""
-    header = read_header(arrays, HEADER, FORMAT, VERSION, source, "mapping")
+    header = read_header(arrays, HEADER, FORMAT, VERSIONS, source, "mapping")
     try:
         return _rebuild(arrays, header, source)
     except KeyError as exc:
@@ -115,15 +125,19 @@ def _rebuild(arrays: dict[str, np.ndarray], header: dict, source: str) -> dict[s
     pops = {}
     for i, p in enumerate(header["populations"]):
         values = {f: arrays[f"pop/{i}/{f}"] for f in _POP_ARRAYS}
+        if "bias_axon_exp" in p:
+            values |= {f: arrays[f"pop/{i}/{f}"] for f in ("bias_axon", "u_init")}
         size = math.prod(p["shape"])
         wrong = next((f for f, v in values.items() if v.size != size), None)
         if wrong is not None:
             raise FormatError(f"{source}: population {p['name']!r} field {wrong!r} has {values[wrong].size} values "
                               f"for {size} neurons")
+        axon = (BiasAxon(values.pop("bias_axon").astype(np.int64), int(p["bias_axon_exp"]),
+                         values.pop("u_init").astype(np.int64)) if "bias_axon_exp" in p else None)
         pops[p["name"]] = QuantPopulation(name=p["name"], kind=p["kind"], shape=tuple(p["shape"]), reset=p["reset"],
                                           reset_timing=p["reset_timing"],
                                           model=p.get("model", "lif"),  # files written before models had names
-                                          **values)
+                                          bias_axon=axon, **values)
     projs = []
     for i, p in enumerate(header["projections"]):
         common = dict(name=p["name"], src=p["src"], dst=p["dst"], paths=tuple(tuple(x) for x in p["paths"]),

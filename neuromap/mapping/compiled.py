@@ -6,6 +6,10 @@ the core each sits on, the chip and mesh position of every core, the core graph,
 the quantization report and how to encode inputs. It is saved to and loaded from one versioned ``.npz``
 file (``neuromap.mapping.codec``); the same input and seed give the same bytes.
 
+A population whose incoming Affine/Conv2d biases charge its current (``quantize.BiasAxon``) gets an
+always-on input port of its own (``quantize.bias_axon_port``, one line spiking every step, needing no
+data: ``encode_inputs`` leaves it out), a projection from it and its precharged ``u_init``.
+
 In the QuantNetwork, populations come in the graph's order and a recurrent projection points to its own
 population or an earlier one (hwsim steps such a strongly connected component together).
 ``Core.x``/``Core.y`` are tile coordinates on the *global* mesh (chips side by side
@@ -22,6 +26,7 @@ from typing import Any
 
 import networkx as nx
 import numpy as np
+import scipy.sparse as sp
 
 import mappings
 from hwsim import netdesc
@@ -35,7 +40,7 @@ from neuromap.mapping.geometry import conv_geometry
 from neuromap.passes.lower import lower
 from neuromap.passes.partition import RESOURCES, Partition, binding_constraint
 from neuromap.passes.place import Placement
-from neuromap.passes.quantize import InputEncoding, Quantized, format_report
+from neuromap.passes.quantize import InputEncoding, Quantized, bias_axon_port, format_report
 
 
 @dataclass(frozen=True, eq=False)
@@ -136,13 +141,16 @@ class Mapping:
         q = self.quantized
         ports = tuple(netdesc.InputPort(name, math.prod(self.graph.nodes[name].output_shape),
                                         enc.bits if enc.kind == "graded" else 0) for name, enc in q.inputs.items())
+        biased = {name: p.bias_axon for name, p in q.populations.items() if p.bias_axon is not None}
+        ports += tuple(netdesc.InputPort(bias_axon_port(name), 1, always_on=True) for name in biased)
         pops = []
         for name, p in q.populations.items():
             scale = float(p.scale[0]) if np.all(p.scale == p.scale[0]) else p.scale.tolist()
             pops.append(netdesc.Population(name=name, size=len(p.vth), vth=p.vth, du=p.du, dv=p.dv,
                                            bias_mant=p.bias_mant, bias_exp=p.bias_exp, v_init=p.v_init,
                                            core=self.neuron_cores(name), reset=p.reset, reset_timing=p.reset_timing,
-                                           kind=p.kind, model=p.model, meta={"shape": list(p.shape), "scale": scale}))
+                                           kind=p.kind, model=p.model, meta={"shape": list(p.shape), "scale": scale},
+                                           u_init=0 if p.bias_axon is None else p.bias_axon.u_init))
         projs = []
         for pr in q.projections:
             # a node-form conv chain's weights are unrolled from its geometry (hwsim.netdesc.Projection),
@@ -152,6 +160,10 @@ class Mapping:
             projs.append(netdesc.Projection(name=pr.name, src=pr.src, dst=pr.dst, weights=weights,
                                             weight_exp=pr.weight_exp, meta={"paths": [list(x) for x in pr.paths]},
                                             conv=conv))
+        projs += [netdesc.Projection(name=bias_axon_port(name), src=bias_axon_port(name), dst=name,
+                                     weights=sp.csr_matrix(axon.weights.reshape(-1, 1)),
+                                     weight_exp=axon.weight_exp, meta={"bias_axon": True})
+                  for name, axon in biased.items()]
         pl = self.placement
         # (x, y) on the global mesh, so that Manhattan distance is the hop count across chips as well
         cores = tuple(netdesc.Core(i, int(pl.chip[i]), int(pl.gx[i]), int(pl.gy[i])) for i in range(len(pl.chip)))

@@ -23,7 +23,9 @@ A network that cannot fit raises FitError naming the layer, the limit and the nu
 
 Counting conventions: an axon that feeds two populations packed on the same core is counted once per
 population (conservative). Inputs arrive from outside the neuro-cores: they use input axons on the cores
-they feed but no core's output axons.
+they feed but no core's output axons. A population's bias axon (``quantize.BiasAxon``) is such an input:
+one input axon on each core holding its neurons, one synapse per neuron with a non-zero weight, one
+message per step.
 """
 from __future__ import annotations
 
@@ -40,7 +42,7 @@ from mappings import Target
 from neuromap.errors import FitError
 from neuromap.ir import Conv2d, Graph, SumPool2d
 from neuromap.passes.lower import Lowered, Projection
-from neuromap.passes.quantize import Quantized, QuantProjection
+from neuromap.passes.quantize import Quantized, QuantPopulation, QuantProjection, bias_axon_port
 from neuromap.passes.synapse_memory import SynapseMemory, Usage, memory_model
 
 RESOURCES = ("neurons", "synaptic_memory_bits", "input_axons", "output_axons")
@@ -113,6 +115,15 @@ class Connectivity:
             return math.prod(int(f.sum()) for f in self.factors)
         assert self.support is not None, "a connectivity holds its factors or its support"
         return int(self.support.nnz)
+
+
+def bias_connectivity(name: str, population: QuantPopulation) -> Connectivity:
+    """The structure of a population's bias axon: one source line, a synapse to each neuron it feeds."""
+    assert population.bias_axon is not None, "only a population with a bias axon has its connectivity"
+    support = sp.csr_matrix(population.bias_axon.weights.reshape(-1, 1) != 0)
+    support.sort_indices()
+    port = bias_axon_port(name)
+    return Connectivity(port, port, name, (1,), population.shape, support=support)
 
 
 def connectivity(graph: Graph, pr: Projection, quantized: QuantProjection) -> Connectivity:
@@ -416,20 +427,21 @@ def partition(lowered: Lowered, quantized: Quantized, target: Target, *,
     """
     graph = lowered.graph
     integer = {(q.src, q.dst): q for q in quantized.projections}
-    conns = {pr: connectivity(graph, pr, integer[(pr.src, pr.dst)]) for pr in lowered.projections}
-    inputs = frozenset(graph.inputs)
-    pops = {name: _Population(name, graph.nodes[name].output_shape,
-                              [conns[pr] for pr in lowered.incoming(name)], target, inputs)
+    conns = [connectivity(graph, pr, integer[(pr.src, pr.dst)]) for pr in lowered.projections]
+    conns += [bias_connectivity(name, p) for name, p in quantized.populations.items() if p.bias_axon is not None]
+    inputs = frozenset(graph.inputs) | {c.src for c in conns if c.src not in graph.nodes}
+    pops = {name: _Population(name, graph.nodes[name].output_shape, [c for c in conns if c.dst == name], target,
+                              inputs)
             for name in lowered.populations}
     caps = {name: target.core.neurons for name in pops}
-    rate = {}
+    rate = {name: np.ones(1) for name in inputs if name not in graph.nodes}  # a bias axon spikes every step
     for name in lowered.sources:
         size = math.prod(graph.nodes[name].output_shape)
         given = (rates or {}).get(name)
         rate[name] = np.broadcast_to(np.asarray(1.0 if given is None else given, dtype=float), (size,)).ravel()
     slices = {name: _slice_population(pops[name], caps[name]) for name in pops}
     for _ in range(32):  # output axons depend on how destinations are sliced: shrink offenders, recount
-        out_axons, pair = _output_axons(graph, lowered, conns, slices, rate)
+        out_axons, pair = _output_axons(graph, conns, slices, rate)
         offenders = {}
         for name in pops:
             worst = int(out_axons[name].max(initial=0))
@@ -459,26 +471,25 @@ def _feeds_itself(lowered: Lowered, name: str) -> str:
                                    f"{name!r}, so cutting it finer does not lower its output axons)")
 
 
-def _output_axons(graph, lowered, conns, slices, rate):
+def _output_axons(graph, conns: list[Connectivity], slices, rate):
     """Output axons per source slice, and (src, src slice, dst, dst slice) -> (axons, traffic per step)."""
     out = {name: np.zeros(len(s), dtype=np.int64) for name, s in slices.items()}
     pair: dict[tuple[str, int, str, int], tuple[int, float]] = {}
     labels = {name: _labels(graph.nodes[name].output_shape, s) for name, s in slices.items()}
-    for pr in lowered.projections:
-        conn = conns[pr]
-        src_is_input = pr.src not in slices
-        label = np.zeros(math.prod(conn.src_shape), dtype=np.int64) if src_is_input else labels[pr.src]
-        n_src = 1 if src_is_input else len(slices[pr.src])
-        for d in slices[pr.dst]:
+    for conn in conns:
+        src_is_input = conn.src not in slices
+        label = np.zeros(math.prod(conn.src_shape), dtype=np.int64) if src_is_input else labels[conn.src]
+        n_src = 1 if src_is_input else len(slices[conn.src])
+        for d in slices[conn.dst]:
             mask = _source_mask(conn, d)
             counts = np.bincount(label[mask], minlength=n_src)
-            traffic = np.bincount(label[mask], weights=rate[pr.src][mask], minlength=n_src)
+            traffic = np.bincount(label[mask], weights=rate[conn.src][mask], minlength=n_src)
             for k in np.nonzero(counts)[0]:
-                key = (pr.src, int(k), pr.dst, d.index)
+                key = (conn.src, int(k), conn.dst, d.index)
                 prev = pair.get(key, (0, 0.0))
                 pair[key] = (prev[0] + int(counts[k]), prev[1] + float(traffic[k]))
             if not src_is_input:
-                out[pr.src] += counts
+                out[conn.src] += counts
     return out, pair
 
 

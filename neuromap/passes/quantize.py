@@ -16,6 +16,16 @@ on every incoming projection) while the smallest threshold mantissa is below 2^1
 stays legal and the worst-case synaptic current stays inside the state (24 bits on Loihi). Every width comes
 from the target's [neuron] table as ``hwsim.netdesc.Formats``, the formats hwsim then computes in.
 
+Constant currents. The bias of an Affine/Conv2d feeding a population is a constant input current (part of
+a[t] at every step, docs/architecture.md). Into a neuron without current memory (du + 1 = 2^decay_bits:
+u = a) it is the population's bias, folded into bias_mant/bias_exp. Into one with current memory (NIR
+CubaLIF, snnTorch Synaptic) it charges u, and rides on a *bias axon* (``BiasAxon``): an always-on source
+that spikes every step, one synapse per neuron of weight q << weight_exp ~ b * lambda. By the one-step
+delay that current arrives from step 2 only, so u starts at the precharge u_init with
+trunc0(u_init * (U - (du + 1)) / U) = (q << weight_exp) << activation_shift: step 1's decay of it is
+exactly the missing current (``precharge``), and from then on u is the same integer as with the current
+inside a[t].
+
 Pre-quantized populations (``neuromap.ir.prequantized``: a lava-dl netx file) keep the file's lambda, weight
 and bias exponents: nothing is chosen or rounded, and a value that is not a whole, legal integer there is a
 QuantizationError naming the node.
@@ -57,6 +67,7 @@ from neuromap.passes.lower import Lowered, Projection, op_matrix
 MODES = ("per_layer", "per_channel")
 ENCODINGS = ("graded", "spikes")
 WEIGHT_BITS = 8  # Lava's num_weight_bits: mixed-sign mantissas even in [-256, 254], single-sign ones up to 255
+WEIGHT_Q_MAX = 254  # the largest mixed-sign mantissa (single-sign: one more)
 VTH_PRECISE = 1 << 10  # a threshold mantissa of at least this keeps its rounding error below 0.05 %
 
 
@@ -103,6 +114,23 @@ class InputEncoding:
         return 0, (1 << self.bits) - 1
 
 
+def bias_axon_port(population: str) -> str:
+    """The name of the always-on input port that carries a population's bias axon (hwsim.netdesc)."""
+    return f"{population}.bias_axon"
+
+
+@dataclass(frozen=True)
+class BiasAxon:
+    """A population's constant input current into u as the chip carries it: an always-on source (one input
+    line spiking every step) with one synapse per neuron of integer weight ``weights`` (0: no synapse; an
+    8-bit mantissa legal for Lava's Dense) at ``weight_exp``, and ``u_init`` (state units), the precharge
+    that gives step 1 the current the one-step delay holds back (module docstring)."""
+
+    weights: np.ndarray   # (n,) int64
+    weight_exp: int
+    u_init: np.ndarray    # (n,) int64
+
+
 @dataclass(frozen=True)
 class QuantPopulation:
     name: str
@@ -118,6 +146,7 @@ class QuantPopulation:
     reset: str
     reset_timing: str
     model: str = "lif"        # the hwsim.models update that runs it (neuromap.neurons: the node's model)
+    bias_axon: BiasAxon | None = None  # the constant current of incoming biases, for neurons with current memory
 
 
 @dataclass(frozen=True)
@@ -415,19 +444,19 @@ def _quantize_population(lowered, name, node, incoming, formats: Formats, mode, 
     base = np.where(np.isfinite(base), base, layer_base)
     theta = inputs.threshold.reshape(n_ch, per_ch) if inputs.threshold is not None else None
     i_decay = inputs.i_decay
-    # bias (it limits the scale): the population's own plus the constant currents of Affine/Conv biases
+    unity = formats.decay_unity
+    # the fraction of u the chip keeps per step, (U - (du + 1)) / U with du + 1 = rint(i_decay * U)
+    u_keep = (unity - np.rint(i_decay * unity)) / unity
+    # bias (it limits the scale): the population's own plus the constant currents of Affine/Conv biases,
+    # into v where the chip keeps no current (u = a), else on a bias axon into u (module docstring)
     bias_f = inputs.bias
+    axon_f = np.zeros(size)
     has_chain_bias = any(np.any(getattr(lowered.graph.nodes[n], "bias", 0)) for pr in lowered.incoming(name)
                          for path in pr.paths for n in path)
-    chain_bias = lowered.bias_current(name) if has_chain_bias else np.zeros(size)
-    if np.any(chain_bias != 0):
-        if (i_decay != 1).any():
-            raise UnsupportedError(f"{name}: the bias of an incoming Affine/Conv2d (a constant current) feeds a "
-                                   "population with current decay (i_decay < 1: NIR CubaLIF, snnTorch Synaptic), "
-                                   "which the compiler cannot quantize exactly yet; train that layer without a "
-                                   "bias (e.g. nn.Linear(..., bias=False)) or run the float graph (--backend "
-                                   "torch)", node=name, field="bias")
-        bias_f = bias_f + chain_bias
+    if has_chain_bias:
+        chain_bias = lowered.bias_current(name)
+        bias_f = bias_f + np.where(u_keep == 0, chain_bias, 0.0)
+        axon_f = np.where(u_keep == 0, 0.0, chain_bias)
     v_init_f = inputs.v_init
     # the largest scale at which every threshold, bias and initial membrane stays legal, per channel: weights
     # far below them give up mantissa bits instead of those values being clipped
@@ -437,10 +466,13 @@ def _quantize_population(lowered, name, node, incoming, formats: Formats, mode, 
                          state_max / ((1 << shift) * np.abs(v_init_f).reshape(n_ch, per_ch).max(axis=1)))
         if theta is not None:
             cap = np.minimum(cap, vth_max / theta.max(axis=1))
+        if axon_f.any():  # the axon's weight stays a legal mantissa, its precharge inside half the state
+            axon_cap = np.where(axon_f != 0, np.minimum(
+                WEIGHT_Q_MAX * 2.0 ** exp_max, state_max * u_keep / (2 * (1 << shift))) / np.abs(axon_f), np.inf)
+            cap = np.minimum(cap, axon_cap.reshape(n_ch, per_ch).min(axis=1))
     if layer_mode != "per_channel":
         cap = np.full(n_ch, cap.min())
     base = np.minimum(base, cap)
-    unity = formats.decay_unity
     kept = np.rint(i_decay * unity).min() / unity  # the current decay the chip will apply
     current_gain = 1.0 / kept if kept > 0 else math.inf  # steady-state |u| per unit of constant input
 
@@ -452,6 +484,11 @@ def _quantize_population(lowered, name, node, incoming, formats: Formats, mode, 
             payload = input_payload.get(inc.pr.src, 1)
             total_pos += pos * payload * 2.0 ** e
             total_neg += neg * payload * 2.0 ** e
+        if axon_f.any():
+            q, e_axon, _ = _axon_mantissas(axon_f * np.repeat(scale, per_ch), formats)
+            current = (q * 2.0 ** e_axon).reshape(n_ch, per_ch)
+            total_pos += np.clip(current, 0, None).max(axis=1)
+            total_neg += -np.clip(current, None, 0).min(axis=1)
         return int(max(total_pos.max(initial=0), total_neg.max(initial=0)) * (1 << shift))
 
     def exps_for(scale: np.ndarray) -> list[int]:
@@ -527,12 +564,68 @@ def _quantize_population(lowered, name, node, incoming, formats: Formats, mode, 
     if bias_clipped:
         lossy(f"{name}: {bias_clipped:,} bias values exceed mantissa x 2^{formats.bias_exp_max}; clipped",
               node=name, field="bias", value=bias_clipped)
+    axon = _bias_axon(name, axon_f * scale_n, neuron.du, formats, lossy, exact=fixed is not None) \
+        if axon_f.any() else None
+    if axon is not None:
+        error = np.abs(axon.weights * 2.0 ** axon.weight_exp - axon_f * scale_n) / scale_n
+        layer.bias_max_abs_error = max(layer.bias_max_abs_error, float(error.max()))
+        layer.notes.append(f"incoming bias on a bias axon (weight_exp {axon.weight_exp}), u precharged")
 
     qpop = QuantPopulation(name=name, kind="spiking" if spiking else "integrator", shape=node.output_shape,
                            scale=scale_n, vth=neuron.vth, du=neuron.du, dv=neuron.dv, bias_mant=bias_mant,
                            bias_exp=bias_exp, v_init=neuron.v_init, reset=neuron.reset,
-                           reset_timing=neuron.reset_timing, model=model.hwsim_model)
+                           reset_timing=neuron.reset_timing, model=model.hwsim_model, bias_axon=axon)
     return qpop, qprojs, layer
+
+
+def _axon_mantissas(current: np.ndarray, formats: Formats) -> tuple[np.ndarray, int, int]:
+    """A bias axon's per-neuron current (weight units) as (mantissas, weight_exp, how many clipped): the
+    smallest exponent >= 0 (one spike a step: a negative exponent only floors) at which the largest fits."""
+    mixed = bool(current.min() < 0 < current.max())
+    q_max = WEIGHT_Q_MAX if mixed else WEIGHT_Q_MAX + 1
+    m = float(np.abs(current).max())
+    need = math.ceil(math.log2(m) - math.log2(q_max) - 1e-9) if m > 0 else 0
+    e = int(np.clip(need, max(formats.weight_exp_min, 0), formats.weight_exp_max))
+    q, clipped = _quantize_values(current / 2.0 ** e, q_max, mixed)
+    return q.astype(np.int64), e, clipped
+
+
+def precharge(current: np.ndarray, keep: np.ndarray, decay_bits: int) -> np.ndarray:
+    """Per neuron the u_init of smallest magnitude with trunc0(u_init * keep / 2^decay_bits) = current
+    (state units; keep = U - (du + 1), the chip's kept fraction of u in 1/U, U = 2^decay_bits): sign(c) *
+    ceil(|c| U / keep). It exists whenever keep >= 1: the u_init that work fill [|c| U / keep,
+    (|c| + 1) U / keep), an interval of length U / keep >= 1. keep = 0 (no current memory) holds only c = 0."""
+    c = np.asarray(current, dtype=np.int64)
+    k = np.asarray(keep, dtype=np.int64)
+    magnitude = -(-(np.abs(c) << decay_bits) // np.maximum(k, 1))
+    return np.where(c != 0, np.sign(c) * magnitude, 0)
+
+
+def _bias_axon(name: str, current: np.ndarray, du: np.ndarray, formats: Formats, lossy: _Lossy,
+               exact: bool) -> BiasAxon:
+    """The bias axon carrying ``current`` (weight units per neuron) into a population with decays ``du``."""
+    if exact:  # a pre-quantized file's currents are whole mantissas at exponent 0, or an error
+        q, _ = _exact_values(current, bool(current.min() < 0 < current.max()), name)
+        q, e, clipped = q.astype(np.int64), 0, 0
+    else:
+        q, e, clipped = _axon_mantissas(current, formats)
+    if clipped:
+        lossy(f"{name}: {clipped:,} incoming bias currents exceed the bias axon's mantissa at weight_exp "
+              f"{formats.weight_exp_max}; clipped", node=name, field="bias", value=clipped)
+    keep = formats.decay_unity - (du + 1)
+    state = (q << e) << formats.activation_shift
+    # a neuron without current memory (du + 1 = U) took its current into the population's bias instead
+    # (the caller's rule du + 1 = rint(i_decay * U), the LIF family's): no u_init could carry it
+    assert not ((keep == 0) & (state != 0)).any(), "a bias axon feeds only neurons with current memory"
+    u_init = precharge(state, keep, formats.decay_bits)
+    if np.abs(u_init).max() > formats.state_max:
+        i = int(np.argmax(np.abs(u_init)))
+        raise QuantizationError(f"{name}: the bias axon's precharge u_init = {int(u_init[i]):,} (neuron {i}: "
+                                f"current {int(state[i]):,} with du = {int(du[i])}) exceeds the "
+                                f"{formats.state_bits}-bit state (|u| <= {formats.state_max:,}); lower that "
+                                "neuron's bias or its current decay", node=name, field="u_init",
+                                value=int(u_init[i]), allowed=formats.state_max)
+    return BiasAxon(q, e, u_init.astype(np.int64))
 
 
 def _row_sums(inc: _Incoming, scale: np.ndarray, e: int, n_ch: int, per_ch: int) -> tuple[np.ndarray, np.ndarray]:

@@ -183,7 +183,8 @@ def run_network(qnet, inputs: Mapping[str, np.ndarray], steps: int, *, timeout: 
     f = qnet.formats  # the fixed model computes in the network's widths
     widths = {"state_bits": f.state_bits, "decay_bits": f.decay_bits, "activation_shift": f.activation_shift}
     pops = tuple(PopSpec(p.name, p.size, dict(vth=p.vth, du=p.du, dv=p.dv, bias_mant=p.bias_mant,
-                                              bias_exp=p.bias_exp, v_init=p.v_init, input_bias=0, **widths),
+                                              bias_exp=p.bias_exp, v_init=p.v_init, u_init=p.u_init, input_bias=0,
+                                              **widths),
                          p.reset, p.reset_timing, p.kind, record or p.name in read, lava_process(p.model))
                  for p in qnet.populations)
     message_bits = {port.name: port.graded_bits for port in qnet.inputs}  # populations send binary spikes

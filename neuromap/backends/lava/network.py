@@ -31,7 +31,7 @@ CHUNK_BYTES = 8 << 20         # Extractor buffer per population; bounds the step
 class PopSpec:
     name: str
     size: int
-    params: dict            # Neurons' per-neuron arrays (vth, du, dv, bias_mant, bias_exp, v_init, input_bias),
+    params: dict            # Neurons' per-neuron arrays (vth, du, dv, bias_mant, bias_exp, v_init, u_init, input_bias),
                             # and for fixed_pt its widths (state_bits, decay_bits, activation_shift)
     reset: str
     reset_timing: str

@@ -15,8 +15,9 @@ Per-neuron parameters (Lava's stock LIF holds vth, du, dv as one scalar per popu
   formats that hwsim runs. The LavaPyType precisions below document Loihi's widths; Python models ignore them.
 
 ``input_bias`` is a constant added to the synaptic input a every step (an Affine's bias, which enters u,
-not v). ``sample_steps`` lays samples end to end in one run: at every step t with
-(t - 1) % sample_steps == 0 the state returns to u = 0, v = v_init, s = 0 and that step's synaptic
+not v; the float graph's). ``u_init`` is u at step 0 (0 by default; a bias axon's precharge,
+hwsim.netdesc). ``sample_steps`` lays samples end to end in one run: at every step t with
+(t - 1) % sample_steps == 0 the state returns to u = u_init, v = v_init, s = 0 and that step's synaptic
 input is dropped, because it is what the previous sample's last spikes sent through the one-step delay
 of Dense/Sparse (a recurrent one included); by the one time-step definition the first step of a run
 receives nothing. ``run_spk`` receives ``a_in`` before it sends ``s_out``: in a cycle the Dense/Sparse
@@ -41,11 +42,11 @@ from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 RESETS = ("subtract", "zero")
 RESET_TIMINGS = ("immediate", "next_step")
 KINDS = ("spiking", "integrator")
-_VARS = ("vth", "du", "dv", "bias_mant", "bias_exp", "v_init", "input_bias")
+_VARS = ("vth", "du", "dv", "bias_mant", "bias_exp", "v_init", "u_init", "input_bias")
 
 
 class Neurons(AbstractProcess):
-    def __init__(self, *, shape: tuple[int], vth, du, dv, bias_mant, bias_exp=0, v_init=0, input_bias=0,
+    def __init__(self, *, shape: tuple[int], vth, du, dv, bias_mant, bias_exp=0, v_init=0, u_init=0, input_bias=0,
                  reset: str = "subtract", reset_timing: str = "immediate", kind: str = "spiking",
                  sample_steps: int, state_bits: int = 24, decay_bits: int = 12, activation_shift: int = 6,
                  name: str | None = None) -> None:
@@ -62,10 +63,10 @@ class Neurons(AbstractProcess):
         self.state_out = OutPort(shape=(3, n))
         self.tie_in = InPort(shape=(1,))
         values = dict(vth=vth, du=du, dv=dv, bias_mant=bias_mant, bias_exp=bias_exp, v_init=v_init,
-                      input_bias=input_bias)
+                      u_init=u_init, input_bias=input_bias)
         for key in _VARS:
             setattr(self, key, Var(shape=shape, init=np.broadcast_to(np.asarray(values[key]), shape).copy()))
-        self.u = Var(shape=shape, init=np.zeros(shape))
+        self.u = Var(shape=shape, init=np.broadcast_to(np.asarray(u_init), shape).copy())
         self.v = Var(shape=shape, init=np.broadcast_to(np.asarray(v_init), shape).copy())
         self.s_prev = Var(shape=shape, init=np.zeros(shape))
 
@@ -85,7 +86,7 @@ class _NeuronsModel(PyLoihiProcessModel):
         if self.tie_in.csp_ports:
             self.tie_in.recv()
         if (self.time_step - 1) % self.sample_steps == 0:
-            self.u[:] = 0
+            self.u[:] = self.u_init
             self.v[:] = self.v_init
             self.s_prev[:] = 0
             a = np.zeros_like(a)
@@ -109,6 +110,7 @@ class PyNeuronsFloat(_NeuronsModel):
     bias_mant: np.ndarray = LavaPyType(np.ndarray, float)
     bias_exp: np.ndarray = LavaPyType(np.ndarray, float)
     v_init: np.ndarray = LavaPyType(np.ndarray, float)
+    u_init: np.ndarray = LavaPyType(np.ndarray, float)
     input_bias: np.ndarray = LavaPyType(np.ndarray, float)
     u: np.ndarray = LavaPyType(np.ndarray, float)
     v: np.ndarray = LavaPyType(np.ndarray, float)
@@ -158,6 +160,7 @@ class PyNeuronsFixed(_NeuronsModel):
     bias_mant: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=13)
     bias_exp: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=4)
     v_init: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+    u_init: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
     input_bias: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
     u: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
     v: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
