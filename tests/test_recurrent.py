@@ -517,3 +517,24 @@ def test_a_recurrent_mapping_runs_from_the_command_line(tmp_path, braille_mappin
     summary = __import__("json").loads(result.output.strip().splitlines()[-1])
     assert summary["steps"] == 40 and summary["samples"] == 8
     assert summary["spikes_total"] == sum(expected.spike_counts().values())
+
+
+@pytest.mark.lava
+def test_snntorchs_default_biased_rleaky_rsynaptic_runs_alike_on_hwsim_and_lava(tmp_path):
+    """snnTorch's defaults: every Linear (the recurrent ones too) has a bias, so the RSynaptic layer's
+    constant current enters a decaying u through a bias axon; hwsim and Lava agree spike for spike and in u,
+    and the quantized network keeps the float reference's spike counts on these weights."""
+    net = snntorch_recurrent_net()
+    path = tmp_path / "rsnn.nir"
+    nir.write(path, export_to_nir(net, torch.zeros(1, 5), ignore_dims=[0]))
+    mapping = neuromap.compile(read_nir(path, framework="snntorch"), "loihi2", input_encoding="spikes")
+    assert "3.lif.bias_axon" in [p.name for p in mapping.netdesc().projections]
+    x = (np.random.default_rng(0).random((2, 30, 5)) < 0.5).astype(np.float64)
+    hw = neuromap.run(mapping, x, 30, "hwsim", record=("spikes", "u"))
+    lava = neuromap.run(mapping, x, 30, "lava", record=("spikes", "u"))
+    ref = neuromap.run(mapping.graph, x, 30, "torch", record=("spikes",))
+    for pop in ("1.lif", "3.lif"):
+        np.testing.assert_array_equal(lava.spikes[pop], hw.spikes[pop], err_msg=pop)
+        np.testing.assert_array_equal(lava.u[pop], hw.u[pop], err_msg=pop)
+        assert hw.spikes[pop].sum() > 5
+        assert abs(int(hw.spikes[pop].sum()) - int(ref.spikes[pop].sum())) <= 0.05 * ref.spikes[pop].sum(), pop
