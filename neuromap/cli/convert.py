@@ -30,18 +30,36 @@ def _steps(text: str | None) -> list[int]:
 def _load_weights(model, path: Path) -> None:
     import torch
 
+    from neuromap.files import declared_bytes, expect
+    from neuromap.limits import check_memory
+
+    # torch.save writes a zip (since torch 1.6) or, with the legacy format, a pickle; both load weights-only
+    expect(path, ("torch", "pickle"), "a torch state_dict (torch.save)")
+    check_memory(declared_bytes(path), f"{path}: its tensors", FormatError, path=str(path))
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:   # torch raises several types for unreadable or unsafe files
-        raise FormatError(f"{path}: not a readable state_dict ({str(exc).splitlines()[0]})", path=str(path)) from None
+        raise FormatError(f"{path}: not a readable state_dict ({_first_line(exc)})", path=str(path)) from None
     if not isinstance(state, dict):
         raise FormatError(f"{path}: expected a state_dict (a dict of tensors), got {type(state).__name__}",
                           path=str(path))
+    for name, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            raise FormatError(f"{path}: state_dict entry {name!r} is a {type(value).__name__}, not a tensor",
+                              path=str(path), field=str(name))
+        if value.is_complex():   # load_state_dict would keep the real part with only a warning
+            raise FormatError(f"{path}: state_dict entry {name!r} holds complex values ({value.dtype}); weights "
+                              "must be real", path=str(path), field=str(name), value=str(value.dtype))
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        raise FormatError(f"{path}: weights do not fit the model ({str(exc).splitlines()[0]})",
-                          path=str(path)) from None
+        raise FormatError(f"{path}: weights do not fit the model ({_first_line(exc)})", path=str(path)) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    """An exception's first line, or its type when it has no message (an IndexError inside torch.load)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 @click.command("convert")
