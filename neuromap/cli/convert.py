@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from neuromap.cli.common import emit_json
+from neuromap.cli.common import checked_output, emit_json
 from neuromap.errors import FormatError, NeuromapError
 
 
@@ -74,7 +74,8 @@ def _first_line(exc: BaseException) -> str:
               help="Load a state_dict instead of training.")
 @click.option("--epochs", default=10, show_default=True, help="Training epochs (without --weights).")
 @click.option("--seed", default=0, show_default=True)
-@click.option("--save-weights", type=click.Path(dir_okay=False, path_type=Path), help="Save the trained state_dict.")
+@click.option("--save-weights", type=click.Path(dir_okay=False, path_type=Path), callback=checked_output,
+              help="Save the trained state_dict.")
 @click.option("--threshold", type=click.Choice(["ann_max", "percentile", "snn_max", "qcfs"]), default="ann_max",
               show_default=True, help="Threshold balancing statistic.")
 @click.option("--alpha", default=1.0, show_default=True, help="Threshold = alpha * statistic.")
@@ -86,11 +87,11 @@ def _first_line(exc: BaseException) -> str:
 @click.option("--encoding", type=click.Choice(["direct", "poisson"]), default="direct", show_default=True)
 @click.option("--calib-samples", default=256, show_default=True, help="Training samples used for calibration.")
 @click.option("--calib-steps", default=64, show_default=True, help="Steps per calibration run (snn_max).")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), callback=checked_output,
               help="Write the IR graph here (.npz).")
 @click.option("--sweep", "sweep", metavar="T,T,...",
               help="Accuracy on the test split after these time steps, for soft and hard reset.")
-@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), callback=checked_output,
               help="With --sweep: draw the accuracy-vs-T curves to this .png/.pdf/.svg file.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line.")
 def convert_cmd(model_name, activation, levels, data_name, weights, epochs, seed, save_weights, threshold, alpha,

@@ -12,7 +12,7 @@ from typing import Any
 import click
 import numpy as np
 
-from neuromap.cli.common import emit_json, nir_options
+from neuromap.cli.common import check_run_memory, emit_json, nir_options
 from neuromap.errors import BackendError, UnsupportedError
 from neuromap.passes.quantize import ENCODINGS
 
@@ -55,6 +55,7 @@ def encoded_inputs(mapping, x: np.ndarray, steps: int, seed: int) -> dict[str, n
     if enc.kind == "graded":
         payload = mapping.encode_inputs(flat)[name]
         return {name: np.broadcast_to(payload[:, None, :], (len(x), steps, size))}
+    check_run_memory(len(x), steps, size, 1, "the rate-coded input spikes")
     spikes = poisson_encode(flat, steps, seed=seed).numpy()
     return mapping.encode_inputs(spikes)
 
@@ -82,10 +83,11 @@ def estimate(mapping, data: str, steps: int, limit: int | None, gpu: str, gpu_ba
     if len(x) == 0:
         raise UnsupportedError("--limit leaves no samples")
     qnet = mapping.netdesc()
-    inputs = encoded_inputs(mapping, x, steps, seed)
-    readout = qnet.outputs[0]
     # hwsim records every population's traces: run the samples in chunks that keep them to TRACE_BYTES
     neurons = sum(p.size for p in qnet.populations)
+    check_run_memory(1, steps, neurons, TRACE_BYTES_PER_VALUE, "hwsim's traces of one sample")
+    inputs = encoded_inputs(mapping, x, steps, seed)
+    readout = qnet.outputs[0]
     chunk = max(1, TRACE_BYTES // (steps * neurons * TRACE_BYTES_PER_VALUE))
     predictions, parts = [], []
     try:

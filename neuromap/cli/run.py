@@ -17,7 +17,7 @@ from typing import Any
 import click
 import numpy as np
 
-from neuromap.cli.common import checked_device, emit_json, nir_options
+from neuromap.cli.common import check_run_memory, checked_device, checked_output, emit_json, nir_options
 from neuromap.errors import NeuromapError
 
 # backend option -> the flag that sets it
@@ -71,7 +71,7 @@ def _backend_options(backend: str, given: dict[str, Any]) -> dict[str, Any]:
 @click.option("--device", default=None, callback=checked_device,
               help="torch/hwsim device, e.g. cuda (default: cuda when present for hwsim).")
 @click.option("--seed", default=0, show_default=True, help="Seed of the Poisson encoder.")
-@click.option("--save-spikes", type=click.Path(dir_okay=False), default=None,
+@click.option("--save-spikes", type=click.Path(dir_okay=False), default=None, callback=checked_output,
               help="Write every population's spikes (N, T, neurons) to this .npz file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON line last.")
 def run_cmd(model: str, backend: str, data_name: str, steps: int, limit: int, encoding: str, target: str,
@@ -92,6 +92,8 @@ def run_cmd(model: str, backend: str, data_name: str, steps: int, limit: int, en
                             f"(this one has {len(graph.inputs)} and {len(graph.outputs)})")
     ds = nmdata.load(data_name)
     n = len(ds.x_test) if limit == 0 else min(limit, len(ds.x_test))
+    # every backend keeps each population's spikes (N, T, neurons), at least a byte each
+    check_run_memory(n, steps, graph.neuron_count(), 1, "the run's spike traces")
     x = fit_samples(ds.x_test[:n], graph.nodes[graph.inputs[0]].input_shape, data_name)
     y = ds.y_test[:n]
     result = run(loaded, _frames(x, steps, encoding, seed), steps, backend, record=("spikes",), target=target,

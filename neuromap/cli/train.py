@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from neuromap import data
-from neuromap.cli.common import emit_json
+from neuromap.cli.common import checked_output, emit_json
 from neuromap.errors import NeuromapError
 
 
@@ -31,7 +31,8 @@ from neuromap.errors import NeuromapError
 @click.option("--alpha", type=float, default=0.5, show_default=True, help="initial leak factor")
 @click.option("--theta", type=float, default=1.0, show_default=True, help="initial threshold")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="save the exported IR graph (.npz)")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, callback=checked_output,
+              help="save the exported IR graph (.npz)")
 @click.option("--check-export/--no-check-export", default=True, show_default=True,
               help="run the exported graph in the torch simulator on the test set and compare predictions")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
