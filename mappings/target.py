@@ -8,6 +8,9 @@ checked for type and range on load, so a broken file fails with the table and fi
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
+import json
 import math
 import tomllib
 from dataclasses import dataclass
@@ -19,6 +22,7 @@ from mappings.errors import TargetError
 TARGETS_DIR = Path(__file__).with_name("targets")
 # Synapse-memory layouts a target may name; neuromap.passes.synapse_memory implements each.
 SYNAPSE_MEMORY_MODELS = ("loihi_blocks",)
+SHIPPED = "shipped:"        # a Mapping's record of a shipped target: this prefix and its name
 MAX_FILE_BYTES = 1 << 20   # a description file is a few KB: a bigger one is not read into memory
 
 
@@ -153,6 +157,28 @@ class Target:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @property
+    def identity(self) -> str:
+        """What a Mapping records of where its target came from, the same wherever the file lives:
+        ``shipped:<name>`` for a shipped target as shipped, else ``sha256:<hex>`` of its fields (every table,
+        name and description; not the comments, not the path)."""
+        fields = {k: v for k, v in self.to_dict().items() if k != "source"}
+        if self.source.startswith(SHIPPED):   # loaded from a Mapping file
+            shipped = self.source[len(SHIPPED):]
+        else:
+            shipped = Path(self.source).stem if Path(self.source).parent.resolve() == TARGETS_DIR.resolve() else ""
+        if shipped in available_targets() and _shipped_fields(shipped) == fields:
+            return f"{SHIPPED}{shipped}"
+        text = json.dumps(fields, sort_keys=True, separators=(",", ":"))
+        return f"sha256:{hashlib.sha256(text.encode()).hexdigest()}"
+
+    def named_by(self, name_or_path: str | Path) -> bool:
+        """Whether ``name_or_path`` (a shipped name or a TOML file) names this target: by name, by the source
+        it was loaded from, or by a file whose fields are this target's."""
+        if str(name_or_path) in (self.name, self.source):
+            return True
+        return load_target(name_or_path).identity == self.identity
 
 
 def _exponent(x: int) -> bool:
@@ -325,6 +351,11 @@ def parse_target(doc: dict, where: str) -> Target:
     target = Target(name=head["name"], description=head["description"], source=where, **parts)
     _consistency(target, where)
     return target
+
+
+@functools.cache
+def _shipped_fields(name: str) -> dict[str, Any]:
+    return {k: v for k, v in load_target(name).to_dict().items() if k != "source"}
 
 
 def available_targets() -> list[str]:

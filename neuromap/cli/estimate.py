@@ -31,7 +31,7 @@ def load_or_compile(path: str, target: str | None, input_encoding: str | None = 
         if input_encoding is not None:
             raise UnsupportedError(f"{path} is a compiled mapping: its input encoding is fixed; --input-encoding "
                                    "applies when compiling a model")
-        if target is not None and target not in (loaded.target.name, loaded.target.source):
+        if target is not None and not loaded.target.named_by(target):
             raise UnsupportedError(f"{path} was compiled for target {loaded.target.name!r}, not {target!r}; "
                                    "compile the model again for that target")
         return loaded

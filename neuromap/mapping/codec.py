@@ -76,7 +76,8 @@ def encode(m: Mapping) -> bytes:
         arrays[f"place/{f}"] = np.asarray(getattr(pl, f), dtype=np.int64)
     header = {
         "format": FORMAT, "version": VERSION,
-        "target": {k: v for k, v in m.target.to_dict().items() if k != "source"} | {"source": m.target.source},
+        # by identity, not path: equal inputs give equal bytes wherever the target file lives
+        "target": {k: v for k, v in m.target.to_dict().items() if k != "source"} | {"source": m.target.identity},
         "options": m.options, "mode": q.mode, "populations": pops, "projections": projs,
         "inputs": [{"name": e.name, "kind": e.kind, "bits": e.bits, "scale": e.scale, "signed": e.signed}
                    for e in q.inputs.values()],
