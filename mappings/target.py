@@ -240,7 +240,7 @@ _MAXIMA: dict[str, dict[str, tuple[float, str]]] = {
                ("synop_ns", "neuron_update_active_ns", "neuron_update_idle_ns", "spike_in_tile_ns",
                 "hop_east_west_ns", "hop_north_south_ns", "barrier_min_ns", "barrier_max_ns")},
 }
-# A chip's core slots (tiles x cores per tile) and a system's chip grid are listed one by one when placing.
+# A chip's core slots (tiles x cores per tile) are listed one by one when placing.
 MAX_SLOTS = 1 << 20
 _CLASSES = {"chip": Chip, "system": System, "core": Core, "synapses": Synapses, "neuron": Neuron,
             "energy": Energy, "timing": Timing}
@@ -293,7 +293,8 @@ def check_table(doc: dict, table: str, where: str, rules: dict[str, tuple],
                               field=f"[{table}] {name}", value=value, allowed=meaning)
         largest, per = (maxima or {}).get(name, (None, ""))
         if largest is not None and value > largest:
-            raise TargetError(f"{where}: [{table}] {name}: must be at most {largest:,g} ({per}), got {value!r}",
+            shown = f"{largest:,}" if isinstance(largest, int) else f"{largest:g}"
+            raise TargetError(f"{where}: [{table}] {name}: must be at most {shown} ({per}), got {value!r}",
                               path=where, field=f"[{table}] {name}", value=value, allowed=f"<= {largest:g}")
         values[name] = value
     return values
@@ -311,10 +312,6 @@ def _consistency(t: Target, where: str) -> None:
                           f"cores per tile has more than {MAX_SLOTS:,} core slots", path=where,
                           field="[chip] mesh_cols", value=c.mesh_cols, allowed=MAX_SLOTS)
     s = t.system
-    if s.chip_cols * s.chip_rows > MAX_SLOTS:
-        raise TargetError(f"{where}: [system] chip_cols: a {s.chip_cols} x {s.chip_rows} chip grid has more than "
-                          f"{MAX_SLOTS:,} places", path=where, field="[system] chip_cols", value=s.chip_cols,
-                          allowed=MAX_SLOTS)
     if s.chip_cols * s.chip_rows < s.max_chips:
         raise TargetError(f"{where}: [system] max_chips: {s.max_chips} chips do not fit a {s.chip_cols} x "
                           f"{s.chip_rows} chip grid", path=where, field="[system] max_chips", value=s.max_chips,

@@ -59,9 +59,9 @@ def check_memory(needed: int, what: str, error: type[NeuromapError] = NeuromapEr
     """Raise ``error`` (with ``fields``) when ``needed`` bytes exceed the budget; ``what`` says what needs them."""
     budget = memory_budget()
     if needed > budget:
+        why = f"set by {BUDGET_ENV}" if BUDGET_ENV in os.environ else f"half the memory available; {BUDGET_ENV} sets it"
         raise error(f"{what} would need {_size(needed)}, more than the {_size(budget)} this command may allocate "
-                    f"(half the memory available; {BUDGET_ENV} sets it)",
-                    **({"resource": "memory", "needed": needed, "allowed": budget} | fields))
+                    f"({why})", **({"resource": "memory", "needed": needed, "allowed": budget} | fields))
 
 
 def _size(n: int) -> str:
