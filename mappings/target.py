@@ -163,7 +163,7 @@ class Target:
         """What a Mapping records of where its target came from, the same wherever the file lives:
         ``shipped:<name>`` for a shipped target as shipped, else ``sha256:<hex>`` of its fields (every table,
         name and description; not the comments, not the path)."""
-        fields = {k: v for k, v in self.to_dict().items() if k != "source"}
+        fields = self.fields()
         if self.source.startswith(SHIPPED):   # loaded from a Mapping file
             shipped = self.source[len(SHIPPED):]
         else:
@@ -173,12 +173,16 @@ class Target:
         text = json.dumps(fields, sort_keys=True, separators=(",", ":"))
         return f"sha256:{hashlib.sha256(text.encode()).hexdigest()}"
 
+    def fields(self) -> dict[str, Any]:
+        """Everything the target says (``to_dict`` without where it was loaded from)."""
+        return {k: v for k, v in self.to_dict().items() if k != "source"}
+
     def named_by(self, name_or_path: str | Path) -> bool:
         """Whether ``name_or_path`` (a shipped name or a TOML file) names this target: by name, by the source
-        it was loaded from, or by a file whose fields are this target's."""
+        it was loaded from, or by a file that says the same (wherever it lives)."""
         if str(name_or_path) in (self.name, self.source):
             return True
-        return load_target(name_or_path).identity == self.identity
+        return load_target(name_or_path).fields() == self.fields()
 
 
 def _exponent(x: int) -> bool:
@@ -352,7 +356,7 @@ def parse_target(doc: dict, where: str) -> Target:
 
 @functools.cache
 def _shipped_fields(name: str) -> dict[str, Any]:
-    return {k: v for k, v in load_target(name).to_dict().items() if k != "source"}
+    return load_target(name).fields()
 
 
 def available_targets() -> list[str]:

@@ -308,7 +308,8 @@ MODEL_FILES: dict[str, tuple[Callable[[Work], Path], str]] = {
     "nir-huge-dataset": (lambda w: _nir_edit(w, _huge_dataset),
                          "dataset /node/nodes/fc1/weight declares 17,179,869,184 bytes stored in 0"),
     "nir-cycle": (lambda w: _nir_edit(w, _cycle), "links back to a group already read (a cycle)"),
-    "nir-pickled-metadata": (lambda w: _nir_edit(w, _pickled_metadata(w)), "'h'"),
+    "nir-pickled-metadata": (lambda w: _nir_edit(w, _pickled_metadata(w)),
+                             "node 'h': metadata 'neuromap.v_init' is not numeric"),
 }
 MODEL_COMMANDS: dict[str, Callable[[Work, Path], tuple[list[str], list[Path]]]] = {}
 

@@ -57,9 +57,10 @@ def _load_weights(model, path: Path) -> None:
 
 
 def _first_line(exc: BaseException) -> str:
-    """An exception's first line, or its type when it has no message (an IndexError inside torch.load)."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    """An exception's message on one line (torch's "Error(s) in loading state_dict" says which keys on the
+    next), at most 300 characters; its type when it has no message (an IndexError inside torch.load)."""
+    text = " ".join(str(exc).split())
+    return (text if len(text) <= 300 else text[:297] + "...") or type(exc).__name__
 
 
 @click.command("convert")
