@@ -78,7 +78,7 @@ class Work:
 
         torch.manual_seed(0)
         self.weights = self.root / "good" / "mlp.pt"
-        torch.save(rmp.build_model("mlp", (64,), 10).state_dict(), self.weights)
+        torch.save(rmp.build_model("mlp", (1, 8, 8), 10).state_dict(), self.weights)
         self.marker = self.root / "pwned"
         self.counter = 0
         self.made: dict[str, Path] = {}   # each bad model file is made once and fed to every command
@@ -478,7 +478,7 @@ def _state(**tensors: torch.Tensor) -> dict:
     from neuromap.frontends import rmp
 
     torch.manual_seed(0)
-    return rmp.build_model("mlp", (64,), 10).state_dict() | tensors
+    return rmp.build_model("mlp", (1, 8, 8), 10).state_dict() | tensors
 
 
 def _saved(w: Work, obj, legacy: bool = False) -> Path:
@@ -504,7 +504,7 @@ WEIGHTS: dict[str, tuple[Callable[[Work], Path], str]] = {
                   "a damaged zip archive, not a torch state_dict"),
     "flipped": (lambda w: _flip(w.weights, next(n for n in zipfile.ZipFile(w.weights).namelist()
                                                 if n.endswith("data.pkl")), w.path(".pt")),
-                "weights do not fit the model"),   # torch's reader checks no CRC: the flipped pickle loads
+                "not a readable state_dict"),
     "a-list": (lambda w: _saved(w, [torch.ones(3)]), "expected a state_dict (a dict of tensors), got list"),
     "not-tensors": (lambda w: _saved(w, {"fc.weight": 3}), "state_dict entry 'fc.weight' is a int, not a tensor"),
     "complex": (_complex_state, "holds complex values (torch.complex64); weights must be real"),
