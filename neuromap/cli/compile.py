@@ -6,7 +6,7 @@ import warnings
 
 import click
 
-from neuromap.cli.common import checked_output, emit_json, nir_options
+from neuromap.cli.common import SEED, checked_output, emit_json, nir_options
 from neuromap.cli.messages import show_recorded
 from neuromap.errors import UnsupportedError
 from neuromap.passes.place import METHODS
@@ -28,7 +28,7 @@ _RESOURCE_NAMES = {"neurons": "neurons", "synaptic_memory_bits": "synaptic memor
               help="Graded payloads or binary spikes (default: the graph's metadata, else graded).")
 @click.option("--input-bits", type=int, default=8, show_default=True, help="Payload bits of graded inputs.")
 @click.option("--placement", type=click.Choice(METHODS), default="optimised", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @nir_options
 @click.option("--json", "as_json", is_flag=True, help="End with one JSON line of figures.")
 def compile_cmd(model, target, out, mode, strict, input_encoding, input_bits, placement, seed, dt, reset_timing,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from neuromap.cli.common import checked_output, emit_json
+from neuromap.cli.common import SEED, checked_output, emit_json
 from neuromap.errors import FormatError, NeuromapError
 
 
@@ -74,7 +74,7 @@ def _first_line(exc: BaseException) -> str:
 @click.option("--weights", type=click.Path(dir_okay=False, path_type=Path),
               help="Load a state_dict instead of training.")
 @click.option("--epochs", default=10, show_default=True, help="Training epochs (without --weights).")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--save-weights", type=click.Path(dir_okay=False, path_type=Path), callback=checked_output,
               help="Save the trained state_dict.")
 @click.option("--threshold", type=click.Choice(["ann_max", "percentile", "snn_max", "qcfs"]), default="ann_max",

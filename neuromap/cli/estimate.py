@@ -12,7 +12,7 @@ from typing import Any
 import click
 import numpy as np
 
-from neuromap.cli.common import check_run_memory, emit_json, nir_options
+from neuromap.cli.common import SEED, check_run_memory, emit_json, nir_options
 from neuromap.errors import BackendError, UnsupportedError
 from neuromap.passes.quantize import ENCODINGS
 
@@ -174,7 +174,7 @@ def format_table(r: dict[str, Any]) -> str:
 @click.option("--gpu-batch", type=int, default=1, show_default=True,
               help="Samples the GPU runs at once (1: single-inference latency).")
 @click.option("--measure-gpu", is_flag=True, help="Also time a float32 run on the CUDA device and read NVML energy.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the rate code for spiking inputs.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the rate code for spiking inputs.")
 @nir_options
 @click.option("--json", "as_json", is_flag=True, help="End with one JSON line of figures.")
 def estimate_cmd(model, data, steps, limit, target, input_encoding, gpu, gpu_batch, measure_gpu, seed, dt, reset_timing,

@@ -17,7 +17,7 @@ from typing import Any
 import click
 import numpy as np
 
-from neuromap.cli.common import check_run_memory, checked_device, checked_output, emit_json, nir_options
+from neuromap.cli.common import SEED, check_run_memory, checked_device, checked_output, emit_json, nir_options
 from neuromap.errors import NeuromapError
 
 # backend option -> the flag that sets it
@@ -70,7 +70,7 @@ def _backend_options(backend: str, given: dict[str, Any]) -> dict[str, Any]:
 @click.option("--float", "float_lava", is_flag=True, help="lava: run the float graph in floating_pt.")
 @click.option("--device", default=None, callback=checked_device,
               help="torch/hwsim device, e.g. cuda (default: cuda when present for hwsim).")
-@click.option("--seed", default=0, show_default=True, help="Seed of the Poisson encoder.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the Poisson encoder.")
 @click.option("--save-spikes", type=click.Path(dir_okay=False), default=None, callback=checked_output,
               help="Write every population's spikes (N, T, neurons) to this .npz file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON line last.")
