@@ -164,10 +164,7 @@ class Target:
         ``shipped:<name>`` for a shipped target as shipped, else ``sha256:<hex>`` of its fields (every table,
         name and description; not the comments, not the path)."""
         fields = self.fields()
-        if self.source.startswith(SHIPPED):   # loaded from a Mapping file
-            shipped = self.source[len(SHIPPED):]
-        else:
-            shipped = Path(self.source).stem if Path(self.source).parent.resolve() == TARGETS_DIR.resolve() else ""
+        shipped = Path(self.source).stem if Path(self.source).parent.resolve() == TARGETS_DIR.resolve() else ""
         if shipped in available_targets() and _shipped_fields(shipped) == fields:
             return f"{SHIPPED}{shipped}"
         text = json.dumps(fields, sort_keys=True, separators=(",", ":"))
@@ -352,6 +349,15 @@ def parse_target(doc: dict, where: str) -> Target:
     target = Target(name=head["name"], description=head["description"], source=where, **parts)
     _consistency(target, where)
     return target
+
+
+def recorded_source(identity: str) -> str:
+    """The ``source`` of a target a Mapping recorded as ``identity``: the shipped file for ``shipped:<name>``
+    (so the target loads as it was compiled), else the record itself (a hash, or an older file's path)."""
+    name = identity.removeprefix(SHIPPED)
+    if identity.startswith(SHIPPED) and name in available_targets():
+        return str(TARGETS_DIR / f"{name}.toml")
+    return identity
 
 
 @functools.cache

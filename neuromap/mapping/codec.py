@@ -112,7 +112,8 @@ def _rebuild(arrays: dict[str, np.ndarray], header: dict, source: str) -> dict[s
         # written before targets named their synapse-memory model: Loihi's blocks were the only one
         t["synapses"] = {**t["synapses"], "memory_model": "loihi_blocks"}
     target = mappings.parse_target({"target": {"name": t.pop("name"), "description": t.pop("description")},
-                                    **{k: v for k, v in t.items() if k != "source"}}, t["source"])
+                                    **{k: v for k, v in t.items() if k != "source"}},
+                                   mappings.target.recorded_source(t["source"]))
     pops = {}
     for i, p in enumerate(header["populations"]):
         values = {f: arrays[f"pop/{i}/{f}"] for f in _POP_ARRAYS}
