@@ -55,21 +55,12 @@ def emit_json(obj: dict[str, Any]) -> None:
 SEED = click.IntRange(0, 2**63 - 1)
 
 
-def checked_dt(ctx: click.Context, param: click.Parameter, value: float) -> float:
-    """A click callback for ``--dt``: a time step is finite and > 0 (NaN passed click's float type, and every
-    decay became NaN: a silent 0 % accuracy)."""
-    if not (math.isfinite(value) and value > 0):
-        raise UnsupportedError(f"--dt must be a finite time step > 0 (seconds), got {value}", flag="--dt",
-                               value=value, allowed="> 0")
-    return value
-
-
 def nir_options(command):
     """--dt and --reset-timing: what a NIR file does not say (see neuromap.ir.nir_io)."""
     command = click.option("--reset-timing", type=click.Choice(["immediate", "next_step"]), default=None,
                            help="For a NIR file without neuromap metadata: when its neurons reset "
                                 "(snnTorch: next_step).")(command)
-    return click.option("--dt", type=float, default=1.0, show_default=True, callback=checked_dt,
+    return click.option("--dt", type=float, default=1.0, show_default=True,
                         help="For a NIR file: the time step that turns its time constants into decays "
                              "(snnTorch: 1e-4).")(command)
 
