@@ -32,8 +32,8 @@ def _graph():
     return sequential([("in", Input(shape=(64,))),
                        ("fc1", Affine(weight=rng.normal(0, 0.3, (8, 64)), bias=np.zeros(8))),
                        ("h", IF(shape=(8,), threshold=1.0)),
-                       ("fc2", Affine(weight=rng.normal(0, 0.5, (4, 8)), bias=np.zeros(4))),
-                       ("o", LI(shape=(4,))), ("out", Output(shape=(4,)))])
+                       ("fc2", Affine(weight=rng.normal(0, 0.5, (10, 8)), bias=np.zeros(10))),
+                       ("o", LI(shape=(10,))), ("out", Output(shape=(10,)))])   # one output per digit
 
 
 def test_each_kind_is_told_by_its_content_whatever_the_name(tmp_path):
