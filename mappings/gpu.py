@@ -44,6 +44,10 @@ _FIELDS = {
     "energy": ("fp32_mac_pj", "fp32_add_pj", "dram_word_pj"),
 }
 _MAY_BE_ZERO = {"kernel_launch_us"}
+# Far above any GPU built (an H200: 67 TFLOP/s, 4.8 TB/s, 50 MB L2, 700 W): beyond them a typo, and estimates of inf
+_MAXIMA = {"peak_fp32_tflops": (1e6, "TFLOP/s"), "memory_bandwidth_gb_s": (1e7, "GB/s"), "l2_cache_mb": (1e6, "MB"),
+           "tdp_w": (1e5, "W"), "kernel_launch_us": (1e6, "us per kernel"), "fp32_mac_pj": (1e6, "pJ per MAC"),
+           "fp32_add_pj": (1e6, "pJ per add"), "dram_word_pj": (1e6, "pJ per word")}
 _RULE = (float, lambda x: x > 0, "> 0")
 _RULE_ZERO_OK = (float, lambda x: x >= 0, ">= 0")
 
@@ -53,7 +57,7 @@ def parse_gpu(doc: dict, where: str) -> GpuProfile:
     head = check_head(doc, "gpu", list(_FIELDS), where)
     values = {k: v for table, names in _FIELDS.items()
               for k, v in check_table(doc, table, where, {n: _RULE_ZERO_OK if n in _MAY_BE_ZERO else _RULE
-                                                          for n in names}).items()}
+                                                          for n in names}, _MAXIMA).items()}
     return GpuProfile(name=head["name"], description=head["description"], source=where, **values)
 
 

@@ -8,6 +8,9 @@ checked for type and range on load, so a broken file fails with the table and fi
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
+import json
 import math
 import tomllib
 from dataclasses import dataclass
@@ -19,6 +22,8 @@ from mappings.errors import TargetError
 TARGETS_DIR = Path(__file__).with_name("targets")
 # Synapse-memory layouts a target may name; neuromap.passes.synapse_memory implements each.
 SYNAPSE_MEMORY_MODELS = ("loihi_blocks",)
+SHIPPED = "shipped:"        # a Mapping's record of a shipped target: this prefix and its name
+MAX_FILE_BYTES = 1 << 20   # a description file is a few KB: a bigger one is not read into memory
 
 
 def _positive(x: float) -> bool:
@@ -153,6 +158,33 @@ class Target:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @property
+    def identity(self) -> str:
+        """What a Mapping records of where its target came from, the same wherever the file lives:
+        ``shipped:<name>`` for a shipped target as shipped, else ``sha256:<hex>`` of its fields (every table,
+        name and description; not the comments, not the path)."""
+        fields = self.fields()
+        shipped = Path(self.source).stem if Path(self.source).parent.resolve() == TARGETS_DIR.resolve() else ""
+        if shipped in available_targets() and _shipped_fields(shipped) == fields:
+            return f"{SHIPPED}{shipped}"
+        text = json.dumps(fields, sort_keys=True, separators=(",", ":"))
+        return f"sha256:{hashlib.sha256(text.encode()).hexdigest()}"
+
+    def fields(self) -> dict[str, Any]:
+        """Everything the target says (``to_dict`` without where it was loaded from)."""
+        return {k: v for k, v in self.to_dict().items() if k != "source"}
+
+    def named_by(self, name_or_path: str | Path) -> bool:
+        """Whether ``name_or_path`` (a shipped name or a TOML file) names this target: by name, by the source
+        it was loaded from, or by a file that says the same (wherever it lives)."""
+        if str(name_or_path) in (self.name, self.source):
+            return True
+        return load_target(name_or_path).fields() == self.fields()
+
+
+def _exponent(x: int) -> bool:
+    return -32 <= x <= 32
+
 
 # Per table: field -> (type, check, what the check means). Integers must be ints (not bools).
 _RULES: dict[str, dict[str, tuple[type, Any, str]]] = {
@@ -172,17 +204,45 @@ _RULES: dict[str, dict[str, tuple[type, Any, str]]] = {
                "activation_shift": (int, _non_negative, ">= 0"),
                "vth_bits": (int, _positive, "> 0"), "decay_bits": (int, _positive, "> 0"),
                "bias_mant_bits": (int, lambda x: x >= 2, ">= 2"),
-               "bias_exp_min": (int, None, ""), "bias_exp_max": (int, None, ""),
-               "weight_exp_min": (int, None, ""), "weight_exp_max": (int, None, ""),
+               **{f: (int, _exponent, "in [-32, 32]") for f in
+                  ("bias_exp_min", "bias_exp_max", "weight_exp_min", "weight_exp_max")},
                "graded_spike_bits": (int, lambda x: 0 <= x <= 32, "in [0, 32]")},
+    # every neuron is updated every step, and every step ends with a barrier: with these > 0 the energy and
+    # latency per inference that estimates divide by are never 0
     "energy": {**{f: (float, _non_negative, ">= 0") for f in
-                  ("synop_pj", "neuron_update_active_pj", "neuron_update_idle_pj", "spike_in_tile_pj",
-                   "hop_east_west_pj", "hop_north_south_pj", "static_power_mw")},
+                  ("synop_pj", "spike_in_tile_pj", "hop_east_west_pj", "hop_north_south_pj", "static_power_mw")},
+               **{f: (float, _positive, "> 0") for f in ("neuron_update_active_pj", "neuron_update_idle_pj")},
                "basis": (str, lambda x: bool(x.strip()), "a non-empty string")},
-    "timing": {f: (float, _non_negative, ">= 0") for f in
+    "timing": {**{f: (float, _non_negative, ">= 0") for f in
+                  ("synop_ns", "neuron_update_active_ns", "neuron_update_idle_ns", "spike_in_tile_ns",
+                   "hop_east_west_ns", "hop_north_south_ns", "barrier_max_ns")},
+               "barrier_min_ns": (float, _positive, "> 0")},
+}
+# Per table: field -> (largest sane value, why). Far above any chip built or planned; what lies beyond is a typo
+# or an attack, and would make the compiler allocate per mesh slot or the estimates overflow to inf.
+_MAXIMA: dict[str, dict[str, tuple[float, str]]] = {
+    "chip": {"cores": (1 << 16, "cores per chip"), "mesh_cols": (1 << 10, "tiles per mesh row"),
+             "mesh_rows": (1 << 10, "tiles per mesh column"), "cores_per_tile": (1 << 8, "cores per router")},
+    "system": {"max_chips": (1 << 16, "chips per system"), "chip_cols": (1 << 10, "chips per grid row"),
+               "chip_rows": (1 << 10, "chips per grid column")},
+    "core": {"neurons": (1 << 24, "compartments per core"), "synaptic_memory_bits": (1 << 40, "bits per core"),
+             "input_axons": (1 << 24, "axons per core"), "output_axons": (1 << 24, "axons per core")},
+    "synapses": {"word_bits": (1 << 12, "bits per word"), "block_synapses": (1 << 16, "synapses per block"),
+                 "block_header_bits": (1 << 12, "bits per header"), "min_index_bits": (64, "bits per index")},
+    "neuron": {"activation_shift": (32, "a shift within a 32-bit state"),
+               "vth_bits": (32, "the state is at most 32 bits"),
+               "decay_bits": (62, "2^decay_bits is an int64"),
+               "bias_mant_bits": (32, "the state is at most 32 bits")},
+    "energy": {**{f: (1e6, "1 uJ per event") for f in
+                  ("synop_pj", "neuron_update_active_pj", "neuron_update_idle_pj", "spike_in_tile_pj",
+                   "hop_east_west_pj", "hop_north_south_pj")},
+               "static_power_mw": (1e6, "1 kW per chip")},
+    "timing": {f: (1e9, "1 s per event") for f in
                ("synop_ns", "neuron_update_active_ns", "neuron_update_idle_ns", "spike_in_tile_ns",
                 "hop_east_west_ns", "hop_north_south_ns", "barrier_min_ns", "barrier_max_ns")},
 }
+# A chip's core slots (tiles x cores per tile) are listed one by one when placing.
+MAX_SLOTS = 1 << 20
 _CLASSES = {"chip": Chip, "system": System, "core": Core, "synapses": Synapses, "neuron": Neuron,
             "energy": Energy, "timing": Timing}
 
@@ -203,8 +263,10 @@ def check_head(doc: dict, head: str, tables: list[str], where: str) -> dict[str,
     return table
 
 
-def check_table(doc: dict, table: str, where: str, rules: dict[str, tuple]) -> dict[str, Any]:
-    """One table's fields, each (type, check, meaning of the check) in ``rules``; the first problem names the field."""
+def check_table(doc: dict, table: str, where: str, rules: dict[str, tuple],
+                maxima: dict[str, tuple[float, str]] | None = None) -> dict[str, Any]:
+    """One table's fields, each (type, check, meaning of the check) in ``rules`` and at most its entry in
+    ``maxima`` (largest value, what it is per); the first problem names the field."""
     raw = doc.get(table)
     if raw is None:
         raise TargetError(f"{where}: table [{table}] is missing", path=where, field=f"[{table}]")
@@ -220,7 +282,7 @@ def check_table(doc: dict, table: str, where: str, rules: dict[str, tuple]) -> d
             raise TargetError(f"{where}: [{table}] {name}: missing", path=where, field=f"[{table}] {name}")
         value = raw[name]
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
+            value = float(value) if abs(value) < 1 << 1000 else math.inf   # TOML integers may be any size
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise TargetError(f"{where}: [{table}] {name}: expected {kind.__name__}, got {type(value).__name__} "
                               f"({value!r})", path=where, field=f"[{table}] {name}", value=value)
@@ -230,6 +292,11 @@ def check_table(doc: dict, table: str, where: str, rules: dict[str, tuple]) -> d
         if check is not None and not check(value):
             raise TargetError(f"{where}: [{table}] {name}: must be {meaning}, got {value!r}", path=where,
                               field=f"[{table}] {name}", value=value, allowed=meaning)
+        largest, per = (maxima or {}).get(name, (None, ""))
+        if largest is not None and value > largest:
+            shown = f"{largest:,}" if isinstance(largest, int) else f"{largest:g}"
+            raise TargetError(f"{where}: [{table}] {name}: must be at most {shown} ({per}), got {value!r}",
+                              path=where, field=f"[{table}] {name}", value=value, allowed=f"<= {largest:g}")
         values[name] = value
     return values
 
@@ -241,6 +308,10 @@ def _consistency(t: Target, where: str) -> None:
         raise TargetError(f"{where}: [chip] cores: {c.cores} cores do not fit a {c.mesh_cols} x {c.mesh_rows} mesh "
                           f"with {c.cores_per_tile} cores per tile", path=where, field="[chip] cores", value=c.cores,
                           allowed=c.mesh_cols * c.mesh_rows * c.cores_per_tile)
+    if c.mesh_cols * c.mesh_rows * c.cores_per_tile > MAX_SLOTS:
+        raise TargetError(f"{where}: [chip] mesh_cols: a {c.mesh_cols} x {c.mesh_rows} mesh with {c.cores_per_tile} "
+                          f"cores per tile has more than {MAX_SLOTS:,} core slots", path=where,
+                          field="[chip] mesh_cols", value=c.mesh_cols, allowed=MAX_SLOTS)
     s = t.system
     if s.chip_cols * s.chip_rows < s.max_chips:
         raise TargetError(f"{where}: [system] max_chips: {s.max_chips} chips do not fit a {s.chip_cols} x "
@@ -273,10 +344,25 @@ def _consistency(t: Target, where: str) -> None:
 def parse_target(doc: dict, where: str) -> Target:
     """A Target from a parsed TOML document; ``where`` names the file in messages."""
     head = check_head(doc, "target", list(_RULES), where)
-    parts = {table: cls(**check_table(doc, table, where, _RULES[table])) for table, cls in _CLASSES.items()}
+    parts = {table: cls(**check_table(doc, table, where, _RULES[table], _MAXIMA[table]))
+             for table, cls in _CLASSES.items()}
     target = Target(name=head["name"], description=head["description"], source=where, **parts)
     _consistency(target, where)
     return target
+
+
+def recorded_source(identity: str) -> str:
+    """The ``source`` of a target a Mapping recorded as ``identity``: the shipped file for ``shipped:<name>``
+    (so the target loads as it was compiled), else the record itself (a hash, or an older file's path)."""
+    name = identity.removeprefix(SHIPPED)
+    if identity.startswith(SHIPPED) and name in available_targets():
+        return str(TARGETS_DIR / f"{name}.toml")
+    return identity
+
+
+@functools.cache
+def _shipped_fields(name: str) -> dict[str, Any]:
+    return load_target(name).fields()
 
 
 def available_targets() -> list[str]:
@@ -296,6 +382,10 @@ def read_toml(name_or_path: str | Path, shipped: Path, what: str) -> tuple[dict,
                               f".toml file)", value=text, allowed=tuple(names))
     if not path.is_file():
         raise TargetError(f"{path}: no such {what} file", path=str(path))
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise TargetError(f"{path}: {size:,} bytes; a {what} file is a few KB (at most {MAX_FILE_BYTES:,} are read)",
+                          path=str(path), needed=size, allowed=MAX_FILE_BYTES)
     try:
         return tomllib.loads(path.read_text(encoding="utf-8")), path
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

@@ -133,7 +133,7 @@ class Model:
 
         self._mapping: CompiledMapping | None = None
         if isinstance(model, CompiledMapping):
-            if target not in (None, model.target.name, model.target.source):
+            if target is not None and not model.target.named_by(target):
                 raise BackendError(f"the model was compiled for target {model.target.name!r}, not {target!r}; "
                                    "compile the model again for that target")
             self.graph, self._mapping = model.graph, model

@@ -1,14 +1,20 @@
-"""Helpers shared by the subcommands: JSON output as the last stdout line, options several commands take."""
+"""Helpers shared by the subcommands: JSON output as the last stdout line, options several commands take and
+the checks of their values (devices, output paths, the memory a run of N samples x T steps needs)."""
 from __future__ import annotations
 
 import functools
 import json
+import math
+import os
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import click
 import numpy as np
 
-from neuromap.errors import UnsupportedError
+from neuromap.errors import NeuromapError, UnsupportedError
+from neuromap.limits import check_memory
 
 
 def _plain(value: Any) -> Any:
@@ -23,9 +29,31 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _not_finite(value: Any, where: str) -> tuple[str, float] | None:
+    """The first figure in ``value`` that is NaN or infinite, with its key path, or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return where, value
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _not_finite(item, f"{where}.{key}" if where else str(key))
+        if found is not None:
+            return found
+    return None
+
+
 def emit_json(obj: dict[str, Any]) -> None:
-    """Print one JSON object on one line (the contract for ``--json``)."""
-    click.echo(json.dumps(_plain(obj), sort_keys=True))
+    """Print one JSON object on one line (the contract for ``--json``). JSON has no NaN or Infinity: a figure
+    that is not finite is an error naming it, never a line other programs cannot parse."""
+    plain = _plain(obj)
+    found = _not_finite(plain, "")
+    if found is not None:
+        raise NeuromapError(f"--json: figure {found[0]!r} is {found[1]}, which JSON cannot hold", flag="--json",
+                            field=found[0], value=found[1])
+    click.echo(json.dumps(plain, sort_keys=True, allow_nan=False))
+
+
+# numpy and torch take seeds of up to 64 bits; a bigger one was an overflow deep inside the run
+SEED = click.IntRange(0, 2**63 - 1)
 
 
 def nir_options(command):
@@ -73,3 +101,43 @@ def checked_device(ctx: click.Context, param: click.Parameter, value: str | None
     flag = param.opts[0] if param.opts else "--device"
     raise UnsupportedError(f"{flag} {value!r}: no such device on this machine (available: {', '.join(devices)})",
                            flag=flag, value=value, allowed=devices)
+
+
+def checked_output(ctx: click.Context, param: click.Parameter, value: str | Path | None) -> str | Path | None:
+    """A click callback for an output file flag: refuse, before any work, a path that cannot be written. The
+    folders it names are created when the file is written; the first of them that exists must be a folder
+    in which a file can be created (not a regular file, a read-only place or /proc)."""
+    if value is None:
+        return value
+    flag = param.opts[-1] if param.opts else "--out"
+    path = Path(value)
+    folder = path.absolute().parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise UnsupportedError(f"{flag} {value}: {folder} is a file, not a folder", flag=flag, value=str(value),
+                               path=str(folder))
+    try:
+        handle, probe = tempfile.mkstemp(dir=folder, prefix=".neuromap-probe-")
+    except OSError as exc:
+        raise UnsupportedError(f"{flag} {value}: cannot write in {folder} ({exc.strerror})", flag=flag,
+                               value=str(value), path=str(folder)) from None
+    os.close(handle)
+    os.unlink(probe)
+    return value
+
+
+def checked_output_folder(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``checked_output`` for a flag naming the folder files are written into."""
+    if value is not None:
+        checked_output(ctx, param, Path(value) / "summary.json")
+    return value
+
+
+def check_run_memory(samples: int, steps: int, values_per_step: int, bytes_per_value: int, what: str) -> None:
+    """Refuse, naming --steps, a run whose traces (samples x steps x values, at ``bytes_per_value`` each: the
+    least the engine keeps) could not be held in memory."""
+    needed = samples * steps * values_per_step * bytes_per_value
+    check_memory(needed, f"--steps {steps:,}: {what} (samples x steps x values per step x bytes per value: "
+                 f"{samples:,} x {steps:,} x {values_per_step:,} x {bytes_per_value})", UnsupportedError,
+                 flag="--steps", value=steps)

@@ -6,7 +6,7 @@ import warnings
 
 import click
 
-from neuromap.cli.common import emit_json, nir_options
+from neuromap.cli.common import SEED, checked_output, emit_json, nir_options
 from neuromap.cli.messages import show_recorded
 from neuromap.errors import UnsupportedError
 from neuromap.passes.place import METHODS
@@ -20,14 +20,15 @@ _RESOURCE_NAMES = {"neurons": "neurons", "synaptic_memory_bits": "synaptic memor
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
 @click.option("--target", default="loihi2", show_default=True,
               help="Target name (loihi1, loihi2, testchip) or a .toml file.")
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the Mapping to this .npz file.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, callback=checked_output,
+              help="Write the Mapping to this .npz file.")
 @click.option("--mode", type=click.Choice(MODES), default="per_layer", show_default=True, help="Weight scaling.")
 @click.option("--strict", is_flag=True, help="Fail instead of warning when quantization loses precision.")
 @click.option("--input-encoding", type=click.Choice(ENCODINGS), default=None,
               help="Graded payloads or binary spikes (default: the graph's metadata, else graded).")
 @click.option("--input-bits", type=int, default=8, show_default=True, help="Payload bits of graded inputs.")
 @click.option("--placement", type=click.Choice(METHODS), default="optimised", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @nir_options
 @click.option("--json", "as_json", is_flag=True, help="End with one JSON line of figures.")
 def compile_cmd(model, target, out, mode, strict, input_encoding, input_bits, placement, seed, nir_import,

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from neuromap.atomic import atomic_path
-from neuromap.cli.common import emit_json
+from neuromap.cli.common import SEED, checked_output, emit_json
 from neuromap.errors import FormatError, NeuromapError
 
 
@@ -31,18 +31,37 @@ def _steps(text: str | None) -> list[int]:
 def _load_weights(model, path: Path) -> None:
     import torch
 
+    from neuromap.files import declared_bytes, expect
+    from neuromap.limits import check_memory
+
+    # torch.save writes a zip (since torch 1.6) or, with the legacy format, a pickle; both load weights-only
+    expect(path, ("torch", "pickle"), "a torch state_dict (torch.save)")
+    check_memory(declared_bytes(path), f"{path}: its tensors", FormatError, path=str(path))
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:   # torch raises several types for unreadable or unsafe files
-        raise FormatError(f"{path}: not a readable state_dict ({str(exc).splitlines()[0]})", path=str(path)) from None
+        raise FormatError(f"{path}: not a readable state_dict ({_first_line(exc)})", path=str(path)) from None
     if not isinstance(state, dict):
         raise FormatError(f"{path}: expected a state_dict (a dict of tensors), got {type(state).__name__}",
                           path=str(path))
+    for name, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            raise FormatError(f"{path}: state_dict entry {name!r} is a {type(value).__name__}, not a tensor",
+                              path=str(path), field=str(name))
+        if value.is_complex():   # load_state_dict would keep the real part with only a warning
+            raise FormatError(f"{path}: state_dict entry {name!r} holds complex values ({value.dtype}); weights "
+                              "must be real", path=str(path), field=str(name), value=str(value.dtype))
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        raise FormatError(f"{path}: weights do not fit the model ({str(exc).splitlines()[0]})",
-                          path=str(path)) from None
+        raise FormatError(f"{path}: weights do not fit the model ({_first_line(exc)})", path=str(path)) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    """An exception's message on one line (torch's "Error(s) in loading state_dict" says which keys on the
+    next), at most 300 characters; its type when it has no message (an IndexError inside torch.load)."""
+    text = " ".join(str(exc).split())
+    return (text if len(text) <= 300 else text[:297] + "...") or type(exc).__name__
 
 
 @click.command("convert")
@@ -56,8 +75,9 @@ def _load_weights(model, path: Path) -> None:
 @click.option("--weights", type=click.Path(dir_okay=False, path_type=Path),
               help="Load a state_dict instead of training.")
 @click.option("--epochs", default=10, show_default=True, help="Training epochs (without --weights).")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--save-weights", type=click.Path(dir_okay=False, path_type=Path), help="Save the trained state_dict.")
+@click.option("--seed", type=SEED, default=0, show_default=True)
+@click.option("--save-weights", type=click.Path(dir_okay=False, path_type=Path), callback=checked_output,
+              help="Save the trained state_dict.")
 @click.option("--threshold", type=click.Choice(["ann_max", "percentile", "snn_max", "qcfs"]), default="ann_max",
               show_default=True, help="Threshold balancing statistic.")
 @click.option("--alpha", default=1.0, show_default=True, help="Threshold = alpha * statistic.")
@@ -69,11 +89,11 @@ def _load_weights(model, path: Path) -> None:
 @click.option("--encoding", type=click.Choice(["direct", "poisson"]), default="direct", show_default=True)
 @click.option("--calib-samples", default=256, show_default=True, help="Training samples used for calibration.")
 @click.option("--calib-steps", default=64, show_default=True, help="Steps per calibration run (snn_max).")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), callback=checked_output,
               help="Write the IR graph here (.npz).")
 @click.option("--sweep", "sweep", metavar="T,T,...",
               help="Accuracy on the test split after these time steps, for soft and hard reset.")
-@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), callback=checked_output,
               help="With --sweep: draw the accuracy-vs-T curves to this .png/.pdf/.svg file.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line.")
 def convert_cmd(model_name, activation, levels, data_name, weights, epochs, seed, save_weights, threshold, alpha,

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from neuromap.atomic import write_text
-from neuromap.cli.common import emit_json
+from neuromap.cli.common import checked_output_folder, emit_json
 
 
 def _accuracy(pred: np.ndarray, y: np.ndarray) -> float:
@@ -28,7 +28,8 @@ def _accuracy(pred: np.ndarray, y: np.ndarray) -> float:
 @click.option("--samples", default=0, show_default=True, type=click.IntRange(min=0),
               help="Test samples to run (0 = the whole test split).")
 @click.option("--epochs", default=30, show_default=True, type=click.IntRange(min=0), help="ANN training epochs.")
-@click.option("--out", "out_dir", default="out/demo", show_default=True, type=click.Path(file_okay=False))
+@click.option("--out", "out_dir", default="out/demo", show_default=True, type=click.Path(file_okay=False),
+              callback=checked_output_folder)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON line last.")
 def demo(steps: int, samples: int, epochs: int, out_dir: str, as_json: bool) -> None:
     """Train, convert, compile and run a small SNN on digits (torch, Lava float and fixed, hwsim)."""

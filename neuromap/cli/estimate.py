@@ -13,7 +13,7 @@ from typing import Any
 import click
 import numpy as np
 
-from neuromap.cli.common import emit_json, nir_options
+from neuromap.cli.common import SEED, check_run_memory, emit_json, nir_options
 from neuromap.data import SPLITS
 from neuromap.errors import BackendError, UnsupportedError
 from neuromap.passes.quantize import ENCODINGS
@@ -33,7 +33,7 @@ def load_or_compile(path: str, target: str | None, input_encoding: str | None = 
         if input_encoding is not None:
             raise UnsupportedError(f"{path} is a compiled mapping: its input encoding is fixed; --input-encoding "
                                    "applies when compiling a model")
-        if target is not None and target not in (loaded.target.name, loaded.target.source):
+        if target is not None and not loaded.target.named_by(target):
             raise UnsupportedError(f"{path} was compiled for target {loaded.target.name!r}, not {target!r}; "
                                    "compile the model again for that target")
         return loaded
@@ -60,6 +60,7 @@ def encoded_inputs(mapping, x: np.ndarray, steps: int, seed: int, *, sequence: b
     if enc.kind == "graded":
         payload = mapping.encode_inputs(flat)[name]
         return {name: np.broadcast_to(payload[:, None, :], (len(x), steps, size))}
+    check_run_memory(len(x), steps, size, 1, "the rate-coded input spikes")
     spikes = poisson_encode(flat, steps, seed=seed).numpy()
     return mapping.encode_inputs(spikes)
 
@@ -91,10 +92,11 @@ def estimate(mapping, data: str, steps: int | None, limit: int | None, gpu: str,
                              limit=limit)
     x, y, steps = given.x, given.y, given.steps
     qnet = mapping.netdesc()
-    inputs = encoded_inputs(mapping, x, steps, seed, sequence=given.sequence)
-    readout = qnet.outputs[0]
     # hwsim records every population's traces: run the samples in chunks that keep them to TRACE_BYTES
     neurons = sum(p.size for p in qnet.populations)
+    check_run_memory(1, steps, neurons, TRACE_BYTES_PER_VALUE, "hwsim's traces of one sample")
+    inputs = encoded_inputs(mapping, x, steps, seed, sequence=given.sequence)
+    readout = qnet.outputs[0]
     chunk = max(1, TRACE_BYTES // (steps * neurons * TRACE_BYTES_PER_VALUE))
     predictions, parts = [], []
     try:
@@ -189,7 +191,7 @@ def format_table(r: dict[str, Any]) -> str:
 @click.option("--gpu-batch", type=int, default=1, show_default=True,
               help="Samples the GPU runs at once (1: single-inference latency).")
 @click.option("--measure-gpu", is_flag=True, help="Also time a float32 run on the CUDA device and read NVML energy.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the rate code for spiking inputs.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the rate code for spiking inputs.")
 @nir_options
 @click.option("--json", "as_json", is_flag=True, help="End with one JSON line of figures.")
 def estimate_cmd(model, data, split, steps, limit, target, input_encoding, gpu, gpu_batch, measure_gpu, seed,

@@ -18,7 +18,7 @@ import click
 import numpy as np
 
 from neuromap.atomic import atomic_path
-from neuromap.cli.common import checked_device, emit_json, nir_options
+from neuromap.cli.common import SEED, check_run_memory, checked_device, checked_output, emit_json, nir_options
 from neuromap.data import SPLITS, Samples
 from neuromap.errors import NeuromapError
 
@@ -76,8 +76,8 @@ def _backend_options(backend: str, given: dict[str, Any]) -> dict[str, Any]:
 @click.option("--float", "float_lava", is_flag=True, help="lava: run the float graph in floating_pt.")
 @click.option("--device", default=None, callback=checked_device,
               help="torch/hwsim device, e.g. cuda (default: cuda when present for hwsim).")
-@click.option("--seed", default=0, show_default=True, help="Seed of the Poisson encoder.")
-@click.option("--save-spikes", type=click.Path(dir_okay=False), default=None,
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the Poisson encoder.")
+@click.option("--save-spikes", type=click.Path(dir_okay=False), default=None, callback=checked_output,
               help="Write every population's spikes (N, T, neurons) to this .npz file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON line last.")
 def run_cmd(model: str, backend: str, data_name: str, split: str | None, steps: int | None, limit: int,
@@ -108,6 +108,8 @@ def run_cmd(model: str, backend: str, data_name: str, split: str | None, steps: 
         raise NeuromapError(f"--encoding poisson encodes images; {data_name} holds sequences (one frame per step), "
                             "which are run as they are", flag="--encoding", value=encoding)
     x, y, n, steps = picked.x, picked.y, len(picked.y), picked.steps
+    # every backend keeps each population's spikes (N, T, neurons), at least a byte each
+    check_run_memory(n, steps, graph.neuron_count(), 1, "the run's spike traces")
     result = run(loaded, x if picked.sequence else _frames(x, steps, encoding, seed), steps, backend,
                  record=("spikes",), target=target, **options)
     predictions = result.predictions()

@@ -9,8 +9,10 @@ import numpy as np
 import torch
 
 from neuromap import data
-from neuromap.cli.common import emit_json
+from neuromap.cli.common import SEED, checked_output, emit_json
 from neuromap.errors import NeuromapError
+
+MAX_THREADS = 1024   # torch's OpenMP pool allocates per thread: 10^9 aborted the process (libgomp out of memory)
 
 
 @click.command("train")
@@ -30,11 +32,12 @@ from neuromap.errors import NeuromapError
 @click.option("--lr-alpha", type=float, default=None, help="learning rate of the leaks [default: --lr]")
 @click.option("--alpha", type=float, default=0.5, show_default=True, help="initial leak factor")
 @click.option("--theta", type=float, default=1.0, show_default=True, help="initial threshold")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="save the exported IR graph (.npz)")
+@click.option("--seed", type=SEED, default=0, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), default=None, callback=checked_output,
+              help="save the exported IR graph (.npz)")
 @click.option("--check-export/--no-check-export", default=True, show_default=True,
               help="run the exported graph in the torch simulator on the test set and compare predictions")
-@click.option("--threads", type=click.IntRange(min=1), default=None,
+@click.option("--threads", type=click.IntRange(1, MAX_THREADS), default=None,
               help="torch CPU threads (on a busy few-core machine 1 is often much faster)")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object as the last line")
 def train(data_name, arch, method, encoding, steps, epochs, batch_size, lr, lr_theta, lr_alpha, alpha, theta,

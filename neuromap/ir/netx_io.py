@@ -55,6 +55,7 @@ import h5py
 import numpy as np
 
 from neuromap.errors import FormatError, NeuromapError, QuantizationWarning, UnsupportedError
+from neuromap.files import open_hdf5
 from neuromap.ir.graph import Graph, make_node, sequential
 from neuromap.ir.nodes import Conv2d, Flatten, Input, Linear, Node, Output
 from neuromap.ir.prequantized import BIAS_EXP, SCALE, WEIGHT_EXP
@@ -91,7 +92,7 @@ def read_netx(path: str | Path) -> Graph:
     if not is_netx(path):
         raise FormatError(f"{path}: not a lava-dl netx file (no HDF5 'layer' group)", path=str(path))
     try:
-        with h5py.File(path, "r") as f:
+        with open_hdf5(path, "a lava-dl netx file") as f:  # sizes checked, no link or storage outside the file
             return _Reader(f["layer"], path.name).graph()
     except (OSError, ValueError, TypeError, KeyError) as exc:  # h5py's own errors on damaged content
         raise FormatError(f"{path}: unreadable HDF5 content ({str(exc).splitlines()[0] if str(exc) else exc!r})",

@@ -83,6 +83,7 @@ from nir.serialization import hdf2dict
 from neuromap import neurons
 from neuromap.atomic import atomic_path
 from neuromap.errors import FormatError, GraphError, NeuromapError, NeuromapWarning, UnsupportedError
+from neuromap.files import open_hdf5
 from neuromap.ir import presets
 from neuromap.ir.graph import Graph, make_node, recurrent_edges
 from neuromap.ir.nir_common import PREFIX, NirOptions, numeric
@@ -286,24 +287,20 @@ def _flatten(nir_graph, prefix: str) -> tuple[dict[str, Any], list[tuple[str, st
 def read_nir(path: str | Path, **options: Any) -> Graph:
     """Read a NIR (HDF5) file; ``options`` as :func:`from_nir`. Never runs code from the file."""
     path = Path(path)
-    if not path.is_file():
-        raise FormatError(f"{path}: no such file")
-    try:
-        return from_nir(_read_nir_graph(path), **options)
-    except GraphError as exc:
-        raise FormatError(f"{path}: {exc}") from None
-    except NeuromapError as exc:
-        raise type(exc)(f"{path}: {exc}") from None
+    with open_hdf5(path, "a NIR file") as f:   # sniffed, sizes checked, no link or storage outside the file
+        try:
+            return from_nir(_read_nir_graph(f), **options)
+        except GraphError as exc:
+            raise FormatError(f"{path}: {exc}") from None
+        except NeuromapError as exc:
+            raise type(exc)(f"{path}: {exc}") from None
 
 
-def _read_nir_graph(path: Path):
-    if not h5py.is_hdf5(path):
-        raise FormatError("not a NIR file (not HDF5)")
+def _read_nir_graph(f: h5py.File):
     try:
-        with h5py.File(path, "r") as f:
-            if "node" not in f or not isinstance(f["node"], h5py.Group):
-                raise FormatError("not a NIR file (no 'node' group)")
-            data = hdf2dict(f["node"])
+        if "node" not in f or not isinstance(f["node"], h5py.Group):
+            raise FormatError("not a NIR file (no 'node' group)")
+        data = hdf2dict(f["node"])
     except (OSError, ValueError, TypeError, KeyError) as exc:
         raise FormatError(f"unreadable HDF5 content ({_first_line(exc)})") from None
     if data.get("type") != "NIRGraph":

@@ -2,7 +2,8 @@
 
 The container (a sorted-key JSON header in a 0-d unicode array beside plain arrays, compressed ``.npz``,
 read without unpickling, header checked for format and version) is shared with ``neuromap.mapping``'s
-codec: ``header_array``, ``npz_bytes``, ``read_npz`` and ``read_header``.
+codec: ``header_array``, ``npz_bytes``, ``read_npz`` (``neuromap.files``: checked before it decompresses)
+and ``read_header``.
 
 Layout: ``__graph__`` is a JSON document ``{"format": "neuromap-graph", "version": 1, "nodes": [...],
 "edges": [...], "metadata": {...}}``; each node lists its kind, name, scalar fields and, for every array
@@ -13,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import numpy as np
 
 from neuromap import atomic, neurons
 from neuromap.errors import FormatError, GraphError
+from neuromap.files import read_npz
 from neuromap.ir.graph import Graph, make_node
 from neuromap.ir.nodes import STATELESS_TYPES, Node
 
@@ -133,18 +134,6 @@ def graph_from_arrays(arrays: Any, source: str) -> Graph:
     except (KeyError, TypeError) as exc:
         raise FormatError(f"{source}: graph header is missing or has a malformed field ({exc})") from None
     return Graph(nodes, edges, metadata)
-
-
-def read_npz(path: str | Path, what: str) -> dict[str, np.ndarray]:
-    """All arrays of an .npz file, never unpickling; a missing or unreadable file is a one-line FormatError."""
-    path = Path(path)
-    if not path.is_file():
-        raise FormatError(f"{path}: no such file")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
-        raise FormatError(f"{path}: not a readable .npz {what} file ({str(exc).splitlines()[0]})") from None
 
 
 def load_graph(path: str | Path) -> Graph:

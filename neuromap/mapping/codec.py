@@ -86,7 +86,8 @@ def encode(m: Mapping) -> bytes:
         arrays[f"place/{f}"] = np.asarray(getattr(pl, f), dtype=np.int64)
     header = {
         "format": FORMAT, "version": VERSION if any(p.bias_axon is not None for p in q.populations.values()) else 1,
-        "target": {k: v for k, v in m.target.to_dict().items() if k != "source"} | {"source": m.target.source},
+        # by identity, not path: equal inputs give equal bytes wherever the target file lives
+        "target": {k: v for k, v in m.target.to_dict().items() if k != "source"} | {"source": m.target.identity},
         "options": m.options, "mode": q.mode, "populations": pops, "projections": projs,
         "inputs": [{"name": e.name, "kind": e.kind, "bits": e.bits, "scale": e.scale, "signed": e.signed}
                    for e in q.inputs.values()],
@@ -121,7 +122,8 @@ def _rebuild(arrays: dict[str, np.ndarray], header: dict, source: str) -> dict[s
         # written before targets named their synapse-memory model: Loihi's blocks were the only one
         t["synapses"] = {**t["synapses"], "memory_model": "loihi_blocks"}
     target = mappings.parse_target({"target": {"name": t.pop("name"), "description": t.pop("description")},
-                                    **{k: v for k, v in t.items() if k != "source"}}, t["source"])
+                                    **{k: v for k, v in t.items() if k != "source"}},
+                                   mappings.target.recorded_source(t["source"]))
     pops = {}
     for i, p in enumerate(header["populations"]):
         values = {f: arrays[f"pop/{i}/{f}"] for f in _POP_ARRAYS}
