@@ -2,7 +2,7 @@
 archives neuromap takes (.npz, HDF5) within limits checked before anything is decompressed or allocated.
 
 Every reader of a user's file asks here first, so that a wrong file is one line saying what it is and
-what was expected ("model.npz: a pickle, not a NIR file, neuromap graph or Mapping"):
+what was expected ("model.npz: a pickle, not a NIR file, lava-dl netx file, neuromap graph or Mapping"):
 
     kind              told by                                               described as
     empty             no bytes                                              an empty file

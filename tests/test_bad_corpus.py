@@ -256,7 +256,8 @@ def _half(src: Path) -> Callable[[Work], Path]:
 
 
 MODEL_FILES: dict[str, tuple[Callable[[Work], Path], str]] = {
-    "empty": (lambda w: w.write(".npz", b""), "an empty file, not a NIR file, neuromap graph or Mapping"),
+    "empty": (lambda w: w.write(".npz", b""),
+              "an empty file, not a NIR file, lava-dl netx file, neuromap graph or Mapping"),
     "text": (lambda w: w.write(".npz", "layer fc1: 64 -> 8\n"), "a text file, not a NIR file"),
     "toml": (lambda w: w.write(".npz", TESTCHIP.read_text()), "a TOML file, not a NIR file"),
     "random": (lambda w: w.write(".npz", np.random.default_rng(1).bytes(4096)),

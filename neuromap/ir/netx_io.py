@@ -91,14 +91,14 @@ def read_netx(path: str | Path) -> Graph:
         raise FormatError(f"{path}: no such file")
     if not is_netx(path):
         raise FormatError(f"{path}: not a lava-dl netx file (no HDF5 'layer' group)", path=str(path))
-    try:
-        with open_hdf5(path, "a lava-dl netx file") as f:  # sizes checked, no link or storage outside the file
+    with open_hdf5(path, "a lava-dl netx file") as f:  # sizes checked, no link or storage outside the file
+        try:
             return _Reader(f["layer"], path.name).graph()
-    except (OSError, ValueError, TypeError, KeyError) as exc:  # h5py's own errors on damaged content
-        raise FormatError(f"{path}: unreadable HDF5 content ({str(exc).splitlines()[0] if str(exc) else exc!r})",
-                          path=str(path)) from None
-    except NeuromapError as exc:
-        raise type(exc)(f"{path}: {exc}", **(exc.fields | {"path": str(path)})) from None
+        except (OSError, ValueError, TypeError, KeyError) as exc:  # h5py's own errors on damaged content
+            raise FormatError(f"{path}: unreadable HDF5 content "
+                              f"({str(exc).splitlines()[0] if str(exc) else exc!r})", path=str(path)) from None
+        except NeuromapError as exc:
+            raise type(exc)(f"{path}: {exc}", **(exc.fields | {"path": str(path)})) from None
 
 
 class _Layer:
