@@ -14,7 +14,7 @@ import torch
 from click.testing import CliRunner
 from datafiles import tonic_folder
 from test_netx import dense_net, write_net
-from test_nir_paper import braille_like, braille_rsnn, cnn_sinabs, lif_input, lif_norse
+from test_nir_paper import PAPER_LAVA_AND_LOIHI2_SPIKES, braille_like, braille_rsnn, cnn_sinabs, lif_input, lif_norse
 
 from neuromap.cli import main
 
@@ -174,3 +174,5 @@ def test_the_section_runs_as_written(title, tmp_path, monkeypatch):
         assert argv[0] == "neuromap", command
         result = cli(*argv[1:])
         assert result.exit_code == 0, f"{command}\n{result.output}"
+    if title == "The NIR paper's networks":  # the steps the page states, from the command it gives
+        assert np.flatnonzero(np.load("lif.npz")["1"]).tolist() == PAPER_LAVA_AND_LOIHI2_SPIKES

@@ -71,6 +71,10 @@ PAPER_NORSE_SPIKES = [460, 510, 710, 760]
 # lif_lava_loihi_fixed.csv, column v, at a few steps: Loihi 2's v with vth = 25 << 6 = 1600 (nir_to_lava.py:
 # vthr = int(0.1 * 131071) >> 9); input spikes at 60 and 460, none in between 405 and 455.
 PAPER_LOIHI2_V = {61: 640, 62: 614, 65: 542, 100: 120, 221: 640, 300: 211, 405: 802, 455: 1349, 460: 1099}
+# lif_lava_cpu_float.csv, column v (float32), at the same steps: Lava's floating_pt LIF, vth = 0.1
+PAPER_LAVA_FLOAT_V = {61: 0.03999999910593033, 62: 0.03839999828338625, 65: 0.033973858603125164,
+                      100: 0.00814024903685189, 221: 0.04005827054114217, 300: 0.013836704729825981,
+                      405: 0.05071918262539791, 455: 0.08480233499671476, 460: 0.06914550092143777}
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +119,18 @@ def test_lif_neuron_on_lava_equals_hwsim(lif_neuron):
     lava = neuromap.run(mapping, lif_input(), 1000, "lava", record=("spikes", "v"))
     assert spike_steps(lava) == PAPER_LAVA_AND_LOIHI2_SPIKES
     assert_same_run(hw, lava)
+
+
+@pytest.mark.lava
+def test_lif_neuron_on_lavas_floating_pt_follows_the_papers_float_trace(lif_neuron):
+    """Lava floating_pt on the float graph, as the paper's lif_lava.ipynb ran it (fixed_pt=False): its
+    spike steps, and its v in units of the threshold (ours folds the input gain 0.04 into it: 2.5)."""
+    graph, mapping = lif_neuron
+    lava = neuromap.run(mapping, lif_input(), 1000, "lava", record=("spikes", "v"), float=True)
+    assert spike_steps(lava) == PAPER_LAVA_AND_LOIHI2_SPIKES
+    threshold = float(graph.nodes["1"].threshold[0])
+    for step, v in PAPER_LAVA_FLOAT_V.items():
+        assert lava.v["1"][0, step, 0] / threshold == pytest.approx(v / 0.1, rel=1e-5), step
 
 
 # --------------------------------------------------------------------------------- 02_cnn: N-MNIST CNN
