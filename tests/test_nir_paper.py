@@ -1,6 +1,6 @@
 """The NIR paper's three tasks (Pedersen et al., "Neuromorphic intermediate representation", Nat. Commun.
 2024), read in neuromorphs/NIR@7232ada6 ``paper/``: each network is built here with ``nir`` exactly as the
-paper's file is laid out (node names and types, edge list, shapes, dtypes, every neuron parameter; trained
+paper's file is laid out (node names and types, its edges, shapes, dtypes, every neuron parameter; trained
 weights are replaced by seeded ones with the file's per-layer spread), written to a NIR file, imported with
 the preset of the framework that wrote it, compiled for Loihi 2 and run on hwsim and Lava. Nothing is
 downloaded.
