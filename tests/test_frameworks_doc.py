@@ -61,8 +61,7 @@ def snntorch_recurrent(tmp: Path) -> dict:
         torch.nn.Linear(16, 4, bias=False),
         snn.RSynaptic(alpha=torch.full((4,), 0.7), beta=torch.full((4,), 0.9), threshold=torch.ones(4),
                       linear_features=4, init_hidden=True, output=True))
-    net[3].recurrent.bias.data.zero_()  # as the page says: RSynaptic's recurrent bias, kept out
-    net[3].recurrent.bias.requires_grad_(False)
+    net[3].recurrent.bias.data.zero_()  # without bias axons, so the commands need no more than the IR's bias
     sequences(tmp / "seq.npz", 12, 4)
     return {"net": net}
 
