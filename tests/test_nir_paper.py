@@ -358,3 +358,36 @@ def test_the_papers_subgraph_file_that_names_a_missing_node_is_one_line(tmp_path
         read_nir(path, framework="snntorch", reset_timing="immediate")
     text = str(e.value)
     assert "\n" not in text and "braille_subgraph.nir" in text and "'lif1.lif'" in text and "does not exist" in text
+
+
+
+
+def braille_rsnn_biased(rng) -> nir.NIRGraph:
+    """paper/03_rnn/braille_noDelay_bias_zero.nir: Affine fc1 (38, 12) -> CubaLIF 'lif1.lif' (alpha 0.55,
+    beta 0.9) with Affine 'lif1.w_rec' onto itself -> Affine fc2 -> CubaLIF 'lif2' (alpha 0.5, beta 0.55);
+    weights zero-mean normal with each layer's spread in the file (its trained negative means silence lif1
+    on random input), biases with the file's mean and spread."""
+    def affine(shape, w, b):
+        return nir.Affine(rng.normal(*w, shape).astype(np.float32), rng.normal(*b, shape[0]).astype(np.float32))
+
+    nodes = {"input": nir.Input(np.array([12])), "fc1": affine((38, 12), (0.0, 0.61), (-0.36, 0.48)),
+             "lif1.lif": snntorch_cuba(38, 0.55, 0.9), "lif1.w_rec": affine((38, 38), (0.0, 0.95), (-0.39, 0.43)),
+             "fc2": affine((7, 38), (-0.04, 0.58), (0.3, 0.035)), "lif2": snntorch_cuba(7, 0.5, 0.55),
+             "output": nir.Output(np.array([7]))}
+    edges = [("lif1.w_rec", "lif1.lif"), ("lif2", "output"), ("fc2", "lif2"), ("input", "fc1"),
+             ("lif1.lif", "lif1.w_rec"), ("fc1", "lif1.lif"), ("lif1.lif", "fc2")]
+    return nir.NIRGraph(nodes=nodes, edges=edges)
+
+
+@pytest.mark.lava
+def test_biased_braille_runs_alike_on_hwsim_and_lava(tmp_path):
+    """The variant with biases into CubaLIF, reset to zero within the step ('bias_zero', 03_rnn/README.md)."""
+    graph = write_and_read(braille_rsnn_biased(np.random.default_rng(0)), tmp_path, "braille_bias.nir",
+                           framework="snntorch", reset="zero", reset_timing="immediate")
+    mapping = neuromap.compile(graph, "loihi2", input_encoding="spikes")
+    assert (mapping.resources["cores"], mapping.resources["neurons"]) == (1, 38 + 7)
+    x = braille_like(np.random.default_rng(2), 2, 64, rate=0.4)
+    hw = neuromap.run(mapping, x, 64, "hwsim", record=("spikes", "v"))
+    lava = neuromap.run(mapping, x, 64, "lava", record=("spikes", "v"))
+    assert hw.spikes["lif1.lif"].sum() >= 20 and hw.spikes["lif2"].sum() >= 20
+    assert_same_run(hw, lava)
