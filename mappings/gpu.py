@@ -105,6 +105,12 @@ def parse_gpu(doc: dict, where: str) -> GpuProfile:
                               for k, v in check_table(doc, table, where, {n: _rule(n) for n in names}).items()}
     raw_power = check_table(doc, "power", where, {n: (object, None, "") for n in _POWER})
     values |= {n: _power(raw_power[n], n, where) for n in _POWER}
+    idle, active = values["idle_power_w"], values["active_power_w"]
+    if not (idle.low < active.low and idle.typical < active.typical and idle.high < active.high):
+        raise TargetError(f"{where}: [power] active_power_w: must exceed idle_power_w at low, typical and high, "
+                          f"got {active.low!r}, {active.typical!r}, {active.high!r} against {idle.low!r}, "
+                          f"{idle.typical!r}, {idle.high!r}", path=where, field="[power] active_power_w",
+                          value=(active.low, active.typical, active.high), allowed="> idle_power_w")
     return GpuProfile(name=head["name"], description=head["description"], source=where, **values)
 
 

@@ -263,3 +263,12 @@ def test_cli_json_gpu_points_carry_the_contract_keys(tmp_path):
     assert {p["precision"] for p in out["gpu"]} == {"fp32", "fp16", "int8"}
     headline = next(p for p in out["gpu"] if (p["network"], p["precision"], p["batch"]) == ("snn", "fp32", 1))
     assert out["gpu_energy_uj_per_sample"] == pytest.approx(headline["energy_j"]["total"] * 1e6)
+
+
+def test_active_power_must_exceed_idle_power(tmp_path):
+    broken = tmp_path / "g.toml"
+    text = Path(H100.source).read_text()
+    broken.write_text(text.replace("typical = 500.0, low = 350.0", "typical = 60.0, low = 40.0"))
+    with pytest.raises(mappings.TargetError, match=r"\[power\] active_power_w: must exceed idle_power_w") as info:
+        load_gpu(broken)
+    assert info.value.field == "[power] active_power_w"

@@ -174,7 +174,11 @@ def format_table(r: dict[str, Any]) -> str:
               f"GPU model at batch {gm['batch']}: snn fp32 {gm['flops']:,.0f} FLOP, {gm['dram_bytes']:,.0f} DRAM bytes "
               f"per inference, weights {'L2-resident' if gm['l2_resident'] else 'streamed'}; batch 1: "
               + "; ".join(f"{p['network']} {p['precision']} {p['energy_j']['total'] * 1e6:.4g} uJ "
-                          f"{p['latency_s'] * 1e3:.4g} ms" for p in r["gpu"] if p["batch"] == 1)]
+                          f"{p['latency_s'] * 1e3:.4g} ms" for p in r["gpu"]
+                          if p["batch"] == 1 and p["source"] == "model")]
+    lines += [f"GPU measured (board, {p['device']}, {p['launch']}): {p['network']} {p['precision']} batch {p['batch']} "
+              f"{p['energy_j']['total'] * 1e6:.4g} uJ ({p['energy_j']['dynamic'] * 1e6:.4g} above idle) "
+              f"{p['latency_s'] * 1e3:.4g} ms" for p in r["gpu"] if p["source"] == "measured"]
     lines += [f"note: {n}" for n in chip["notes"]]
     return "\n".join(lines)
 
