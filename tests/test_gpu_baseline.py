@@ -272,3 +272,19 @@ def test_active_power_must_exceed_idle_power(tmp_path):
     with pytest.raises(mappings.TargetError, match=r"\[power\] active_power_w: must exceed idle_power_w") as info:
         load_gpu(broken)
     assert info.value.field == "[power] active_power_w"
+
+
+def test_a_recurrent_network_gets_snn_points_only_and_a_warning():
+    """in -> fc (3 -> 4) -> lif, lif -> rec (4 -> 4) -> lif: both projections run every step (2 x (12 + 16)
+    FLOP + the biases), no one-pass ANN exists."""
+    from neuromap.ir import LIF, Affine, Graph, Input, Output
+    from neuromap.mapping import compile as compile_graph
+    rng = np.random.default_rng(1)
+    nodes = {"in": Input((3,)), "fc": Affine(rng.normal(size=(4, 3)), np.zeros(4)), "lif": LIF((4,), threshold=1.0),
+             "rec": Affine(rng.normal(size=(4, 4)), np.zeros(4)), "out": Output((4,))}
+    graph = Graph(nodes, [("in", "fc"), ("fc", "lif"), ("lif", "rec"), ("rec", "lif"), ("lif", "out")])
+    mapping = compile_graph(graph, "loihi2")
+    with pytest.warns(mappings.NeuromapWarning, match="recurrent") as record:
+        found = workloads(mapping, 5)
+    assert [w.network for w in found] == ["snn"] and record[0].message.field == "recurrent_edges"
+    assert found[0].flops == 5 * (2 * 12 + 4 + 2 * 16 + 4 + 7 * 4)
