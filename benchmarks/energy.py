@@ -4,7 +4,8 @@ The ReLU MLP is trained with Adam (``rmp.train_ann``), converted to soft-reset I
 ann_max thresholds), compiled for ``--target`` and run through hwsim on the held-out images (graded
 direct input, ``--steps`` steps) to count events; ``hwsim.estimate`` turns the counts into the chip's
 energy and latency per inference. The GPU side is modelled for every shipped GPU profile
-(``hwsim.gpu``) at batch 1 (single-inference latency) and at ``--batch`` (throughput), and measured on
+(``neuromap.gpu_baseline``: the ANN and the SNN, fp32 and the best tensor-core precision) at batch 1
+(single-inference latency) and at ``--batch`` (throughput, a power of two), and measured on
 the CUDA device (float32 torch run, NVML energy counter) when torch sees one; ``--no-measure`` skips it.
 
 Usage: python benchmarks/energy.py [--target loihi2] [--steps 32] [--limit 1000] [--gpu h100] [--batch 256]
@@ -18,11 +19,12 @@ import time
 
 import torch
 
-from hwsim.gpu import NvmlEnergyMeter, estimate_gpu, measure_gpu
+from hwsim.gpu import NvmlEnergyMeter, measure_gpu
 from mappings.gpu import available_gpus, load_gpu
 from neuromap import data
 from neuromap.cli.estimate import encoded_inputs, estimate, format_table
 from neuromap.frontends import rmp
+from neuromap.gpu_baseline import gpu_points
 from neuromap.mapping import compile as compile_graph
 
 
@@ -54,14 +56,12 @@ def main() -> None:
     qnet = mapping.netdesc()
     chip_j = result["chip_energy_uj_per_sample"] * 1e-6
     chip_s = result["chip_latency_ms_per_sample"] * 1e-3
-    models = {}
-    for name in available_gpus():
-        for batch in (1, args.batch):
-            g = estimate_gpu(qnet, args.steps, load_gpu(name), batch=batch)
-            models[f"{name}_b{batch}"] = {"energy_uj_per_sample": g.energy_j * 1e6,
-                                          "latency_ms_per_sample": g.latency_s * 1e3,
-                                          "energy_ratio_gpu_over_chip": g.energy_j / chip_j,
-                                          "latency_ratio_gpu_over_chip": g.latency_s / chip_s}
+    models = {f"{p['device']}_{p['network']}_{p['precision']}_b{p['batch']}": {
+        "energy_uj_per_sample": p["energy_j"]["total"] * 1e6, "latency_ms_per_sample": p["latency_s"] * 1e3,
+        "energy_ratio_gpu_over_chip": p["energy_j"]["total"] / chip_j,
+        "latency_ratio_gpu_over_chip": p["latency_s"] / chip_s}
+        for p in gpu_points(mapping, args.steps, [load_gpu(name) for name in available_gpus()])
+        if p["batch"] in (1, args.batch)}
     throughput_measured = None
     if measure:
         x = data.load("mnist5k").x_test[:args.batch]
@@ -82,7 +82,7 @@ def main() -> None:
         "chip_dynamic_energy_uj_per_sample": result["chip"]["dynamic_energy_uj_per_sample"],
         "chip_latency_ms_per_sample": result["chip_latency_ms_per_sample"],
         "chip_energy_terms_uj": result["chip"]["energy_terms_uj"], "dominant_term": result["dominant_term"],
-        "gpu": result["gpu"], "gpu_energy_uj_per_sample": result["gpu_energy_uj_per_sample"],
+        "gpu": result["gpu_device"], "gpu_energy_uj_per_sample": result["gpu_energy_uj_per_sample"],
         "gpu_latency_ms_per_sample": result["gpu_latency_ms_per_sample"],
         "energy_ratio_gpu_over_chip": result["energy_ratio_gpu_over_chip"],
         "energy_ratio_gpu_over_chip_dynamic": result["energy_ratio_gpu_over_chip_dynamic"],

@@ -1,9 +1,11 @@
 """GPU profiles: the conventional reference a neuromorphic estimate is compared with.
 
 A profile file (``mappings/gpus/*.toml``, or a user's file by path) has ``[gpu]`` (name, description),
-``[compute]`` (peak fp32 throughput, DRAM bandwidth, L2 size, TDP, per-kernel launch overhead) and
-``[energy]`` (per-operation energies of the arithmetic/memory model). Every field is required and
-checked on load; unknown fields are rejected, as for chip targets (``mappings.target``).
+``[compute]`` (dense peaks per precision, the achievable fraction of them, memory bandwidth and its
+achievable fraction, L2 and device memory, the host link, TDP, launch overheads: eager per kernel, and in
+a CUDA graph per graph and per kernel node) and ``[power]`` (idle and active board power, each a plain
+number or ``{ typical, low, high, source }`` where sources disagree, low <= typical <= high). Every field
+is required and checked on load; unknown fields are rejected, as for chip targets (``mappings.target``).
 """
 from __future__ import annotations
 
@@ -12,52 +14,112 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mappings.errors import TargetError
 from mappings.target import check_head, check_table, read_toml
 
 GPUS_DIR = Path(__file__).with_name("gpus")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+
+
+@dataclass(frozen=True)
+class PowerFigure:
+    """A board power in W: the typical value and the range the sources span."""
+
+    typical: float
+    low: float
+    high: float
+    source: str
 
 
 @dataclass(frozen=True)
 class GpuProfile:
-    """One GPU. Throughput in TFLOP/s (fp32, non-tensor), bandwidth in GB/s, L2 in MB (10^6 bytes),
-    TDP in W, launch overhead in microseconds per kernel; energies in pJ (fp32 MAC, fp32 add, one
-    32-bit DRAM word)."""
+    """One GPU. Dense peaks in TFLOP/s (int8: TOP/s; fp32 on the CUDA cores, fp16/bf16/int8 on the tensor
+    cores), the fractions of peak a well-shaped kernel reaches, bandwidths in GB/s, L2 in MB (10^6 bytes),
+    device memory in GB (10^9 bytes), TDP in W, launch overheads in microseconds; board powers in W."""
 
     name: str
     description: str
     peak_fp32_tflops: float
+    peak_fp16_tflops: float
+    peak_bf16_tflops: float
+    peak_int8_tops: float
+    compute_efficiency: float
     memory_bandwidth_gb_s: float
+    bandwidth_efficiency: float
     l2_cache_mb: float
+    memory_gb: float
+    host_link_gb_s: float
     tdp_w: float
     kernel_launch_us: float
-    fp32_mac_pj: float
-    fp32_add_pj: float
-    dram_word_pj: float
+    graph_launch_us: float
+    graph_kernel_us: float
+    idle_power_w: PowerFigure
+    active_power_w: PowerFigure
     source: str
+
+    def peak_ops_per_s(self, precision: str) -> float:
+        """The dense peak of ``precision`` (one of PRECISIONS) in operations per second."""
+        return {"fp32": self.peak_fp32_tflops, "fp16": self.peak_fp16_tflops, "bf16": self.peak_bf16_tflops,
+                "int8": self.peak_int8_tops}[precision] * 1e12
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
 _FIELDS = {
-    "compute": ("peak_fp32_tflops", "memory_bandwidth_gb_s", "l2_cache_mb", "tdp_w", "kernel_launch_us"),
-    "energy": ("fp32_mac_pj", "fp32_add_pj", "dram_word_pj"),
+    "compute": ("peak_fp32_tflops", "peak_fp16_tflops", "peak_bf16_tflops", "peak_int8_tops", "compute_efficiency",
+                "memory_bandwidth_gb_s", "bandwidth_efficiency", "l2_cache_mb", "memory_gb", "host_link_gb_s", "tdp_w",
+                "kernel_launch_us", "graph_launch_us", "graph_kernel_us"),
 }
-_MAY_BE_ZERO = {"kernel_launch_us"}
-# Far above any GPU built (an H200: 67 TFLOP/s, 4.8 TB/s, 50 MB L2, 700 W): beyond them a typo, and estimates of inf
-_MAXIMA = {"peak_fp32_tflops": (1e6, "TFLOP/s"), "memory_bandwidth_gb_s": (1e7, "GB/s"), "l2_cache_mb": (1e6, "MB"),
-           "tdp_w": (1e5, "W"), "kernel_launch_us": (1e6, "us per kernel"), "fp32_mac_pj": (1e6, "pJ per MAC"),
-           "fp32_add_pj": (1e6, "pJ per add"), "dram_word_pj": (1e6, "pJ per word")}
+_POWER = ("idle_power_w", "active_power_w")
+_MAY_BE_ZERO = {"kernel_launch_us", "graph_launch_us", "graph_kernel_us"}
+_FRACTIONS = {"compute_efficiency", "bandwidth_efficiency"}
+# Far above any GPU built (an H200: 67 TFLOP/s FP32, 4.8 TB/s, 50 MB L2, 141 GB, 700 W): beyond them a typo,
+# and estimates of inf
+_MAXIMA = {"peak_fp32_tflops": (1e6, "TFLOP/s"), "peak_fp16_tflops": (1e7, "TFLOP/s"),
+           "peak_bf16_tflops": (1e7, "TFLOP/s"), "peak_int8_tops": (1e7, "TOP/s"),
+           "memory_bandwidth_gb_s": (1e7, "GB/s"), "l2_cache_mb": (1e6, "MB"), "memory_gb": (1e6, "GB"),
+           "host_link_gb_s": (1e6, "GB/s"), "tdp_w": (1e5, "W"), "kernel_launch_us": (1e6, "us per kernel"),
+           "graph_launch_us": (1e6, "us per graph"), "graph_kernel_us": (1e6, "us per kernel in a graph")}
+_POWER_MAX = (1e5, "W")
 _RULE = (float, lambda x: x > 0, "> 0")
 _RULE_ZERO_OK = (float, lambda x: x >= 0, ">= 0")
+_RULE_FRACTION = (float, lambda x: 0 < x <= 1, "in (0, 1]")
+
+
+def _rule(name: str) -> tuple:
+    return _RULE_FRACTION if name in _FRACTIONS else _RULE_ZERO_OK if name in _MAY_BE_ZERO else _RULE
+
+
+def _power(raw: Any, name: str, where: str) -> PowerFigure:
+    """A plain number (no range) or ``{ typical, low, high, source }``, every value > 0 and low <= typical <= high."""
+    field = f"[power] {name}"
+    if not isinstance(raw, dict):
+        value = check_table({"power": {name: raw}}, "power", where, {name: _RULE}, {name: _POWER_MAX})[name]
+        return PowerFigure(value, value, value, "")
+    rules = {k: _RULE for k in ("typical", "low", "high")} | {"source": (str, None, "")}
+    figure = check_table({field: raw}, field, where, rules, {k: _POWER_MAX for k in ("typical", "low", "high")})
+    if not figure["low"] <= figure["typical"] <= figure["high"]:
+        raise TargetError(f"{where}: {field}: needs low <= typical <= high, got {figure['low']!r}, "
+                          f"{figure['typical']!r}, {figure['high']!r}", path=where, field=field,
+                          value=(figure["low"], figure["typical"], figure["high"]), allowed="low <= typical <= high")
+    return PowerFigure(**figure)
 
 
 def parse_gpu(doc: dict, where: str) -> GpuProfile:
     """A GpuProfile from a parsed TOML document; ``where`` names the file in messages."""
-    head = check_head(doc, "gpu", list(_FIELDS), where)
-    values = {k: v for table, names in _FIELDS.items()
-              for k, v in check_table(doc, table, where, {n: _RULE_ZERO_OK if n in _MAY_BE_ZERO else _RULE
-                                                          for n in names}, _MAXIMA).items()}
+    head = check_head(doc, "gpu", [*_FIELDS, "power"], where)
+    values: dict[str, Any] = {k: v for table, names in _FIELDS.items()
+                              for k, v in check_table(doc, table, where, {n: _rule(n) for n in names},
+                                                      _MAXIMA).items()}
+    raw_power = check_table(doc, "power", where, {n: (object, None, "") for n in _POWER})
+    values |= {n: _power(raw_power[n], n, where) for n in _POWER}
+    idle, active = values["idle_power_w"], values["active_power_w"]
+    if not (idle.low < active.low and idle.typical < active.typical and idle.high < active.high):
+        raise TargetError(f"{where}: [power] active_power_w: must exceed idle_power_w at low, typical and high, "
+                          f"got {active.low!r}, {active.typical!r}, {active.high!r} against {idle.low!r}, "
+                          f"{idle.typical!r}, {idle.high!r}", path=where, field="[power] active_power_w",
+                          value=(active.low, active.typical, active.high), allowed="> idle_power_w")
     return GpuProfile(name=head["name"], description=head["description"], source=where, **values)
 
 

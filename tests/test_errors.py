@@ -12,6 +12,7 @@ from click.testing import CliRunner
 import hwsim.errors
 import hwsim.estimate
 import hwsim.gpu
+import hwsim.gpu_model
 import hwsim.netdesc
 import hwsim.sim
 import mappings
@@ -149,8 +150,9 @@ def test_netdesc_and_hwsim_option_errors_name_item_and_limit():
         hwsim.sim.simulate(qnet, {"in": np.zeros((1, 2, 4), dtype=np.int64)}, 2, synapses="fastest")
     assert (info.value.field, info.value.value, "dense" in info.value.allowed) == ("synapses", "fastest", True)
     with pytest.raises(hwsim.errors.SimOptionError) as info:
-        hwsim.gpu.estimate_gpu(qnet, 0, mappings.gpu.load_gpu("h100"))
-    assert (info.value.field, info.value.value) == ("steps", 0)
+        hwsim.gpu_model.model_point(hwsim.gpu_model.Workload("snn", (), 1, 1, 1), mappings.gpu.load_gpu("h100"),
+                                    "fp32", 0)
+    assert (info.value.field, info.value.value) == ("batch", 0)
 
 
 def test_backend_error_names_backend_and_field():

@@ -15,10 +15,11 @@ import mappings
 import neuromap
 from hwsim import fixed, synapse
 from hwsim.errors import SimOptionError
-from hwsim.gpu import FloatSNN, GpuMeasureError, GpuMeasurement, NetworkSize, NvmlEnergyMeter, estimate_gpu, measure_gpu
+from hwsim.gpu import FloatSNN, GpuMeasureError, GpuMeasurement, NvmlEnergyMeter, measure_gpu
+from hwsim.gpu_model import LayerWork, Workload, model_point
 from hwsim.netdesc import Core, InputPort, Population, Projection, QuantNetwork
 from hwsim.sim import simulate
-from mappings.gpu import GpuProfile, load_gpu
+from mappings.gpu import GpuProfile, PowerFigure, load_gpu
 from neuromap.errors import FitError, TargetError
 from neuromap.ir import IF, Affine, Conv2d, Input, Output, sequential
 from neuromap.passes import synapse_memory
@@ -279,33 +280,39 @@ def test_the_core_graph_carries_every_core_use_and_edge():
 
 
 # ---------------------------------------------------------------------------------------------- hwsim.gpu
-def test_gpu_estimate_as_json_in_micro_units():
-    """S = 100 synapses, N = 10 neurons, 1 kernel, 2 steps on a profile of round numbers: MACs 2 x 130 =
-    260 (1 pJ each), adds 20 (1 pJ), cache-resident DRAM words 100 + 2 x 4 = 108 (10 pJ). A step's
-    2 x 130 + 10 = 270 FLOP at 1 TFLOP/s (0.27 ns) beat its 108 x 4 / 2 bytes at 1000 GB/s (0.216 ns);
-    launch 1 us a step."""
-    profile = GpuProfile(name="round", description="", peak_fp32_tflops=1.0, memory_bandwidth_gb_s=1000.0,
-                         l2_cache_mb=1.0, tdp_w=100.0, kernel_launch_us=1.0, fp32_mac_pj=1.0, fp32_add_pj=1.0,
-                         dram_word_pj=10.0, source="")
-    out = estimate_gpu(NetworkSize(synapses=100, neurons=10, inputs=4, kernels_per_step=1), 2, profile).to_dict()
-    latency_ms = (2 * 0.27e-9 + 2 * 1e-6) * 1e3
-    assert out == {"gpu": "round", "steps": 2, "batch": 1, "macs_per_sample": 260.0, "flops_per_sample": 540.0,
-                   "dram_words_per_sample": 108.0, "cache_resident": True,
-                   "energy_uj_per_sample": pytest.approx((260 + 20 + 1080) * 1e-6, rel=1e-9),
-                   "energy_terms_uj": pytest.approx({"macs": 260e-6, "adds": 20e-6, "dram": 1080e-6}),
-                   "latency_ms_per_sample": pytest.approx(latency_ms),
-                   "latency_terms_ms": pytest.approx({"compute": 2 * 0.27e-6, "memory": 0.0, "kernel_launch": 2e-3}),
-                   "tdp_energy_bound_uj_per_sample": pytest.approx(100 * latency_ms * 1e3)}
+def test_gpu_point_as_json():
+    """One layer of 270 FLOP, 100 parameters, 4 values in and out, 2 passes, 1 kernel a pass, on a profile of
+    round numbers (1 TFLOP/s, 1000 GB/s, both fully achievable, 1 MB L2, 1 GB/s host link): resident, so
+    the 400 weight bytes come once: the first pass moves them and 32 activation bytes (0.432 ns, memory-bound
+    against 0.27 ns of compute), the second only the 32 (compute-bound); eager launches 2 x 1 us; the inputs
+    2 x 4 x 4 bytes take 32 ns; 10 W idle, 110 W active."""
+    profile = GpuProfile(name="round", description="", peak_fp32_tflops=1.0, peak_fp16_tflops=1.0,
+                         peak_bf16_tflops=1.0, peak_int8_tops=1.0, compute_efficiency=1.0,
+                         memory_bandwidth_gb_s=1000.0, bandwidth_efficiency=1.0, l2_cache_mb=1.0, memory_gb=1.0,
+                         host_link_gb_s=1.0, tdp_w=100.0, kernel_launch_us=1.0, graph_launch_us=0.0,
+                         graph_kernel_us=0.0, idle_power_w=PowerFigure(10.0, 10.0, 10.0, ""),
+                         active_power_w=PowerFigure(110.0, 110.0, 110.0, ""), source="")
+    work = Workload("snn", (LayerWork("l", 270.0, 100, 4, 4),), 2, 1, 4)
+    out = model_point(work, profile, "fp32", 1, launch="eager").to_dict()
+    busy = 0.432e-9 + 0.27e-9
+    latency = busy + 2e-6 + 32e-9
+    energy = {"dynamic": 100 * busy, "static": 10 * latency, "total": 100 * busy + 10 * latency}
+    assert out == {"device": "round", "network": "snn", "precision": "fp32", "batch": 1, "launch": "eager",
+                   "energy_j": pytest.approx(energy, rel=1e-12),
+                   "energy_band_j": pytest.approx({"low": energy["total"], "high": energy["total"]}, rel=1e-12),
+                   "latency_s": pytest.approx(latency, rel=1e-12), "throughput_per_s": pytest.approx(1 / latency),
+                   "latency_terms_s": pytest.approx({"compute_bound": 0.27e-9, "memory_bound": 0.432e-9, "launch": 2e-6,
+                                                     "host_transfer": 32e-9}, rel=1e-12),
+                   "l2_resident": True, "dram_bytes": 400 + 2 * 32, "flops": 540.0, "source": "model"}
 
 
-def test_gpu_estimate_takes_one_step_and_refuses_none():
-    size = NetworkSize(synapses=100, neurons=10, inputs=4, kernels_per_step=1)
-    assert estimate_gpu(size, 1, H100).steps == 1
-    for steps, batch, field in [(0, 1, "steps"), (1, 0, "batch"), (0, 0, "steps")]:
-        with pytest.raises(SimOptionError) as info:
-            estimate_gpu(size, steps, H100, batch=batch)
-        assert str(info.value) == f"steps and batch must be at least 1, got steps={steps}, batch={batch}"
-        assert (info.value.field, info.value.value, info.value.allowed) == (field, 0, ">= 1")
+def test_gpu_model_takes_one_pass_and_refuses_batch_zero():
+    work = Workload("ann", (LayerWork("l", 1.0, 1, 1, 1),), 1, 1, 1)
+    assert model_point(work, H100, "fp32", 1).batch == 1
+    with pytest.raises(SimOptionError) as info:
+        model_point(work, H100, "fp32", 0)
+    assert str(info.value) == "batch must be at least 1, got 0"
+    assert (info.value.field, info.value.value, info.value.allowed) == ("batch", 0, ">= 1")
 
 
 def test_gpu_measurement_as_json_in_milli_and_micro_units():
@@ -392,12 +399,12 @@ def test_measure_gpu_names_the_cpu_device():
     assert run.device == "cpu"
 
 
-@pytest.mark.parametrize("synapses, resident", [(2_500_000 - 30, True), (2_500_001 - 30, False)])
-def test_gpu_cache_residency_includes_a_working_set_equal_to_l2(synapses, resident):
-    """4 bytes x (S + 3 x 10 neurons) against a 10 MB (10^7 bytes) L2: 2,500,000 words fill it exactly."""
+@pytest.mark.parametrize("params, resident", [(2_500_000 - 30, True), (2_500_001 - 30, False)])
+def test_gpu_cache_residency_includes_a_working_set_equal_to_l2(params, resident):
+    """4 bytes x (W + 10 + 10 + 10 values of the layer) against a 10 MB (10^7 bytes) L2: 2,500,000 values fill it."""
     profile = dataclasses.replace(H100, l2_cache_mb=10.0)
-    size = NetworkSize(synapses=synapses, neurons=10, inputs=1, kernels_per_step=1)
-    assert estimate_gpu(size, 1, profile).resident is resident
+    work = Workload("snn", (LayerWork("l", 1.0, params, 10, 10, 10),), 1, 1, 10)
+    assert model_point(work, profile, "fp32", 1).l2_resident is resident
 
 
 # ---------------------------------------------------------------------------------------------- hwsim.events

@@ -70,10 +70,11 @@ def estimate(mapping, data: str, steps: int | None, limit: int | None, gpu: str,
     """Everything ``neuromap estimate`` reports, as one dict (the --json object)."""
     from hwsim.estimate import EstimateError, estimate_chip
     from hwsim.events import EventCounts
-    from hwsim.gpu import GpuMeasureError, NvmlEnergyMeter, estimate_gpu, measure_gpu
+    from hwsim.gpu import GpuMeasureError, NvmlEnergyMeter, measure_gpu
     from hwsim.sim import InputDataError, default_device, simulate
     from mappings.gpu import load_gpu
     from neuromap import data as datasets
+    from neuromap.gpu_baseline import GpuRun, gpu_points
 
     if steps is not None and steps < 1:
         raise UnsupportedError(f"--steps must be at least 1, got {steps}", flag="--steps", value=steps, allowed=">= 1")
@@ -110,16 +111,18 @@ def estimate(mapping, data: str, steps: int | None, limit: int | None, gpu: str,
     except (InputDataError, EstimateError) as exc:
         raise BackendError(f"hwsim: {exc}", **(exc.fields | {"backend": "hwsim"})) from None
     predictions = np.concatenate(predictions)
-    model = estimate_gpu(qnet, steps, profile, batch=gpu_batch)
-    measured = None
+    measured = gpu_run = None
     if measure:
         device = default_device()
         if device.type != "cuda":
             raise BackendError("--measure-gpu needs a CUDA device, and torch sees none", flag="--measure-gpu",
                                backend="nvml")
         try:
+            frames = x[:gpu_batch, 0] if given.sequence else x[:gpu_batch]  # the ANN sees one frame
+            gpu_run = GpuRun(device, NvmlEnergyMeter(device), {k: v[:gpu_batch] for k, v in inputs.items()},
+                             frames.reshape(len(frames), *graph.nodes[graph.inputs[0]].output_shape))
             run, scores = measure_gpu(qnet, {k: v[:gpu_batch] for k, v in inputs.items()}, steps, device=device,
-                                      meter=NvmlEnergyMeter(device))
+                                      meter=gpu_run.meter)
         except GpuMeasureError as exc:
             raise BackendError(f"--measure-gpu: {exc}",
                                **(exc.fields | {"flag": "--measure-gpu", "backend": "nvml"})) from None
@@ -128,17 +131,22 @@ def estimate(mapping, data: str, steps: int | None, limit: int | None, gpu: str,
             "agreement_with_hwsim": float((scores[readout].argmax(axis=1) == predictions[:gpu_batch]).mean()),
             "energy_ratio_over_chip": run.energy_j_per_sample / chip.energy_j,
             "latency_ratio_over_chip": run.latency_s / chip.latency_s}
+    points = gpu_points(mapping, steps, [profile], measure=gpu_run)
+    # the headline GPU figure: the SNN in fp32 at the largest modelled batch up to --gpu-batch
+    model = max((p for p in points if (p["network"], p["precision"], p["source"]) == ("snn", "fp32", "model")
+                 and p["batch"] <= gpu_batch), key=lambda p: p["batch"])
+    model_j, model_s = model["energy_j"]["total"], model["latency_s"]
     return {
-        "target": mapping.target.name, "basis": chip.basis, "gpu": profile.name, "data": data,
+        "target": mapping.target.name, "basis": chip.basis, "gpu_device": profile.name, "data": data,
         "split": given.split, "samples": len(x), "steps": steps,
         "accuracy": round(100 * float((predictions == y).mean()), 2),
         "chip_energy_uj_per_sample": chip.energy_j * 1e6, "chip_latency_ms_per_sample": chip.latency_s * 1e3,
-        "gpu_energy_uj_per_sample": model.energy_j * 1e6, "gpu_latency_ms_per_sample": model.latency_s * 1e3,
-        "energy_ratio_gpu_over_chip": model.energy_j / chip.energy_j,
-        "energy_ratio_gpu_over_chip_dynamic": model.energy_j / chip.dynamic_energy_j,
-        "latency_ratio_gpu_over_chip": model.latency_s / chip.latency_s,
+        "gpu_energy_uj_per_sample": model_j * 1e6, "gpu_latency_ms_per_sample": model_s * 1e3,
+        "energy_ratio_gpu_over_chip": model_j / chip.energy_j,
+        "energy_ratio_gpu_over_chip_dynamic": model_j / chip.dynamic_energy_j,
+        "latency_ratio_gpu_over_chip": model_s / chip.latency_s,
         "dominant_term": chip.dominant_term, "events_per_sample": events.per_sample(),
-        "chip": chip.to_dict(), "gpu_model": model.to_dict(), "gpu_measured": measured,
+        "chip": chip.to_dict(), "gpu_model": model, "gpu_measured": measured, "gpu": points,
     }
 
 
@@ -149,7 +157,7 @@ def format_table(r: dict[str, Any]) -> str:
              f"{'':28}{'energy / inference':>20}{'latency / inference':>22}",
              f"{'chip ' + r['target']:28}{r['chip_energy_uj_per_sample']:>17.3f} uJ"
              f"{r['chip_latency_ms_per_sample']:>19.4f} ms",
-             f"{'GPU ' + r['gpu'] + ' (modelled)':28}{r['gpu_energy_uj_per_sample']:>17.3f} uJ"
+             f"{'GPU ' + r['gpu_device'] + ' (model)':28}{r['gpu_energy_uj_per_sample']:>17.3f} uJ"
              f"{r['gpu_latency_ms_per_sample']:>19.4f} ms"]
     m = r["gpu_measured"]
     if m is not None:
@@ -165,9 +173,14 @@ def format_table(r: dict[str, Any]) -> str:
               + f"; dominant: {chip['dominant_term']}",
               "chip latency terms (ms): " + ", ".join(f"{k} {v:.4g}" for k, v in chip["latency_terms_ms"].items())
               + f"; mean step {chip['step_time_mean_us']:.3f} us",
-              f"GPU model: {gm['macs_per_sample']:,.0f} MACs, {gm['dram_words_per_sample']:,.0f} DRAM words per "
-              f"inference ({'cache-resident' if gm['cache_resident'] else 'streaming'} weights), TDP bound "
-              f"{gm['tdp_energy_bound_uj_per_sample']:.4g} uJ"]
+              f"GPU model at batch {gm['batch']}: snn fp32 {gm['flops']:,.0f} FLOP, {gm['dram_bytes']:,.0f} DRAM bytes "
+              f"per inference, weights {'L2-resident' if gm['l2_resident'] else 'streamed'}; batch 1: "
+              + "; ".join(f"{p['network']} {p['precision']} {p['energy_j']['total'] * 1e6:.4g} uJ "
+                          f"{p['latency_s'] * 1e3:.4g} ms" for p in r["gpu"]
+                          if p["batch"] == 1 and p["source"] == "model")]
+    lines += [f"GPU measured (board, {p['device']}, {p['launch']}): {p['network']} {p['precision']} batch {p['batch']} "
+              f"{p['energy_j']['total'] * 1e6:.4g} uJ ({p['energy_j']['dynamic'] * 1e6:.4g} above idle) "
+              f"{p['latency_s'] * 1e3:.4g} ms" for p in r["gpu"] if p["source"] == "measured"]
     lines += [f"note: {n}" for n in chip["notes"]]
     return "\n".join(lines)
 
