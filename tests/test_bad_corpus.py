@@ -388,7 +388,8 @@ GPUS: dict[str, tuple[str, str, str]] = {
                     "most 1e+06"),
     "zero-bandwidth": (r"^memory_bandwidth_gb_s = .*$", "memory_bandwidth_gb_s = 0.0", "[compute] "
                        "memory_bandwidth_gb_s: must be > 0"),
-    "nan-energy": (r"^dram_word_pj = .*$", "dram_word_pj = nan", "[energy] dram_word_pj: must be finite"),
+    "nan-efficiency": (r"^compute_efficiency = .*$", "compute_efficiency = nan",
+                       "[compute] compute_efficiency: must be finite"),
     "huge-launch": (r"^kernel_launch_us = .*$", "kernel_launch_us = 1e300", "[compute] kernel_launch_us: must be at "
                     "most 1e+06"),
 }
