@@ -467,8 +467,9 @@ def _quantize_population(lowered, name, node, incoming, formats: Formats, mode, 
         if theta is not None:
             cap = np.minimum(cap, vth_max / theta.max(axis=1))
         if axon_f.any():  # the axon's weight stays a legal mantissa, its precharge inside half the state
-            axon_cap = np.where(axon_f != 0, np.minimum(
-                WEIGHT_Q_MAX * 2.0 ** exp_max, state_max * u_keep / (2 * (1 << shift))) / np.abs(axon_f), np.inf)
+            limit = np.minimum(WEIGHT_Q_MAX * 2.0 ** exp_max, state_max * u_keep / (2 * (1 << shift)))
+            # only neurons with an axon are limited (elsewhere u_keep may be 0 too: 0 / 0)
+            axon_cap = np.divide(limit, np.abs(axon_f), out=np.full(size, np.inf), where=axon_f != 0)
             cap = np.minimum(cap, axon_cap.reshape(n_ch, per_ch).min(axis=1))
     if layer_mode != "per_channel":
         cap = np.full(n_ch, cap.min())
