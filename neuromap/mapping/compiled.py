@@ -130,6 +130,19 @@ class Mapping:
 
     quant_network = property(netdesc)
 
+    def synapse_formats(self) -> dict[str, dict[int, str]]:
+        """Per projection, {core index: "dense" | "sparse" | "conv"}: how each destination core stores its
+        synapses, as the partition chose (a shared conv kernel is the conv format); the estimator charges
+        synaptic ops by it."""
+        incoming: dict[str, list[str]] = {}
+        for pr in self.quantized.projections:
+            incoming.setdefault(pr.dst, []).append(pr.name)
+        out: dict[str, dict[int, str]] = {pr.name: {} for pr in self.quantized.projections}
+        for s, core in zip(self.partition.slices, self.partition.slice_core):
+            for name, encoding in zip(incoming.get(s.population, []), s.encodings, strict=True):
+                out[name][int(core)] = "conv" if encoding == "shared" else encoding
+        return out
+
     def _build_netdesc(self) -> QuantNetwork:
         q = self.quantized
         ports = tuple(netdesc.InputPort(name, math.prod(self.graph.nodes[name].output_shape),
@@ -141,8 +154,10 @@ class Mapping:
                                            bias_mant=p.bias_mant, bias_exp=p.bias_exp, v_init=p.v_init,
                                            core=self.neuron_cores(name), reset=p.reset, reset_timing=p.reset_timing,
                                            kind=p.kind, model=p.model, meta={"shape": list(p.shape), "scale": scale}))
+        formats = self.synapse_formats()
         projs = tuple(netdesc.Projection(name=pr.name, src=pr.src, dst=pr.dst, weights=pr.integer_matrix(self.graph),
-                                         weight_exp=pr.weight_exp, meta={"paths": [list(x) for x in pr.paths]})
+                                         weight_exp=pr.weight_exp, meta={"paths": [list(x) for x in pr.paths],
+                                                                         "synapse_formats": formats[pr.name]})
                       for pr in q.projections)
         pl = self.placement
         # (x, y) on the global mesh, so that Manhattan distance is the hop count across chips as well
