@@ -58,6 +58,17 @@ class ConstantSet:
     barrier_ns: tuple[tuple[int, Figure], ...]
     barrier_multichip_ns: tuple[tuple[int, Figure], ...]
 
+    def to_document(self) -> dict[str, Any]:
+        """The set as a target file's ``[constant_sets.NAME]`` table holds it (``parse_constant_sets`` reads it back)."""
+        def figure(f: Figure) -> dict[str, Any]:
+            return {"typical": f.typical, "low": f.low, "high": f.high, "source": f.source}
+
+        timing: dict[str, Any] = {k: figure(f) for k, f in self.timing.items()}
+        for key in BARRIER_KEYS:
+            timing[key] = [[n, figure(f)] for n, f in getattr(self, key)]
+        return {"label": self.label, "basis": self.basis, "source": self.source,
+                "energy": {k: figure(f) for k, f in self.energy.items()}, "timing": timing}
+
     def energy_at(self, level: str) -> dict[str, float]:
         return {k: f.at(level) for k, f in self.energy.items()}
 
@@ -116,12 +127,12 @@ def _table(raw: Any, where: str, field: str, keys: tuple[str, ...], extra: tuple
         raise _error(where, field, "missing or not a table", value=raw)
     unknown = sorted(set(raw) - set(keys) - set(extra))
     if unknown:
-        raise _error(where, f"{field}.{unknown[0]}", f"unknown key (known: {', '.join((*keys, *extra))})",
+        raise _error(where, f"{field} {unknown[0]}", f"unknown key (known: {', '.join((*keys, *extra))})",
                      allowed=(*keys, *extra))
     missing = [k for k in (*keys, *extra) if k not in raw]
     if missing:
-        raise _error(where, f"{field}.{missing[0]}", "missing (every event key is required in every set)")
-    return {k: parse_figure(raw[k], where, f"{field}.{k}", default_source) for k in keys}
+        raise _error(where, f"{field} {missing[0]}", "missing (every event key is required in every set)")
+    return {k: parse_figure(raw[k], where, f"{field} {k}", default_source) for k in keys}
 
 
 def _barrier(raw: Any, where: str, field: str, default_source: str) -> tuple[tuple[int, Figure], ...]:

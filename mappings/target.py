@@ -133,7 +133,11 @@ class Target:
         return self.constant_sets[chosen]
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The target as the tables of its file (``parse_target`` reads it back), plus name, description, source."""
+        hardware = {table: dataclasses.asdict(getattr(self, table)) for table in _CLASSES}
+        return {"name": self.name, "description": self.description, "source": self.source, **hardware,
+                "estimator": {"default_set": self.default_constant_set},
+                "constant_sets": {name: c.to_document() for name, c in self.constant_sets.items()}}
 
 
 # Per table: field -> (type, check, what the check means). Integers must be ints (not bools).
@@ -246,13 +250,13 @@ def parse_target(doc: dict, where: str) -> Target:
     """A Target from a parsed TOML document; ``where`` names the file in messages."""
     head = check_head(doc, "target", [*_RULES, *_ESTIMATOR_TABLES], where)
     parts = {table: cls(**check_table(doc, table, where, _RULES[table])) for table, cls in _CLASSES.items()}
-    chip, system = parts["chip"], parts["system"]
-    assert isinstance(chip, Chip) and isinstance(system, System), "_CLASSES builds [chip] and [system] as these"
+    hardware = Target(name=head["name"], description=head["description"], source=where, default_constant_set="",
+                      constant_sets={}, **parts)
+    _consistency(hardware, where)
+    # the barrier tables must reach a whole chip and system: checked once those are known to be consistent
+    chip, system = hardware.chip, hardware.system
     default, sets = parse_constant_sets(doc, where, chip.mesh_cols * chip.mesh_rows, system.max_chips)
-    target = Target(name=head["name"], description=head["description"], source=where, default_constant_set=default,
-                    constant_sets=sets, **parts)
-    _consistency(target, where)
-    return target
+    return dataclasses.replace(hardware, default_constant_set=default, constant_sets=sets)
 
 
 def available_targets() -> list[str]:
