@@ -59,7 +59,7 @@ class ConstantSet:
     barrier_multichip_ns: tuple[tuple[int, Figure], ...]
 
     def to_document(self) -> dict[str, Any]:
-        """The set as a target file's ``[constant_sets.NAME]`` table holds it (``parse_constant_sets`` reads it back)."""
+        """The set as a target file's ``[constant_sets.NAME]`` table holds it (``parse_constant_sets`` reads it)."""
         def figure(f: Figure) -> dict[str, Any]:
             return {"typical": f.typical, "low": f.low, "high": f.high, "source": f.source}
 

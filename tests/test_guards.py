@@ -506,7 +506,8 @@ def test_target_file_structure_errors_name_the_file_and_the_table(tmp_path):
     doc = tomllib.loads(text)
     with pytest.raises(mappings.TargetError, match=r"^mine: \[core\] must be a table$"):
         mappings.parse_target(doc | {"core": "none"}, "mine")
-    with pytest.raises(mappings.TargetError, match=r"^mine: \[constant_sets.testchip.energy\]: missing or not a table$"):
+    with pytest.raises(mappings.TargetError,
+                       match=r"^mine: \[constant_sets.testchip.energy\]: missing or not a table$"):
         mappings.parse_target(doc | {"constant_sets": {"testchip": doc["constant_sets"]["testchip"] | {"energy": 1}}},
                               "mine")
     del doc["constant_sets"]

@@ -113,8 +113,8 @@ def _rebuild(arrays: dict[str, np.ndarray], header: dict, source: str) -> dict[s
     if "constant_sets" not in t and {"energy", "timing"} <= set(t):
         # written before targets held estimator constant sets: the shipped target of that name gives them
         if t["name"] not in mappings.available_targets():
-            raise FormatError(f"{source}: written before constant sets, for target {t['name']!r}, which is not shipped; "
-                              "compile the model again", path=source, value=t["name"])
+            raise FormatError(f"{source}: written before constant sets, for target {t['name']!r}, which is not "
+                              "shipped; compile the model again", path=source, value=t["name"])
         shipped = mappings.load_target(t["name"]).to_dict()
         t = {k: v for k, v in t.items() if k not in ("energy", "timing")} | {
             "estimator": shipped["estimator"], "constant_sets": shipped["constant_sets"]}
