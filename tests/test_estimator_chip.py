@@ -95,6 +95,10 @@ def test_two_cores_on_two_tiles_pay_the_longest_path_once():
     assert est.energy_terms_j["hops"] == pytest.approx(14e-12, rel=1e-12)
     assert est.energy_terms_j["message_in"] == pytest.approx(3 * 10e-12, rel=1e-12)
     assert est.energy_terms_j["static"] == pytest.approx(step * 100e-12, rel=1e-12)
+    # core 1 answers with one message back (1 E-W + 1 N-S hop as well): still one 10 ns path, not two
+    both = _counts([4, 2], [[1, 2], [1, 0]], synops=[[[2, 6]]], spikes=[[[2, 1]]], messages_out=[[[3, 1]]],
+                   messages_in=[[[2, 2]]], hops=[[[4, 2]]])
+    assert estimate_chip(both, TESTCHIP, cores).latency_terms_s["noc"] == pytest.approx(10e-9, rel=1e-12)
 
 
 def test_two_chips_pay_the_crossing_and_the_multichip_barrier():
