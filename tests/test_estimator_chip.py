@@ -246,3 +246,18 @@ def test_cli_real_time_several_targets_and_a_named_set(mlp_file):
 def test_cli_refuses_a_bad_set_or_period_in_one_line(mlp_file, args, message):
     res = _run(mlp_file, *args)
     assert res.exit_code == 2 and res.output.startswith(message) and len(res.output.strip().splitlines()) == 1
+
+
+def test_docs_estimator_lists_every_shipped_constant_as_the_target_files_give_it():
+    """docs/estimator.md's tables of the Loihi sets: one row per key, with the file's typical [low, high]."""
+    from pathlib import Path
+    text = (Path(__file__).parent.parent / "docs" / "estimator.md").read_text()
+
+    def shown(f: mappings.Figure) -> str:
+        return f"{f.typical:g}" if f.low == f.high == f.typical else f"{f.typical:g} [{f.low:g}, {f.high:g}]"
+
+    for name in ("loihi1", "loihi2"):
+        for c in mappings.load_target(name).constant_sets.values():
+            section = text.split(f"### `{name}` / `{c.name}`")[1].split("\n### ")[0]
+            for key, figure in {**c.energy, **c.timing}.items():
+                assert f"| `{key}` | {shown(figure)} |" in section, (name, c.name, key)
