@@ -253,9 +253,8 @@ def parse_target(doc: dict, where: str) -> Target:
     hardware = Target(name=head["name"], description=head["description"], source=where, default_constant_set="",
                       constant_sets={}, **parts)
     _consistency(hardware, where)
-    # the barrier tables must reach a whole chip and system: checked once those are known to be consistent
-    chip, system = hardware.chip, hardware.system
-    default, sets = parse_constant_sets(doc, where, chip.mesh_cols * chip.mesh_rows, system.max_chips)
+    # the barrier tables must reach a whole chip: checked once the chip is known to be consistent
+    default, sets = parse_constant_sets(doc, where, hardware.chip.mesh_cols * hardware.chip.mesh_rows)
     return dataclasses.replace(hardware, default_constant_set=default, constant_sets=sets)
 
 

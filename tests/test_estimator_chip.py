@@ -261,3 +261,16 @@ def test_docs_estimator_lists_every_shipped_constant_as_the_target_files_give_it
             section = text.split(f"### `{name}` / `{c.name}`")[1].split("\n### ")[0]
             for key, figure in {**c.energy, **c.timing}.items():
                 assert f"| `{key}` | {shown(figure)} |" in section, (name, c.name, key)
+
+
+def test_more_chips_than_the_multichip_table_covers_are_refused_when_estimated(tmp_path):
+    from pathlib import Path
+    text = Path(TESTCHIP.source).read_text().replace("barrier_multichip_ns = [[2, 1000.0]]",
+                                                     "barrier_multichip_ns = [[1, 1000.0]]")
+    path = tmp_path / "short.toml"
+    path.write_text(text)
+    short = mappings.load_target(path)
+    events = _counts([1, 1], np.zeros((2, 2)), synops=[[[0, 0]]])
+    with pytest.raises(mappings.TargetError, match="constant set 'testchip': the barrier table ends at 1, the "
+                                                   "network uses 2 chips"):
+        estimate_chip(events, short, [Core(0, 0, 0, 0), Core(1, 1, 2, 0)])
