@@ -274,3 +274,24 @@ def test_more_chips_than_the_multichip_table_covers_are_refused_when_estimated(t
     with pytest.raises(mappings.TargetError, match="constant set 'testchip': the barrier table ends at 1, the "
                                                    "network uses 2 chips"):
         estimate_chip(events, short, [Core(0, 0, 0, 0), Core(1, 1, 2, 0)])
+
+
+def test_a_mapping_keeps_its_constant_sets_and_an_older_file_takes_the_shipped_ones():
+    """A Mapping file stores its target's constant sets; a file written before them (with the old [energy] and
+    [timing] tables) loads with the shipped target's sets, and one for an unshipped target is refused."""
+    import io
+
+    from neuromap.errors import FormatError
+    from neuromap.mapping import Mapping, compile as compile_graph
+    mapping = compile_graph(_conv_then_dense(), "testchip")
+    again = Mapping.from_arrays(dict(np.load(io.BytesIO(mapping.to_bytes()))), "m.npz")
+    assert again.target == mapping.target == TESTCHIP
+    arrays = dict(np.load(io.BytesIO(mapping.to_bytes())))
+    header = json.loads(str(arrays["__mapping__"][()]))
+    old = {k: v for k, v in header["target"].items() if k not in ("estimator", "constant_sets")}
+    old |= {"energy": {"synop_pj": 23.6}, "timing": {"synop_ns": 3.5}}
+    arrays["__mapping__"] = np.array(json.dumps(header | {"target": old}))
+    assert Mapping.from_arrays(arrays, "old.npz").target.constant_sets == TESTCHIP.constant_sets
+    arrays["__mapping__"] = np.array(json.dumps(header | {"target": old | {"name": "mychip"}}))
+    with pytest.raises(FormatError, match=r"old\.npz: written before constant sets, for target .mychip., which is not"):
+        Mapping.from_arrays(arrays, "old.npz")
