@@ -8,9 +8,7 @@ Arrays are (B, T, C) int64, C = the network's cores in ``QuantNetwork.cores`` or
   one per synapse of the sending neuron onto a neuron of that core (recurrent projections included:
   every count is per source, over all of its projections).
 * ``synops_sparse`` / ``synops_conv`` — the part of ``synops`` that the destination core stores in the
-  sparse or the convolutional (shared-kernel) synapse format; the rest is dense. A projection names the
-  format per destination core in ``meta["synapse_formats"]`` ({core index: "dense" | "sparse" | "conv"},
-  the compiler's partition choice); a core it does not name holds that projection's synapses dense.
+  sparse or the convolutional (shared-kernel) synapse format; the rest is dense (``hwsim.synapse_formats``).
 * ``spikes`` — spikes sent, by the sending neuron's core.
 * ``messages_out`` / ``messages_in`` — core-to-core spike messages, by sending / receiving core: one per
   spike per destination core that holds at least one target of the neuron (the axon level: a message
@@ -32,10 +30,9 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from hwsim.netdesc import NetDescError, QuantNetwork
+from hwsim.netdesc import QuantNetwork
 from hwsim.synapse import SynapseOp
 
-SYNAPSE_FORMATS = ("dense", "sparse", "conv")
 PER_STEP = ("synops", "synops_sparse", "synops_conv", "spikes", "messages_out", "messages_in", "input_messages",
             "hops", "chip_crossings", "active_neurons")
 
@@ -71,8 +68,8 @@ class EventCounts:
 class EventTables:
     """Per source (input port or population), a matrix M (n_src, K) such that spikes (R, n_src) @ M gives
     the per-step counts the source causes; M's columns are blocks of C: for a population source
-    [synops | messages_in | spikes | messages_out | hops | chip_crossings | synops_sparse | synops_conv],
-    for an input port [synops | input_messages | synops_sparse | synops_conv]."""
+    [synops | messages_in | spikes | messages_out | hops | chip_crossings], for an input port
+    [synops | input_messages]."""
 
     def __init__(self, qnet: QuantNetwork, device: torch.device) -> None:
         self.core_ids = tuple(c.index for c in qnet.cores)
@@ -89,23 +86,11 @@ class EventTables:
         self.ops: dict[str, SynapseOp] = {}
         for name, size in [*((i.name, i.size) for i in qnet.inputs), *((p.name, p.size) for p in qnet.populations)]:
             syn = sp.csr_matrix((size, n_cores), dtype=np.int64)
-            by_format = {f: sp.csr_matrix((size, n_cores), dtype=np.int64) for f in SYNAPSE_FORMATS[1:]}
             for pr in qnet.projections:
                 if pr.src == name:
                     w = pr.weights.tocoo()
                     dst_col = self.core_col[pr.dst][w.row]
                     syn = syn + sp.csr_matrix((np.ones(w.nnz, np.int64), (w.col, dst_col)), shape=(size, n_cores))
-                    formats = pr.meta.get("synapse_formats", {})
-                    unknown = sorted({g for g in formats.values() if g not in SYNAPSE_FORMATS})
-                    if unknown:
-                        raise NetDescError(f"projection {pr.name!r}: synapse format {unknown[0]!r} is not one of "
-                                           f"{', '.join(SYNAPSE_FORMATS)}", node=pr.name, field="synapse_formats",
-                                           value=unknown[0], allowed=SYNAPSE_FORMATS)
-                    for f in by_format:
-                        cols = [column[int(c)] for c, g in formats.items() if g == f]
-                        sel = np.isin(dst_col, cols)
-                        by_format[f] = by_format[f] + sp.csr_matrix(
-                            (np.ones(int(sel.sum()), np.int64), (w.col[sel], dst_col[sel])), shape=(size, n_cores))
             mask = (syn > 0).astype(np.int64).tocsr()
             self.masks[name] = mask
             if name in self.core_col:
@@ -121,7 +106,6 @@ class EventTables:
                 blocks = [syn, mask, src] + [src.multiply(per_neuron[k][:, None]) for k in range(3)]
             else:
                 blocks = [syn, mask]
-            blocks += list(by_format.values())
             table = sp.hstack(blocks).tocsr()
             # spikes (R, n_src) @ table == (table^T @ spikes^T)^T: the same exact product as a projection's
             self.ops[name] = SynapseOp(table.T.tocsr(), 1, device)
@@ -134,7 +118,6 @@ class EventTables:
         counts = self.ops[name].exact(active.reshape(-1, n)).view(steps, batch, -1)
         keys: tuple[str, ...] = (("synops", "messages_in", "spikes", "messages_out", "hops", "chip_crossings")
                                  if name in self.core_col else ("synops", "input_messages"))
-        keys += ("synops_sparse", "synops_conv")
         return {key: counts[..., k * c:(k + 1) * c] for k, key in enumerate(keys)}
 
     def traffic(self, name: str, out: torch.Tensor) -> np.ndarray:

@@ -177,20 +177,24 @@ def test_synops_are_counted_by_the_format_the_compiler_chose():
     assert est.energy_terms_j["synaptic_ops_conv"] == pytest.approx(events.synops_conv.sum() / 2 * 15e-12)
 
 
-def test_a_projection_names_its_formats_per_core_and_an_unknown_one_is_refused():
+def test_a_network_names_its_formats_per_projection_and_core_and_an_unknown_one_is_refused():
     """Two cores hold the 4 targets of input x: core 0's synapses sparse, core 1's dense. One spike of x
     every step reaches all four."""
     pop = Population("p", 4, vth=1000, du=4095, dv=0, bias_mant=0, bias_exp=0, v_init=0, core=[0, 0, 1, 1])
-    proj = Projection("w", "x", "p", sp.csr_matrix(np.ones((4, 1), np.int64) * 2),
-                      meta={"synapse_formats": {0: "sparse"}})
-    qnet = QuantNetwork((InputPort("x", 1),), (pop,), (proj,), (Core(0, 0, 0, 0), Core(1, 0, 1, 0)), ("p",))
-    events = simulate(qnet, {"x": np.ones((1, 3, 1), np.int64)}, 3, device="cpu", record=False).events
+    proj = Projection("w", "x", "p", sp.csr_matrix(np.ones((4, 1), np.int64) * 2))
+    cores = (Core(0, 0, 0, 0), Core(1, 0, 1, 0))
+
+    def network(formats):
+        return QuantNetwork((InputPort("x", 1),), (pop,), (proj,), cores, ("p",), meta={"synapse_formats": formats})
+
+    x = {"x": np.ones((1, 3, 1), np.int64)}
+    events = simulate(network({"w": {0: "sparse"}}), x, 3, device="cpu", record=False).events
     assert events.synops_sparse.sum(axis=(0, 1)).tolist() == [6, 0]
-    assert events.synops.sum(axis=(0, 1)).tolist() == [6, 6]
-    odd = Projection("w", "x", "p", proj.weights, meta={"synapse_formats": {0: "csr"}})
+    assert events.synops_conv.sum() == 0 and events.synops.sum(axis=(0, 1)).tolist() == [6, 6]
     with pytest.raises(NetDescError, match="projection 'w': synapse format 'csr' is not one of dense, sparse"):
-        simulate(QuantNetwork(qnet.inputs, qnet.populations, (odd,), qnet.cores, qnet.outputs),
-                 {"x": np.ones((1, 3, 1), np.int64)}, 3, device="cpu", record=False)
+        simulate(network({"w": {0: "csr"}}), x, 3, device="cpu", record=False)
+    with pytest.raises(NetDescError, match="synapse_formats: no projection 'v' in the network"):
+        simulate(network({"v": {0: "conv"}}), x, 3, device="cpu", record=False)
 
 
 def test_a_target_reads_back_from_its_own_tables():
