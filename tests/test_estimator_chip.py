@@ -299,3 +299,24 @@ def test_a_mapping_keeps_its_constant_sets_and_an_older_file_takes_the_shipped_o
     arrays["__mapping__"] = np.array(json.dumps(header | {"target": old | {"name": "mychip"}}))
     with pytest.raises(FormatError, match=r"old\.npz: written before constant sets, for target .mychip., which is not"):
         Mapping.from_arrays(arrays, "old.npz")
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("neuron_access_pj = 50.0", "neuron_access_pj = 0.0",
+     r"\[constant_sets.testchip.energy\] neuron_access_pj: must be a finite number > 0, got 0.0"),
+    ("barrier_ns = [[1, 100.0], [4, 400.0]]", "barrier_ns = [[1, 0.0], [4, 400.0]]",
+     r"barrier_ns\[0\]: must be a finite number > 0, got 0.0"),
+    ("message_out_pj = 100.0", "message_out_pj = 2e9",
+     r"message_out_pj: must be at most 1e\+09 \(1 mJ per event or step\), got 2000000000.0"),
+    ("board_power_mw = 10.0", "board_power_mw = 1e7", r"board_power_mw: must be at most 1e\+06 \(1 kW\)"),
+    ("spike_generation_ns = 30.0", "spike_generation_ns = 1" + "0" * 400,
+     r"spike_generation_ns: must be a finite number >= 0, got inf"),
+])
+def test_constants_that_would_zero_or_overflow_an_estimate_are_refused(tmp_path, old, new, message):
+    from pathlib import Path
+    text = Path(TESTCHIP.source).read_text()
+    assert old in text
+    path = tmp_path / "chip.toml"
+    path.write_text(text.replace(old, new))
+    with pytest.raises(mappings.TargetError, match=message):
+        mappings.load_target(path)
