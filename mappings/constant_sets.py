@@ -91,18 +91,37 @@ def _error(where: str, field: str, message: str, **facts: Any) -> TargetError:
     return TargetError(f"{where}: {field}: {message}", path=where, field=field, **facts)
 
 
-def _number(value: Any, where: str, field: str) -> float:
+# The largest sane value per unit, far above any chip built or planned: beyond it is a typo, and estimates
+# would overflow.
+MAXIMA = {"pj": (1e6, "1 uJ per event"), "pj_per_step": (1e9, "1 mJ per step"), "mw": (1e6, "1 kW"),
+          "ns": (1e9, "1 s per event"), "ns_per_step": (1e9, "1 s per step")}
+# With these > 0 the energy and the latency that estimates divide by are never 0: every mapped neuron is
+# accessed every step, and every step ends with a barrier.
+POSITIVE = ("neuron_access_pj", "barrier_ns", "barrier_multichip_ns")
+
+
+def _number(value: Any, where: str, field: str, unit: str, positive: bool) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _error(where, field, f"expected a number, got {type(value).__name__} ({value!r})", value=value)
-    if not math.isfinite(value) or value < 0:
-        raise _error(where, field, f"must be a finite number >= 0, got {value!r}", value=value, allowed=">= 0")
+    if isinstance(value, int) and abs(value) >= 1 << 1000:  # TOML integers may be any size
+        value = math.inf
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        bound = "> 0" if positive else ">= 0"
+        raise _error(where, field, f"must be a finite number {bound}, got {value!r}", value=value, allowed=bound)
+    largest, per = MAXIMA[unit]
+    if value > largest:
+        raise _error(where, field, f"must be at most {largest:g} ({per}), got {value!r}", value=value,
+                     allowed=f"<= {largest:g}")
     return float(value)
 
 
-def parse_figure(value: Any, where: str, field: str, default_source: str) -> Figure:
-    """A plain number or ``{ typical, low, high, source }`` (source optional: the set's)."""
+def parse_figure(value: Any, where: str, field: str, default_source: str, key: str) -> Figure:
+    """A plain number or ``{ typical, low, high, source }`` (source optional: the set's), of event key ``key``
+    (its unit is the key's ending: pj, mw, ns, pj_per_step, ns_per_step)."""
+    unit = "_".join(key.split("_")[-3:]) if key.endswith("_per_step") else key.rsplit("_", 1)[-1]
+    positive = key in POSITIVE
     if not isinstance(value, dict):
-        x = _number(value, where, field)
+        x = _number(value, where, field, unit, positive)
         return Figure(x, x, x, default_source)
     unknown = sorted(set(value) - {*LEVELS, "source"})
     if unknown:
@@ -111,7 +130,7 @@ def parse_figure(value: Any, where: str, field: str, default_source: str) -> Fig
     missing = [k for k in LEVELS if k not in value]
     if missing:
         raise _error(where, f"{field}.{missing[0]}", "missing (a range gives typical, low and high)")
-    typical, low, high = (_number(value[k], where, f"{field}.{k}") for k in LEVELS)
+    typical, low, high = (_number(value[k], where, f"{field}.{k}", unit, positive) for k in LEVELS)
     if not low <= typical <= high:
         raise _error(where, field, f"needs low <= typical <= high, got {low!r} <= {typical!r} <= {high!r}",
                      value=(low, typical, high), allowed="low <= typical <= high")
@@ -132,10 +151,10 @@ def _table(raw: Any, where: str, field: str, keys: tuple[str, ...], extra: tuple
     missing = [k for k in (*keys, *extra) if k not in raw]
     if missing:
         raise _error(where, f"{field} {missing[0]}", "missing (every event key is required in every set)")
-    return {k: parse_figure(raw[k], where, f"{field} {k}", default_source) for k in keys}
+    return {k: parse_figure(raw[k], where, f"{field} {k}", default_source, k) for k in keys}
 
 
-def _barrier(raw: Any, where: str, field: str, default_source: str) -> tuple[tuple[int, Figure], ...]:
+def _barrier(raw: Any, where: str, field: str, default_source: str, key: str) -> tuple[tuple[int, Figure], ...]:
     if not isinstance(raw, list) or not raw:
         raise _error(where, field, "must be a non-empty list of [count_up_to, ns] pairs", value=raw)
     entries: list[tuple[int, Figure]] = []
@@ -147,7 +166,7 @@ def _barrier(raw: Any, where: str, field: str, default_source: str) -> tuple[tup
         if entries and pair[0] <= entries[-1][0]:
             raise _error(where, f"{field}[{i}]", f"counts must ascend, {pair[0]} follows {entries[-1][0]}",
                          value=pair[0], allowed=f"> {entries[-1][0]}")
-        entries.append((pair[0], parse_figure(pair[1], where, f"{field}[{i}]", default_source)))
+        entries.append((pair[0], parse_figure(pair[1], where, f"{field}[{i}]", default_source, key)))
     return tuple(entries)
 
 
@@ -177,9 +196,10 @@ def parse_constant_sets(doc: dict, where: str, chip_tiles: int) -> tuple[str, di
         timing_raw = raw.get("timing")
         timing = _table(timing_raw, where, f"[constant_sets.{name}.timing]", TIMING_KEYS, BARRIER_KEYS, source)
         assert isinstance(timing_raw, dict), "_table refuses a timing that is not a table"
-        barrier = _barrier(timing_raw["barrier_ns"], where, f"[constant_sets.{name}.timing] barrier_ns", source)
+        barrier = _barrier(timing_raw["barrier_ns"], where, f"[constant_sets.{name}.timing] barrier_ns", source,
+                           "barrier_ns")
         multichip = _barrier(timing_raw["barrier_multichip_ns"], where,
-                             f"[constant_sets.{name}.timing] barrier_multichip_ns", source)
+                             f"[constant_sets.{name}.timing] barrier_multichip_ns", source, "barrier_multichip_ns")
         # a whole chip is what a table must reach; a system may be edited to hold more chips than the multi-chip
         # table covers, and a network on that many is refused when it is estimated (ConstantSet.barrier_at)
         if barrier[-1][0] < chip_tiles:
