@@ -51,11 +51,11 @@ def main() -> None:
     t0 = time.perf_counter()
     result = estimate(mapping, "mnist5k", args.steps, args.limit, args.gpu, 1, measure)
     t_estimate = time.perf_counter() - t0
-    print(format_table(result))
+    print(format_table([result]))
 
     qnet = mapping.netdesc()
-    chip_j = result["chip_energy_uj_per_sample"] * 1e-6
-    chip_s = result["chip_latency_ms_per_sample"] * 1e-3
+    chip_j = result["chip"]["energy_j"]["total"]
+    chip_s = result["chip"]["latency_s"]
     models = {f"{p['device']}_{p['network']}_{p['precision']}_b{p['batch']}": {
         "energy_uj_per_sample": p["energy_j"]["total"] * 1e6, "latency_ms_per_sample": p["latency_s"] * 1e3,
         "energy_ratio_gpu_over_chip": p["energy_j"]["total"] / chip_j,
@@ -75,18 +75,11 @@ def main() -> None:
               f"({run.energy_above_idle_j_per_sample * 1e6:.3f} above idle), {run.latency_s * 1e3:.3f} ms per batch")
     print(json.dumps({
         "benchmark": "energy", "network": "mlp 784-512-10", "data": "mnist5k", "target": result["target"],
-        "basis": result["basis"], "steps": args.steps, "samples": result["samples"],
-        "ann_test_accuracy": trained["test_accuracy"], "hwsim_accuracy": result["accuracy"],
-        "cores": mapping.resources["cores"],
-        "chip_energy_uj_per_sample": result["chip_energy_uj_per_sample"],
-        "chip_dynamic_energy_uj_per_sample": result["chip"]["dynamic_energy_uj_per_sample"],
-        "chip_latency_ms_per_sample": result["chip_latency_ms_per_sample"],
-        "chip_energy_terms_uj": result["chip"]["energy_terms_uj"], "dominant_term": result["dominant_term"],
-        "gpu": result["gpu_device"], "gpu_energy_uj_per_sample": result["gpu_energy_uj_per_sample"],
-        "gpu_latency_ms_per_sample": result["gpu_latency_ms_per_sample"],
-        "energy_ratio_gpu_over_chip": result["energy_ratio_gpu_over_chip"],
-        "energy_ratio_gpu_over_chip_dynamic": result["energy_ratio_gpu_over_chip_dynamic"],
-        "latency_ratio_gpu_over_chip": result["latency_ratio_gpu_over_chip"],
+        "constant_set": result["chip"]["constant_set"], "basis": result["chip"]["basis"], "steps": args.steps,
+        "samples": result["samples"], "ann_test_accuracy": trained["test_accuracy"],
+        "hwsim_accuracy": result["accuracy"], "cores": mapping.resources["cores"],
+        "chip": result["chip"], "chips_by_set": result["chips_by_set"], "gpu": result["gpu"],
+        "ratios": result["ratios"],
         "gpu_models": models, "gpu_measured": result["gpu_measured"],
         "gpu_measured_batch": throughput_measured,
         "events_per_sample": result["events_per_sample"],

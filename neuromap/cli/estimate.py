@@ -1,9 +1,12 @@
 """``neuromap estimate MAPPING_OR_MODEL``: energy and latency per inference on the chip, against a GPU.
 
 The chip figures come from hwsim's event counts on real data (they depend on the activity) and the
-target's per-event constants (``hwsim.estimate``); the GPU figures from the network's size and a GPU
-profile (``hwsim.gpu``, modelled) and, with ``--measure-gpu``, from timing a float32 torch run of the same
-network on the CUDA device and reading its energy counter through NVML.
+target's constant sets (``hwsim.estimate``: the default or ``--constant-set`` set as ``chip``, every set in
+``chips_by_set``, typical with a [low, high] band, unthrottled or real-time with ``--step-time``); the GPU
+figures from the network's size and a GPU profile (``hwsim.gpu``, modelled) and, with ``--measure-gpu``,
+from timing a float32 torch run of the same network on the CUDA device and reading its energy counter
+through NVML. The --json object's names are listed in docs/estimator.md; with several ``--target``s it
+is ``{"targets": [one object per target]}``.
 """
 from __future__ import annotations
 
@@ -65,10 +68,16 @@ def encoded_inputs(mapping, x: np.ndarray, steps: int, seed: int, *, sequence: b
     return mapping.encode_inputs(spikes)
 
 
+def _ratios(points: list[dict[str, Any]], chip: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"what": f"gpu {p['device']} {p['network']} {p['precision']} batch {p['batch']} total / chip total",
+             "value": p["energy_j"]["total"] / chip["energy_j"]["total"]} for p in points]
+
+
 def estimate(mapping, data: str, steps: int | None, limit: int | None, gpu: str, gpu_batch: int, measure: bool,
-             seed: int = 0, split: str | None = None) -> dict[str, Any]:
-    """Everything ``neuromap estimate`` reports, as one dict (the --json object)."""
-    from hwsim.estimate import EstimateError, estimate_chip
+             seed: int = 0, split: str | None = None, *, constant_set: str | None = None,
+             step_time: float | None = None) -> dict[str, Any]:
+    """Everything ``neuromap estimate`` reports for one target, as one dict (the --json object)."""
+    from hwsim.estimate import EstimateError, estimate_chip, estimate_chip_sets
     from hwsim.events import EventCounts
     from hwsim.gpu import GpuMeasureError, NvmlEnergyMeter, measure_gpu
     from hwsim.sim import InputDataError, default_device, simulate
@@ -83,6 +92,10 @@ def estimate(mapping, data: str, steps: int | None, limit: int | None, gpu: str,
     if gpu_batch < 1:
         raise UnsupportedError(f"--gpu-batch must be at least 1, got {gpu_batch}", flag="--gpu-batch", value=gpu_batch,
                                allowed=">= 1")
+    if step_time is not None and not (math.isfinite(step_time) and step_time > 0):
+        raise UnsupportedError(f"--step-time must be a number of seconds > 0, got {step_time}", flag="--step-time",
+                               value=step_time, allowed="> 0")
+    mapping.target.constant_set(constant_set)  # an unknown set fails before the run
     profile = load_gpu(gpu)
     graph = mapping.graph
     if len(graph.inputs) != 1:
@@ -98,6 +111,7 @@ def estimate(mapping, data: str, steps: int | None, limit: int | None, gpu: str,
     check_run_memory(1, steps, neurons, TRACE_BYTES_PER_VALUE, "hwsim's traces of one sample")
     inputs = encoded_inputs(mapping, x, steps, seed, sequence=given.sequence)
     readout = qnet.outputs[0]
+    readout_neurons = sum(p.size for p in qnet.populations if p.name in qnet.outputs)
     chunk = max(1, TRACE_BYTES // (steps * neurons * TRACE_BYTES_PER_VALUE))
     predictions, parts = [], []
     try:
@@ -107,7 +121,10 @@ def estimate(mapping, data: str, steps: int | None, limit: int | None, gpu: str,
             assert hw.events is not None, "simulate counts events unless told not to"
             parts.append(hw.events)
         events = EventCounts.concatenate(parts)
-        chip = estimate_chip(events, mapping.target, qnet.cores)
+        chip = estimate_chip(events, mapping.target, qnet.cores, constant_set=constant_set, step_time_s=step_time,
+                             readout_neurons=readout_neurons)
+        by_set = estimate_chip_sets(events, mapping.target, qnet.cores, step_time_s=step_time,
+                                    readout_neurons=readout_neurons)
     except (InputDataError, EstimateError) as exc:
         raise BackendError(f"hwsim: {exc}", **(exc.fields | {"backend": "hwsim"})) from None
     predictions = np.concatenate(predictions)
@@ -128,60 +145,69 @@ def estimate(mapping, data: str, steps: int | None, limit: int | None, gpu: str,
                                **(exc.fields | {"flag": "--measure-gpu", "backend": "nvml"})) from None
         assert run.energy_j_per_sample is not None, "measure_gpu reports energy whenever it has a meter"
         measured = run.to_dict() | {
-            "agreement_with_hwsim": float((scores[readout].argmax(axis=1) == predictions[:gpu_batch]).mean()),
-            "energy_ratio_over_chip": run.energy_j_per_sample / chip.energy_j,
-            "latency_ratio_over_chip": run.latency_s / chip.latency_s}
+            "agreement_with_hwsim": float((scores[readout].argmax(axis=1) == predictions[:gpu_batch]).mean())}
+    chip_d = chip.to_dict()
     points = gpu_points(mapping, steps, [profile], measure=gpu_run)
-    # the headline GPU figure: the SNN in fp32 at the largest modelled batch up to --gpu-batch
-    model = max((p for p in points if (p["network"], p["precision"], p["source"]) == ("snn", "fp32", "model")
-                 and p["batch"] <= gpu_batch), key=lambda p: p["batch"])
-    model_j, model_s = model["energy_j"]["total"], model["latency_s"]
     return {
-        "target": mapping.target.name, "basis": chip.basis, "gpu_device": profile.name, "data": data,
-        "split": given.split, "samples": len(x), "steps": steps,
-        "accuracy": round(100 * float((predictions == y).mean()), 2),
-        "chip_energy_uj_per_sample": chip.energy_j * 1e6, "chip_latency_ms_per_sample": chip.latency_s * 1e3,
-        "gpu_energy_uj_per_sample": model_j * 1e6, "gpu_latency_ms_per_sample": model_s * 1e3,
-        "energy_ratio_gpu_over_chip": model_j / chip.energy_j,
-        "energy_ratio_gpu_over_chip_dynamic": model_j / chip.dynamic_energy_j,
-        "latency_ratio_gpu_over_chip": model_s / chip.latency_s,
-        "dominant_term": chip.dominant_term, "events_per_sample": events.per_sample(),
-        "chip": chip.to_dict(), "gpu_model": model, "gpu_measured": measured, "gpu": points,
+        "cores": len(qnet.cores), "chips": chip.chips, "samples": len(x), "steps": steps,
+        "chip": chip_d, "chips_by_set": [c.to_dict() for c in by_set], "gpu": points,
+        "ratios": _ratios(points, chip_d),
+        "target": mapping.target.name, "gpu_device": profile.name, "data": data, "split": given.split,
+        "accuracy": round(100 * float((predictions == y).mean()), 2), "events_per_sample": events.per_sample(),
+        "gpu_measured": measured,
     }
 
 
-def format_table(r: dict[str, Any]) -> str:
-    chip, gm = r["chip"], r["gpu_model"]
-    lines = [f"{r['samples']} samples ({r['split']} split of {r['data']}), {r['steps']} steps; hwsim accuracy "
-             f"{r['accuracy']:.2f} %",
-             f"{'':28}{'energy / inference':>20}{'latency / inference':>22}",
-             f"{'chip ' + r['target']:28}{r['chip_energy_uj_per_sample']:>17.3f} uJ"
-             f"{r['chip_latency_ms_per_sample']:>19.4f} ms",
-             f"{'GPU ' + r['gpu_device'] + ' (model)':28}{r['gpu_energy_uj_per_sample']:>17.3f} uJ"
-             f"{r['gpu_latency_ms_per_sample']:>19.4f} ms"]
-    m = r["gpu_measured"]
-    if m is not None:
-        lines.append(f"{'GPU measured (board)':28}{m['energy_uj_per_sample']:>17.3f} uJ"
-                     f"{m['latency_ms_per_sample']:>19.4f} ms   ({m['device']}, batch {m['batch']}, "
-                     f"idle {m['idle_power_w']:.0f} W, "
-                     f"{m['energy_above_idle_uj_per_sample']:.3f} uJ above idle)")
-    lines += [f"GPU / chip: energy {r['energy_ratio_gpu_over_chip']:.3g}x "
-              f"({r['energy_ratio_gpu_over_chip_dynamic']:.3g}x against the chip's dynamic energy "
-              f"{chip['dynamic_energy_uj_per_sample']:.3f} uJ), latency "
-              f"{r['latency_ratio_gpu_over_chip']:.3g}x (modelled)",
-              "chip energy terms (uJ): " + ", ".join(f"{k} {v:.4g}" for k, v in chip["energy_terms_uj"].items())
-              + f"; dominant: {chip['dominant_term']}",
-              "chip latency terms (ms): " + ", ".join(f"{k} {v:.4g}" for k, v in chip["latency_terms_ms"].items())
-              + f"; mean step {chip['step_time_mean_us']:.3f} us",
-              f"GPU model at batch {gm['batch']}: snn fp32 {gm['flops']:,.0f} FLOP, {gm['dram_bytes']:,.0f} DRAM bytes "
-              f"per inference, weights {'L2-resident' if gm['l2_resident'] else 'streamed'}; batch 1: "
-              + "; ".join(f"{p['network']} {p['precision']} {p['energy_j']['total'] * 1e6:.4g} uJ "
-                          f"{p['latency_s'] * 1e3:.4g} ms" for p in r["gpu"]
-                          if p["batch"] == 1 and p["source"] == "model")]
-    lines += [f"GPU measured (board, {p['device']}, {p['launch']}): {p['network']} {p['precision']} batch {p['batch']} "
-              f"{p['energy_j']['total'] * 1e6:.4g} uJ ({p['energy_j']['dynamic'] * 1e6:.4g} above idle) "
-              f"{p['latency_s'] * 1e3:.4g} ms" for p in r["gpu"] if p["source"] == "measured"]
-    lines += [f"note: {n}" for n in chip["notes"]]
+def _si(x: float, unit: str) -> str:
+    """x in the engineering prefix that keeps 1-3 digits before the point."""
+    for scale, prefix in ((1.0, ""), (1e-3, "m"), (1e-6, "u"), (1e-9, "n"), (1e-12, "p")):
+        if abs(x) >= scale:
+            return f"{x / scale:.4g} {prefix}{unit}"
+    return f"{x:.3g} {unit}"
+
+
+def _chip_row(c: dict[str, Any]) -> str:
+    e, band = c["energy_j"], c["energy_band_j"]
+    return (f"{c['target'] + ' / ' + c['constant_set']:30}{_si(e['dynamic'], 'J'):>12}{_si(e['static'], 'J'):>12}"
+            f"{_si(e['total'], 'J'):>12}  [{_si(band['low'], 'J')}, {_si(band['high'], 'J')}]"
+            f"{_si(c['latency_s'], 's'):>12}{_si(c['step_time_s'], 's'):>12}   {c['basis']}, {c['mode']}")
+
+
+def _shown_gpu_points(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The table's GPU rows: each network and precision at batch 1 and at its largest batch, and every measurement."""
+    largest: dict[tuple, int] = {}
+    for p in points:
+        key = (p["device"], p["network"], p["precision"], p["source"])
+        largest[key] = max(largest.get(key, 0), p["batch"])
+    return [p for p in points if p["source"] == "measured" or p["batch"] in
+            (1, largest[(p["device"], p["network"], p["precision"], p["source"])])]
+
+
+def format_table(results: list[dict[str, Any]]) -> str:
+    """The side-by-side table of one or more targets' results (modelled figures, labelled)."""
+    first = results[0]
+    lines = [f"{first['samples']} samples ({first['split']} split of {first['data']}), {first['steps']} steps",
+             "chip figures are modelled from hwsim's event counts (docs/estimator.md); energy per inference",
+             f"{'target / constant set':30}{'dynamic':>12}{'static':>12}{'total':>12}  [band low, high]"
+             f"{'latency':>12}{'step':>12}   basis, mode"]
+    for r in results:
+        lines.append(_chip_row(r["chip"]) + "   <- used")
+        lines += [_chip_row(c) for c in r["chips_by_set"] if c["constant_set"] != r["chip"]["constant_set"]]
+    for r in results:
+        c = r["chip"]
+        lines.append(f"{c['target']}: {r['cores']} cores on {r['chips']} chip(s), hwsim accuracy {r['accuracy']:.2f} %"
+                     f", {c['throughput_per_s']:.4g} inferences/s, EDP {c['edp_js']:.3g} J s; set "
+                     f"{c['constant_set']} ({c['label']})")
+        lines.append("  energy terms: " + ", ".join(f"{k} {_si(v, 'J')}" for k, v in c["terms_j"].items() if v))
+        lines.append("  latency terms: " + ", ".join(f"{k} {_si(v, 's')}" for k, v in c["latency_terms_s"].items()
+                                                   if v))
+        shown = _shown_gpu_points(r["gpu"])
+        for p in shown:
+            lines.append(f"  GPU {p['device']} {p['network']} {p['precision']} batch {p['batch']} ({p['source']}): "
+                         f"total {_si(p['energy_j']['total'], 'J')} (static {_si(p['energy_j']['static'], 'J')}) "
+                         f"per inference, latency {_si(p['latency_s'], 's')}")
+        lines += [f"  {q['what']}: {q['value']:.3g}" for q, p in zip(r["ratios"], r["gpu"], strict=True) if p in shown]
+        lines.append(f"  ({len(r['gpu'])} GPU points in --json: every precision over the batch sweep)")
     return "\n".join(lines)
 
 
@@ -196,8 +222,13 @@ def format_table(r: dict[str, Any]) -> str:
 @click.option("--steps", type=int, default=None,
               help="Time steps per inference (images and events need it; a sequence defaults to its own T).")
 @click.option("--limit", type=int, default=200, show_default=True, help="Samples to run.")
-@click.option("--target", default=None,
-              help="Target for a model (default loihi2); a mapping file keeps the target it was compiled for.")
+@click.option("--target", "targets", multiple=True,
+              help="Target for a model (default loihi2); give it several times for a side-by-side table. A mapping "
+                   "file keeps the target it was compiled for.")
+@click.option("--constant-set", default=None,
+              help="The target's constant set for the chip figures (default: the target's default_set).")
+@click.option("--step-time", type=float, default=None,
+              help="Real-time mode: every step lasts at least this many seconds (e.g. 0.001); default unthrottled.")
 @click.option("--input-encoding", type=click.Choice(ENCODINGS), default=None,
               help="For a model: graded payloads or rate-coded binary spikes (default: the compiler's).")
 @click.option("--gpu", default="h100", show_default=True, help="GPU profile name (mappings/gpus) or a .toml file.")
@@ -207,12 +238,13 @@ def format_table(r: dict[str, Any]) -> str:
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the rate code for spiking inputs.")
 @nir_options
 @click.option("--json", "as_json", is_flag=True, help="End with one JSON line of figures.")
-def estimate_cmd(model, data, split, steps, limit, target, input_encoding, gpu, gpu_batch, measure_gpu, seed,
-                 nir_import, as_json) -> None:
+def estimate_cmd(model, data, split, steps, limit, targets, constant_set, step_time, input_encoding, gpu, gpu_batch,
+                 measure_gpu, seed, nir_import, as_json) -> None:
     """Energy and latency per inference of MAPPING_OR_MODEL on the chip (from hwsim's event counts on DATA),
     and of the same network on a GPU."""
-    mapping = load_or_compile(model, target, input_encoding, nir_import=nir_import)
-    result = estimate(mapping, data, steps, limit, gpu, gpu_batch, measure_gpu, seed, split)
-    click.echo(format_table(result))
+    results = [estimate(load_or_compile(model, target, input_encoding, nir_import=nir_import), data, steps, limit,
+                        gpu, gpu_batch, measure_gpu, seed, split, constant_set=constant_set, step_time=step_time)
+               for target in (targets or (None,))]
+    click.echo(format_table(results))
     if as_json:
-        emit_json(result)
+        emit_json(results[0] if len(results) == 1 else {"targets": results})
