@@ -315,11 +315,14 @@ def test_cli_estimate_json_on_a_model_and_on_its_mapping(digits_model, tmp_path,
     assert chip["energy_band_j"]["low"] <= chip["energy_j"]["total"] <= chip["energy_band_j"]["high"]
     assert chip["edp_js"] == pytest.approx(chip["energy_j"]["total"] * chip["latency_s"])
     assert chip["step_time_s"] == pytest.approx(chip["latency_s"] / 8)
-    gpu = out["gpu"][0]
-    assert (gpu["device"], gpu["network"], gpu["precision"], gpu["batch"], gpu["source"]) == \
-        ("h100", "snn", "fp32", 1, "model")
-    assert out["ratios"] == [{"what": "gpu h100 snn fp32 batch 1 total / chip total",
-                              "value": pytest.approx(gpu["energy_j"]["total"] / chip["energy_j"]["total"])}]
+    # the GPU baseline: ANN and SNN, FP32 and a tensor-core precision, over the batch sweep, all modelled
+    assert {(p["network"], p["precision"]) for p in out["gpu"]} == \
+        {("ann", "fp32"), ("ann", "int8"), ("snn", "fp32"), ("snn", "fp16")}
+    assert {p["source"] for p in out["gpu"]} == {"model"} and {p["device"] for p in out["gpu"]} == {"h100"}
+    gpu = next(p for p in out["gpu"] if (p["network"], p["precision"], p["batch"]) == ("snn", "fp32", 1))
+    assert len(out["ratios"]) == len(out["gpu"])
+    assert {"what": "gpu h100 snn fp32 batch 1 total / chip total",
+            "value": pytest.approx(gpu["energy_j"]["total"] / chip["energy_j"]["total"])} in out["ratios"]
     assert out["events_per_sample"]["synops"] > 0
     assert "modelled" in res.output and "pre-silicon" in res.output and "davies2018" in res.output
     # the same network as a compiled mapping file gives the same figures

@@ -160,7 +160,7 @@ def test_equal_inputs_give_equal_mapping_bytes_wherever_the_target_file_lives(tm
     with zipfile.ZipFile(tmp_path / "m.npz") as zf:
         assert str(tmp_path).encode() not in zf.read("__mapping__.npy")
     changed = tmp_path / "changed.toml"
-    changed.write_text(Path(copies[0]).read_text().replace("synop_pj = 23.6", "synop_pj = 23.7"))
+    changed.write_text(Path(copies[0]).read_text().replace("synop_sparse_pj = 25.0", "synop_sparse_pj = 25.5"))
     assert _header(compile_graph(_graph(), changed).to_bytes(), tmp_path)["target"]["source"] != source
 
 
