@@ -14,7 +14,8 @@ Arrays are (B, T, C) int64, C = the network's cores in ``QuantNetwork.cores`` or
   spike per destination core that holds at least one target of the neuron (the axon level: a message
   fans out to its synapses inside the destination core). A core's own neurons count too (a message that
   stays on its core, zero hops).
-* ``input_messages`` — messages from the network's input ports (off-mesh), by receiving core.
+* ``input_messages`` — messages from the network's input ports (off-mesh), by receiving core; a bias axon's
+  (an always-on port's) are on-chip ``messages_in``.
 * ``hops`` / ``chip_crossings`` — by sending core: for each message, the Manhattan distance between the
   two cores' (x, y) as given in ``Core``, and 1 where the two cores are on different chips.
 * ``active_neurons`` — neurons whose update reads nonzero data: input a[t] != 0, or u[t-1] != 0, or
@@ -86,6 +87,9 @@ class EventTables:
         self.v_init_nonzero = {p.name for p in qnet.populations if (p.v_init != 0).any()}
         self.core_index = {name: torch.as_tensor(cols, device=device) for name, cols in self.core_col.items()}
         self.n_cores = n_cores
+        # a bias axon (an always-on port) fires inside the chip every step: its spikes arrive as on-chip
+        # messages, not as input injected from the host
+        self.on_chip_ports = {i.name for i in qnet.inputs if i.always_on}
         self.masks: dict[str, sp.csr_matrix] = {}
         self.ops: dict[str, SynapseOp] = {}
         self.blocks: dict[str, list[torch.Tensor]] = {}  # per source, the cores each column block covers
@@ -139,8 +143,10 @@ class EventTables:
         active = out if out.dtype == torch.bool else out != 0
         op = self.ops.get(name)  # none for a port that feeds nothing
         counts = op.exact(active.reshape(-1, n)).view(steps, batch, -1) if op is not None else None
-        keys: tuple[str, ...] = (("synops", "messages_in", "spikes", "messages_out", "hops", "chip_crossings")
-                                 if name in self.core_col else ("synops", "input_messages"))
+        if name in self.core_col:
+            keys: tuple[str, ...] = ("synops", "messages_in", "spikes", "messages_out", "hops", "chip_crossings")
+        else:
+            keys = ("synops", "messages_in" if name in self.on_chip_ports else "input_messages")
         result, start = {}, 0
         for key, cores in zip(keys, self.blocks[name]):
             full = torch.zeros((steps, batch, self.n_cores), dtype=torch.int64, device=out.device)

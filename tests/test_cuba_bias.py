@@ -314,3 +314,25 @@ def test_the_gpu_float_network_drives_the_bias_axons_itself():
                                         steps)["read"].numpy()
     hw_v = simulate(qnet, data, steps).v["read"][:, -1]
     assert np.abs(float_v - hw_v).max() <= 1e-3 * np.abs(hw_v).max()  # measured 1.1e-4 (no u_init: 0.23)
+
+
+def test_a_bias_axon_is_an_on_chip_message_each_step_not_host_input():
+    """The always-on port fires inside the chip: per step one message per core holding its population
+    (messages_in), while input_messages count only the data port's spikes, as without the axon."""
+    rng = np.random.default_rng(5)
+    graph = cuba_net(rng)
+    m = compile_quiet(graph, input_encoding="spikes")
+    x = (rng.random((3, 12, 6)) < 0.4).astype(np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NeuromapWarning)
+        events = neuromap.run(m, x, 12, "hwsim", record=("events",)).events
+    assert events is not None
+    qnet = m.netdesc()
+    data_port = next(i for i in qnet.inputs if not i.always_on)
+    fanout = (qnet.incoming("cuba")[0].weights != 0).toarray()  # (10, 6): which neurons each input line reaches
+    cores_of = m.neuron_cores("cuba")
+    reached = [len(set(cores_of[fanout[:, j]])) for j in range(data_port.size)]  # cores per input line
+    spikes = m.encode_inputs(x)[data_port.name].sum(axis=(0, 1))
+    assert events.input_messages.sum() == int((spikes * np.array(reached)).sum())
+    axon_messages = 3 * 12 * sum(len(np.unique(m.neuron_cores(p))) for p in ("cuba", "read"))
+    assert events.messages_in.sum() >= axon_messages
