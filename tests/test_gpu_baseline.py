@@ -262,7 +262,8 @@ def test_cli_json_gpu_points_carry_the_contract_keys(tmp_path):
         assert math.isclose(p["throughput_per_s"], p["batch"] / p["latency_s"])
     assert {p["precision"] for p in out["gpu"]} == {"fp32", "fp16", "int8"}
     headline = next(p for p in out["gpu"] if (p["network"], p["precision"], p["batch"]) == ("snn", "fp32", 1))
-    assert out["gpu_energy_uj_per_sample"] == pytest.approx(headline["energy_j"]["total"] * 1e6)
+    ratio = next(q for q in out["ratios"] if q["what"] == "gpu h200 snn fp32 batch 1 total / chip total")
+    assert ratio["value"] == pytest.approx(headline["energy_j"]["total"] / out["chip"]["energy_j"]["total"])
 
 
 def test_active_power_must_exceed_idle_power(tmp_path):
