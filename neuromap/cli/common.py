@@ -73,3 +73,11 @@ def checked_device(ctx: click.Context, param: click.Parameter, value: str | None
     flag = param.opts[0] if param.opts else "--device"
     raise UnsupportedError(f"{flag} {value!r}: no such device on this machine (available: {', '.join(devices)})",
                            flag=flag, value=value, allowed=devices)
+
+
+def checked_devices(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...] | None:
+    """A click callback for a ``--device`` that takes a comma-separated list (``cuda:0,cuda:1``; ``cpu,cpu``
+    repeats a device): each item checked as ``checked_device`` checks one."""
+    if value is None:
+        return None
+    return tuple(str(checked_device(ctx, param, item)) for item in value.split(","))

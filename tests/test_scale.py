@@ -1,0 +1,98 @@
+"""Scale: the hwsim backend on several devices (``neuromap.run(devices=...)``, ``--device a,b``)."""
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import hwsim.sim
+import neuromap
+from hwsim.sim import SimOptionError
+from neuromap.cli import main
+from neuromap.errors import BackendError
+from neuromap.ir import IF, LI, Affine, Conv2d, Flatten, Input, Output, save_graph, sequential
+
+
+@pytest.fixture(scope="module")
+def graph():
+    rng = np.random.default_rng(3)
+    return sequential([("in", Input((1, 8, 8))),
+                       ("conv", Conv2d((1, 8, 8), rng.normal(0, 0.8, (4, 1, 3, 3)), np.zeros(4), padding=1)),
+                       ("if1", IF((4, 8, 8), threshold=1.0)), ("flat", Flatten((4, 8, 8))),
+                       ("fc", Affine(rng.normal(0, 0.3, (10, 256)), np.zeros(10))), ("if2", IF((10,), threshold=1.0)),
+                       ("out", Output((10,)))])
+
+
+@pytest.fixture(scope="module")
+def mapping(graph):
+    return neuromap.compile(graph, "loihi2")
+
+
+def test_two_cpu_devices_through_neuromap_run_give_the_one_device_result(mapping, monkeypatch):
+    """devices=["cpu", "cpu"] shards 7 samples 4 + 3 over two threads; every trace and event count equals the
+    one-device run, and hwsim.sim.simulate was given the list (not device=)."""
+    x = np.random.default_rng(4).uniform(0, 1, (7, 1, 8, 8))
+    one = neuromap.run(mapping, x, 6, "hwsim", record=("spikes", "v", "u", "events"), device="cpu")
+    seen = []
+    real = hwsim.sim.simulate
+
+    def spy(*args, **kwargs):
+        seen.append((kwargs["device"], kwargs["devices"]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(hwsim.sim, "simulate", spy)
+    two = neuromap.run(mapping, x, 6, "hwsim", record=("spikes", "v", "u", "events"), devices=["cpu", "cpu"])
+    assert seen == [(None, ["cpu", "cpu"])]
+    assert sum(int(s.sum()) for s in one.spikes.values()) > 0
+    for trace in ("spikes", "v", "u"):
+        for name, values in getattr(one, trace).items():
+            np.testing.assert_array_equal(getattr(two, trace)[name], values)
+    for key in ("synops", "spikes", "messages_out", "hops", "active_neurons"):
+        np.testing.assert_array_equal(getattr(two.events, key), getattr(one.events, key))
+    np.testing.assert_array_equal(two.predictions(), one.predictions())
+
+
+def test_the_devices_option_reaches_simulate_and_its_checks(mapping):
+    x = np.zeros((2, 1, 8, 8))
+    with pytest.raises(SimOptionError, match="^devices: the list is empty$"):
+        neuromap.run(mapping, x, 2, "hwsim", devices=[])
+    with pytest.raises(SimOptionError, match="^give device or devices, not both$"):
+        neuromap.run(mapping, x, 2, "hwsim", device="cpu", devices=["cpu"])
+    with pytest.raises(BackendError, match="backend 'torch' has no option 'devices'"):
+        neuromap.run(mapping, x, 2, "torch", devices=["cpu"])
+
+
+def _cli(*args):
+    return CliRunner().invoke(main, list(args))
+
+
+def test_a_device_list_on_the_command_line_shards_with_the_one_device_spikes(tmp_path):
+    model = str(save_graph(sequential([("in", Input((64,))), ("fc1", Affine(np.random.default_rng(5).normal(
+        0, 0.4, (24, 64)), np.zeros(24))), ("if1", IF((24,), threshold=1.0)), ("fc2", Affine(
+            np.random.default_rng(6).normal(0, 0.4, (10, 24)), np.zeros(10))), ("li", LI((10,))),
+        ("out", Output((10,)))]), tmp_path / "net.npz"))
+    outputs = {}
+    for devices in ("cpu", "cpu,cpu"):
+        spikes = tmp_path / f"{devices}.npz"
+        res = _cli("run", model, "--device", devices, "--steps", "8", "--limit", "9", "--json",
+                   "--save-spikes", str(spikes))
+        assert res.exit_code == 0, res.output
+        with np.load(spikes) as saved:
+            outputs[devices] = (json.loads(res.output.strip().splitlines()[-1]), dict(saved))
+    (one, one_spikes), (two, two_spikes) = outputs["cpu"], outputs["cpu,cpu"]
+    assert one["spikes_total"] > 0
+    assert {k: v for k, v in two.items() if k != "seconds"} == {k: v for k, v in one.items() if k != "seconds"}
+    assert one_spikes.keys() == two_spikes.keys()
+    for name, values in one_spikes.items():
+        np.testing.assert_array_equal(two_spikes[name], values)
+
+
+def test_a_bad_device_list_is_one_line_naming_the_item(tmp_path, graph):
+    model = str(save_graph(graph, tmp_path / "conv.npz"))
+    res = _cli("run", model, "--device", "cpu,bogus", "--steps", "2", "--limit", "2")
+    assert res.exit_code == 2
+    assert res.stderr.strip().startswith("neuromap: error: --device 'bogus': no such device on this machine")
+    res = _cli("run", model, "--device", "cpu,cpu", "--backend", "torch", "--steps", "2", "--limit", "2")
+    assert res.exit_code == 2
+    assert res.stderr.strip() == ("neuromap: error: --device with several devices applies to --backend hwsim "
+                                  "only (got --backend torch)")
