@@ -54,9 +54,9 @@ def test_two_cpu_devices_through_neuromap_run_give_the_one_device_result(mapping
 
 def test_the_devices_option_reaches_simulate_and_its_checks(mapping):
     x = np.zeros((2, 1, 8, 8))
-    with pytest.raises(SimOptionError, match="^devices: the list is empty$"):
+    with pytest.raises(SimOptionError, match=r"^devices: the list is empty$"):
         neuromap.run(mapping, x, 2, "hwsim", devices=[])
-    with pytest.raises(SimOptionError, match="^give device or devices, not both$"):
+    with pytest.raises(SimOptionError, match=r"^give device or devices, not both$"):
         neuromap.run(mapping, x, 2, "hwsim", device="cpu", devices=["cpu"])
     with pytest.raises(BackendError, match="backend 'torch' has no option 'devices'"):
         neuromap.run(mapping, x, 2, "torch", devices=["cpu"])
