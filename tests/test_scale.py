@@ -96,3 +96,23 @@ def test_a_bad_device_list_is_one_line_naming_the_item(tmp_path, graph):
     assert res.exit_code == 2
     assert res.stderr.strip() == ("neuromap: error: --device with several devices applies to --backend hwsim "
                                   "only (got --backend torch)")
+
+
+def test_nearby_positions_are_the_diamond_of_the_distance_rows():
+    """place._nearby finds, per tile, the positions within the swap radius; the reference is the distance row
+    of every position (the quadratic form it replaced), on loihi2's 8 chips and on a 6 x 4 grid of them."""
+    from dataclasses import replace
+
+    from mappings import System, load_target
+    from neuromap.passes.place import _SWAP_RADIUS, _nearby, slots
+
+    loihi2 = load_target("loihi2")
+    for target, chips in ((loihi2, 8), (replace(loihi2, system=System(max_chips=24, chip_cols=6, chip_rows=4)), 24)):
+        sl = slots(target, chips)
+        gx, gy = sl.gx.astype(np.int64), sl.gy.astype(np.int64)
+        near = _nearby(sl, _SWAP_RADIUS)
+        assert len(near) == len(gx) == chips * 128
+        for p in range(len(gx)):
+            np.testing.assert_array_equal(near[p], np.nonzero(np.abs(gx - gx[p]) + np.abs(gy - gy[p]) <= 3)[0])
+    # a corner tile of one chip: the tiles (x, y) with x + y <= 3 on the 8 x 4 mesh, 4 cores each
+    assert len(_nearby(slots(loihi2, 1), 3)[0]) == 4 * 10
