@@ -219,8 +219,17 @@ class _Population:
         self.name, self.shape, self.conns, self.target, self.inputs = name, shape, conns, target, inputs
         self.model = memory_model(target)
         self.stats = [[_AxisStats(f) for f in c.factors] if c.factors is not None else None for c in conns]
+        # choosing a slicing asks for the same boxes again (fits, then the tie-break, then each retry with a
+        # lower neuron cap): their use and each slicing's distinct boxes are found once
+        self._usage: dict[tuple[tuple[int, int], ...], tuple[int, list[Usage]]] = {}
+        self._distinct: dict[tuple[int, ...], list[tuple[tuple[int, int], ...]]] = {}
 
     def usage(self, box: tuple[tuple[int, int], ...]) -> tuple[int, list[Usage]]:
+        if box not in self._usage:
+            self._usage[box] = self._count(box)
+        return self._usage[box]
+
+    def _count(self, box: tuple[tuple[int, int], ...]) -> tuple[int, list[Usage]]:
         neurons = math.prod(hi - lo for lo, hi in box)
         uses = []
         rows = None
@@ -248,6 +257,11 @@ class _Population:
     def distinct_boxes(self, sizes: tuple[int, ...]) -> list[tuple[tuple[int, int], ...]]:
         """Boxes that can differ in resource use: every combination of distinct per-axis range statistics
         for Kronecker projections; all boxes when a projection has a general support."""
+        if sizes not in self._distinct:
+            self._distinct[sizes] = self._find_distinct_boxes(sizes)
+        return self._distinct[sizes]
+
+    def _find_distinct_boxes(self, sizes: tuple[int, ...]) -> list[tuple[tuple[int, int], ...]]:
         kron = [st for st in self.stats if st is not None]
         if len(kron) < len(self.stats):
             return self.boxes(sizes)
@@ -291,7 +305,10 @@ class _Population:
             feasible.extend(ok)
         if not feasible:
             self._raise_unfit(tuple(1 for _ in self.shape), neuron_cap)
-        return min(feasible, key=lambda s: (self._cores_with_fanout(s), self._total_axons(s), s))
+        # the order of (cores with fan-out, total input axons, sizes); the axons are counted for the ties only
+        fanout = {s: self._cores_with_fanout(s) for s in feasible}
+        fewest = min(fanout.values())
+        return min((s for s in feasible if fanout[s] == fewest), key=lambda s: (self._total_axons(s), s))
 
     def _cores_with_fanout(self, sizes: tuple[int, ...]) -> float:
         """Slices, plus the output axons their sources need, in cores' worth of output axons."""
