@@ -17,7 +17,7 @@ workload is extrapolated linearly: t(1) + (N - 1) * per-sample time (the start-u
 the full workload of N samples at batch 1 (on --device and on the CPU; the faster counts) and in batches,
 best of two runs each. Both get the same inputs (spikes as bool arrays) and record spikes, v and u of
 every population (hwsim without event counts; ``hwsim_events_sample_steps_per_s`` is the same run with
-them). ``--quick``: 48 samples, Lava on 4, batch 48 (the figures of a short run; the goals are read from a
+them). ``--quick``: 48 samples, Lava on 12, batch 48 (the figures of a short run; the goals are read from a
 full one). Last stdout line: one JSON object.
 """
 from __future__ import annotations
@@ -216,10 +216,10 @@ def main() -> None:
                         help="torch CPU threads (on a loaded machine 1 avoids threads waiting for each other)")
     parser.add_argument("--batches", type=int, nargs="+", default=[50, 200])
     parser.add_argument("--networks", nargs="+", default=["mlp", "sparse10k", "conv"])
-    parser.add_argument("--quick", action="store_true", help="48 samples, Lava on 4 of them, batch 48")
+    parser.add_argument("--quick", action="store_true", help="48 samples, Lava on 12 of them, batch 48")
     args = parser.parse_args()
     if args.quick:
-        args.samples, args.lava_samples, args.batches = 48, 4, [48]
+        args.samples, args.lava_samples, args.batches = 48, 12, [48]
     if args.lava_samples < 2:
         parser.error("--lava-samples must be at least 2 (start-up and per-sample time are separated)")
     torch.set_num_threads(args.threads)

@@ -444,9 +444,10 @@ def partition(lowered: Lowered, quantized: Quantized, target: Target, *,
         size = math.prod(graph.nodes[name].output_shape)
         given = (rates or {}).get(name)
         rate[name] = np.broadcast_to(np.asarray(1.0 if given is None else given, dtype=float), (size,)).ravel()
+    ones = frozenset(name for name in lowered.sources if (rates or {}).get(name) is None)
     slices = {name: _slice_population(pops[name], caps[name]) for name in pops}
     for _ in range(32):  # output axons depend on how destinations are sliced: shrink offenders, recount
-        out_axons, pair = _output_axons(graph, lowered, conns, slices, rate)
+        out_axons, pair = _output_axons(graph, lowered, conns, slices, rate, ones)
         offenders = {}
         for name in pops:
             worst = int(out_axons[name].max(initial=0))
@@ -476,20 +477,47 @@ def _feeds_itself(lowered: Lowered, name: str) -> str:
                                    f"{name!r}, so cutting it finer does not lower its output axons)")
 
 
-def _output_axons(graph, lowered, conns, slices, rate):
-    """Output axons per source slice, and (src, src slice, dst, dst slice) -> (axons, traffic per step)."""
+def _grid(shape: tuple[int, ...], slices: list[Slice]) -> list[list[tuple[int, int]]] | None:
+    """The per-axis ranges of a 3-D population's slicing (its boxes are their product, in order), or None."""
+    if len(shape) != 3:
+        return None
+    ranges = [sorted({s.box[axis] for s in slices}) for axis in range(3)]
+    assert [s.box for s in slices] == list(itertools.product(*ranges)), "a 3-D slicing is a product of ranges"
+    return ranges
+
+
+def _kron_counts(conn: Connectivity, dst: Slice, grid: list[list[tuple[int, int]]] | None) -> np.ndarray:
+    """Source neurons feeding ``dst`` per source slice (one count for an Input), axis by axis: the source mask
+    is a product of per-axis masks and the source slices a product of ranges, so each count is a product
+    of per-axis counts (the flat mask per destination slice made this quadratic in the neurons)."""
+    masks = [f[lo:hi].any(axis=0).astype(np.int64) for f, (lo, hi) in zip(conn.factors or (), dst.box)]
+    if grid is None:
+        return np.array([math.prod(int(m.sum()) for m in masks)])
+    per_axis = [np.add.reduceat(m, [lo for lo, _ in ranges]) for m, ranges in zip(masks, grid)]
+    return reduce(np.multiply.outer, per_axis).ravel()
+
+
+def _output_axons(graph, lowered, conns, slices, rate, ones: frozenset[str]):
+    """Output axons per source slice, and (src, src slice, dst, dst slice) -> (axons, traffic per step).
+    ``ones``: the sources whose rate is 1 per neuron, whose traffic is their axon count."""
     out = {name: np.zeros(len(s), dtype=np.int64) for name, s in slices.items()}
     pair: dict[tuple[str, int, str, int], tuple[int, float]] = {}
     labels = {name: _labels(graph.nodes[name].output_shape, s) for name, s in slices.items()}
+    grids = {name: _grid(graph.nodes[name].output_shape, s) for name, s in slices.items()}
     for pr in lowered.projections:
         conn = conns[pr]
         src_is_input = pr.src not in slices
         label = np.zeros(math.prod(conn.src_shape), dtype=np.int64) if src_is_input else labels[pr.src]
         n_src = 1 if src_is_input else len(slices[pr.src])
+        by_axis = conn.factors is not None and pr.src in ones and (src_is_input or grids[pr.src] is not None)
         for d in slices[pr.dst]:
-            mask = _source_mask(conn, d)
-            counts = np.bincount(label[mask], minlength=n_src)
-            traffic = np.bincount(label[mask], weights=rate[pr.src][mask], minlength=n_src)
+            if by_axis:
+                counts = _kron_counts(conn, d, None if src_is_input else grids[pr.src])
+                traffic = counts.astype(np.float64)  # a sum of ones: exact
+            else:
+                mask = _source_mask(conn, d)
+                counts = np.bincount(label[mask], minlength=n_src)
+                traffic = np.bincount(label[mask], weights=rate[pr.src][mask], minlength=n_src)
             for k in np.nonzero(counts)[0]:
                 key = (pr.src, int(k), pr.dst, d.index)
                 prev = pair.get(key, (0, 0.0))
