@@ -116,3 +116,42 @@ def test_nearby_positions_are_the_diamond_of_the_distance_rows():
             np.testing.assert_array_equal(near[p], np.nonzero(np.abs(gx - gx[p]) + np.abs(gy - gy[p]) <= 3)[0])
     # a corner tile of one chip: the tiles (x, y) with x + y <= 3 on the 8 x 4 mesh, 4 cores each
     assert len(_nearby(slots(loihi2, 1), 3)[0]) == 4 * 10
+
+
+def test_output_axons_by_axis_equal_the_flat_source_masks():
+    """partition._output_axons counts a Kronecker projection's axons per source slice axis by axis when the
+    source's rate is 1; the reference is the flat source mask of every destination slice (the path taken
+    for calibrated rates), on a conv net with an Input, stride-2 convs, a pool and an identity shortcut."""
+    from mappings import load_target
+    from neuromap.ir import Graph, SumPool2d
+    from neuromap.passes import partition as part
+    from neuromap.passes.lower import lower
+    from neuromap.passes.quantize import quantize
+
+    rng = np.random.default_rng(8)
+    graph = Graph({"in": Input((2, 20, 20)), "c1": Conv2d((2, 20, 20), rng.normal(0, 0.5, (6, 2, 3, 3)), np.zeros(6),
+                                                             padding=1),
+                   "n1": IF((6, 20, 20), threshold=1.0),
+                   "c2": Conv2d((6, 20, 20), rng.normal(0, 0.5, (8, 6, 3, 3)), np.zeros(8), stride=2, padding=1),
+                   "n2": IF((8, 10, 10), threshold=1.0), "pool": SumPool2d((8, 10, 10), 2),
+                   "n3": IF((8, 5, 5), threshold=1.0), "c3": Conv2d((8, 5, 5), rng.normal(0, 0.5, (8, 8, 3, 3)),
+                                                                   np.zeros(8), padding=1),
+                   "n4": IF((8, 5, 5), threshold=1.0), "out": Output((8, 5, 5))},
+                  [("in", "c1"), ("c1", "n1"), ("n1", "c2"), ("c2", "n2"), ("n2", "pool"), ("pool", "n3"),
+                   ("n3", "c3"), ("c3", "n4"), ("n3", "n4"), ("n4", "out")])
+    target = load_target("loihi2")
+    lowered = lower(graph)
+    quantized = quantize(lowered, target)
+    integer = {(q.src, q.dst): q for q in quantized.projections}
+    conns = {pr: part.connectivity(graph, pr, integer[(pr.src, pr.dst)]) for pr in lowered.projections}
+    pops = {name: part._Population(name, graph.nodes[name].output_shape,
+                                   [conns[pr] for pr in lowered.incoming(name)], target, frozenset(graph.inputs))
+            for name in lowered.populations}
+    slices = {name: part._slice_population(pops[name], cap) for name, cap in zip(pops, (96, 50, 40, 30))}
+    assert all(len(s) > 1 for s in slices.values())
+    rate = {name: np.ones(int(np.prod(graph.nodes[name].output_shape))) for name in lowered.sources}
+    by_axis = part._output_axons(graph, lowered, conns, slices, rate, frozenset(lowered.sources))
+    flat = part._output_axons(graph, lowered, conns, slices, rate, frozenset())
+    assert by_axis[1] == flat[1] and len(flat[1]) > 20
+    for name in slices:
+        np.testing.assert_array_equal(by_axis[0][name], flat[0][name])
