@@ -511,6 +511,8 @@ def _output_axons(graph, lowered, conns, slices, rate, ones: frozenset[str]):
         n_src = 1 if src_is_input else len(slices[pr.src])
         by_axis = conn.factors is not None and pr.src in ones and (src_is_input or grids[pr.src] is not None)
         for d in slices[pr.dst]:
+            counts: np.ndarray
+            traffic: np.ndarray
             if by_axis:
                 counts = _kron_counts(conn, d, None if src_is_input else grids[pr.src])
                 traffic = counts.astype(np.float64)  # a sum of ones: exact
