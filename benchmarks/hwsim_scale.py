@@ -10,9 +10,17 @@ random frame repeated for all T steps). For each batch size B, the same run time
 ``ratio`` = hwsim sample-steps/s / float32 frames/s (goal: >= 0.5 on the CPU), in wall time and in this
 process's CPU time (``ratio_cpu_time``: less disturbed on a shared machine). Each figure is the best of
 ``--repeats`` runs after one warm-up; the network's plan (``hwsim.sim``) is built by the warm-up, once.
-``--quick``: B = 2 and 8, T = 8, one repeat. Last stdout line: JSON.
+``--quick``: B = 2 and 8, T = 8, one repeat.
+
+``--samples N`` (e.g. 10000: the CIFAR-10 test set's size, at T = ``--steps``) times a whole test set of N
+random 3x32x32 samples instead, on the first of ``--networks``: hwsim in ``simulate`` calls of ``--block``
+samples (each sizes its own chunks to the device's memory), the float32 forward on the same N * T frames in
+batches of ``--float-batch``; the plan is built by a warm-up call outside the timing. It reports both wall
+times, hwsim's sample-steps/s and the ratio to the float32 forward (goal with ``--device cuda``: 10,000
+samples at T = 32 in <= 60 s on one H100/H200-class GPU). Last stdout line: JSON.
 
 Usage: python benchmarks/hwsim_scale.py [--device cpu|cuda] [--quick] [--batches 4 64] [--steps 32]
+       python benchmarks/hwsim_scale.py --samples 10000 [--device cuda] [--block 1000]
 """
 from __future__ import annotations
 
@@ -110,6 +118,60 @@ def measure(name: str, graph: Graph, args, device: torch.device) -> dict:
     return out
 
 
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def test_set(name: str, graph: Graph, args, device: torch.device) -> dict:
+    """N samples x T steps through hwsim (blocks of ``args.block`` samples) and through the float32 forward
+    (batches of ``args.float_batch`` frames), each timed once over the whole set, wall clock."""
+    import neuromap
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mapping = neuromap.compile(graph, args.target, seed=args.seed)
+    qnet = mapping.netdesc()
+    forward = float_forward(graph, device)
+    shape = graph.nodes[next(iter(mapping.inputs))].output_shape
+    rng = np.random.default_rng(args.seed)
+    frames = rng.random((args.samples, *shape)).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        encoded = mapping.encode_inputs(frames)  # one frame per sample, held for every step
+    port = next(iter(encoded))
+
+    def block(lo: int, hi: int) -> dict[str, np.ndarray]:  # (b, T, size) views: no copy per step
+        return {port: np.broadcast_to(encoded[port][lo:hi, None], (hi - lo, args.steps, *encoded[port].shape[1:]))}
+
+    simulate(qnet, block(0, min(2, args.samples)), args.steps, record=False, device=device)  # builds the plan
+    _synchronize(device)
+    start = time.perf_counter()
+    for lo in range(0, args.samples, args.block):
+        simulate(qnet, block(lo, min(lo + args.block, args.samples)), args.steps, record=False, device=device)
+    _synchronize(device)
+    t_hwsim = time.perf_counter() - start
+    flat = torch.from_numpy(frames).to(device)
+    with torch.no_grad():
+        forward(flat[:2])
+        _synchronize(device)
+        start = time.perf_counter()
+        per_batch = max(1, args.float_batch // args.steps)  # samples whose T frames fill one float batch
+        for lo in range(0, args.samples, per_batch):
+            part = flat[lo:lo + per_batch]
+            forward(part.repeat_interleave(args.steps, dim=0))  # each sample's frame T times, as hwsim sees it
+        _synchronize(device)
+        t_float = time.perf_counter() - start
+    frames_total = args.samples * args.steps
+    row = {"network": name, "samples": args.samples, "steps": args.steps, "block": args.block,
+           "hwsim_seconds": round(t_hwsim, 2), "float32_seconds": round(t_float, 2),
+           "hwsim_sample_steps_per_s": round(frames_total / t_hwsim, 1),
+           "float32_frames_per_s": round(frames_total / t_float, 1), "ratio": round(t_float / t_hwsim, 3),
+           "neurons": sum(p.size for p in qnet.populations)}
+    log(f"[{name}] test set: {json.dumps(row)}")
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cpu")
@@ -121,15 +183,24 @@ def main() -> None:
     parser.add_argument("--networks", nargs="+", default=["vgg11", "resnet20"], choices=["vgg11", "resnet20"])
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--quick", action="store_true", help="batches 2 and 8, 8 steps, one repeat")
+    parser.add_argument("--samples", type=int, default=None,
+                        help="time a whole test set of this many samples (10000: CIFAR-10's) instead of --batches")
+    parser.add_argument("--block", type=int, default=1000, help="--samples: samples per simulate call")
+    parser.add_argument("--float-batch", type=int, default=4096, help="--samples: frames per float32 forward")
     args = parser.parse_args()
     if args.quick:
         args.batches, args.steps, args.repeats = [2, 8], 8, 1
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     builders = {"vgg11": vgg11, "resnet20": resnet20}
+    common = {"benchmark": "hwsim_scale", "device": str(device), "torch_threads": torch.get_num_threads(),
+              "target": args.target}
+    if args.samples is not None:
+        name = args.networks[0]
+        print(json.dumps({**common, "test_set": test_set(name, builders[name](args.seed), args, device)}))
+        return
     results = {name: measure(name, builders[name](args.seed), args, device) for name in args.networks}
-    print(json.dumps({"benchmark": "hwsim_scale", "device": str(device), "torch_threads": torch.get_num_threads(),
-                      "target": args.target, "quick": args.quick, "networks": results}))
+    print(json.dumps({**common, "quick": args.quick, "networks": results}))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ workload is extrapolated linearly: t(1) + (N - 1) * per-sample time (the start-u
 the full workload of N samples at batch 1 (on --device and on the CPU; the faster counts) and in batches,
 best of two runs each. Both get the same inputs (spikes as bool arrays) and record spikes, v and u of
 every population (hwsim without event counts; ``hwsim_events_sample_steps_per_s`` is the same run with
-them). Last stdout line: one JSON object.
+them). ``--quick``: 48 samples, Lava on 12, batch 48 (the figures of a short run; the goals are read from a
+full one). Last stdout line: one JSON object.
 """
 from __future__ import annotations
 
@@ -215,7 +216,10 @@ def main() -> None:
                         help="torch CPU threads (on a loaded machine 1 avoids threads waiting for each other)")
     parser.add_argument("--batches", type=int, nargs="+", default=[50, 200])
     parser.add_argument("--networks", nargs="+", default=["mlp", "sparse10k", "conv"])
+    parser.add_argument("--quick", action="store_true", help="48 samples, Lava on 12 of them, batch 48")
     args = parser.parse_args()
+    if args.quick:
+        args.samples, args.lava_samples, args.batches = 48, 12, [48]
     if args.lava_samples < 2:
         parser.error("--lava-samples must be at least 2 (start-up and per-sample time are separated)")
     torch.set_num_threads(args.threads)
@@ -225,7 +229,7 @@ def main() -> None:
         qnet, inputs, labels = builders[name](args.samples, args.steps)
         inputs = as_bits(qnet, inputs)
         results[name] = measure(name, qnet, inputs, labels, args.steps, args)
-    print(json.dumps({"device": args.device, "torch_threads": torch.get_num_threads(),
+    print(json.dumps({"device": args.device, "torch_threads": torch.get_num_threads(), "quick": args.quick,
                       "lava_extrapolation": "t(1 sample) + (samples - 1) * (t(k) - t(1)) / (k - 1), "
                                             "best of 2 runs each",
                       "networks_built_by": {"mlp": "neuromap.compile (loihi2)", "conv": "neuromap.compile (loihi2)",

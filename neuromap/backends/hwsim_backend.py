@@ -15,7 +15,9 @@ from neuromap.backends.base import TRACES, Model, Traces, every_step, population
 
 class HwsimBackend:
     options: ClassVar[dict[str, str]] = {
-        "device": "torch device for the emulator, e.g. cuda (default: cuda when present)"}
+        "device": "torch device for the emulator, e.g. cuda (default: cuda when present)",
+        "devices": "several torch devices, e.g. ['cuda:0', 'cuda:1']: the batch is sharded across them, with the "
+                   "results of one device (instead of device)"}
     records: ClassVar[frozenset[str]] = frozenset({*TRACES, "events"})
 
     def run(self, model: Model, frames: dict[str, np.ndarray], steps: int, record: frozenset[str],
@@ -25,7 +27,7 @@ class HwsimBackend:
         mapping = model.mapping()
         hw = hwsim.sim.simulate(mapping.netdesc(), mapping.encode_inputs(every_step(frames, steps)), steps,
                                 record=tuple(k for k in TRACES if k in record), device=options.get("device"),
-                                events="events" in record)
+                                devices=options.get("devices"), events="events" in record)
         shapes = population_shapes(model.graph)
         return Traces(engine="hwsim", spikes=shaped(hw.spikes, shapes), v=shaped(hw.v, shapes),
                       u=shaped(hw.u, shapes), events=hw.events)

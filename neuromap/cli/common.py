@@ -141,3 +141,11 @@ def check_run_memory(samples: int, steps: int, values_per_step: int, bytes_per_v
     check_memory(needed, f"--steps {steps:,}: {what} (samples x steps x values per step x bytes per value: "
                  f"{samples:,} x {steps:,} x {values_per_step:,} x {bytes_per_value})", UnsupportedError,
                  flag="--steps", value=steps)
+
+
+def checked_devices(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...] | None:
+    """A click callback for a ``--device`` that takes a comma-separated list (``cuda:0,cuda:1``; ``cpu,cpu``
+    repeats a device): each item checked as ``checked_device`` checks one."""
+    if value is None:
+        return None
+    return tuple(str(checked_device(ctx, param, item)) for item in value.split(","))

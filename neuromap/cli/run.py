@@ -18,13 +18,13 @@ import click
 import numpy as np
 
 from neuromap.atomic import atomic_path
-from neuromap.cli.common import SEED, check_run_memory, checked_device, checked_output, emit_json, nir_options
+from neuromap.cli.common import SEED, check_run_memory, checked_devices, checked_output, emit_json, nir_options
 from neuromap.data import SPLITS, Samples
 from neuromap.errors import NeuromapError
 
 DEFAULT_STEPS = 32  # for images (presented every step) and event streams (binned into this many steps)
 # backend option -> the flag that sets it
-OPTION_FLAGS = {"float": "--float", "device": "--device"}
+OPTION_FLAGS = {"float": "--float", "device": "--device", "devices": "--device with several devices"}
 
 
 def _frames(x: np.ndarray, steps: int, encoding: str, seed: int) -> np.ndarray:
@@ -74,22 +74,25 @@ def _backend_options(backend: str, given: dict[str, Any]) -> dict[str, Any]:
               help="Target (name or TOML) to compile a graph for (default loihi2); a Mapping keeps its own.")
 @nir_options
 @click.option("--float", "float_lava", is_flag=True, help="lava: run the float graph in floating_pt.")
-@click.option("--device", default=None, callback=checked_device,
-              help="torch/hwsim device, e.g. cuda (default: cuda when present for hwsim).")
+@click.option("--device", default=None, callback=checked_devices,
+              help="torch/hwsim device, e.g. cuda (default: cuda when present for hwsim); for hwsim a list, "
+                   "e.g. cuda:0,cuda:1, shards the batch across them with the results of one device.")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the Poisson encoder.")
 @click.option("--save-spikes", type=click.Path(dir_okay=False), default=None, callback=checked_output,
               help="Write every population's spikes (N, T, neurons) to this .npz file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON line last.")
 def run_cmd(model: str, backend: str, data_name: str, split: str | None, steps: int | None, limit: int,
-            encoding: str, target: str, nir_import: dict[str, Any], float_lava: bool, device: str | None, seed: int,
-            save_spikes: str | None, as_json: bool) -> None:
+            encoding: str, target: str, nir_import: dict[str, Any], float_lava: bool,
+            device: tuple[str, ...] | None, seed: int, save_spikes: str | None, as_json: bool) -> None:
     """Run MODEL (a Mapping, a saved graph or a NIR file) on a data set's samples."""
     from neuromap import data as nmdata
     from neuromap.backends import get_backend, run
     from neuromap.ir.presets import preset
     from neuromap.mapping import Mapping, read_model
 
-    given = {key: value for key, value in (("float", float_lava), ("device", device)) if value}
+    # one device is the option every torch backend takes; a list is hwsim's devices option
+    chosen = ("device", device[0]) if device is not None and len(device) == 1 else ("devices", list(device or ()))
+    given = {key: value for key, value in (("float", float_lava), chosen) if value}
     options = _backend_options(backend, given)
     start = time.perf_counter()
     loaded = read_model(model, **nir_import)

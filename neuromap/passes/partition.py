@@ -230,8 +230,17 @@ class _Population:
         self.name, self.shape, self.conns, self.target, self.inputs = name, shape, conns, target, inputs
         self.model = memory_model(target)
         self.stats = [[_AxisStats(f) for f in c.factors] if c.factors is not None else None for c in conns]
+        # choosing a slicing asks for the same boxes again (fits, then the tie-break, then each retry with a
+        # lower neuron cap): their use and each slicing's distinct boxes are found once
+        self._usage: dict[tuple[tuple[int, int], ...], tuple[int, list[Usage]]] = {}
+        self._distinct: dict[tuple[int, ...], list[tuple[tuple[int, int], ...]]] = {}
 
     def usage(self, box: tuple[tuple[int, int], ...]) -> tuple[int, list[Usage]]:
+        if box not in self._usage:
+            self._usage[box] = self._count(box)
+        return self._usage[box]
+
+    def _count(self, box: tuple[tuple[int, int], ...]) -> tuple[int, list[Usage]]:
         neurons = math.prod(hi - lo for lo, hi in box)
         uses = []
         rows = None
@@ -259,6 +268,11 @@ class _Population:
     def distinct_boxes(self, sizes: tuple[int, ...]) -> list[tuple[tuple[int, int], ...]]:
         """Boxes that can differ in resource use: every combination of distinct per-axis range statistics
         for Kronecker projections; all boxes when a projection has a general support."""
+        if sizes not in self._distinct:
+            self._distinct[sizes] = self._find_distinct_boxes(sizes)
+        return self._distinct[sizes]
+
+    def _find_distinct_boxes(self, sizes: tuple[int, ...]) -> list[tuple[tuple[int, int], ...]]:
         kron = [st for st in self.stats if st is not None]
         if len(kron) < len(self.stats):
             return self.boxes(sizes)
@@ -302,7 +316,10 @@ class _Population:
             feasible.extend(ok)
         if not feasible:
             self._raise_unfit(tuple(1 for _ in self.shape), neuron_cap)
-        return min(feasible, key=lambda s: (self._cores_with_fanout(s), self._total_axons(s), s))
+        # the order of (cores with fan-out, total input axons, sizes); the axons are counted for the ties only
+        fanout = {s: self._cores_with_fanout(s) for s in feasible}
+        fewest = min(fanout.values())
+        return min((s for s in feasible if fanout[s] == fewest), key=lambda s: (self._total_axons(s), s))
 
     def _cores_with_fanout(self, sizes: tuple[int, ...]) -> float:
         """Slices, plus the output axons their sources need, in cores' worth of output axons."""
@@ -439,9 +456,10 @@ def partition(lowered: Lowered, quantized: Quantized, target: Target, *,
         size = math.prod(graph.nodes[name].output_shape)
         given = (rates or {}).get(name)
         rate[name] = np.broadcast_to(np.asarray(1.0 if given is None else given, dtype=float), (size,)).ravel()
+    ones = frozenset(name for name in lowered.sources if (rates or {}).get(name) is None)
     slices = {name: _slice_population(pops[name], caps[name]) for name in pops}
     for _ in range(32):  # output axons depend on how destinations are sliced: shrink offenders, recount
-        out_axons, pair = _output_axons(graph, conns, slices, rate)
+        out_axons, pair = _output_axons(graph, conns, slices, rate, ones)
         offenders = {}
         for name in pops:
             worst = int(out_axons[name].max(initial=0))
@@ -471,19 +489,48 @@ def _feeds_itself(lowered: Lowered, name: str) -> str:
                                    f"{name!r}, so cutting it finer does not lower its output axons)")
 
 
-def _output_axons(graph, conns: list[Connectivity], slices, rate):
-    """Output axons per source slice, and (src, src slice, dst, dst slice) -> (axons, traffic per step)."""
+def _grid(shape: tuple[int, ...], slices: list[Slice]) -> list[list[tuple[int, int]]] | None:
+    """The per-axis ranges of a 3-D population's slicing (its boxes are their product, in order), or None."""
+    if len(shape) != 3:
+        return None
+    ranges = [sorted({s.box[axis] for s in slices}) for axis in range(3)]
+    assert [s.box for s in slices] == list(itertools.product(*ranges)), "a 3-D slicing is a product of ranges"
+    return ranges
+
+
+def _kron_counts(conn: Connectivity, dst: Slice, grid: list[list[tuple[int, int]]] | None) -> np.ndarray:
+    """Source neurons feeding ``dst`` per source slice (one count for an Input), axis by axis: the source mask
+    is a product of per-axis masks and the source slices a product of ranges, so each count is a product
+    of per-axis counts (the flat mask per destination slice made this quadratic in the neurons)."""
+    masks = [f[lo:hi].any(axis=0).astype(np.int64) for f, (lo, hi) in zip(conn.factors or (), dst.box)]
+    if grid is None:
+        return np.array([math.prod(int(m.sum()) for m in masks)])
+    per_axis = [np.add.reduceat(m, [lo for lo, _ in ranges]) for m, ranges in zip(masks, grid)]
+    return reduce(np.multiply.outer, per_axis).ravel()
+
+
+def _output_axons(graph, conns: list[Connectivity], slices, rate, ones: frozenset[str]):
+    """Output axons per source slice, and (src, src slice, dst, dst slice) -> (axons, traffic per step).
+    ``ones``: the sources whose rate is 1 per neuron, whose traffic is their axon count."""
     out = {name: np.zeros(len(s), dtype=np.int64) for name, s in slices.items()}
     pair: dict[tuple[str, int, str, int], tuple[int, float]] = {}
     labels = {name: _labels(graph.nodes[name].output_shape, s) for name, s in slices.items()}
+    grids = {name: _grid(graph.nodes[name].output_shape, s) for name, s in slices.items()}
     for conn in conns:
         src_is_input = conn.src not in slices
         label = np.zeros(math.prod(conn.src_shape), dtype=np.int64) if src_is_input else labels[conn.src]
         n_src = 1 if src_is_input else len(slices[conn.src])
+        by_axis = conn.factors is not None and conn.src in ones and (src_is_input or grids[conn.src] is not None)
         for d in slices[conn.dst]:
-            mask = _source_mask(conn, d)
-            counts = np.bincount(label[mask], minlength=n_src)
-            traffic = np.bincount(label[mask], weights=rate[conn.src][mask], minlength=n_src)
+            counts: np.ndarray
+            traffic: np.ndarray
+            if by_axis:
+                counts = _kron_counts(conn, d, None if src_is_input else grids[conn.src])
+                traffic = counts.astype(np.float64)  # a sum of ones: exact
+            else:
+                mask = _source_mask(conn, d)
+                counts = np.bincount(label[mask], minlength=n_src)
+                traffic = np.bincount(label[mask], weights=rate[conn.src][mask], minlength=n_src)
             for k in np.nonzero(counts)[0]:
                 key = (conn.src, int(k), conn.dst, d.index)
                 prev = pair.get(key, (0, 0.0))

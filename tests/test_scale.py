@@ -1,0 +1,157 @@
+"""Scale: the hwsim backend on several devices (``neuromap.run(devices=...)``, ``--device a,b``)."""
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import hwsim.sim
+import neuromap
+from hwsim.sim import SimOptionError
+from neuromap.cli import main
+from neuromap.errors import BackendError
+from neuromap.ir import IF, LI, Affine, Conv2d, Flatten, Input, Output, save_graph, sequential
+
+
+@pytest.fixture(scope="module")
+def graph():
+    rng = np.random.default_rng(3)
+    return sequential([("in", Input((1, 8, 8))),
+                       ("conv", Conv2d((1, 8, 8), rng.normal(0, 0.8, (4, 1, 3, 3)), np.zeros(4), padding=1)),
+                       ("if1", IF((4, 8, 8), threshold=1.0)), ("flat", Flatten((4, 8, 8))),
+                       ("fc", Affine(rng.normal(0, 0.3, (10, 256)), np.zeros(10))), ("if2", IF((10,), threshold=1.0)),
+                       ("out", Output((10,)))])
+
+
+@pytest.fixture(scope="module")
+def mapping(graph):
+    return neuromap.compile(graph, "loihi2")
+
+
+def test_two_cpu_devices_through_neuromap_run_give_the_one_device_result(mapping, monkeypatch):
+    """devices=["cpu", "cpu"] shards 7 samples 4 + 3 over two threads; every trace and event count equals the
+    one-device run, and hwsim.sim.simulate was given the list (not device=)."""
+    x = np.random.default_rng(4).uniform(0, 1, (7, 1, 8, 8))
+    one = neuromap.run(mapping, x, 6, "hwsim", record=("spikes", "v", "u", "events"), device="cpu")
+    seen = []
+    real = hwsim.sim.simulate
+
+    def spy(*args, **kwargs):
+        seen.append((kwargs["device"], kwargs["devices"]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(hwsim.sim, "simulate", spy)
+    two = neuromap.run(mapping, x, 6, "hwsim", record=("spikes", "v", "u", "events"), devices=["cpu", "cpu"])
+    assert seen == [(None, ["cpu", "cpu"])]
+    assert sum(int(s.sum()) for s in one.spikes.values()) > 0
+    for trace in ("spikes", "v", "u"):
+        for name, values in getattr(one, trace).items():
+            np.testing.assert_array_equal(getattr(two, trace)[name], values)
+    for key in ("synops", "spikes", "messages_out", "hops", "active_neurons"):
+        np.testing.assert_array_equal(getattr(two.events, key), getattr(one.events, key))
+    np.testing.assert_array_equal(two.predictions(), one.predictions())
+
+
+def test_the_devices_option_reaches_simulate_and_its_checks(mapping):
+    x = np.zeros((2, 1, 8, 8))
+    with pytest.raises(SimOptionError, match=r"^devices: the list is empty$"):
+        neuromap.run(mapping, x, 2, "hwsim", devices=[])
+    with pytest.raises(SimOptionError, match=r"^give device or devices, not both$"):
+        neuromap.run(mapping, x, 2, "hwsim", device="cpu", devices=["cpu"])
+    with pytest.raises(BackendError, match="backend 'torch' has no option 'devices'"):
+        neuromap.run(mapping, x, 2, "torch", devices=["cpu"])
+
+
+def _cli(*args):
+    return CliRunner().invoke(main, list(args))
+
+
+def test_a_device_list_on_the_command_line_shards_with_the_one_device_spikes(tmp_path):
+    model = str(save_graph(sequential([("in", Input((64,))), ("fc1", Affine(np.random.default_rng(5).normal(
+        0, 0.4, (24, 64)), np.zeros(24))), ("if1", IF((24,), threshold=1.0)), ("fc2", Affine(
+            np.random.default_rng(6).normal(0, 0.4, (10, 24)), np.zeros(10))), ("li", LI((10,))),
+        ("out", Output((10,)))]), tmp_path / "net.npz"))
+    outputs = {}
+    for devices in ("cpu", "cpu,cpu"):
+        spikes = tmp_path / f"{devices}.npz"
+        res = _cli("run", model, "--device", devices, "--steps", "8", "--limit", "9", "--json",
+                   "--save-spikes", str(spikes))
+        assert res.exit_code == 0, res.output
+        with np.load(spikes) as saved:
+            outputs[devices] = (json.loads(res.output.strip().splitlines()[-1]), dict(saved))
+    (one, one_spikes), (two, two_spikes) = outputs["cpu"], outputs["cpu,cpu"]
+    assert one["spikes_total"] > 0
+    assert {k: v for k, v in two.items() if k != "seconds"} == {k: v for k, v in one.items() if k != "seconds"}
+    assert one_spikes.keys() == two_spikes.keys()
+    for name, values in one_spikes.items():
+        np.testing.assert_array_equal(two_spikes[name], values)
+
+
+def test_a_bad_device_list_is_one_line_naming_the_item(tmp_path, graph):
+    model = str(save_graph(graph, tmp_path / "conv.npz"))
+    res = _cli("run", model, "--device", "cpu,bogus", "--steps", "2", "--limit", "2")
+    assert res.exit_code == 2
+    assert res.stderr.strip().startswith("neuromap: error: --device 'bogus': no such device on this machine")
+    res = _cli("run", model, "--device", "cpu,cpu", "--backend", "torch", "--steps", "2", "--limit", "2")
+    assert res.exit_code == 2
+    assert res.stderr.strip() == ("neuromap: error: --device with several devices applies to --backend hwsim "
+                                  "only (got --backend torch)")
+
+
+def test_nearby_positions_are_the_diamond_of_the_distance_rows():
+    """place._nearby finds, per tile, the positions within the swap radius; the reference is the distance row
+    of every position (the quadratic form it replaced), on loihi2's 8 chips and on a 6 x 4 grid of them."""
+    from dataclasses import replace
+
+    from mappings import System, load_target
+    from neuromap.passes.place import _SWAP_RADIUS, _nearby, slots
+
+    loihi2 = load_target("loihi2")
+    for target, chips in ((loihi2, 8), (replace(loihi2, system=System(max_chips=24, chip_cols=6, chip_rows=4)), 24)):
+        sl = slots(target, chips)
+        gx, gy = sl.gx.astype(np.int64), sl.gy.astype(np.int64)
+        near = _nearby(sl, _SWAP_RADIUS)
+        assert len(near) == len(gx) == chips * 128
+        for p in range(len(gx)):
+            np.testing.assert_array_equal(near[p], np.nonzero(np.abs(gx - gx[p]) + np.abs(gy - gy[p]) <= 3)[0])
+    # a corner tile of one chip: the tiles (x, y) with x + y <= 3 on the 8 x 4 mesh, 4 cores each
+    assert len(_nearby(slots(loihi2, 1), 3)[0]) == 4 * 10
+
+
+def test_output_axons_by_axis_equal_the_flat_source_masks():
+    """partition._output_axons counts a Kronecker projection's axons per source slice axis by axis when the
+    source's rate is 1; the reference is the flat source mask of every destination slice (the path taken
+    for calibrated rates), on a conv net with an Input, stride-2 convs, a pool and an identity shortcut."""
+    from mappings import load_target
+    from neuromap.ir import Graph, SumPool2d
+    from neuromap.passes import partition as part
+    from neuromap.passes.lower import lower
+    from neuromap.passes.quantize import quantize
+
+    rng = np.random.default_rng(8)
+    graph = Graph({"in": Input((2, 20, 20)), "c1": Conv2d((2, 20, 20), rng.normal(0, 0.5, (6, 2, 3, 3)), np.zeros(6),
+                                                             padding=1),
+                   "n1": IF((6, 20, 20), threshold=1.0),
+                   "c2": Conv2d((6, 20, 20), rng.normal(0, 0.5, (8, 6, 3, 3)), np.zeros(8), stride=2, padding=1),
+                   "n2": IF((8, 10, 10), threshold=1.0), "pool": SumPool2d((8, 10, 10), 2),
+                   "n3": IF((8, 5, 5), threshold=1.0), "c3": Conv2d((8, 5, 5), rng.normal(0, 0.5, (8, 8, 3, 3)),
+                                                                   np.zeros(8), padding=1),
+                   "n4": IF((8, 5, 5), threshold=1.0), "out": Output((8, 5, 5))},
+                  [("in", "c1"), ("c1", "n1"), ("n1", "c2"), ("c2", "n2"), ("n2", "pool"), ("pool", "n3"),
+                   ("n3", "c3"), ("c3", "n4"), ("n3", "n4"), ("n4", "out")])
+    target = load_target("loihi2")
+    lowered = lower(graph)
+    quantized = quantize(lowered, target)
+    integer = {(q.src, q.dst): q for q in quantized.projections}
+    conns = {pr: part.connectivity(graph, pr, integer[(pr.src, pr.dst)]) for pr in lowered.projections}
+    pops = {name: part._Population(name, graph.nodes[name].output_shape,
+                                   [conns[pr] for pr in lowered.incoming(name)], target, frozenset(graph.inputs))
+            for name in lowered.populations}
+    slices = {name: part._slice_population(pops[name], cap) for name, cap in zip(pops, (96, 50, 40, 30))}
+    assert all(len(s) > 1 for s in slices.values())
+    rate = {name: np.ones(int(np.prod(graph.nodes[name].output_shape))) for name in lowered.sources}
+    by_axis = part._output_axons(graph, lowered, conns, slices, rate, frozenset(lowered.sources))
+    flat = part._output_axons(graph, lowered, conns, slices, rate, frozenset())
+    assert by_axis[1] == flat[1] and len(flat[1]) > 20
+    for name in slices:
+        np.testing.assert_array_equal(by_axis[0][name], flat[0][name])
