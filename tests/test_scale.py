@@ -143,15 +143,15 @@ def test_output_axons_by_axis_equal_the_flat_source_masks():
     lowered = lower(graph)
     quantized = quantize(lowered, target)
     integer = {(q.src, q.dst): q for q in quantized.projections}
-    conns = {pr: part.connectivity(graph, pr, integer[(pr.src, pr.dst)]) for pr in lowered.projections}
+    conns = [part.connectivity(graph, pr, integer[(pr.src, pr.dst)]) for pr in lowered.projections]
     pops = {name: part._Population(name, graph.nodes[name].output_shape,
-                                   [conns[pr] for pr in lowered.incoming(name)], target, frozenset(graph.inputs))
+                                   [c for c in conns if c.dst == name], target, frozenset(graph.inputs))
             for name in lowered.populations}
     slices = {name: part._slice_population(pops[name], cap) for name, cap in zip(pops, (96, 50, 40, 30))}
     assert all(len(s) > 1 for s in slices.values())
     rate = {name: np.ones(int(np.prod(graph.nodes[name].output_shape))) for name in lowered.sources}
-    by_axis = part._output_axons(graph, lowered, conns, slices, rate, frozenset(lowered.sources))
-    flat = part._output_axons(graph, lowered, conns, slices, rate, frozenset())
+    by_axis = part._output_axons(graph, conns, slices, rate, frozenset(lowered.sources))
+    flat = part._output_axons(graph, conns, slices, rate, frozenset())
     assert by_axis[1] == flat[1] and len(flat[1]) > 20
     for name in slices:
         np.testing.assert_array_equal(by_axis[0][name], flat[0][name])
