@@ -10,6 +10,7 @@ import scipy.sparse as sp
 import torch
 from click.testing import CliRunner
 from hypothesis import given, settings, strategies as st
+from netgen import digits_mlp
 
 import mappings
 from hwsim.estimate import EstimateError, estimate_chip, estimate_chip_sets
@@ -286,13 +287,8 @@ GPU_KEYS = {"device", "network", "precision", "batch", "energy_j", "latency_s", 
 
 @pytest.fixture(scope="module")
 def digits_model(tmp_path_factory):
-    from neuromap.ir import IF, LI, Affine, Input, Output, save_graph, sequential
-    rng = np.random.default_rng(0)
-    graph = sequential([("in", Input(shape=(64,))), ("fc1", Affine(weight=rng.normal(0, 0.3, (16, 64)),
-                                                                    bias=np.zeros(16))),
-                        ("if1", IF(shape=(16,), threshold=1.0)),
-                        ("fc2", Affine(weight=rng.normal(0, 0.5, (10, 16)), bias=np.zeros(10))),
-                        ("li", LI(shape=(10,))), ("out", Output(shape=(10,)))])
+    from neuromap.ir import save_graph
+    graph = digits_mlp()
     return save_graph(graph, tmp_path_factory.mktemp("model") / "mlp.npz")
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from click.testing import CliRunner
+from netgen import digits_mlp
 
 import mappings
 from hwsim.estimate import EstimateError, estimate_chip
@@ -209,13 +210,8 @@ def test_a_target_reads_back_from_its_own_tables():
 # ---------------------------------------------------------------------------------------------- CLI
 @pytest.fixture(scope="module")
 def mlp_file(tmp_path_factory):
-    from neuromap.ir import IF, LI, Affine, Input, Output, save_graph, sequential
-    rng = np.random.default_rng(0)
-    graph = sequential([("in", Input(shape=(64,))), ("fc1", Affine(weight=rng.normal(0, 0.3, (16, 64)),
-                                                                    bias=np.zeros(16))),
-                        ("if1", IF(shape=(16,), threshold=1.0)),
-                        ("fc2", Affine(weight=rng.normal(0, 0.5, (10, 16)), bias=np.zeros(10))),
-                        ("li", LI(shape=(10,))), ("out", Output(shape=(10,)))])
+    from neuromap.ir import save_graph
+    graph = digits_mlp()
     return str(save_graph(graph, tmp_path_factory.mktemp("model") / "mlp.npz"))
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from netgen import digits_mlp
 
 import mappings
 from hwsim.gpu_model import LayerWork, Workload, batch_sweep, model_point
@@ -242,13 +243,8 @@ GPU_POINT_KEYS = {"device", "network", "precision", "batch", "energy_j", "latenc
 
 def test_cli_json_gpu_points_carry_the_contract_keys(tmp_path):
     from neuromap.cli import main
-    from neuromap.ir import IF, LI, Affine, Input, Output, save_graph, sequential
-    rng = np.random.default_rng(0)
-    graph = sequential([("in", Input(shape=(64,))), ("fc1", Affine(weight=rng.normal(0, 0.3, (16, 64)),
-                                                                    bias=np.zeros(16))),
-                        ("if1", IF(shape=(16,), threshold=1.0)),
-                        ("fc2", Affine(weight=rng.normal(0, 0.5, (10, 16)), bias=np.zeros(10))),
-                        ("li", LI(shape=(10,))), ("out", Output(shape=(10,)))])
+    from neuromap.ir import save_graph
+    graph = digits_mlp()
     path = save_graph(graph, tmp_path / "mlp.npz")
     res = CliRunner().invoke(main, ["estimate", str(path), "--data", "digits", "--steps", "4", "--limit", "3",
                                     "--gpu", "h200", "--json"])
