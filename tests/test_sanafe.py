@@ -1,0 +1,164 @@
+"""The SANA-FE export (neuromap.export.sanafe) against SANA-FE 2.2.9 itself, an independent simulator.
+
+Three networks, each compiled by neuromap and placed on cores: one core, many cores on several tiles, a conv
+net whose synapses use SANA-FE's conv unit. Their neurons are IF/LIF without current decay (i_decay = 1),
+the case where SANA-FE's LIF (doubles, potential truncated to 1/64 after the leak, src/models.cpp:441-566)
+computes Loihi's fixed-point step exactly (module docstring of neuromap.export.sanafe). For the same input
+spikes SANA-FE must then give hwsim's spikes per population per step, and count the same synaptic events,
+hops and messages per step: the same network, on the same cores and tiles.
+"""
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sanafe  # noqa: F401  (a test dependency: the cross-check is against it)
+
+import neuromap
+from hwsim.sim import simulate
+from neuromap.errors import UnsupportedError
+from neuromap.export.sanafe import SanafeDeviationWarning, to_sanafe
+from neuromap.ir import IF, LIF, Affine, Conv2d, Flatten, Graph, Input, Output, sequential
+
+LOIHI1 = Path(neuromap.__file__).resolve().parent.parent / "mappings" / "targets" / "loihi1.toml"
+STEPS = 16
+
+
+def _small_core_loihi1(tmp_path: Path) -> Path:
+    """Loihi 1 with 64-neuron cores and shared conv weights: small networks spread over many cores and
+    tiles, and conv synapses go to SANA-FE's conv unit. Everything else is loihi1.toml's."""
+    text = LOIHI1.read_text()
+    for old, new in (('name = "loihi1"', 'name = "loihi1_small"'), ("neurons = 1024 ", "neurons = 64   "),
+                     ("shared_conv_weights = false", "shared_conv_weights = true ")):
+        assert old in text, old
+        text = text.replace(old, new)
+    path = tmp_path / "loihi1_small.toml"
+    path.write_text(text)
+    return path
+
+
+def _dense(n_in: int, sizes: list[int], seed: int) -> Graph:
+    rng = np.random.default_rng(seed)
+    layers: list = [("in", Input(shape=(n_in,)))]
+    for i, n in enumerate(sizes):
+        w = rng.normal(0.1, 1, (n, n_in)) * 1.5 / np.sqrt(n_in)
+        layers += [(f"fc{i}", Affine(weight=w, bias=np.zeros(n))),
+                   (f"lif{i}", LIF(shape=(n,), threshold=1.0, v_decay=0.125))]
+        n_in = n
+    return sequential([*layers, ("out", Output(shape=(n_in,)))])
+
+
+def _conv(seed: int) -> Graph:
+    """in (2, 12, 12) -> conv 3x3 -> IF (6, 12, 12) -> conv 3x3 stride 2 -> IF (8, 6, 6) -> fc -> LIF (10)."""
+    rng = np.random.default_rng(seed)
+    c1 = Conv2d(input_shape_chw=(2, 12, 12), weight=rng.normal(0.1, 0.4, (6, 2, 3, 3)), bias=np.zeros(6), padding=1)
+    c2 = Conv2d(input_shape_chw=(6, 12, 12), weight=rng.normal(0.0, 0.25, (8, 6, 3, 3)), bias=np.zeros(8), padding=1,
+                stride=2)
+    n = math.prod(c2.output_shape)
+    nodes = {"in": Input(shape=(2, 12, 12)), "conv1": c1, "if1": IF(shape=c1.output_shape, threshold=1.0),
+             "conv2": c2, "if2": IF(shape=c2.output_shape, threshold=1.0),
+             "flat": Flatten(input_shape_any=c2.output_shape),
+             "fc": Affine(weight=rng.normal(0.02, 0.1, (10, n)), bias=np.zeros(10)),
+             "lif": LIF(shape=(10,), threshold=1.0, v_decay=0.0), "out": Output(shape=(10,))}
+    edges = [("in", "conv1"), ("conv1", "if1"), ("if1", "conv2"), ("conv2", "if2"), ("if2", "flat"),
+             ("flat", "fc"), ("fc", "lif"), ("lif", "out")]
+    return Graph(nodes, edges)
+
+
+NETWORKS = {
+    # name: (graph, target: None = loihi1, "small" = 64-neuron cores), and what the placement must show
+    "one_core": (lambda: _dense(64, [48, 16], seed=0), None),
+    "many_cores": (lambda: _dense(128, [400, 200, 10], seed=1), "small"),
+    "conv": (lambda: _conv(seed=2), "small"),
+}
+
+
+def _compiled(name: str, tmp_path: Path):
+    build, target = NETWORKS[name]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # quantization notes are not what this file checks
+        return neuromap.compile(build(), str(_small_core_loihi1(tmp_path)) if target else "loihi1",
+                                input_encoding="spikes")
+
+
+def _input_spikes(mapping, seed: int = 5) -> np.ndarray:
+    """(1, STEPS, size) Bernoulli spikes at 25 % per input neuron and step."""
+    size = mapping.netdesc().inputs[0].size
+    return np.random.default_rng(seed).random((1, STEPS, size)) < 0.25
+
+
+@pytest.fixture(scope="module", params=list(NETWORKS))
+def both_runs(request, tmp_path_factory):
+    """(mapping, hwsim result, export, SANA-FE run) of one network on the same input spikes."""
+    tmp = tmp_path_factory.mktemp(request.param)
+    mapping = _compiled(request.param, tmp)
+    x = _input_spikes(mapping)
+    hw = simulate(mapping.netdesc(), {"in": x}, STEPS)
+    export = to_sanafe(mapping, tmp / "sanafe", {"in": x[0]})
+    return request.param, mapping, hw, export, export.run()
+
+
+def test_each_network_has_the_placement_it_is_meant_to_test(both_runs):
+    name, mapping, _, export, _ = both_runs
+    cores = mapping.netdesc().cores
+    tiles = {(c.x, c.y) for c in cores}
+    encodings = mapping.resources["encodings"]
+    expected = {"one_core": (len(cores) == 1), "many_cores": (len(cores) >= 8 and len(tiles) >= 3),
+                "conv": (len(cores) >= 8 and encodings.get("shared", 0) >= 2)}
+    assert expected[name], (len(cores), len(tiles), encodings)
+    assert export.deviations == ()  # IF/LIF without current decay, immediate resets, weight_exp >= 0
+
+
+def test_sanafe_spikes_equal_hwsim_per_population_per_step(both_runs):
+    _, mapping, hw, _, run = both_runs
+    for p in mapping.netdesc().populations:
+        ours = hw.spikes[p.name][0]
+        assert 0.02 < ours.mean() < 0.9, (p.name, ours.mean())  # neither silent nor saturated: a real check
+        np.testing.assert_array_equal(run.spikes[p.name], ours, err_msg=p.name)
+
+
+def test_sanafe_counts_hwsim_events_per_step(both_runs):
+    """SANA-FE's per-step counters against hwsim's event counts (hwsim.events): synaptic lookups ('spikes' in
+    SANA-FE's perf trace) = synops, hops = hops, neurons fired = population spikes + input replicas fired
+    (one per input message); over the run, packets = messages_out + input_messages."""
+    _, _, hw, _, run = both_runs
+    ev = hw.events
+    per_step = {name: getattr(ev, name)[0].sum(axis=1) for name in ("synops", "hops", "spikes", "input_messages")}
+    np.testing.assert_array_equal(run.perf["spikes"], per_step["synops"])
+    np.testing.assert_array_equal(run.perf["hops"], per_step["hops"])
+    np.testing.assert_array_equal(run.perf["fired"], per_step["spikes"] + per_step["input_messages"])
+
+
+def test_the_files_name_every_group_and_sanafe_reloads_them(both_runs):
+    _, mapping, _, export, _ = both_runs
+    text = export.network_path.read_text()
+    for p in mapping.netdesc().populations:
+        assert f"name: {export.groups[p.name]}" in text
+    arch = export.arch_path.read_text()
+    assert "energy_spike_out: 6.93e-11" in arch  # SANA-FE's own loihi.yaml figures travel unchanged
+
+
+def test_a_decaying_current_and_a_next_step_reset_are_named_deviations(tmp_path):
+    graph = sequential([("in", Input(shape=(8,))),
+                        ("fc", Affine(weight=np.random.default_rng(0).normal(0.3, 1, (4, 8)), bias=np.zeros(4))),
+                        ("lif", LIF(shape=(4,), threshold=1.0, v_decay=0.1, i_decay=0.5, reset_timing="next_step")),
+                        ("out", Output(shape=(4,)))])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mapping = neuromap.compile(graph, "loihi1", input_encoding="spikes")
+    with pytest.warns(SanafeDeviationWarning) as caught:
+        export = to_sanafe(mapping, tmp_path, steps=4)
+    assert len(caught) == 2 == len(export.deviations)
+    assert "'lif': du = 2047" in export.deviations[0] and "reset_timing 'next_step'" in export.deviations[1]
+
+
+def test_a_graded_input_is_refused_naming_it(tmp_path):
+    graph = sequential([("in", Input(shape=(8,))), ("fc", Affine(weight=np.ones((4, 8)), bias=np.zeros(4))),
+                        ("lif", LIF(shape=(4,), threshold=1.0, v_decay=0.1)), ("out", Output(shape=(4,)))])
+    mapping = neuromap.compile(graph, "loihi2", input_encoding="graded")  # Loihi 1 has binary spikes only
+    with pytest.raises(UnsupportedError, match="input 'in': graded payloads") as err:
+        to_sanafe(mapping, tmp_path, steps=4)
+    assert err.value.fields["node"] == "in" and err.value.fields["field"] == "graded_bits"
+    with pytest.raises(UnsupportedError, match=r"a 0/1 array of shape \(4, 8\)"):
+        to_sanafe(neuromap.compile(graph, "loihi1", input_encoding="spikes"), tmp_path, {"in": np.full((4, 8), 2)})
