@@ -7,6 +7,7 @@ computes Loihi's fixed-point step exactly (module docstring of neuromap.export.s
 spikes SANA-FE must then give hwsim's spikes per population per step, and count the same synaptic events,
 hops and messages per step: the same network, on the same cores and tiles.
 """
+import json
 import math
 import warnings
 from pathlib import Path
@@ -14,9 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import sanafe  # noqa: F401  (a test dependency: the cross-check is against it)
+from click.testing import CliRunner
 
 import neuromap
 from hwsim.sim import simulate
+from neuromap.cli import main
 from neuromap.errors import UnsupportedError
 from neuromap.export.sanafe import SanafeDeviationWarning, to_sanafe
 from neuromap.ir import IF, LIF, Affine, Conv2d, Flatten, Graph, Input, Output, sequential
@@ -162,3 +165,26 @@ def test_a_graded_input_is_refused_naming_it(tmp_path):
     assert err.value.fields["node"] == "in" and err.value.fields["field"] == "graded_bits"
     with pytest.raises(UnsupportedError, match=r"a 0/1 array of shape \(4, 8\)"):
         to_sanafe(neuromap.compile(graph, "loihi1", input_encoding="spikes"), tmp_path, {"in": np.full((4, 8), 2)})
+
+
+def test_cli_writes_the_files_runs_sanafe_and_reports_json(tmp_path):
+    graph = sequential([("in", Input(shape=(64,))),
+                        ("fc", Affine(weight=np.random.default_rng(0).normal(0.1, 1, (10, 64)) * 0.3,
+                                      bias=np.zeros(10))),
+                        ("lif", LIF(shape=(10,), threshold=1.0, v_decay=0.1)), ("out", Output(shape=(10,)))])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        path = neuromap.compile(graph, "loihi1", input_encoding="spikes").save(tmp_path / "m.npz")
+    runner = CliRunner()
+    res = runner.invoke(main, ["export-sanafe", str(path), "--out", str(tmp_path / "sf"), "--data", "digits",
+                               "--sample", "3", "--steps", "12", "--run", "--json"])
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.output.strip().splitlines()[-1])
+    assert report["steps"] == 12 and report["cores"] == 1 and report["deviations"] == []
+    assert report["sanafe"]["spikes_equal_hwsim"] is True and report["sanafe"]["energy_j"]["total"] > 0
+    assert (tmp_path / "sf" / "arch.yaml").is_file() and (tmp_path / "sf" / "snn.yaml").is_file()
+    res = runner.invoke(main, ["export-sanafe", str(path), "--out", str(tmp_path / "sf2")])
+    assert res.exit_code == 2 and "--steps: give the number of steps" in res.output
+    res = runner.invoke(main, ["export-sanafe", str(path), "--out", str(tmp_path / "sf3"), "--data", "digits",
+                               "--sample", "100000", "--steps", "4"])
+    assert res.exit_code == 2 and "--sample 100000" in res.output
