@@ -131,6 +131,7 @@ def test_sanafe_counts_hwsim_events_per_step(both_runs):
     np.testing.assert_array_equal(run.perf["spikes"], per_step["synops"])
     np.testing.assert_array_equal(run.perf["hops"], per_step["hops"])
     np.testing.assert_array_equal(run.perf["fired"], per_step["spikes"] + per_step["input_messages"])
+    assert run.messages == ev.messages_out.sum() + ev.input_messages.sum()
 
 
 def test_the_files_name_every_group_and_sanafe_reloads_them(both_runs):

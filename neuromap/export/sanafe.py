@@ -80,7 +80,8 @@ def _sanafe() -> Any:
 class SanafeRun:
     """One SANA-FE simulation: ``spikes[population]`` (T, n) int8, the spikes of step t + 1 at row t (hwsim's
     layout for one sample); SANA-FE's energy by unit (J: synapse, dendrite, soma, network, total) and per
-    step; its simulated time per step (s) under ``timing_model``; its per-step counters (``perf``)."""
+    step; its simulated time per step (s) under ``timing_model``; its per-step counters (``perf``) and the
+    messages it sent over the run."""
 
     spikes: dict[str, np.ndarray]
     energy_j: dict[str, float]
@@ -88,6 +89,7 @@ class SanafeRun:
     step_time_s: np.ndarray
     timing_model: str
     perf: dict[str, np.ndarray]
+    messages: int
 
     @property
     def sim_time_s(self) -> float:
@@ -126,7 +128,8 @@ class SanafeExport:
         perf = {k: np.asarray(v) for k, v in result["perf_trace"].items()}
         return SanafeRun(spikes=spikes, energy_j={k: float(v) for k, v in result["energy"].items()},
                          step_energy_j=perf["total_energy"].astype(np.float64),
-                         step_time_s=perf["sim_time"].astype(np.float64), timing_model=timing_model, perf=perf)
+                         step_time_s=perf["sim_time"].astype(np.float64), timing_model=timing_model, perf=perf,
+                         messages=int(result["packets_sent"]))
 
 
 def _group_names(qnet: QuantNetwork) -> dict[str, str]:
