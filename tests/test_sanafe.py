@@ -69,11 +69,27 @@ def _conv(seed: int) -> Graph:
     return Graph(nodes, edges)
 
 
+def _recurrent(seed: int) -> Graph:
+    """in (32) -> LIF (64) with a recurrent projection onto itself, per-neuron bias, leak, threshold and
+    initial v, zero (hard) reset -> LIF (10): the attributes SANA-FE takes per neuron, and a cycle."""
+    rng = np.random.default_rng(seed)
+    nodes = {"in": Input(shape=(32,)), "fc": Affine(weight=rng.normal(0.1, 1, (64, 32)) / np.sqrt(32), bias=np.zeros(64)),
+             "lif": LIF(shape=(64,), threshold=rng.uniform(0.8, 1.2, 64), v_decay=rng.uniform(0.0, 0.3, 64),
+                        bias=rng.uniform(-0.05, 0.1, 64), v_init=rng.uniform(-0.5, 0.5, 64), reset="zero"),
+             "rec": Affine(weight=rng.normal(0.0, 1, (64, 64)) * 0.5 / np.sqrt(64), bias=np.zeros(64)),
+             "fc2": Affine(weight=rng.normal(0.1, 1, (10, 64)) * 2 / np.sqrt(64), bias=np.zeros(10)),
+             "lif2": LIF(shape=(10,), threshold=1.0, v_decay=0.125), "out": Output(shape=(10,))}
+    edges = [("in", "fc"), ("fc", "lif"), ("lif", "rec"), ("rec", "lif"), ("lif", "fc2"), ("fc2", "lif2"),
+             ("lif2", "out")]
+    return Graph(nodes, edges)
+
+
 NETWORKS = {
     # name: (graph, target: None = loihi1, "small" = 64-neuron cores), and what the placement must show
     "one_core": (lambda: _dense(64, [48, 16], seed=0), None),
     "many_cores": (lambda: _dense(128, [400, 200, 10], seed=1), "small"),
     "conv": (lambda: _conv(seed=2), "small"),
+    "recurrent": (lambda: _recurrent(seed=3), None),
 }
 
 
@@ -108,7 +124,8 @@ def test_each_network_has_the_placement_it_is_meant_to_test(both_runs):
     tiles = {(c.x, c.y) for c in cores}
     encodings = mapping.resources["encodings"]
     expected = {"one_core": (len(cores) == 1), "many_cores": (len(cores) >= 8 and len(tiles) >= 3),
-                "conv": (len(cores) >= 8 and encodings.get("shared", 0) >= 2)}
+                "conv": (len(cores) >= 8 and encodings.get("shared", 0) >= 2),
+                "recurrent": any(pr.src == pr.dst for pr in mapping.netdesc().projections)}
     assert expected[name], (len(cores), len(tiles), encodings)
     assert export.deviations == ()  # IF/LIF without current decay, immediate resets, weight_exp >= 0
 
