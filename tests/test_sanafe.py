@@ -73,7 +73,8 @@ def _recurrent(seed: int) -> Graph:
     """in (32) -> LIF (64) with a recurrent projection onto itself, per-neuron bias, leak, threshold and
     initial v, zero (hard) reset -> LIF (10): the attributes SANA-FE takes per neuron, and a cycle."""
     rng = np.random.default_rng(seed)
-    nodes = {"in": Input(shape=(32,)), "fc": Affine(weight=rng.normal(0.1, 1, (64, 32)) / np.sqrt(32), bias=np.zeros(64)),
+    nodes = {"in": Input(shape=(32,)),
+             "fc": Affine(weight=rng.normal(0.1, 1, (64, 32)) / np.sqrt(32), bias=np.zeros(64)),
              "lif": LIF(shape=(64,), threshold=rng.uniform(0.8, 1.2, 64), v_decay=rng.uniform(0.0, 0.3, 64),
                         bias=rng.uniform(-0.05, 0.1, 64), v_init=rng.uniform(-0.5, 0.5, 64), reset="zero"),
              "rec": Affine(weight=rng.normal(0.0, 1, (64, 64)) * 0.5 / np.sqrt(64), bias=np.zeros(64)),
