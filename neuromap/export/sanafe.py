@@ -20,10 +20,10 @@ network neuromap compiled, as placed:
   unit of the format the partitioner chose for its destination slice (dense, sparse, or shared = conv).
 * **inputs**: an input neuron is one SANA-FE ``input`` neuron per destination core that holds its targets,
   placed on that core with its own ``loihi_inputs[k]`` unit (SANA-FE's input model keeps one spike train
-  per unit, src/models.cpp:832-861). So an input spike costs one message per destination core and no hops,
+  per unit, src/models.cpp:832-903). So an input spike costs one message per destination core and no hops,
   as hwsim counts it (``input_messages``). Spike trains are binary; a graded input is refused.
 
-**Where SANA-FE's arithmetic equals the chip's.** SANA-FE's LIF (src/models.cpp:441-566) runs in doubles and
+**Where SANA-FE's arithmetic equals the chip's.** SANA-FE's LIF (src/models.cpp:441-567) runs in doubles and
 truncates the potential to 1/64 after the leak, then adds bias and input current and tests v > threshold,
 which is the fixed-point step exactly when the current has no memory or never decays (du = U - 1 or -1),
 weight_exp >= 0, activation_shift = 6 and the reset is immediate, and no state saturates or wraps (SANA-FE
@@ -377,7 +377,8 @@ def to_sanafe(mapping: Mapping, out_dir: str | Path, spikes: MappingType[str, An
         dst_group = groups[pr.dst]
         for encoding in sorted(set(per_neuron[w.row].tolist())):
             chosen = per_neuron[w.row] == encoding
-            for j in np.unique(w.row[chosen]).tolist():  # SANA-FE takes a synapse's unit from its target then
+            # SANA-FE gives a synapse its target's default unit when it is connected (src/network.cpp:183)
+            for j in np.unique(w.row[chosen]).tolist():
                 dst_group.neurons[j].set_attributes(default_synapse_hw_name=SYNAPSE_UNITS[encoding])
             groups[pr.src].connect_neurons_sparse(dst_group, {"weight": weight[chosen].tolist()},
                                                   list(zip(src[chosen].tolist(), w.row[chosen].tolist())))
