@@ -1,9 +1,9 @@
 """A compiled Mapping as a SANA-FE architecture and network, and SANA-FE's detailed run of it.
 
 SANA-FE (Boyle et al., "SANA-FE: Simulating Advanced Neuromorphic Architectures for Fast Exploration",
-IEEE TCAD 44(8), 2025; pip ``sanafe`` 2.2.9, repository SLAM-Lab/SANA-FE) charges energy and time per
-hardware event with a Loihi model calibrated on silicon (its ``arch/loihi.yaml``). ``to_sanafe`` gives it the
-network neuromap compiled, as placed:
+IEEE TCAD 44(8), 2025; pip ``sanafe`` 2.2.9, repository SLAM-Lab/SANA-FE, whose commit 8951ab0 the source
+lines below cite) charges energy and time per hardware event with a Loihi model calibrated on silicon (its
+``arch/loihi.yaml``). ``to_sanafe`` gives it the network neuromap compiled, as placed:
 
 * **architecture** (``arch.yaml``): the ``loihi.yaml`` SANA-FE's package ships, every unit with its energies
   and latencies as SANA-FE has them, on the Mapping's mesh: the tiles of the chips the network occupies on
