@@ -207,3 +207,23 @@ def test_cli_writes_the_files_runs_sanafe_and_reports_json(tmp_path):
     res = runner.invoke(main, ["export-sanafe", str(path), "--out", str(tmp_path / "sf3"), "--data", "digits",
                                "--sample", "100000", "--steps", "4"])
     assert res.exit_code == 2 and "--sample 100000" in res.output
+
+
+def test_a_two_chip_mapping_runs_on_one_sanafe_mesh_and_says_so(tmp_path):
+    """testchip (4 cores of 64 neurons per chip, 2 chips side by side): SANA-FE models one mesh, so the export
+    lays both chips out on it (hwsim's global mesh) and names the deviation; spikes and hops still agree."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mapping = neuromap.compile(_dense(16, [40] * 6, seed=4), "testchip", input_encoding="spikes")
+    qnet = mapping.netdesc()
+    assert len({c.chip for c in qnet.cores}) == 2
+    x = _input_spikes(mapping)
+    hw = simulate(qnet, {"in": x}, STEPS)
+    with pytest.warns(SanafeDeviationWarning, match="2 chips: SANA-FE models one mesh"):
+        export = to_sanafe(mapping, tmp_path, {"in": x[0]})
+    run = export.run()
+    for p in qnet.populations:
+        assert 0.02 < hw.spikes[p.name].mean() < 0.9, p.name
+        np.testing.assert_array_equal(run.spikes[p.name], hw.spikes[p.name][0], err_msg=p.name)
+    np.testing.assert_array_equal(run.perf["hops"], hw.events.hops[0].sum(axis=1))
+    assert hw.events.chip_crossings.sum() > 0
