@@ -49,11 +49,11 @@ def main() -> None:
     t0 = time.perf_counter()
     result = estimate(mapping, "mnist5k", args.steps, args.limit, args.gpu, 1, measure)
     t_estimate = time.perf_counter() - t0
-    print(format_table(result))
+    print(format_table([result]))
 
     qnet = mapping.netdesc()
-    chip_j = result["chip_energy_uj_per_sample"] * 1e-6
-    chip_s = result["chip_latency_ms_per_sample"] * 1e-3
+    chip_j = result["chip"]["energy_j"]["total"]
+    chip_s = result["chip"]["latency_s"]
     models = {}
     for name in available_gpus():
         for batch in (1, args.batch):
@@ -75,19 +75,12 @@ def main() -> None:
               f"({run.energy_above_idle_j_per_sample * 1e6:.3f} above idle), {run.latency_s * 1e3:.3f} ms per batch")
     print(json.dumps({
         "benchmark": "energy", "network": "mlp 784-512-10", "data": "mnist5k", "target": result["target"],
-        "basis": result["basis"], "steps": args.steps, "samples": result["samples"],
-        "ann_test_accuracy": trained["test_accuracy"], "hwsim_accuracy": result["accuracy"],
-        "cores": mapping.resources["cores"],
-        "chip_energy_uj_per_sample": result["chip_energy_uj_per_sample"],
-        "chip_dynamic_energy_uj_per_sample": result["chip"]["dynamic_energy_uj_per_sample"],
-        "chip_latency_ms_per_sample": result["chip_latency_ms_per_sample"],
-        "chip_energy_terms_uj": result["chip"]["energy_terms_uj"], "dominant_term": result["dominant_term"],
-        "gpu": result["gpu"], "gpu_energy_uj_per_sample": result["gpu_energy_uj_per_sample"],
-        "gpu_latency_ms_per_sample": result["gpu_latency_ms_per_sample"],
-        "energy_ratio_gpu_over_chip": result["energy_ratio_gpu_over_chip"],
-        "energy_ratio_gpu_over_chip_dynamic": result["energy_ratio_gpu_over_chip_dynamic"],
-        "latency_ratio_gpu_over_chip": result["latency_ratio_gpu_over_chip"],
-        "gpu_models": models, "gpu_measured": result["gpu_measured"],
+        "constant_set": result["chip"]["constant_set"], "basis": result["chip"]["basis"], "steps": args.steps,
+        "samples": result["samples"], "ann_test_accuracy": trained["test_accuracy"],
+        "hwsim_accuracy": result["accuracy"], "cores": mapping.resources["cores"],
+        "chip": result["chip"], "chips_by_set": result["chips_by_set"], "gpu": result["gpu"],
+        "ratios": result["ratios"],
+        "gpu_models": models,
         "gpu_measured_batch": throughput_measured,
         "events_per_sample": result["events_per_sample"],
         "seconds_build": round(t_build, 2), "seconds_estimate": round(t_estimate, 2),

@@ -1,37 +1,45 @@
-"""Energy and latency of one inference on a Loihi-style chip, from event counts and a target.
+"""Energy and latency of one inference on a Loihi-style chip, from event counts and a constant set.
 
 The counts are hwsim's (``hwsim.events.EventCounts``: per sample b, step t and core c); the constants are
-the target's ``[energy]`` and ``[timing]`` tables (``mappings/targets/*.toml``, each with its source).
-For every sample and step:
+one of the target's constant sets (``Target.constant_set(name)``, every value typical with a [low, high]
+range and its source). docs/estimator.md gives every formula with its source; in short, per step:
 
-    E[b,t] = Σ_c  synops·E_synop + active·E_active + (neurons_c - active)·E_idle
-                + (messages_out + input_messages)·E_spike_in_tile + hops·ē_c
-           + P_static · chips · T[b,t]
+    gen_c   = neurons_c·t_access + active_c·t_update + spikes_c·t_spike + messages_out_c·t_out
+    recv_c  = (messages_in_c + input_messages_c)·t_in + Σ_f synops_f,c·t_synop_f     f: dense, sparse, conv
+    compute = max(max_c max(gen_c, recv_c), Σ_c input_messages_c·t_inject)
+    noc     = max over cores that send of the longest path to a core they send to:
+              |Δx|·t_EW + |Δy|·t_NS + t_cross where the two cores are on different chips
+    T       = compute + noc + barrier(tiles | chips) + t_management              (unthrottled)
+    T       = max(S, unthrottled T)                                             (real-time, step period S)
 
-    T[b,t] = max_c (synops·t_synop + active·t_active + (neurons_c - active)·t_idle)        compute
-           + max_c ((messages_out + input_messages)·t_spike_in_tile + hops·t_hop_max)      routing
-           + barrier(tiles)                                                              sync
+* A core pipelines its stages (SANA-FE's rule, ``schedule_messages_timestep_simple`` in SLAM-Lab/SANA-FE
+  ``src/schedule.cpp``: the max of neuron and message processing per core, the max over cores, plus the
+  sync): a core's step is the slower of its sending side (neuron access and update, spike generation,
+  message injection) and its receiving side (messages in, synaptic ops by format), not their sum.
+* The mesh adds the latency of the step's longest path once (messages travel while cores compute), not
+  a serial cost per hop. A core's paths are the run's destinations of its messages (``traffic``), so a
+  step in which it sent to a nearer core only is charged the longer path: an upper bound on the NoC term.
+* The barrier is the first table entry whose tile count (one chip) or chip count reaches the network's.
 
-* Spike energy is paid per *message* (one per spike per destination core, Loihi's axon fan-out), not
-  per synapse; input messages arrive from off the mesh and are charged the in-tile cost, no hops.
-* ē_c: the mean energy of one hop of core c's messages, split into east-west and north-south hops by
-  the run's core-to-core traffic and the cores' (x, y):
-  ē_c = Σ_j traffic_cj (|Δx| E_EW + |Δy| E_NS) / Σ_j traffic_cj (|Δx| + |Δy|). Summed over the run this
-  is exact (per step it apportions the core's hops by its run-wide mix). A hop takes the slower of
-  the two directions' times, t_hop_max, so that the step time stays an upper bound.
-* Cores compute in parallel; a core's router port handles its messages one after another and routing
-  is not overlapped with compute, so T is an upper bound on an unthrottled step (real-time runs are
-  throttled, commonly to 1 ms per step).
-* barrier(tiles) interpolates linearly between ``barrier_min_ns`` (1 tile) and ``barrier_max_ns``
-  (every tile of a chip) over the tiles the network's cores occupy. Beyond one chip the published
-  mesh-wide figures no longer apply and ``barrier_max_ns`` is a lower bound (notes say so).
-* Static power is charged for the chips the network occupies, for the unthrottled step time.
+    E = Σ_c [ Σ_f synops_f·E_synop_f + neurons·E_access + active·E_update + spikes·E_spike
+              + messages_out·E_out + (messages_in + input_messages)·E_in + hops_EW·E_EW + hops_NS·E_NS
+              + chip_crossings·E_cross + input_messages·E_inject ]
+        + readout_neurons·E_readout + chips·E_management                                       (dynamic)
+        + (chips·P_static + P_board)·T                                                          (static)
 
-Totals per inference are sums over t, averaged over the samples. Loihi 2 targets reuse Loihi 1's
-per-event figures (Intel has not published Loihi 2's); ``Energy.basis`` labels every estimate.
+* East-west and north-south hops are apportioned from each core's hop count by the run's core-to-core
+  traffic and the cores' (x, y); summed over the run this is exact.
+* Static power is paid by every occupied chip (and the board) over the wall-clock step: in real-time
+  mode a throttled step costs leakage for the whole period.
+* The band: the estimate with every constant at its ``low`` (energies and times, so that static
+  energy = power x time pairs a low power with a low time) and at its ``high``.
+
+Totals per inference are sums over t, averaged over the samples.
 """
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -40,21 +48,20 @@ import numpy as np
 
 from hwsim.errors import HwsimError
 from hwsim.events import PER_STEP, EventCounts
-from mappings import Target
+from mappings import ConstantSet, Target
 
-ENERGY_TERMS = ("synaptic_ops", "neuron_updates_active", "neuron_updates_idle", "spike_messages", "hops", "static")
-# the groups that "which term dominates" compares
-ENERGY_GROUPS = {"synaptic_ops": ("synaptic_ops",),
-                 "neuron_updates": ("neuron_updates_active", "neuron_updates_idle"),
-                 "spike_routing": ("spike_messages", "hops"),
-                 "static": ("static",)}
-LATENCY_TERMS = ("compute", "routing", "barrier")
+MODES = ("unthrottled", "real-time")
+ENERGY_TERMS = ("synaptic_ops_dense", "synaptic_ops_sparse", "synaptic_ops_conv", "neuron_access", "neuron_update",
+                "spike_generation", "message_out", "message_in", "hops", "chip_crossings", "input_injection",
+                "readout", "management", "static", "board")
+STATIC_TERMS = ("static", "board")
+LATENCY_TERMS = ("compute", "noc", "barrier", "management", "real_time_wait")
 PJ = 1e-12
 NS = 1e-9
 
 
 class EstimateError(HwsimError, ValueError):
-    """Event counts that do not fit the cores or each other; the message names the field."""
+    """Event counts that do not fit the cores or each other, or a bad step period; the message names the field."""
 
 
 class CoreLike(Protocol):
@@ -73,18 +80,24 @@ class CoreLike(Protocol):
 
 @dataclass(frozen=True)
 class ChipEstimate:
-    """Per-inference energy (J) and latency (s) on the chip, by term; see the module docstring."""
+    """Per-inference energy (J) and latency (s) on the chip with one constant set: typical figures by term,
+    and the [low, high] band of the total energy and of the latency."""
 
     target: str
+    constant_set: str
+    label: str
     basis: str
+    mode: str
     samples: int
     steps: int
-    energy_terms_j: dict[str, float]
-    latency_terms_s: dict[str, float]
-    step_time_mean_s: float
-    step_time_max_s: float
     chips: int
     tiles: int
+    energy_terms_j: dict[str, float]
+    latency_terms_s: dict[str, float]
+    energy_band_j: tuple[float, float]
+    latency_band_s: tuple[float, float]
+    step_time_mean_s: float
+    step_time_max_s: float
     barrier_s: float
     notes: tuple[str, ...] = field(default=())
 
@@ -93,39 +106,51 @@ class ChipEstimate:
         return float(sum(self.energy_terms_j.values()))
 
     @property
+    def static_energy_j(self) -> float:
+        """Leakage of the occupied chips and the board's power, over the wall-clock steps."""
+        return float(sum(self.energy_terms_j[t] for t in STATIC_TERMS))
+
+    @property
     def dynamic_energy_j(self) -> float:
-        """Everything but static power: what per-event SNN energy figures usually report."""
-        return self.energy_j - self.energy_terms_j["static"]
+        """Every per-event, per-step and I/O term: everything but static and board power."""
+        return self.energy_j - self.static_energy_j
 
     @property
     def latency_s(self) -> float:
         return float(sum(self.latency_terms_s.values()))
 
     @property
-    def energy_groups_j(self) -> dict[str, float]:
-        return {g: float(sum(self.energy_terms_j[t] for t in terms)) for g, terms in ENERGY_GROUPS.items()}
+    def throughput_per_s(self) -> float:
+        """Inferences per second, one after another."""
+        return 1.0 / self.latency_s
+
+    @property
+    def edp_js(self) -> float:
+        """Energy-delay product of one inference (total energy x latency)."""
+        return self.energy_j * self.latency_s
 
     @property
     def dominant_term(self) -> str:
-        """The energy group (synaptic ops, neuron updates, spike routing, static) that costs most."""
-        groups = self.energy_groups_j
-        return max(groups, key=groups.__getitem__)
+        return max(self.energy_terms_j, key=self.energy_terms_j.__getitem__)
 
     @property
     def dominant_latency_term(self) -> str:
         return max(self.latency_terms_s, key=self.latency_terms_s.__getitem__)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"target": self.target, "basis": self.basis, "samples": self.samples, "steps": self.steps,
-                "energy_uj_per_sample": self.energy_j * 1e6,
-                "dynamic_energy_uj_per_sample": self.dynamic_energy_j * 1e6,
-                "energy_terms_uj": {k: v * 1e6 for k, v in self.energy_terms_j.items()},
-                "latency_ms_per_sample": self.latency_s * 1e3,
-                "latency_terms_ms": {k: v * 1e3 for k, v in self.latency_terms_s.items()},
-                "step_time_mean_us": self.step_time_mean_s * 1e6, "step_time_max_us": self.step_time_max_s * 1e6,
-                "dominant_term": self.dominant_term, "dominant_latency_term": self.dominant_latency_term,
-                "chips": self.chips, "tiles": self.tiles, "barrier_ns": self.barrier_s / NS,
-                "notes": list(self.notes)}
+        """The ``chip`` object of ``neuromap estimate --json`` (docs/estimator.md)."""
+        return {"target": self.target, "constant_set": self.constant_set, "label": self.label, "basis": self.basis,
+                "mode": self.mode,
+                "energy_j": {"dynamic": self.dynamic_energy_j, "static": self.static_energy_j,
+                             "total": self.energy_j},
+                "energy_band_j": {"low": self.energy_band_j[0], "high": self.energy_band_j[1]},
+                "latency_s": self.latency_s,
+                "latency_band_s": {"low": self.latency_band_s[0], "high": self.latency_band_s[1]},
+                "step_time_s": self.step_time_mean_s, "step_time_max_s": self.step_time_max_s,
+                "throughput_per_s": self.throughput_per_s, "edp_js": self.edp_js,
+                "terms_j": dict(self.energy_terms_j), "latency_terms_s": dict(self.latency_terms_s),
+                "dominant_term": self.dominant_term, "chips": self.chips, "tiles": self.tiles,
+                "barrier_s": self.barrier_s, "notes": list(self.notes), "source": "model"}
 
 
 def _check(events: EventCounts, cores: Sequence[CoreLike]) -> tuple[int, int, int]:
@@ -148,16 +173,28 @@ def _check(events: EventCounts, cores: Sequence[CoreLike]) -> tuple[int, int, in
                             f"expected ({n_cores},)/({n_cores}, {n_cores})")
     if (events.active_neurons > np.asarray(events.neurons)[None, None, :]).any():
         raise EstimateError("active_neurons: more active neurons than a core holds")
+    if (events.synops_sparse + events.synops_conv > events.synops).any():
+        raise EstimateError("synops_sparse/synops_conv: more sparse and conv synaptic ops than synops")
     if shape[0] == 0 or shape[1] == 0:
         raise EstimateError(f"event counts are empty: {shape[0]} samples x {shape[1]} steps")
     return shape[0], shape[1], n_cores
 
 
-def _energy_per_hop(events: EventCounts, cores: Sequence[CoreLike], east_west: float,
-                    north_south: float) -> np.ndarray:
-    """(C,) mean energy of one hop of each sending core's messages (ē_c in the module docstring)."""
+@dataclass(frozen=True)
+class _Geometry:
+    """Per pair of cores (i, j): east-west and north-south hops and whether the pair crosses a chip border."""
+
+    dx: np.ndarray
+    dy: np.ndarray
+    crosses: np.ndarray
+    sends_to: np.ndarray      # traffic[i, j] > 0
+    east_west_share: np.ndarray  # (C,) the fraction of core i's hops that run east-west, over the run
+
+
+def _geometry(events: EventCounts, cores: Sequence[CoreLike]) -> _Geometry:
     x = np.array([c.x for c in cores], dtype=np.float64)
     y = np.array([c.y for c in cores], dtype=np.float64)
+    chip = np.array([c.chip for c in cores])
     dx, dy = np.abs(x[:, None] - x[None, :]), np.abs(y[:, None] - y[None, :])
     traffic = np.asarray(events.traffic, dtype=np.float64)
     hops = (traffic * (dx + dy)).sum(axis=1)
@@ -166,65 +203,106 @@ def _energy_per_hop(events: EventCounts, cores: Sequence[CoreLike], east_west: f
         bad = int(np.flatnonzero(hops != counted)[0])
         raise EstimateError(f"hops: core {events.core_ids[bad]} sent {counted[bad]:.0f} hops but its traffic and "
                             f"the cores' (x, y) give {hops[bad]:.0f}; are these the cores the counts came from?")
-    cost = (traffic * (dx * east_west + dy * north_south)).sum(axis=1)
-    return np.divide(cost, hops, out=np.zeros_like(cost), where=hops > 0)
+    east_west = (traffic * dx).sum(axis=1)
+    share = np.divide(east_west, hops, out=np.zeros_like(hops), where=hops > 0)
+    return _Geometry(dx, dy, chip[:, None] != chip[None, :], traffic > 0, share)
 
 
-def _barrier_ns(target: Target, tiles: int, chips: int) -> float:
-    t = target.timing
-    per_chip = target.chip.mesh_cols * target.chip.mesh_rows
-    if chips > 1 or per_chip == 1:
-        return t.barrier_max_ns
-    return t.barrier_min_ns + (t.barrier_max_ns - t.barrier_min_ns) * (tiles - 1) / (per_chip - 1)
-
-
-def estimate_chip(events: EventCounts, target: Target, cores: Sequence[CoreLike]) -> ChipEstimate:
-    """Energy and latency per inference of the run ``events`` counts, on ``target``.
-
-    ``cores``: the placed cores in ``events.core_ids`` order (``QuantNetwork.cores``), for the hop
-    directions, chips and tiles. Formula and assumptions: the module docstring.
-    """
-    samples, steps, _ = _check(events, cores)
-    e, tm = target.energy, target.timing
+def _at_level(events: EventCounts, geometry: _Geometry, constants: ConstantSet, level: str, *, chips: int,
+              tiles: int, readout_neurons: int, step_time_s: float | None) -> tuple[dict, dict, np.ndarray, float]:
+    """(energy terms in pJ, latency terms in ns, per-sample and summed over steps; (B, T) step times in ns;
+    barrier in ns) with every constant at ``level``."""
+    e, tm = constants.energy_at(level), constants.timing_at(level)
+    samples = events.synops.shape[0]
+    f64 = {name: getattr(events, name).astype(np.float64) for name in PER_STEP}
     neurons = np.asarray(events.neurons, dtype=np.float64)[None, None, :]
-    active = events.active_neurons.astype(np.float64)
-    idle = neurons - active
-    synops = events.synops.astype(np.float64)
-    messages = (events.messages_out + events.input_messages).astype(np.float64)
-    hops = events.hops.astype(np.float64)
+    dense = f64["synops"] - f64["synops_sparse"] - f64["synops_conv"]
+    received = f64["messages_in"] + f64["input_messages"]
 
-    hop_pj = _energy_per_hop(events, cores, e.hop_east_west_pj, e.hop_north_south_pj)
-    hop_ns = max(tm.hop_east_west_ns, tm.hop_north_south_ns)
-    chips = len({int(c.chip) for c in cores})
-    tiles = len({(int(c.chip), int(c.x), int(c.y)) for c in cores})
-    barrier_ns = _barrier_ns(target, tiles, chips)
-
-    compute_ns = (synops * tm.synop_ns + active * tm.neuron_update_active_ns + idle * tm.neuron_update_idle_ns).max(2)
-    routing_ns = (messages * tm.spike_in_tile_ns + hops * hop_ns).max(2)
-    step_ns = compute_ns + routing_ns + barrier_ns                                    # (B, T)
+    gen = (neurons * tm["neuron_access_ns"] + f64["active_neurons"] * tm["neuron_update_ns"]
+           + f64["spikes"] * tm["spike_generation_ns"] + f64["messages_out"] * tm["message_out_ns"])
+    recv = (received * tm["message_in_ns"] + dense * tm["synop_dense_ns"] + f64["synops_sparse"] * tm["synop_sparse_ns"]
+            + f64["synops_conv"] * tm["synop_conv_ns"])
+    inject = f64["input_messages"].sum(axis=2) * tm["input_injection_ns"]
+    compute = np.maximum(np.maximum(gen, recv).max(axis=2), inject)                        # (B, T)
+    path = geometry.dx * tm["hop_east_west_ns"] + geometry.dy * tm["hop_north_south_ns"] \
+        + geometry.crosses * tm["chip_crossing_ns"]
+    longest = np.where(geometry.sends_to, path, 0.0).max(axis=1)                            # (C,)
+    noc = np.where(f64["messages_out"] > 0, longest[None, None, :], 0.0).max(axis=2)
+    barrier = constants.barrier_at(level, tiles, chips)
+    unthrottled = compute + noc + barrier + tm["management_ns_per_step"]
+    step = unthrottled if step_time_s is None else np.maximum(step_time_s / NS, unthrottled)
 
     def per_sample(x: np.ndarray) -> float:
         """A (B, T, C) or (B, T) quantity summed over steps (and cores), averaged over samples."""
         return float(x.reshape(samples, -1).sum(axis=1).mean())
 
-    energy_pj = {
-        "synaptic_ops": per_sample(synops * e.synop_pj),
-        "neuron_updates_active": per_sample(active * e.neuron_update_active_pj),
-        "neuron_updates_idle": per_sample(idle * e.neuron_update_idle_pj),
-        "spike_messages": per_sample(messages * e.spike_in_tile_pj),
-        "hops": per_sample(hops * hop_pj),
+    steps = events.synops.shape[1]
+    share = geometry.east_west_share[None, None, :]
+    energy = {
+        "synaptic_ops_dense": per_sample(dense * e["synop_dense_pj"]),
+        "synaptic_ops_sparse": per_sample(f64["synops_sparse"] * e["synop_sparse_pj"]),
+        "synaptic_ops_conv": per_sample(f64["synops_conv"] * e["synop_conv_pj"]),
+        "neuron_access": per_sample(np.broadcast_to(neurons, dense.shape) * e["neuron_access_pj"]),
+        "neuron_update": per_sample(f64["active_neurons"] * e["neuron_update_pj"]),
+        "spike_generation": per_sample(f64["spikes"] * e["spike_generation_pj"]),
+        "message_out": per_sample(f64["messages_out"] * e["message_out_pj"]),
+        "message_in": per_sample(received * e["message_in_pj"]),
+        "hops": per_sample(f64["hops"] * (share * e["hop_east_west_pj"] + (1 - share) * e["hop_north_south_pj"])),
+        "chip_crossings": per_sample(f64["chip_crossings"] * e["chip_crossing_pj"]),
+        "input_injection": per_sample(f64["input_messages"] * e["input_injection_pj"]),
+        "readout": readout_neurons * steps * e["readout_pj"],
+        "management": chips * steps * e["management_pj_per_step"],
         # mW x ns = pJ
-        "static": per_sample(step_ns * e.static_power_mw * chips),
+        "static": per_sample(step * e["static_power_mw"] * chips),
+        "board": per_sample(step * e["board_power_mw"]),
     }
-    latency_ns = {"compute": per_sample(compute_ns), "routing": per_sample(routing_ns),
-                  "barrier": barrier_ns * steps}
-    notes = [f"per-event constants: {e.basis}",
-             "unthrottled steps; routing serialised per router port and not overlapped with compute (upper bound)"]
-    if chips > 1:
-        notes.append(f"{chips} chips: multi-chip barrier not modelled, {tm.barrier_max_ns:g} ns per step is a lower "
-                     "bound (Pohoiki Springs: 14.3 us per 256-chip column, Frady et al. 2020)")
-    return ChipEstimate(target=target.name, basis=e.basis, samples=samples, steps=steps,
-                        energy_terms_j={k: v * PJ for k, v in energy_pj.items()},
-                        latency_terms_s={k: v * NS for k, v in latency_ns.items()},
-                        step_time_mean_s=float(step_ns.mean()) * NS, step_time_max_s=float(step_ns.max()) * NS,
-                        chips=chips, tiles=tiles, barrier_s=barrier_ns * NS, notes=tuple(notes))
+    latency = {"compute": per_sample(compute), "noc": per_sample(noc), "barrier": barrier * steps,
+               "management": tm["management_ns_per_step"] * steps, "real_time_wait": per_sample(step - unthrottled)}
+    return energy, latency, step, barrier
+
+
+def estimate_chip(events: EventCounts, target: Target, cores: Sequence[CoreLike], *, constant_set: str | None = None,
+                  step_time_s: float | None = None, readout_neurons: int = 0) -> ChipEstimate:
+    """Energy and latency per inference of the run ``events`` counts, on ``target`` with its constant set
+    ``constant_set`` (default: the target's default set).
+
+    ``cores``: the placed cores in ``events.core_ids`` order (``QuantNetwork.cores``), for the hop
+    directions, chips and tiles. ``step_time_s``: real-time mode with that step period (None:
+    unthrottled). ``readout_neurons``: output neurons read every step. Formulas: the module docstring.
+    """
+    samples, steps, _ = _check(events, cores)
+    if step_time_s is not None and not (math.isfinite(step_time_s) and step_time_s > 0):
+        raise EstimateError(f"step_time_s: must be a finite number of seconds > 0, got {step_time_s!r}",
+                            field="step_time_s", value=step_time_s, allowed="> 0")
+    if readout_neurons < 0:
+        raise EstimateError(f"readout_neurons: must be >= 0, got {readout_neurons}", field="readout_neurons",
+                            value=readout_neurons, allowed=">= 0")
+    constants = target.constant_set(constant_set)
+    geometry = _geometry(events, cores)
+    chips = len({int(c.chip) for c in cores})
+    tiles = len({(int(c.chip), int(c.x), int(c.y)) for c in cores})
+    at = functools.partial(_at_level, events, geometry, constants, chips=chips, tiles=tiles,
+                           readout_neurons=readout_neurons, step_time_s=step_time_s)
+    energy, latency, step, barrier = at("typical")
+    low_e, low_t, _, _ = at("low")
+    high_e, high_t, _, _ = at("high")
+    mode = "unthrottled" if step_time_s is None else "real-time"
+    notes = [f"constant set {constants.name} ({constants.basis}): {constants.label}",
+             "modelled: per-core pipeline max(send, receive), longest NoC path, barrier table"
+             + ("" if step_time_s is None else f"; real-time steps of at least {step_time_s:g} s")]
+    return ChipEstimate(target=target.name, constant_set=constants.name, label=constants.label,
+                        basis=constants.basis, mode=mode, samples=samples, steps=steps, chips=chips, tiles=tiles,
+                        energy_terms_j={k: v * PJ for k, v in energy.items()},
+                        latency_terms_s={k: v * NS for k, v in latency.items()},
+                        energy_band_j=(sum(low_e.values()) * PJ, sum(high_e.values()) * PJ),
+                        latency_band_s=(sum(low_t.values()) * NS, sum(high_t.values()) * NS),
+                        step_time_mean_s=float(step.mean()) * NS, step_time_max_s=float(step.max()) * NS,
+                        barrier_s=barrier * NS, notes=tuple(notes))
+
+
+def estimate_chip_sets(events: EventCounts, target: Target, cores: Sequence[CoreLike], *,
+                       step_time_s: float | None = None, readout_neurons: int = 0) -> list[ChipEstimate]:
+    """``estimate_chip`` with every constant set of the target, in the file's order."""
+    return [estimate_chip(events, target, cores, constant_set=name, step_time_s=step_time_s,
+                          readout_neurons=readout_neurons) for name in target.constant_sets]

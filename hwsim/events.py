@@ -7,6 +7,8 @@ Arrays are (B, T, C) int64, C = the network's cores in ``QuantNetwork.cores`` or
 * ``synops`` — synaptic operations by destination core: for each spike (or nonzero graded payload),
   one per synapse of the sending neuron onto a neuron of that core (recurrent projections included:
   every count is per source, over all of its projections).
+* ``synops_sparse`` / ``synops_conv`` — the part of ``synops`` that the destination core stores in the
+  sparse or the convolutional (shared-kernel) synapse format; the rest is dense (``hwsim.synapse_formats``).
 * ``spikes`` — spikes sent, by the sending neuron's core.
 * ``messages_out`` / ``messages_in`` — core-to-core spike messages, by sending / receiving core: one per
   spike per destination core that holds at least one target of the neuron (the axon level: a message
@@ -31,8 +33,8 @@ import torch
 from hwsim.netdesc import QuantNetwork
 from hwsim.synapse import SynapseOp
 
-PER_STEP = ("synops", "spikes", "messages_out", "messages_in", "input_messages", "hops", "chip_crossings",
-            "active_neurons")
+PER_STEP = ("synops", "synops_sparse", "synops_conv", "spikes", "messages_out", "messages_in", "input_messages",
+            "hops", "chip_crossings", "active_neurons")
 
 
 @dataclass
@@ -41,6 +43,8 @@ class EventCounts:
     neurons: np.ndarray          # (C,)
     traffic: np.ndarray          # (C, C)
     synops: np.ndarray           # (B, T, C) each of the per-step counts below
+    synops_sparse: np.ndarray
+    synops_conv: np.ndarray
     spikes: np.ndarray
     messages_out: np.ndarray
     messages_in: np.ndarray

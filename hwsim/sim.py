@@ -29,6 +29,7 @@ from hwsim.fixed import wrap32
 from hwsim.models import ModelError, StepState, model_named
 from hwsim.netdesc import Population, Projection, QuantNetwork
 from hwsim.synapse import SynapseOp
+from hwsim.synapse_formats import FormatTables
 
 TRACES = ("spikes", "v", "u")
 TRACE_DTYPES = {"spikes": np.int8, "v": np.int32, "u": np.int32}
@@ -184,6 +185,7 @@ class _Plan:
                        and self.models[p.name].state_bound(self.params[p.name], qnet.formats) < INT32_LIMIT
                        for p in qnet.populations}
         self.tables = EventTables(qnet, device) if events else None
+        self.formats = FormatTables(qnet, device) if events else None  # synops by synapse format
         # after which component a source's outputs are no longer needed
         order = {p.name: k for k, c in enumerate(self.schedule) for p in c}
         self.last_use: dict[str, int] = {}
@@ -328,7 +330,7 @@ def _run_chunk(plan: _Plan, data: dict[str, torch.Tensor], buffers: dict[str, di
     """Simulate one batch chunk; ``data`` maps ports to (T, b, size) tensors, ``buffers`` the traces to
     record to (T, b, n) CPU views of the result arrays, which are filled (on the CPU the time loops of
     feed-forward populations write straight into them). Returns the chunk's EventCounts (or None)."""
-    tables = plan.tables
+    tables, formats = plan.tables, plan.formats
     steps, batch = next(iter(data.values())).shape[:2]
     device = next(iter(data.values())).device
     outs = dict(data)
@@ -340,8 +342,10 @@ def _run_chunk(plan: _Plan, data: dict[str, torch.Tensor], buffers: dict[str, di
             counts[key] = counts[key] + value if key in counts else value
 
     if tables is not None:
+        assert formats is not None, "built with the tables"
         for name, x in outs.items():
             add_counts(tables.source_counts(name, x))
+            add_counts(formats.counts(name, x))
     for k, component in enumerate(plan.schedule):
         written: dict[str, dict[str, torch.Tensor]] = {}  # per population, the buffers its update wrote into
         if k in plan.stepped:
@@ -361,8 +365,9 @@ def _run_chunk(plan: _Plan, data: dict[str, torch.Tensor], buffers: dict[str, di
                 if clipped:
                     saturated[pop.name] = saturated.get(pop.name, 0) + clipped
             if tables is not None:
-                assert active is not None  # computed whenever there are tables
+                assert active is not None and formats is not None  # computed whenever there are tables
                 add_counts(tables.source_counts(pop.name, outs[pop.name]))
+                add_counts(formats.counts(pop.name, outs[pop.name]))
                 add_counts({"active_neurons": tables.active_neurons(pop.name, active, u, v,
                                                                     plan.params[pop.name].v_init)})
                 traffic += tables.traffic(pop.name, outs[pop.name])

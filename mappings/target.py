@@ -1,7 +1,8 @@
 """Typed, validated hardware targets loaded from declarative TOML files.
 
 A target file has one table per dataclass below (``[chip]``, ``[system]``, ``[core]``, ``[synapses]``,
-``[neuron]``, ``[energy]``, ``[timing]``) plus ``[target]`` (name, description). Every field is required,
+``[neuron]``) plus ``[target]`` (name, description), and the estimator's constant sets (``[estimator]``,
+``[constant_sets.NAME]``, parsed by ``mappings.constant_sets``). Every field is required,
 unknown fields are rejected (a typo must not silently fall back to a default), and every value is
 checked for type and range on load, so a broken file fails with the table and field named.
 """
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mappings.constant_sets import ConstantSet, parse_constant_sets
 from mappings.errors import TargetError
 
 TARGETS_DIR = Path(__file__).with_name("targets")
@@ -100,35 +102,6 @@ class Neuron:
 
 
 @dataclass(frozen=True)
-class Energy:
-    """Energy per event, picojoules; static (leakage) power per chip, milliwatts; ``basis`` says which
-    silicon the numbers describe (printed with every estimate, since Loihi 2 reuses Loihi 1 figures)."""
-
-    synop_pj: float
-    neuron_update_active_pj: float
-    neuron_update_idle_pj: float
-    spike_in_tile_pj: float
-    hop_east_west_pj: float
-    hop_north_south_pj: float
-    static_power_mw: float
-    basis: str
-
-
-@dataclass(frozen=True)
-class Timing:
-    """Time per event, nanoseconds; a time step ends with a mesh-wide barrier."""
-
-    synop_ns: float
-    neuron_update_active_ns: float
-    neuron_update_idle_ns: float
-    spike_in_tile_ns: float
-    hop_east_west_ns: float
-    hop_north_south_ns: float
-    barrier_min_ns: float
-    barrier_max_ns: float
-
-
-@dataclass(frozen=True)
 class Target:
     name: str
     description: str
@@ -137,9 +110,9 @@ class Target:
     core: Core
     synapses: Synapses
     neuron: Neuron
-    energy: Energy
-    timing: Timing
     source: str  # the file it was loaded from
+    default_constant_set: str
+    constant_sets: dict[str, ConstantSet]
 
     @property
     def max_cores(self) -> int:
@@ -150,8 +123,21 @@ class Target:
         """Bits of a sparse synapse's compartment index."""
         return max(self.synapses.min_index_bits, math.ceil(math.log2(max(self.core.neurons, 2))))
 
+    def constant_set(self, name: str | None = None) -> ConstantSet:
+        """The estimator's constant set ``name`` (default: the target's ``[estimator] default_set``)."""
+        chosen = self.default_constant_set if name is None else name
+        if chosen not in self.constant_sets:
+            raise TargetError(f"target {self.name!r}: no constant set {chosen!r} (known: "
+                              f"{', '.join(self.constant_sets)})", field="--constant-set", value=chosen,
+                              allowed=tuple(self.constant_sets))
+        return self.constant_sets[chosen]
+
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The target as the tables of its file (``parse_target`` reads it back), plus name, description, source."""
+        hardware = {table: dataclasses.asdict(getattr(self, table)) for table in _CLASSES}
+        return {"name": self.name, "description": self.description, "source": self.source, **hardware,
+                "estimator": {"default_set": self.default_constant_set},
+                "constant_sets": {name: c.to_document() for name, c in self.constant_sets.items()}}
 
 
 # Per table: field -> (type, check, what the check means). Integers must be ints (not bools).
@@ -175,16 +161,10 @@ _RULES: dict[str, dict[str, tuple[type, Any, str]]] = {
                "bias_exp_min": (int, None, ""), "bias_exp_max": (int, None, ""),
                "weight_exp_min": (int, None, ""), "weight_exp_max": (int, None, ""),
                "graded_spike_bits": (int, lambda x: 0 <= x <= 32, "in [0, 32]")},
-    "energy": {**{f: (float, _non_negative, ">= 0") for f in
-                  ("synop_pj", "neuron_update_active_pj", "neuron_update_idle_pj", "spike_in_tile_pj",
-                   "hop_east_west_pj", "hop_north_south_pj", "static_power_mw")},
-               "basis": (str, lambda x: bool(x.strip()), "a non-empty string")},
-    "timing": {f: (float, _non_negative, ">= 0") for f in
-               ("synop_ns", "neuron_update_active_ns", "neuron_update_idle_ns", "spike_in_tile_ns",
-                "hop_east_west_ns", "hop_north_south_ns", "barrier_min_ns", "barrier_max_ns")},
 }
-_CLASSES = {"chip": Chip, "system": System, "core": Core, "synapses": Synapses, "neuron": Neuron,
-            "energy": Energy, "timing": Timing}
+_CLASSES = {"chip": Chip, "system": System, "core": Core, "synapses": Synapses, "neuron": Neuron}
+# the estimator's tables, parsed by mappings.constant_sets
+_ESTIMATOR_TABLES = ["estimator", "constant_sets"]
 
 
 def check_head(doc: dict, head: str, tables: list[str], where: str) -> dict[str, str]:
@@ -255,10 +235,6 @@ def _consistency(t: Target, where: str) -> None:
         raise TargetError(f"{where}: [neuron] vth_bits: {n.vth_bits} + activation_shift {n.activation_shift} "
                           f"exceeds state_bits {n.state_bits}", path=where, field="[neuron] vth_bits", value=n.vth_bits,
                           allowed=n.state_bits - n.activation_shift)
-    if t.timing.barrier_min_ns > t.timing.barrier_max_ns:
-        raise TargetError(f"{where}: [timing] barrier_min_ns exceeds barrier_max_ns", path=where,
-                          field="[timing] barrier_min_ns", value=t.timing.barrier_min_ns,
-                          allowed=t.timing.barrier_max_ns)
     syn = t.synapses
     entry = syn.weight_bits + t.index_bits
     if syn.block_header_bits + entry > syn.word_bits * syn.block_synapses:
@@ -272,11 +248,14 @@ def _consistency(t: Target, where: str) -> None:
 
 def parse_target(doc: dict, where: str) -> Target:
     """A Target from a parsed TOML document; ``where`` names the file in messages."""
-    head = check_head(doc, "target", list(_RULES), where)
+    head = check_head(doc, "target", [*_RULES, *_ESTIMATOR_TABLES], where)
     parts = {table: cls(**check_table(doc, table, where, _RULES[table])) for table, cls in _CLASSES.items()}
-    target = Target(name=head["name"], description=head["description"], source=where, **parts)
-    _consistency(target, where)
-    return target
+    hardware = Target(name=head["name"], description=head["description"], source=where, default_constant_set="",
+                      constant_sets={}, **parts)
+    _consistency(hardware, where)
+    # the barrier tables must reach a whole chip: checked once the chip is known to be consistent
+    default, sets = parse_constant_sets(doc, where, hardware.chip.mesh_cols * hardware.chip.mesh_rows)
+    return dataclasses.replace(hardware, default_constant_set=default, constant_sets=sets)
 
 
 def available_targets() -> list[str]:

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from hypothesis import given, settings, strategies as st
 
 import mappings
-from hwsim.estimate import EstimateError, estimate_chip
+from hwsim.estimate import EstimateError, estimate_chip, estimate_chip_sets
 from hwsim.events import PER_STEP, EventCounts
 from hwsim.gpu import FloatSNN, GpuMeasureError, NvmlEnergyMeter, estimate_gpu, measure_gpu
 from hwsim.netdesc import Core, InputPort, Population, Projection, QuantNetwork
@@ -44,37 +44,59 @@ def _hand_case() -> EventCounts:
 
 
 def test_chip_estimate_of_a_hand_counted_case():
-    est = estimate_chip(_hand_case(), LOIHI1, CORES)
-    # Davies 2018 Table 2: synop 23.6 pJ / 3.5 ns, neuron active 81 pJ / 8.4 ns, idle 52 pJ / 5.3 ns,
-    # in-tile spike 1.7 pJ / 2.1 ns, hop E-W 3.0 pJ / 4.1 ns, N-S 4.0 pJ / 6.5 ns; barrier 113 ns (1 tile)
-    # to 465 ns (32 tiles): 2 tiles -> 113 + 352 / 31
-    barrier = 113 + 352 / 31
-    step0 = max(10 * 3.5 + 4 * 8.4, 2 * 5.3) + (3 + 2) * 2.1 + 6 * 6.5 + barrier  # a hop takes the slower 6.5 ns
-    step1 = max(1 * 8.4 + 3 * 5.3, 6 * 3.5 + 2 * 8.4) + barrier
-    terms_pj = {"synaptic_ops": 16 * 23.6, "neuron_updates_active": 7 * 81.0, "neuron_updates_idle": 5 * 52.0,
-                "spike_messages": 5 * 1.7, "hops": 3 * (3.0 + 4.0), "static": 104.0 * (step0 + step1)}
+    est = estimate_chip(_hand_case(), LOIHI1, CORES, readout_neurons=2)
+    # davies2018, typical (Davies 2018 Table 2): synop 23.6 pJ / 3.5 ns; every neuron is accessed each step at the
+    # inactive update's 52 pJ / 5.3 ns, an active one adds 81 - 52 = 29 pJ / 8.4 - 5.3 = 3.1 ns; a message 1.7 pJ /
+    # 2.1 ns (the in-tile spike), an input injected as one message; hops 3.0 / 4.0 pJ, 4.1 / 6.5 ns; barrier 124.4 ns
+    # for 2 tiles (113 ns over 1 tile to 465 ns over 32, linear at powers of two). Step 0: core 0 sends
+    # 4 x 5.3 + 4 x 3.1 + 3 x 2.1 = 39.9 ns and receives 10 x 3.5 = 35 ns; core 1 sends 2 x 5.3 = 10.6; the
+    # longest path is one E-W and one N-S hop, 4.1 + 6.5 ns. Step 1: core 0 sends 21.2 + 3.1 = 24.3, core 1
+    # sends 10.6 + 6.2 = 16.8 and receives 6 x 3.5 = 21.
+    barrier = 124.4
+    step0 = 39.9 + (4.1 + 6.5) + barrier
+    step1 = 24.3 + barrier
+    terms_pj = {"synaptic_ops_dense": 16 * 23.6, "synaptic_ops_sparse": 0.0, "synaptic_ops_conv": 0.0,
+                "neuron_access": 6 * 2 * 52.0, "neuron_update": 7 * 29.0, "spike_generation": 0.0,
+                "message_out": 3 * 1.7, "message_in": 0.0, "hops": 3 * (3.0 + 4.0), "chip_crossings": 0.0,
+                "input_injection": 2 * 1.7, "readout": 2 * 2 * 52.0, "management": 0.0,
+                "static": 104.0 * (step0 + step1), "board": 0.0}
     assert est.energy_terms_j == pytest.approx({k: v * 1e-12 for k, v in terms_pj.items()}, rel=1e-12)
     assert est.energy_j == pytest.approx(sum(terms_pj.values()) * 1e-12, rel=1e-12)
     assert est.latency_s == pytest.approx((step0 + step1) * 1e-9, rel=1e-12)
     assert est.latency_terms_s["barrier"] == pytest.approx(2 * barrier * 1e-9)
+    assert est.latency_terms_s["noc"] == pytest.approx(10.6e-9)
     assert est.step_time_max_s == pytest.approx(step0 * 1e-9)
     assert (est.samples, est.steps, est.chips, est.tiles) == (1, 2, 1, 2)
     # a whole chip's leakage (104 mW) outweighs two nearly idle cores' dynamic energy
     assert est.dominant_term == "static" and est.dominant_latency_term == "barrier"
     assert est.dynamic_energy_j == pytest.approx(est.energy_j - terms_pj["static"] * 1e-12)
-    assert "Loihi-1-class, 14 nm, 0.75 V" in est.notes[0]
+    assert (est.constant_set, est.basis) == ("davies2018", "pre-silicon")
+    assert "Davies et al. 2018 Table 2" in est.notes[0]
 
 
-def test_loihi2_estimates_are_labelled_as_loihi1_class_figures():
+def test_every_constant_set_gives_its_own_estimate_and_the_default_is_the_targets():
+    """loihi1's sets each price the same counts; the one without a name is [estimator] default_set."""
+    sets = estimate_chip_sets(_hand_case(), LOIHI1, CORES)
+    assert [e.constant_set for e in sets] == list(LOIHI1.constant_sets)
+    assert sets[0].to_dict() == estimate_chip(_hand_case(), LOIHI1, CORES, constant_set="davies2018").to_dict()
+    with pytest.raises(mappings.TargetError, match=r"target 'loihi1': no constant set 'nope' \(known: davies2018"):
+        estimate_chip(_hand_case(), LOIHI1, CORES, constant_set="nope")
+
+
+def test_loihi2_estimates_say_their_per_event_figures_are_loihi1_estimates():
     d = estimate_chip(_hand_case(), mappings.load_target("loihi2"), CORES).to_dict()
-    assert d["basis"].startswith("Loihi-1-class, 14 nm, 0.75 V") and d["basis"] in d["notes"][0]
+    assert (d["constant_set"], d["basis"]) == ("intel_measured", "estimate")
+    assert d["label"] in d["notes"][0] and "per-event figures are Loihi 1's" in d["label"]
 
 
-def test_a_second_chip_uses_the_full_barrier_and_says_it_is_a_lower_bound():
+def test_a_second_chip_uses_the_multichip_barrier_and_pays_the_crossing():
+    """Cores on chips 0 and 1 of loihi1: the barrier is barrier_multichip_ns's 5.8 us, the longest path
+    adds the 100 ns chip crossing to its two hops, and each chip leaks 104 mW."""
     far = (Core(0, 0, 0, 0), Core(1, 1, 1, 1))
     est = estimate_chip(_hand_case(), LOIHI1, far)
-    assert est.chips == 2 and est.barrier_s == pytest.approx(465e-9)
-    assert any("lower bound" in n for n in est.notes)
+    assert est.chips == 2 and est.barrier_s == pytest.approx(5800e-9)
+    assert est.latency_terms_s["noc"] == pytest.approx((4.1 + 6.5 + 100.0) * 1e-9)
+    assert est.energy_terms_j["static"] == pytest.approx(2 * 104e-3 * est.latency_s, rel=1e-12)  # mW x s
 
 
 def test_counts_that_contradict_the_cores_are_refused():
@@ -205,7 +227,7 @@ def test_more_input_spikes_cost_more_on_the_chip_end_to_end():
     silent = simulate(qnet, {"x": np.zeros((2, 20, 4), np.int64)}, 20, device="cpu", record=False).events
     busy = simulate(qnet, {"x": _spikes(2, 20, 4, seed=2)}, 20, device="cpu", record=False).events
     e_silent, e_busy = (estimate_chip(ev, LOIHI1, qnet.cores) for ev in (silent, busy))
-    assert e_silent.energy_terms_j["synaptic_ops"] == 0 and e_busy.energy_terms_j["synaptic_ops"] > 0
+    assert e_silent.energy_terms_j["synaptic_ops_dense"] == 0 and e_busy.energy_terms_j["synaptic_ops_dense"] > 0
     assert e_busy.energy_j > e_silent.energy_j
 
 
@@ -266,9 +288,10 @@ def test_shipped_gpu_profiles_load_and_a_broken_one_names_its_field(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- CLI
-JSON_KEYS = {"chip_energy_uj_per_sample", "chip_latency_ms_per_sample", "gpu_energy_uj_per_sample",
-             "gpu_latency_ms_per_sample", "energy_ratio_gpu_over_chip", "dominant_term", "samples", "steps",
-             "gpu_measured"}
+JSON_KEYS = {"cores", "chips", "samples", "steps", "chip", "chips_by_set", "gpu", "ratios"}
+CHIP_KEYS = {"target", "constant_set", "basis", "mode", "energy_j", "energy_band_j", "latency_s", "step_time_s",
+             "throughput_per_s", "edp_js", "terms_j", "source"}
+GPU_KEYS = {"device", "network", "precision", "batch", "energy_j", "latency_s", "throughput_per_s", "source"}
 
 
 @pytest.fixture(scope="module")
@@ -291,21 +314,31 @@ def test_cli_estimate_json_on_a_model_and_on_its_mapping(digits_model, tmp_path,
                                *args])
     assert res.exit_code == 0, res.output
     out = json.loads(res.output.strip().splitlines()[-1])
-    assert set(out) >= JSON_KEYS
-    assert out["samples"] == 12 and out["steps"] == 8 and out["gpu_measured"] is None
-    assert out["energy_ratio_gpu_over_chip"] == pytest.approx(out["gpu_energy_uj_per_sample"]
-                                                              / out["chip_energy_uj_per_sample"])
-    assert out["chip_energy_uj_per_sample"] == pytest.approx(sum(out["chip"]["energy_terms_uj"].values()))
-    assert out["dominant_term"] in ("synaptic_ops", "neuron_updates", "spike_routing", "static")
+    assert set(out) >= JSON_KEYS and set(out["chip"]) >= CHIP_KEYS and set(out["gpu"][0]) >= GPU_KEYS
+    assert out["samples"] == 12 and out["steps"] == 8 and (out["cores"], out["chips"]) == (1, 1)
+    chip = out["chip"]
+    assert (chip["target"], chip["constant_set"], chip["mode"], chip["source"]) == \
+        ("loihi1", "davies2018", "unthrottled", "model")
+    assert [c["constant_set"] for c in out["chips_by_set"]] == list(LOIHI1.constant_sets)
+    assert chip["energy_j"]["total"] == pytest.approx(sum(chip["terms_j"].values()))
+    assert chip["energy_j"]["total"] == pytest.approx(chip["energy_j"]["dynamic"] + chip["energy_j"]["static"])
+    assert chip["energy_band_j"]["low"] <= chip["energy_j"]["total"] <= chip["energy_band_j"]["high"]
+    assert chip["edp_js"] == pytest.approx(chip["energy_j"]["total"] * chip["latency_s"])
+    assert chip["step_time_s"] == pytest.approx(chip["latency_s"] / 8)
+    gpu = out["gpu"][0]
+    assert (gpu["device"], gpu["network"], gpu["precision"], gpu["batch"], gpu["source"]) == \
+        ("h100", "snn", "fp32", 1, "model")
+    assert out["ratios"] == [{"what": "gpu h100 snn fp32 batch 1 total / chip total",
+                              "value": pytest.approx(gpu["energy_j"]["total"] / chip["energy_j"]["total"])}]
     assert out["events_per_sample"]["synops"] > 0
-    assert "Loihi-1-class" in res.output
+    assert "modelled" in res.output and "pre-silicon" in res.output and "davies2018" in res.output
     # the same network as a compiled mapping file gives the same figures
     from neuromap.mapping import compile as compile_graph, read_model
     path = compile_graph(read_model(digits_model), "loihi1", input_encoding="spikes").save(tmp_path / "m.npz")
     again = runner.invoke(main, ["estimate", str(path), *args])
     assert again.exit_code == 0, again.output
-    assert json.loads(again.output.strip().splitlines()[-1])["chip_energy_uj_per_sample"] == \
-        pytest.approx(out["chip_energy_uj_per_sample"])
+    assert json.loads(again.output.strip().splitlines()[-1])["chip"]["energy_j"] == \
+        pytest.approx(chip["energy_j"])
     # hwsim run in chunks of samples (to bound its traces) counts the same events
     monkeypatch.setattr("neuromap.cli.estimate.TRACE_BYTES", 5 * 8 * 26 * 5)  # 5 samples of 8 steps x 26 neurons
     chunked = runner.invoke(main, ["estimate", str(path), *args])

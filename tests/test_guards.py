@@ -166,13 +166,13 @@ def _events(traffic, hops, messages):
 def test_hop_energy_splits_east_west_and_north_south_hops():
     """Core 0 at (0, 0) sends 5 messages to core 1 at (2, 1): 2 east-west and 1 north-south hop each.
     testchip: E_EW = 3.0 pJ, E_NS = 4.0 pJ, so 5 x (2 x 3.0 + 1 x 4.0) = 50 pJ of hops; core 1 sends 2
-    messages to itself (0 hops)."""
+    messages to itself (0 hops); every message costs message_out 100 pJ."""
     cores = [Core(0, 0, 0, 0), Core(1, 1, 2, 1)]
     est = estimate_chip(_events([[0, 5], [0, 2]], hops=[15, 0], messages=[5, 2]), TESTCHIP, cores)
-    e = TESTCHIP.energy
-    assert (e.hop_east_west_pj, e.hop_north_south_pj) == (3.0, 4.0)
+    e = TESTCHIP.constant_set().energy
+    assert (e["hop_east_west_pj"].typical, e["hop_north_south_pj"].typical) == (3.0, 4.0)
     assert est.energy_terms_j["hops"] == pytest.approx(50e-12, rel=1e-12)
-    assert est.energy_terms_j["spike_messages"] == pytest.approx(7 * 1.7e-12, rel=1e-12)
+    assert est.energy_terms_j["message_out"] == pytest.approx(7 * 100e-12, rel=1e-12)
     # the transposed pair (1 east-west, 2 north-south hops) costs 1 x 3.0 + 2 x 4.0 = 11 pJ per message
     moved = [Core(0, 0, 0, 0), Core(1, 0, 1, 2)]
     est = estimate_chip(_events([[0, 5], [0, 0]], hops=[15, 0], messages=[5, 0]), TESTCHIP, moved)
@@ -196,66 +196,81 @@ def _two_sample_case() -> EventCounts:
 
 
 def test_chip_estimate_of_two_samples_with_idle_neurons_by_hand():
-    """testchip constants: synop 23.6 pJ / 3.5 ns, active 81 / 8.4, idle 52 / 5.3, in-tile 1.7 / 2.1,
-    hops 3.0 (E-W) and 4.0 (N-S) pJ, the slower 6.5 ns; barrier 113 ns + 352 ns x (2 - 1) / (4 - 1) tiles.
+    """testchip's synthetic set, typical: times (ns) synop 4 (dense; low 2, high 8), access 5, update 3,
+    spike 30, out 5, in 15, hop 4 (E-W) / 6 (N-S), inject 10, management 200, barrier 400 for 2-4 tiles.
+    A core's step is max(send, receive); the step adds the longest path, the barrier and management.
 
-    Sample 0, each step: compute max(10 x 3.5 + 8.4 + 3 idle x 5.3, 2 idle x 5.3) = 59.3 ns, routing
-    2.1 + 2 x 6.5 = 15.1 ns. Sample 1: step 0 compute max(4 x 5.3, 20 x 3.5 + 2 x 8.4) = 86.8, routing
-    5 x 2.1 = 10.5; steps 1, 2 compute 4 x 5.3 = 21.2, no routing. Per-sample figures are means of the two."""
+    Sample 0, each step: core 0 sends 4 x 5 + 3 + 30 + 5 = 58, receives 10 x 4 = 40; core 1 receives 15;
+    path 4 + 6 = 10: 58 + 10 + 400 + 200 = 668. Sample 1, step 0: core 0 sends 20, receives 5 x 15 = 75;
+    core 1 sends 10 + 6 = 16, receives 20 x 4 = 80; injection 5 x 10 = 50: 80 + 600 = 680; steps 1, 2:
+    20 + 600 = 620. Energies (pJ): dense 20, access 50, update 30, spike 70, out 100, in 10, hop 3 / 4,
+    inject 5, readout 40, management 1000 per chip and step, static 100 mW per chip, board 10 mW."""
     cores = [Core(0, 0, 0, 0), Core(1, 0, 1, 1)]
-    est = estimate_chip(_two_sample_case(), TESTCHIP, cores)
-    barrier = 113.0 + 352.0 / 3
-    steps_ns = [59.3 + 15.1 + barrier] * 3 + [86.8 + 10.5 + barrier, 21.2 + barrier, 21.2 + barrier]
-    assert (est.target, est.samples, est.steps, est.chips, est.tiles) == ("testchip", 2, 3, 1, 2)
-    assert est.latency_terms_s == pytest.approx({"compute": (3 * 59.3 + 86.8 + 2 * 21.2) / 2 * 1e-9,
-                                                 "routing": (3 * 15.1 + 10.5) / 2 * 1e-9,
-                                                 "barrier": 3 * barrier * 1e-9}, rel=1e-12)
+    est = estimate_chip(_two_sample_case(), TESTCHIP, cores, readout_neurons=2)
+    steps_ns = [668.0] * 3 + [680.0, 620.0, 620.0]
+    latency = sum(steps_ns) / 2
+    assert (est.target, est.constant_set, est.samples, est.steps, est.chips, est.tiles) == \
+        ("testchip", "testchip", 2, 3, 1, 2)
+    assert est.latency_terms_s == pytest.approx({"compute": (3 * 58 + 80 + 2 * 20) / 2 * 1e-9, "noc": 3 * 10 / 2 * 1e-9,
+                                                 "barrier": 3 * 400e-9, "management": 3 * 200e-9,
+                                                 "real_time_wait": 0.0}, rel=1e-12)
+    assert est.latency_s == pytest.approx(latency * 1e-9, rel=1e-12)
     assert est.step_time_mean_s == pytest.approx(sum(steps_ns) / 6 * 1e-9, rel=1e-12)
-    assert est.step_time_max_s == pytest.approx((86.8 + 10.5 + barrier) * 1e-9, rel=1e-12)
-    terms_pj = {"synaptic_ops": (30 + 20) / 2 * 23.6, "neuron_updates_active": (3 + 2) / 2 * 81.0,
-                "neuron_updates_idle": (15 + 16) / 2 * 52.0, "spike_messages": (3 + 5) / 2 * 1.7,
-                "hops": 6 * (3.0 + 4.0) / 2 / 2, "static": sum(steps_ns) / 2 * 104.0}
+    assert est.step_time_max_s == pytest.approx(680e-9, rel=1e-12)
+    terms_pj = {"synaptic_ops_dense": (30 + 20) / 2 * 20, "synaptic_ops_sparse": 0.0, "synaptic_ops_conv": 0.0,
+                "neuron_access": 6 * 3 * 50, "neuron_update": (3 + 2) / 2 * 30, "spike_generation": 3 / 2 * 70,
+                "message_out": 3 / 2 * 100, "message_in": (3 + 5) / 2 * 10, "hops": 6 / 2 * (3.0 + 4.0) / 2,
+                "chip_crossings": 0.0, "input_injection": 5 / 2 * 5, "readout": 2 * 3 * 40, "management": 3 * 1000,
+                "static": latency * 100, "board": latency * 10}
     assert est.energy_terms_j == pytest.approx({k: v * 1e-12 for k, v in terms_pj.items()}, rel=1e-12)
-    assert est.notes[1] == ("unthrottled steps; routing serialised per router port and not overlapped with compute "
-                            "(upper bound)") and len(est.notes) == 2  # one chip: no multi-chip note
+    assert est.static_energy_j == pytest.approx(latency * 110 * 1e-12, rel=1e-12)
+    # the band: every constant low (dense synop 10 pJ / 2 ns, static 50 mW), then every one high (40 pJ / 8 ns,
+    # 200 mW). Low: sample 1 step 0 takes 75 + 600 (core 0 is now the slower); high: sample 0 steps take
+    # 80 + 610, sample 1 step 0 160 + 600
+    rest = sum(v for k, v in terms_pj.items() if k not in ("synaptic_ops_dense", "static", "board"))
+    low_latency, high_latency = (3 * 668 + 675 + 2 * 620) / 2, (3 * 690 + 760 + 2 * 620) / 2
+    assert est.energy_band_j == pytest.approx(((25 * 10 + rest + low_latency * (50 + 10)) * 1e-12,
+                                               (25 * 40 + rest + high_latency * (200 + 10)) * 1e-12), rel=1e-12)
+    assert est.energy_band_j[0] * 1e12 == pytest.approx(122353.0) and est.energy_band_j[1] * 1e12 == \
+        pytest.approx(432883.0)
+    assert est.latency_band_s == pytest.approx((low_latency * 1e-9, high_latency * 1e-9), rel=1e-12)
     d = est.to_dict()
-    assert set(d) == {"target", "basis", "samples", "steps", "energy_uj_per_sample", "dynamic_energy_uj_per_sample",
-                      "energy_terms_uj", "latency_ms_per_sample", "latency_terms_ms", "step_time_mean_us",
-                      "step_time_max_us", "dominant_term", "dominant_latency_term", "chips", "tiles", "barrier_ns",
-                      "notes"}
-    assert (d["target"], d["samples"], d["steps"], d["chips"], d["tiles"]) == ("testchip", 2, 3, 1, 2)
-    assert d["energy_uj_per_sample"] == pytest.approx(sum(terms_pj.values()) * 1e-6, rel=1e-12)
-    assert d["dynamic_energy_uj_per_sample"] == pytest.approx((sum(terms_pj.values()) - terms_pj["static"]) * 1e-6,
-                                                              rel=1e-12)
-    assert d["energy_terms_uj"] == pytest.approx({k: v * 1e-6 for k, v in terms_pj.items()}, rel=1e-12)
-    assert d["latency_ms_per_sample"] == pytest.approx(sum(steps_ns) / 2 * 1e-6, rel=1e-12)
-    assert d["latency_terms_ms"] == pytest.approx({k: v * 1e3 for k, v in est.latency_terms_s.items()}, rel=1e-12)
-    assert d["latency_terms_ms"]["barrier"] == pytest.approx(3 * barrier * 1e-6, rel=1e-12)
-    assert d["step_time_mean_us"] == pytest.approx(sum(steps_ns) / 6 * 1e-3, rel=1e-12)
-    assert d["step_time_max_us"] == pytest.approx((86.8 + 10.5 + barrier) * 1e-3, rel=1e-12)
-    assert d["barrier_ns"] == pytest.approx(barrier, rel=1e-12)
-    assert (d["dominant_term"], d["dominant_latency_term"]) == ("static", "barrier")
+    assert d["energy_j"] == pytest.approx({"dynamic": (sum(terms_pj.values()) - latency * 110) * 1e-12,
+                                           "static": latency * 110 * 1e-12, "total": 220853e-12}, rel=1e-12)
+    assert d["energy_band_j"] == pytest.approx({"low": 122353e-12, "high": 432883e-12}, rel=1e-12)
+    assert (d["mode"], d["source"], d["basis"], d["chips"], d["tiles"]) == ("unthrottled", "model", "estimate", 1, 2)
+    assert d["terms_j"] == pytest.approx({k: v * 1e-12 for k, v in terms_pj.items()}, rel=1e-12)
+    assert d["latency_s"] == pytest.approx(latency * 1e-9, rel=1e-12)
+    assert d["step_time_s"] == pytest.approx(sum(steps_ns) / 6 * 1e-9, rel=1e-12)
+    assert d["throughput_per_s"] == pytest.approx(1e9 / latency, rel=1e-12)
+    assert d["edp_js"] == pytest.approx(220853e-12 * latency * 1e-9, rel=1e-12)
+    assert (d["dominant_term"], est.dominant_latency_term) == ("static", "barrier")
 
 
 def test_static_power_is_paid_per_occupied_chip():
-    """Two idle 1-neuron cores on two chips: step = 5.3 ns idle update + the full 465 ns barrier, and each
-    chip leaks 104 mW for it."""
+    """Two idle 1-neuron cores on two chips: step = 5 ns access + the 1000 ns two-chip barrier + 200 ns
+    management, and each chip leaks 100 mW for it (the board 10 mW once); management is paid per chip."""
     est = estimate_chip(_counts([1, 1], [[0, 0], [0, 0]], synops=[[[0, 0]]]), TESTCHIP,
                         [Core(0, 0, 0, 0), Core(1, 1, 2, 0)])
-    assert est.chips == 2 and est.barrier_s == pytest.approx(465e-9)
-    assert est.energy_terms_j["static"] == pytest.approx((5.3 + 465.0) * 104.0 * 2 * 1e-12, rel=1e-12)
-    assert est.energy_terms_j["neuron_updates_idle"] == pytest.approx(2 * 52e-12, rel=1e-12)
-    assert "Pohoiki Springs: 14.3 us per 256-chip column, Frady et al. 2020" in est.notes[-1]
+    assert est.chips == 2 and est.barrier_s == pytest.approx(1000e-9)
+    assert est.energy_terms_j["static"] == pytest.approx(1205.0 * 100.0 * 2 * 1e-12, rel=1e-12)
+    assert est.energy_terms_j["board"] == pytest.approx(1205.0 * 10.0 * 1e-12, rel=1e-12)
+    assert est.energy_terms_j["management"] == pytest.approx(2 * 1000e-12, rel=1e-12)
+    assert est.energy_terms_j["neuron_access"] == pytest.approx(2 * 50e-12, rel=1e-12)
 
 
-def test_a_chip_of_one_tile_always_waits_the_full_barrier(tmp_path):
-    """barrier_min_ns is the 1-tile figure of a multi-tile chip; on a 1-tile chip the only figure is barrier_max_ns."""
-    one_tile = mappings.load_target(_edited(tmp_path, TESTCHIP_TOML, cores=1, mesh_cols=1, mesh_rows=1))
-    est = estimate_chip(_counts([1], [[0]], synops=[[[0]]]), one_tile, [Core(0, 0, 0, 0)])
-    assert est.barrier_s == pytest.approx(465e-9)
-    two_tiles = mappings.load_target(_edited(tmp_path, TESTCHIP_TOML, cores=2, mesh_cols=2, mesh_rows=1))
-    est = estimate_chip(_counts([1], [[0]], synops=[[[0]]]), two_tiles, [Core(0, 0, 0, 0)])
-    assert est.barrier_s == pytest.approx(113e-9)
+def test_the_barrier_is_the_first_table_entry_that_reaches_the_tiles(tmp_path):
+    """testchip's barrier_ns = [[1, 100], [4, 400]]: one tile waits 100 ns, two to four tiles 400 ns; a
+    table that stops short of a whole chip is refused on load."""
+    one = estimate_chip(_counts([1], [[0]], synops=[[[0]]]), TESTCHIP, [Core(0, 0, 0, 0)])
+    assert one.barrier_s == pytest.approx(100e-9)
+    two = estimate_chip(_counts([1, 1], [[0, 0], [0, 0]], synops=[[[0, 0]]]), TESTCHIP,
+                        [Core(0, 0, 0, 0), Core(1, 0, 1, 0)])
+    assert two.barrier_s == pytest.approx(400e-9)
+    assert "barrier_ns: the last entry covers 3, the target has 4" in _target_error(
+        _edited(tmp_path, TESTCHIP_TOML, barrier_ns="[[1, 100.0], [3, 400.0]]"))
+    assert "barrier_ns[1]: counts must ascend, 1 follows 1" in _target_error(
+        _edited(tmp_path, TESTCHIP_TOML, barrier_ns="[[1, 100.0], [1, 400.0], [4, 500.0]]"))
 
 
 def test_inconsistent_event_counts_are_refused_naming_the_field():
@@ -275,6 +290,8 @@ def test_inconsistent_event_counts_are_refused_naming_the_field():
          r"^neurons/traffic: shapes \(2,\)/\(3, 3\), expected \(2,\)/\(2, 2\)$"),
         (_counts([1, 1], np.zeros((2, 2)), synops=zeros, active_neurons=[[[2, 0]]]),
          r"^active_neurons: more active neurons than a core holds$"),
+        (_counts([1, 1], np.zeros((2, 2)), synops=[[[3, 0]]], synops_sparse=[[[2, 0]]], synops_conv=[[[2, 0]]]),
+         r"^synops_sparse/synops_conv: more sparse and conv synaptic ops than synops$"),
         (_counts([1, 1], np.zeros((2, 2)), synops=np.zeros((0, 1, 2))),
          r"^event counts are empty: 0 samples x 1 steps$"),
         (_counts([1, 1], np.zeros((2, 2)), synops=np.zeros((1, 0, 2))),
@@ -425,15 +442,21 @@ def _target_error(path: Path) -> str:
 def test_target_limits_accept_their_boundary_values(tmp_path):
     """Each load-time check is strict exactly where docs say so: equal values pass, one more fails."""
     t = mappings.load_target(_edited(tmp_path, TESTCHIP_TOML, block_header_bits=0, hop_north_south_pj=0.0,
-                                     spike_in_tile_pj=0.5, bias_exp_min=3, bias_exp_max=3, weight_exp_min=-2,
-                                     weight_exp_max=-2, vth_bits=18, barrier_min_ns=465.0))
-    assert (t.synapses.block_header_bits, t.energy.hop_north_south_pj, t.energy.spike_in_tile_pj) == (0, 0.0, 0.5)
+                                     message_out_pj=0.5, bias_exp_min=3, bias_exp_max=3, weight_exp_min=-2,
+                                     weight_exp_max=-2, vth_bits=18,
+                                     synop_dense_pj="{ typical = 20.0, low = 20.0, high = 20.0 }"))
+    energy = t.constant_set().energy
+    assert (t.synapses.block_header_bits, energy["hop_north_south_pj"].typical, energy["message_out_pj"].high) == \
+        (0, 0.0, 0.5)
+    assert energy["synop_dense_pj"] == mappings.Figure(20.0, 20.0, 20.0, "synthetic (tests only)")
     assert (t.neuron.bias_exp_min, t.neuron.weight_exp_max, t.neuron.vth_bits) == (3, -2, 18)  # 18 + 6 = 24 bits
-    assert "[energy] hop_north_south_pj: must be >= 0" in _target_error(
+    assert "[constant_sets.testchip.energy] hop_north_south_pj: must be a finite number >= 0" in _target_error(
         _edited(tmp_path, TESTCHIP_TOML, hop_north_south_pj=-0.5))
     assert "[neuron] vth_bits" in _target_error(_edited(tmp_path, TESTCHIP_TOML, vth_bits=19))
-    assert "barrier_min_ns exceeds barrier_max_ns" in _target_error(
-        _edited(tmp_path, TESTCHIP_TOML, barrier_min_ns=465.5))
+    assert "synop_dense_pj: needs low <= typical <= high, got 20.5 <= 20.0 <= 40.0" in _target_error(
+        _edited(tmp_path, TESTCHIP_TOML, synop_dense_pj="{ typical = 20.0, low = 20.5, high = 40.0 }"))
+    assert "synop_dense_pj: needs low <= typical <= high, got 10.0 <= 20.0 <= 19.5" in _target_error(
+        _edited(tmp_path, TESTCHIP_TOML, synop_dense_pj="{ typical = 20.0, low = 10.0, high = 19.5 }"))
 
 
 def test_a_synapse_block_must_hold_one_entry_and_memory_one_word(tmp_path):
@@ -451,11 +474,12 @@ def test_a_synapse_block_must_hold_one_entry_and_memory_one_word(tmp_path):
 
 
 def test_an_integer_in_a_float_field_loads_as_a_float(tmp_path):
-    t = mappings.load_target(_edited(tmp_path, TESTCHIP_TOML, synop_pj=24, barrier_max_ns=500))
-    assert type(t.energy.synop_pj) is float and t.energy.synop_pj == 24.0
-    assert type(t.timing.barrier_max_ns) is float
-    assert "[energy] synop_pj: expected float, got bool" in _target_error(
-        _edited(tmp_path, TESTCHIP_TOML, synop_pj="true"))
+    t = mappings.load_target(_edited(tmp_path, TESTCHIP_TOML, synop_sparse_pj=24, message_in_ns=15))
+    sparse = t.constant_set().energy["synop_sparse_pj"]
+    assert type(sparse.typical) is float and sparse.typical == sparse.low == sparse.high == 24.0
+    assert type(t.constant_set().timing["message_in_ns"].typical) is float
+    assert "[constant_sets.testchip.energy] synop_sparse_pj: expected a number, got bool" in _target_error(
+        _edited(tmp_path, TESTCHIP_TOML, synop_sparse_pj="true"))
 
 
 def test_target_file_structure_errors_name_the_file_and_the_table(tmp_path):
@@ -464,9 +488,15 @@ def test_target_file_structure_errors_name_the_file_and_the_table(tmp_path):
         (text.replace("[target]", "[targets]"), "table [target] (name, description) is missing"),
         (text.replace('name = "testchip"', "name = 5"), "[target] name: missing or not a non-empty string"),
         (text + "\n[router]\nports = 4\n", ("[router]: unknown table (known: target, chip, system, core, synapses, "
-                                            "neuron, energy, timing)")),
-        (text.replace("[timing]", "[timing]\nhops = 1"), ("[timing] hops: unknown field (known: synop_ns, "
-                                                          "neuron_update_active_ns,")),
+                                            "neuron, estimator, constant_sets)")),
+        (text.replace("[constant_sets.testchip.timing]", "[constant_sets.testchip.timing]\nhops = 1"),
+         "[constant_sets.testchip.timing] hops: unknown key (known: synop_dense_ns, synop_sparse_ns,"),
+        (text.replace('default_set = "testchip"', 'default_set = "fast"'),
+         "[estimator] default_set: 'fast' is not one of the constant sets (testchip)"),
+        (text.replace('basis = "estimate"', 'basis = "guess"'),
+         "[constant_sets.testchip] basis: must be one of pre-silicon, silicon-calibrated, measured, estimate"),
+        (text.replace("readout_pj = 40.0\n", ""),
+         "[constant_sets.testchip.energy] readout_pj: missing (every event key is required in every set)"),
     ]
     for k, (content, message) in enumerate(cases):
         path = tmp_path / f"case{k}.toml"
@@ -474,10 +504,14 @@ def test_target_file_structure_errors_name_the_file_and_the_table(tmp_path):
         got = _target_error(path)
         assert message in got, (message, got)
     doc = tomllib.loads(text)
-    with pytest.raises(mappings.TargetError, match=r"^mine: \[energy\] must be a table$"):
-        mappings.parse_target(doc | {"energy": "none"}, "mine")
-    del doc["energy"]
-    with pytest.raises(mappings.TargetError, match=r"^mine: table \[energy\] is missing$"):
+    with pytest.raises(mappings.TargetError, match=r"^mine: \[core\] must be a table$"):
+        mappings.parse_target(doc | {"core": "none"}, "mine")
+    with pytest.raises(mappings.TargetError,
+                       match=r"^mine: \[constant_sets.testchip.energy\]: missing or not a table$"):
+        mappings.parse_target(doc | {"constant_sets": {"testchip": doc["constant_sets"]["testchip"] | {"energy": 1}}},
+                              "mine")
+    del doc["constant_sets"]
+    with pytest.raises(mappings.TargetError, match=r"^mine: \[constant_sets\]: missing: a chip target needs at least"):
         mappings.parse_target(doc, "mine")
 
 

@@ -1,9 +1,12 @@
 """``neuromap estimate MAPPING_OR_MODEL``: energy and latency per inference on the chip, against a GPU.
 
 The chip figures come from hwsim's event counts on real data (they depend on the activity) and the
-target's per-event constants (``hwsim.estimate``); the GPU figures from the network's size and a GPU
-profile (``hwsim.gpu``, modelled) and, with ``--measure-gpu``, from timing a float32 torch run of the same
-network on the CUDA device and reading its energy counter through NVML.
+target's constant sets (``hwsim.estimate``: the default or ``--constant-set`` set as ``chip``, every set in
+``chips_by_set``, typical with a [low, high] band, unthrottled or real-time with ``--step-time``); the GPU
+figures from the network's size and a GPU profile (``hwsim.gpu``, modelled) and, with ``--measure-gpu``,
+from timing a float32 torch run of the same network on the CUDA device and reading its energy counter
+through NVML. The --json object's names are listed in docs/estimator.md; with several ``--target``s it
+is ``{"targets": [one object per target]}``.
 """
 from __future__ import annotations
 
@@ -64,10 +67,31 @@ def encoded_inputs(mapping, x: np.ndarray, steps: int, seed: int, *, sequence: b
     return mapping.encode_inputs(spikes)
 
 
+def _gpu_points(model, measured, batch: int) -> list[dict[str, Any]]:
+    """The GPU side as the --json ``gpu`` list: the modelled float32 SNN run and, if measured, the board's."""
+    points = [{"device": model.gpu, "network": "snn", "precision": "fp32", "batch": batch,
+               "energy_j": {"dynamic": model.energy_j, "static": 0.0, "total": model.energy_j},
+               "latency_s": model.latency_s, "throughput_per_s": batch / model.latency_s, "source": "model"}]
+    if measured is not None:
+        above = measured.energy_above_idle_j_per_sample
+        points.append({"device": measured.device, "network": "snn", "precision": "fp32", "batch": measured.batch,
+                       "energy_j": {"dynamic": above, "static": measured.energy_j_per_sample - above,
+                                    "total": measured.energy_j_per_sample},
+                       "latency_s": measured.latency_s, "throughput_per_s": measured.batch / measured.latency_s,
+                       "source": "measured"})
+    return points
+
+
+def _ratios(points: list[dict[str, Any]], chip: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"what": f"gpu {p['device']} {p['network']} {p['precision']} batch {p['batch']} total / chip total",
+             "value": p["energy_j"]["total"] / chip["energy_j"]["total"]} for p in points]
+
+
 def estimate(mapping, data: str, steps: int | None, limit: int | None, gpu: str, gpu_batch: int, measure: bool,
-             seed: int = 0, split: str | None = None) -> dict[str, Any]:
-    """Everything ``neuromap estimate`` reports, as one dict (the --json object)."""
-    from hwsim.estimate import EstimateError, estimate_chip
+             seed: int = 0, split: str | None = None, *, constant_set: str | None = None,
+             step_time: float | None = None) -> dict[str, Any]:
+    """Everything ``neuromap estimate`` reports for one target, as one dict (the --json object)."""
+    from hwsim.estimate import EstimateError, estimate_chip, estimate_chip_sets
     from hwsim.events import EventCounts
     from hwsim.gpu import GpuMeasureError, NvmlEnergyMeter, estimate_gpu, measure_gpu
     from hwsim.sim import InputDataError, default_device, simulate
@@ -81,6 +105,10 @@ def estimate(mapping, data: str, steps: int | None, limit: int | None, gpu: str,
     if gpu_batch < 1:
         raise UnsupportedError(f"--gpu-batch must be at least 1, got {gpu_batch}", flag="--gpu-batch", value=gpu_batch,
                                allowed=">= 1")
+    if step_time is not None and not (math.isfinite(step_time) and step_time > 0):
+        raise UnsupportedError(f"--step-time must be a number of seconds > 0, got {step_time}", flag="--step-time",
+                               value=step_time, allowed="> 0")
+    mapping.target.constant_set(constant_set)  # an unknown set fails before the run
     profile = load_gpu(gpu)
     graph = mapping.graph
     if len(graph.inputs) != 1:
@@ -93,6 +121,7 @@ def estimate(mapping, data: str, steps: int | None, limit: int | None, gpu: str,
     qnet = mapping.netdesc()
     inputs = encoded_inputs(mapping, x, steps, seed, sequence=given.sequence)
     readout = qnet.outputs[0]
+    readout_neurons = sum(p.size for p in qnet.populations if p.name in qnet.outputs)
     # hwsim records every population's traces: run the samples in chunks that keep them to TRACE_BYTES
     neurons = sum(p.size for p in qnet.populations)
     chunk = max(1, TRACE_BYTES // (steps * neurons * TRACE_BYTES_PER_VALUE))
@@ -104,69 +133,80 @@ def estimate(mapping, data: str, steps: int | None, limit: int | None, gpu: str,
             assert hw.events is not None, "simulate counts events unless told not to"
             parts.append(hw.events)
         events = EventCounts.concatenate(parts)
-        chip = estimate_chip(events, mapping.target, qnet.cores)
+        chip = estimate_chip(events, mapping.target, qnet.cores, constant_set=constant_set, step_time_s=step_time,
+                             readout_neurons=readout_neurons)
+        by_set = estimate_chip_sets(events, mapping.target, qnet.cores, step_time_s=step_time,
+                                    readout_neurons=readout_neurons)
     except (InputDataError, EstimateError) as exc:
         raise BackendError(f"hwsim: {exc}", **(exc.fields | {"backend": "hwsim"})) from None
     predictions = np.concatenate(predictions)
     model = estimate_gpu(qnet, steps, profile, batch=gpu_batch)
-    measured = None
+    measured, agreement = None, None
     if measure:
         device = default_device()
         if device.type != "cuda":
             raise BackendError("--measure-gpu needs a CUDA device, and torch sees none", flag="--measure-gpu",
                                backend="nvml")
         try:
-            run, scores = measure_gpu(qnet, {k: v[:gpu_batch] for k, v in inputs.items()}, steps, device=device,
-                                      meter=NvmlEnergyMeter(device))
+            measured, scores = measure_gpu(qnet, {k: v[:gpu_batch] for k, v in inputs.items()}, steps, device=device,
+                                           meter=NvmlEnergyMeter(device))
         except GpuMeasureError as exc:
             raise BackendError(f"--measure-gpu: {exc}",
                                **(exc.fields | {"flag": "--measure-gpu", "backend": "nvml"})) from None
-        assert run.energy_j_per_sample is not None, "measure_gpu reports energy whenever it has a meter"
-        measured = run.to_dict() | {
-            "agreement_with_hwsim": float((scores[readout].argmax(axis=1) == predictions[:gpu_batch]).mean()),
-            "energy_ratio_over_chip": run.energy_j_per_sample / chip.energy_j,
-            "latency_ratio_over_chip": run.latency_s / chip.latency_s}
+        assert measured.energy_j_per_sample is not None, "measure_gpu reports energy whenever it has a meter"
+        assert measured.energy_above_idle_j_per_sample is not None, "and the energy above idle with it"
+        agreement = float((scores[readout].argmax(axis=1) == predictions[:gpu_batch]).mean())
+    chip_d = chip.to_dict()
+    points = _gpu_points(model, measured, gpu_batch)
+    if agreement is not None:
+        points[-1]["agreement_with_hwsim"] = agreement
     return {
-        "target": mapping.target.name, "basis": chip.basis, "gpu": profile.name, "data": data,
-        "split": given.split, "samples": len(x), "steps": steps,
-        "accuracy": round(100 * float((predictions == y).mean()), 2),
-        "chip_energy_uj_per_sample": chip.energy_j * 1e6, "chip_latency_ms_per_sample": chip.latency_s * 1e3,
-        "gpu_energy_uj_per_sample": model.energy_j * 1e6, "gpu_latency_ms_per_sample": model.latency_s * 1e3,
-        "energy_ratio_gpu_over_chip": model.energy_j / chip.energy_j,
-        "energy_ratio_gpu_over_chip_dynamic": model.energy_j / chip.dynamic_energy_j,
-        "latency_ratio_gpu_over_chip": model.latency_s / chip.latency_s,
-        "dominant_term": chip.dominant_term, "events_per_sample": events.per_sample(),
-        "chip": chip.to_dict(), "gpu_model": model.to_dict(), "gpu_measured": measured,
+        "cores": len(qnet.cores), "chips": chip.chips, "samples": len(x), "steps": steps,
+        "chip": chip_d, "chips_by_set": [c.to_dict() for c in by_set], "gpu": points,
+        "ratios": _ratios(points, chip_d),
+        "target": mapping.target.name, "data": data, "split": given.split,
+        "accuracy": round(100 * float((predictions == y).mean()), 2), "events_per_sample": events.per_sample(),
+        "gpu_model": model.to_dict(),
     }
 
 
-def format_table(r: dict[str, Any]) -> str:
-    chip, gm = r["chip"], r["gpu_model"]
-    lines = [f"{r['samples']} samples ({r['split']} split of {r['data']}), {r['steps']} steps; hwsim accuracy "
-             f"{r['accuracy']:.2f} %",
-             f"{'':28}{'energy / inference':>20}{'latency / inference':>22}",
-             f"{'chip ' + r['target']:28}{r['chip_energy_uj_per_sample']:>17.3f} uJ"
-             f"{r['chip_latency_ms_per_sample']:>19.4f} ms",
-             f"{'GPU ' + r['gpu'] + ' (modelled)':28}{r['gpu_energy_uj_per_sample']:>17.3f} uJ"
-             f"{r['gpu_latency_ms_per_sample']:>19.4f} ms"]
-    m = r["gpu_measured"]
-    if m is not None:
-        lines.append(f"{'GPU measured (board)':28}{m['energy_uj_per_sample']:>17.3f} uJ"
-                     f"{m['latency_ms_per_sample']:>19.4f} ms   ({m['device']}, batch {m['batch']}, "
-                     f"idle {m['idle_power_w']:.0f} W, "
-                     f"{m['energy_above_idle_uj_per_sample']:.3f} uJ above idle)")
-    lines += [f"GPU / chip: energy {r['energy_ratio_gpu_over_chip']:.3g}x "
-              f"({r['energy_ratio_gpu_over_chip_dynamic']:.3g}x against the chip's dynamic energy "
-              f"{chip['dynamic_energy_uj_per_sample']:.3f} uJ), latency "
-              f"{r['latency_ratio_gpu_over_chip']:.3g}x (modelled)",
-              "chip energy terms (uJ): " + ", ".join(f"{k} {v:.4g}" for k, v in chip["energy_terms_uj"].items())
-              + f"; dominant: {chip['dominant_term']}",
-              "chip latency terms (ms): " + ", ".join(f"{k} {v:.4g}" for k, v in chip["latency_terms_ms"].items())
-              + f"; mean step {chip['step_time_mean_us']:.3f} us",
-              f"GPU model: {gm['macs_per_sample']:,.0f} MACs, {gm['dram_words_per_sample']:,.0f} DRAM words per "
-              f"inference ({'cache-resident' if gm['cache_resident'] else 'streaming'} weights), TDP bound "
-              f"{gm['tdp_energy_bound_uj_per_sample']:.4g} uJ"]
-    lines += [f"note: {n}" for n in chip["notes"]]
+def _si(x: float, unit: str) -> str:
+    """x in the engineering prefix that keeps 1-3 digits before the point."""
+    for scale, prefix in ((1.0, ""), (1e-3, "m"), (1e-6, "u"), (1e-9, "n"), (1e-12, "p")):
+        if abs(x) >= scale:
+            return f"{x / scale:.4g} {prefix}{unit}"
+    return f"{x:.3g} {unit}"
+
+
+def _chip_row(c: dict[str, Any]) -> str:
+    e, band = c["energy_j"], c["energy_band_j"]
+    return (f"{c['target'] + ' / ' + c['constant_set']:30}{_si(e['dynamic'], 'J'):>12}{_si(e['static'], 'J'):>12}"
+            f"{_si(e['total'], 'J'):>12}  [{_si(band['low'], 'J')}, {_si(band['high'], 'J')}]"
+            f"{_si(c['latency_s'], 's'):>12}{_si(c['step_time_s'], 's'):>12}   {c['basis']}, {c['mode']}")
+
+
+def format_table(results: list[dict[str, Any]]) -> str:
+    """The side-by-side table of one or more targets' results (modelled figures, labelled)."""
+    first = results[0]
+    lines = [f"{first['samples']} samples ({first['split']} split of {first['data']}), {first['steps']} steps",
+             "chip figures are modelled from hwsim's event counts (docs/estimator.md); energy per inference",
+             f"{'target / constant set':30}{'dynamic':>12}{'static':>12}{'total':>12}  [band low, high]"
+             f"{'latency':>12}{'step':>12}   basis, mode"]
+    for r in results:
+        lines.append(_chip_row(r["chip"]) + "   <- used")
+        lines += [_chip_row(c) for c in r["chips_by_set"] if c["constant_set"] != r["chip"]["constant_set"]]
+    for r in results:
+        c = r["chip"]
+        lines.append(f"{c['target']}: {r['cores']} cores on {r['chips']} chip(s), hwsim accuracy {r['accuracy']:.2f} %"
+                     f", {c['throughput_per_s']:.4g} inferences/s, EDP {c['edp_js']:.3g} J s; set "
+                     f"{c['constant_set']} ({c['label']})")
+        lines.append("  energy terms: " + ", ".join(f"{k} {_si(v, 'J')}" for k, v in c["terms_j"].items() if v))
+        lines.append("  latency terms: " + ", ".join(f"{k} {_si(v, 's')}" for k, v in c["latency_terms_s"].items()
+                                                   if v))
+        for p in r["gpu"]:
+            lines.append(f"  GPU {p['device']} {p['network']} {p['precision']} batch {p['batch']} ({p['source']}): "
+                         f"total {_si(p['energy_j']['total'], 'J')} per inference, latency {_si(p['latency_s'], 's')}")
+        lines += [f"  {q['what']}: {q['value']:.3g}" for q in r["ratios"]]
     return "\n".join(lines)
 
 
@@ -181,8 +221,13 @@ def format_table(r: dict[str, Any]) -> str:
 @click.option("--steps", type=int, default=None,
               help="Time steps per inference (images and events need it; a sequence defaults to its own T).")
 @click.option("--limit", type=int, default=200, show_default=True, help="Samples to run.")
-@click.option("--target", default=None,
-              help="Target for a model (default loihi2); a mapping file keeps the target it was compiled for.")
+@click.option("--target", "targets", multiple=True,
+              help="Target for a model (default loihi2); give it several times for a side-by-side table. A mapping "
+                   "file keeps the target it was compiled for.")
+@click.option("--constant-set", default=None,
+              help="The target's constant set for the chip figures (default: the target's default_set).")
+@click.option("--step-time", type=float, default=None,
+              help="Real-time mode: every step lasts at least this many seconds (e.g. 0.001); default unthrottled.")
 @click.option("--input-encoding", type=click.Choice(ENCODINGS), default=None,
               help="For a model: graded payloads or rate-coded binary spikes (default: the compiler's).")
 @click.option("--gpu", default="h100", show_default=True, help="GPU profile name (mappings/gpus) or a .toml file.")
@@ -192,12 +237,13 @@ def format_table(r: dict[str, Any]) -> str:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the rate code for spiking inputs.")
 @nir_options
 @click.option("--json", "as_json", is_flag=True, help="End with one JSON line of figures.")
-def estimate_cmd(model, data, split, steps, limit, target, input_encoding, gpu, gpu_batch, measure_gpu, seed,
-                 nir_import, as_json) -> None:
+def estimate_cmd(model, data, split, steps, limit, targets, constant_set, step_time, input_encoding, gpu, gpu_batch,
+                 measure_gpu, seed, nir_import, as_json) -> None:
     """Energy and latency per inference of MAPPING_OR_MODEL on the chip (from hwsim's event counts on DATA),
     and of the same network on a GPU."""
-    mapping = load_or_compile(model, target, input_encoding, nir_import=nir_import)
-    result = estimate(mapping, data, steps, limit, gpu, gpu_batch, measure_gpu, seed, split)
-    click.echo(format_table(result))
+    results = [estimate(load_or_compile(model, target, input_encoding, nir_import=nir_import), data, steps, limit,
+                        gpu, gpu_batch, measure_gpu, seed, split, constant_set=constant_set, step_time=step_time)
+               for target in (targets or (None,))]
+    click.echo(format_table(results))
     if as_json:
-        emit_json(result)
+        emit_json(results[0] if len(results) == 1 else {"targets": results})

@@ -110,6 +110,14 @@ def _rebuild(arrays: dict[str, np.ndarray], header: dict, source: str) -> dict[s
     if isinstance(t.get("synapses"), dict) and "memory_model" not in t["synapses"]:
         # written before targets named their synapse-memory model: Loihi's blocks were the only one
         t["synapses"] = {**t["synapses"], "memory_model": "loihi_blocks"}
+    if "constant_sets" not in t and {"energy", "timing"} <= set(t):
+        # written before targets held estimator constant sets: the shipped target of that name gives them
+        if t["name"] not in mappings.available_targets():
+            raise FormatError(f"{source}: written before constant sets, for target {t['name']!r}, which is not "
+                              "shipped; compile the model again", path=source, value=t["name"])
+        shipped = mappings.load_target(t["name"]).to_dict()
+        t = {k: v for k, v in t.items() if k not in ("energy", "timing")} | {
+            "estimator": shipped["estimator"], "constant_sets": shipped["constant_sets"]}
     target = mappings.parse_target({"target": {"name": t.pop("name"), "description": t.pop("description")},
                                     **{k: v for k, v in t.items() if k != "source"}}, t["source"])
     pops = {}

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping as MappingType
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -125,10 +125,27 @@ class Mapping:
     def netdesc(self) -> QuantNetwork:
         """The quantized, placed network as hwsim runs it (built once, then cached)."""
         if "netdesc" not in self._cache:
-            self._cache["netdesc"] = self._build_netdesc()
+            built = self._build_netdesc()
+            # how each core stores its synapses, for the estimator's per-format costs (hwsim.synapse_formats)
+            self._cache["netdesc"] = replace(
+                built, meta=built.meta | {"synapse_formats": self.synapse_formats()})
         return self._cache["netdesc"]
 
     quant_network = property(netdesc)
+
+    def synapse_formats(self) -> dict[str, dict[int, str]]:
+        """Per projection, {core index: "dense" | "sparse" | "conv"}: how each destination core stores its
+        synapses, as the partition chose (a shared conv kernel is the conv format); ``netdesc()`` carries it
+        in ``meta["synapse_formats"]`` for the estimator's per-format costs."""
+        incoming: dict[str, list[str]] = {}
+        for pr in self.quantized.projections:
+            incoming.setdefault(pr.dst, []).append(pr.name)
+        out: dict[str, dict[int, str]] = {pr.name: {} for pr in self.quantized.projections}
+        for s, core in zip(self.partition.slices, self.partition.slice_core):
+            # a slice's encodings begin with its incoming projections', in their order
+            for name, encoding in zip(incoming.get(s.population, []), s.encodings, strict=False):
+                out[name][int(core)] = "conv" if encoding == "shared" else encoding
+        return out
 
     def _build_netdesc(self) -> QuantNetwork:
         q = self.quantized
