@@ -17,7 +17,8 @@ lines below cite) charges energy and time per hardware event with a Loihi model 
   (U = 2^decay_bits), reset "zero" -> hard reset to 0, "subtract" -> soft. SANA-FE does not leak on its
   first step (src/models.cpp:527-532), so the initial potential is v_init already decayed once.
   An integrator (read-out) gets a threshold no state reaches. Every synapse goes to the SANA-FE synapse
-  unit of the format the partitioner chose for its destination slice (dense, sparse, or shared = conv).
+  unit of its destination core's format (``QuantNetwork.meta["synapse_formats"]``: dense, sparse or conv),
+  the format by which hwsim counts and the estimator prices synaptic ops.
 * **inputs**: an input neuron is one SANA-FE ``input`` neuron per destination core that holds its targets,
   placed on that core with its own ``loihi_inputs[k]`` unit (SANA-FE's input model keeps one spike train
   per unit, src/models.cpp:832-903). So an input spike costs one message per destination core and no hops,
@@ -46,7 +47,6 @@ import numpy as np
 from hwsim.netdesc import InputPort, Population, QuantNetwork
 from neuromap.errors import NeuromapWarning, UnsupportedError
 from neuromap.mapping import Mapping
-from neuromap.passes.lower import lower
 
 SANAFE_VERSION = "2.2.9"
 TIMING_MODELS = ("detailed", "simple")  # SANA-FE's SpikingChip.sim timing_model choices we expose
@@ -56,8 +56,9 @@ INPUT_DENDRITE_UNIT = "input_dendrites"  # added: inputs must not take the LIF d
 SANAFE_COMPARTMENTS = 1024  # slots per dendrite unit and per LIF soma unit (SANA-FE src/models.hpp:29)
 TILE_UNIT = "loihi_tile"
 CORE_UNIT = "loihi_core"
-# the partitioner's encodings (neuromap.passes.synapse_memory) -> loihi.yaml's synapse units
-SYNAPSE_UNITS = {"dense": "loihi_dense_synapse", "sparse": "loihi_sparse_synapse", "shared": "loihi_conv_synapse"}
+# a projection's synapse format per destination core (QuantNetwork.meta["synapse_formats"], the partitioner's
+# choice, by which hwsim.synapse_formats counts synaptic ops) -> loihi.yaml's synapse units
+SYNAPSE_UNITS = {"dense": "loihi_dense_synapse", "sparse": "loihi_sparse_synapse", "conv": "loihi_conv_synapse"}
 SANAFE_POTENTIAL_SHIFT = 6  # SANA-FE quantises the potential to 1/64 (src/models.cpp:447-455)
 NEVER_THRESHOLD = 2.0 ** 62  # an integrator's threshold: above any potential a run of 31-bit inputs reaches
 
@@ -223,23 +224,6 @@ def _uniform(values: np.ndarray) -> bool:
     return bool(values.size == 0 or np.all(values == values[0]))
 
 
-def _slice_formats(mapping: Mapping) -> dict[tuple[str, str], np.ndarray]:
-    """(projection name, destination population) -> the synapse format of each destination neuron, as the
-    partitioner chose it per slice (``Slice.encodings``, one per incoming projection)."""
-    lowered = lower(mapping.graph)
-    shapes = {name: p.shape for name, p in mapping.quantized.populations.items()}
-    formats: dict[tuple[str, str], np.ndarray] = {}
-    for s in mapping.partition.slices:
-        incoming = lowered.incoming(s.population)
-        shape = tuple(shapes[s.population])
-        for pr, encoding in zip(incoming, s.encodings, strict=True):
-            key = (pr.name, s.population)
-            if key not in formats:
-                formats[key] = np.full(math.prod(shape), "", dtype=object)
-            formats[key][s.flat_indices(shape)] = encoding
-    return formats
-
-
 def _input_spikes(qnet: QuantNetwork, spikes: MappingType[str, Any] | None, steps: int) -> dict[str, np.ndarray]:
     """Each port's (steps, size) bool spike train (zeros where ``spikes`` gives none)."""
     given = dict(spikes or {})
@@ -358,7 +342,6 @@ def to_sanafe(mapping: Mapping, out_dir: str | Path, spikes: MappingType[str, An
             neuron.map_to_core(core_config[int(p.core[j])])
         groups[p.name] = group
 
-    formats = _slice_formats(mapping)
     for pr in qnet.projections:
         if pr.weight_exp < 0:
             deviations.append(f"projection {pr.name!r}: weight_exp {pr.weight_exp}: SANA-FE adds w * 2^weight_exp "
@@ -366,17 +349,19 @@ def to_sanafe(mapping: Mapping, out_dir: str | Path, spikes: MappingType[str, An
         w = pr.weights.tocoo()
         if not w.nnz:
             continue
+        dst_core = qnet.population(pr.dst).core[w.row]
         if pr.src in replica_id:
-            dst_core = qnet.population(pr.dst).core[w.row]
             lookup = replica_id[pr.src]
             src = np.array([lookup[(i, c)] for i, c in zip(w.col.tolist(), dst_core.tolist())], dtype=np.int64)
         else:
             src = w.col.astype(np.int64)
         weight = w.data.astype(np.float64) * 2.0 ** pr.weight_exp
-        per_neuron = formats[(pr.name, pr.dst)]
+        # a projection or core the network does not name is dense, as hwsim.synapse_formats counts it
+        by_core = qnet.meta.get("synapse_formats", {}).get(pr.name, {})
+        synapse_format = np.array([by_core.get(int(c), "dense") for c in dst_core], dtype=object)
         dst_group = groups[pr.dst]
-        for encoding in sorted(set(per_neuron[w.row].tolist())):
-            chosen = per_neuron[w.row] == encoding
+        for encoding in sorted(set(synapse_format.tolist())):
+            chosen = synapse_format == encoding
             # SANA-FE gives a synapse its target's default unit when it is connected (src/network.cpp:183)
             for j in np.unique(w.row[chosen]).tolist():
                 dst_group.neurons[j].set_attributes(default_synapse_hw_name=SYNAPSE_UNITS[encoding])
