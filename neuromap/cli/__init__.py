@@ -31,10 +31,11 @@ def _register() -> None:
     from neuromap.cli.convert import convert_cmd
     from neuromap.cli.demo import demo
     from neuromap.cli.estimate import estimate_cmd
+    from neuromap.cli.export_sanafe import export_sanafe_cmd
     from neuromap.cli.run import run_cmd
     from neuromap.cli.train import train
 
-    for command in (demo, train, convert_cmd, compile_cmd, run_cmd, estimate_cmd):
+    for command in (demo, train, convert_cmd, compile_cmd, run_cmd, estimate_cmd, export_sanafe_cmd):
         main.add_command(command)
 
 

@@ -1,0 +1,1 @@
+"""Writers of a compiled Mapping in other tools' formats (one module per tool)."""
