@@ -120,13 +120,13 @@ def random_inputs(qnet: QuantNetwork, seed: int, batch: int, steps: int, rate: f
     return data
 
 
-def digits_mlp(seed: int = 0, hidden: int = 16):
+def digits_mlp(seed: int = 0, hidden: int = 16, *, hidden_name: str = "if1", readout_name: str = "li"):
     """A seeded, untrained 64-hidden-10 IF/LI graph for the 8x8 digits: the CLI tests' small model."""
     from neuromap.ir import IF, LI, Affine, Input, Output, sequential
 
     rng = np.random.default_rng(seed)
     return sequential([("in", Input(shape=(64,))),
                        ("fc1", Affine(weight=rng.normal(0, 0.3, (hidden, 64)), bias=np.zeros(hidden))),
-                       ("if1", IF(shape=(hidden,), threshold=1.0)),
+                       (hidden_name, IF(shape=(hidden,), threshold=1.0)),
                        ("fc2", Affine(weight=rng.normal(0, 0.5, (10, hidden)), bias=np.zeros(10))),
-                       ("li", LI(shape=(10,))), ("out", Output(shape=(10,)))])
+                       (readout_name, LI(shape=(10,))), ("out", Output(shape=(10,)))])

@@ -24,9 +24,10 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from netgen import digits_mlp
 
 from neuromap.cli import main
-from neuromap.ir import IF, LI, Affine, Input, Output, save_graph, sequential
+from neuromap.ir import IF, Input, Output, save_graph, sequential
 from neuromap.ir.nir_io import write_nir
 from neuromap.ir.serialize import graph_to_arrays, header_array, npz_bytes
 from neuromap.limits import BUDGET_ENV
@@ -50,12 +51,7 @@ class Payload:
 
 
 def _graph():
-    rng = np.random.default_rng(0)
-    return sequential([("in", Input(shape=(64,))),
-                       ("fc1", Affine(weight=rng.normal(0, 0.3, (8, 64)), bias=np.zeros(8))),
-                       ("h", IF(shape=(8,), threshold=1.0)),
-                       ("fc2", Affine(weight=rng.normal(0, 0.5, (10, 8)), bias=np.zeros(10))),
-                       ("o", LI(shape=(10,))), ("out", Output(shape=(10,)))])
+    return digits_mlp(hidden=8, hidden_name="h", readout_name="o")
 
 
 @dataclass

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from netgen import digits_mlp
 
 import mappings
 from neuromap.cli import main
@@ -23,12 +24,7 @@ TESTCHIP = mappings.load_target("testchip")
 
 
 def _graph():
-    rng = np.random.default_rng(0)
-    return sequential([("in", Input(shape=(64,))),
-                       ("fc1", Affine(weight=rng.normal(0, 0.3, (8, 64)), bias=np.zeros(8))),
-                       ("h", IF(shape=(8,), threshold=1.0)),
-                       ("fc2", Affine(weight=rng.normal(0, 0.5, (10, 8)), bias=np.zeros(10))),
-                       ("o", LI(shape=(10,))), ("out", Output(shape=(10,)))])
+    return digits_mlp(hidden=8, hidden_name="h", readout_name="o")
 
 
 @pytest.fixture(scope="module")

@@ -12,13 +12,14 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from netgen import digits_mlp
 
 import mappings
 from neuromap import files
 from neuromap.cli import main
 from neuromap.cli.common import emit_json
 from neuromap.errors import FormatError, NeuromapError
-from neuromap.ir import IF, LI, Affine, Input, Output, save_graph, sequential
+from neuromap.ir import save_graph
 from neuromap.ir.nir_io import write_nir
 from neuromap.ir.serialize import read_npz
 from neuromap.limits import BUDGET_ENV, memory_budget
@@ -28,12 +29,7 @@ TESTCHIP = mappings.load_target("testchip")
 
 
 def _graph():
-    rng = np.random.default_rng(0)
-    return sequential([("in", Input(shape=(64,))),
-                       ("fc1", Affine(weight=rng.normal(0, 0.3, (8, 64)), bias=np.zeros(8))),
-                       ("h", IF(shape=(8,), threshold=1.0)),
-                       ("fc2", Affine(weight=rng.normal(0, 0.5, (10, 8)), bias=np.zeros(10))),
-                       ("o", LI(shape=(10,))), ("out", Output(shape=(10,)))])   # one output per digit
+    return digits_mlp(hidden=8, hidden_name="h", readout_name="o")
 
 
 def test_each_kind_is_told_by_its_content_whatever_the_name(tmp_path):
