@@ -4,7 +4,7 @@ from click.testing import CliRunner
 
 from neuromap.cli import main
 from neuromap.errors import NeuromapError
-from neuromap.report import plot_accuracy_vs_steps
+from neuromap.reporting import plot_accuracy_vs_steps
 
 CURVES = {"soft reset": {8: 80.0, 16: 91.5, 32: 93.0}, "hard reset": {8: 60.0, 16: 85.0, 32: 92.0}}
 

@@ -105,7 +105,7 @@ def convert_cmd(model_name, activation, levels, data_name, weights, epochs, seed
     from neuromap import data as nmdata
     from neuromap.frontends import rmp
     from neuromap.ir import save_graph
-    from neuromap.report.plots import SUFFIXES, plot_accuracy_vs_steps
+    from neuromap.reporting.plots import SUFFIXES, plot_accuracy_vs_steps
 
     start = time.perf_counter()
     steps = _steps(sweep)
