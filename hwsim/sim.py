@@ -416,8 +416,10 @@ def _devices(device: str | torch.device | None, devices: Iterable[str | torch.de
 
 
 def _run_shard(plan: _Plan, data: dict[str, np.ndarray], result: dict[str, dict[str, np.ndarray]], start: int,
-               stop: int, batch_size: int, device: torch.device) -> tuple[list[EventCounts], dict[str, int]]:
-    """Samples start..stop on one device, in chunks of ``batch_size``; fills their rows of ``result``."""
+               stop: int, batch_size: int, device: torch.device,
+               progress: Callable[[int], object] | None) -> tuple[list[EventCounts], dict[str, int]]:
+    """Samples start..stop on one device, in chunks of ``batch_size``; fills their rows of ``result``;
+    ``progress(n)`` after each chunk of n samples."""
     parts: list[EventCounts] = []
     saturated: dict[str, int] = {}
     with torch.no_grad():  # per thread: a shard may run in a worker thread
@@ -431,6 +433,8 @@ def _run_shard(plan: _Plan, data: dict[str, np.ndarray], result: dict[str, dict[
             counts = _run_chunk(plan, chunk, buffers, saturated)
             if counts is not None:
                 parts.append(counts)
+            if progress is not None:
+                progress(hi - lo)
     return parts, saturated
 
 
@@ -438,7 +442,7 @@ def _run_shard(plan: _Plan, data: dict[str, np.ndarray], result: dict[str, dict[
 def simulate(qnet: QuantNetwork, inputs: Mapping[str, object], steps: int, *, record: bool | Iterable[str] = True,
              device: str | torch.device | None = None, batch_size: int | None = None, events: bool = True,
              synapses: str | None = None, devices: Iterable[str | torch.device] | None = None,
-             memory: int | None = None) -> HwResult:
+             memory: int | None = None, progress: Callable[[int], object] | None = None) -> HwResult:
     """Run ``qnet`` for ``steps`` steps on ``inputs`` ({port name: int array (B, T >= steps, size)}: 0/1 spikes,
     or payloads for graded ports; (B, T, *shape) frames are flattened in C order).
 
@@ -449,7 +453,8 @@ def simulate(qnet: QuantNetwork, inputs: Mapping[str, object], steps: int, *, re
     many as fit half the device's free memory, or half of ``memory`` bytes, ``hwsim.memory``; the recorded
     traces are allocated for the whole batch on top). ``events``: count events (``hwsim.events``).
     ``synapses``: force one ``hwsim.synapse`` strategy for every projection (default: chosen per projection);
-    results never depend on it, nor on ``batch_size`` or ``devices``.
+    results never depend on it, nor on ``batch_size`` or ``devices``. ``progress``: called with the number of
+    samples each finished chunk held (e.g. a progress bar's ``update``; from the shards' threads).
     """
     if steps < 1:
         raise InputDataError(f"steps must be at least 1, got {steps}")
@@ -467,7 +472,7 @@ def simulate(qnet: QuantNetwork, inputs: Mapping[str, object], steps: int, *, re
     result = {key: {p.name: np.empty((batch, steps, p.size), TRACE_DTYPES[key]) for p in qnet.populations}
               for key in keep}
     bounds = np.linspace(0, batch, len(chosen) + 1).round().astype(int)
-    jobs = [(plan, data, result, int(lo), int(hi), size, d)
+    jobs = [(plan, data, result, int(lo), int(hi), size, d, progress)
             for plan, size, d, lo, hi in zip(plans, sizes, chosen, bounds[:-1], bounds[1:]) if hi > lo]
     if len(jobs) == 1:
         shards = [_run_shard(*jobs[0])]

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 T = TypeVar("T")
 
@@ -40,11 +40,12 @@ def quiet(value: bool = True) -> Iterator[None]:
 
 
 def bar(iterable: Iterable[T] | None = None, *, desc: str, total: int | None = None, unit: str = "it",
-        leave: bool = False, **postfix: Any) -> tqdm:
+        leave: bool = False, enabled: bool = True, **postfix: Any) -> tqdm:
     """A tqdm bar over ``iterable`` (or one to ``update`` by hand, given ``total``), named ``desc``;
-    ``bar.set_postfix(loss=..., acc=...)`` shows the figures of the job as it goes."""
+    ``bar.set_postfix(loss=..., acc=...)`` shows the figures of the job as it goes. ``enabled=False`` (a caller's
+    own switch, e.g. a library function's ``progress=False``) silences it whatever the global setting."""
     progress = tqdm(iterable, desc=desc, total=total, unit=unit, leave=leave, dynamic_ncols=True,
-                    disable=True if _quiet else None)
+                    disable=True if _quiet or not enabled else None)
     if postfix:
         progress.set_postfix(postfix)
     return progress

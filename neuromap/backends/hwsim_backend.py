@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from neuromap.backends.base import TRACES, Model, Traces, every_step, population_shapes, shaped
+from neuromap.progress import bar
 
 
 class HwsimBackend:
@@ -25,9 +26,12 @@ class HwsimBackend:
         import hwsim.sim
 
         mapping = model.mapping()
-        hw = hwsim.sim.simulate(mapping.netdesc(), mapping.encode_inputs(every_step(frames, steps)), steps,
-                                record=tuple(k for k in TRACES if k in record), device=options.get("device"),
-                                devices=options.get("devices"), events="events" in record)
+        inputs = mapping.encode_inputs(every_step(frames, steps))
+        batch = len(next(iter(frames.values())))
+        with bar(desc="hwsim", total=batch, unit="sample") as progress:
+            hw = hwsim.sim.simulate(mapping.netdesc(), inputs, steps, record=tuple(k for k in TRACES if k in record),
+                                    device=options.get("device"), devices=options.get("devices"),
+                                    events="events" in record, progress=progress.update)
         shapes = population_shapes(model.graph)
         return Traces(engine="hwsim", spikes=shaped(hw.spikes, shapes), v=shaped(hw.v, shapes),
                       u=shaped(hw.u, shapes), events=hw.events)

@@ -36,10 +36,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from neuromap.backends.lava import compat
 from neuromap.errors import BackendError
+from neuromap.progress import bar as progress_bar
 
 Emit = Callable[[Any], None]
 _GONE_WAIT_S = 5.0
@@ -212,7 +211,7 @@ def run_guarded(job: Callable[[Emit, Emit], None], *, timeout: float, what: str,
     next_scan = time.monotonic()
     deadline = next_scan + timeout
     seen_killed: set[tuple[int, int]] = set()
-    bar = tqdm(total=total, desc=what, unit=unit, disable=not progress, leave=False)
+    bar = progress_bar(total=total, desc=what, unit=unit, enabled=progress)
     child.start()
     group = child.pid  # the child's setsid() makes its pid its process group's id
     assert group is not None  # start() has set it
