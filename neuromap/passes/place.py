@@ -7,9 +7,10 @@ mesh: chips sit side by side on the target's chip grid and the mesh continues ac
 
 Two placements, both deterministic given the seed:
 * ``sequential``: cores in layer order, row-major over each chip's tiles, chip after chip (the baseline);
-* ``optimised``: recursive Kernighan-Lin bisection of the core graph onto recursive halves of the mesh,
-  then greedy pairwise swaps; the swaps are also run from the sequential placement and the cheaper
-  result is kept.
+* ``optimised``: recursive Kernighan-Lin bisection of the core graph onto recursive halves of the mesh
+  (down to one tile, whose positions are all zero hops apart), then greedy pairwise swaps; up to
+  ``_REFINE_BOTH_MAX`` cores the swaps are also run from the sequential placement and the cheaper result is
+  kept, above it only the cheaper of the two starts is refined.
 """
 from __future__ import annotations
 
@@ -25,6 +26,10 @@ from neuromap.errors import FitError, UnsupportedError
 METHODS = ("optimised", "sequential")
 _SWAP_PASSES = 4
 _SWAP_RADIUS = 3  # tiles: swaps are tried within this Manhattan distance
+# Above this many cores only the cheaper start is refined: the swaps cost ~0.6 ms per core (12 s at ResNet-50's
+# 18,297 cores on 143 chips), and there the refined bisection costs 3.9e8 traffic x hops, the refined
+# sequential start 1.8e9 (benchmarks/compile.py --resnet50)
+_REFINE_BOTH_MAX = 4096
 
 
 @dataclass(frozen=True)
@@ -82,10 +87,10 @@ def _bisect(adj, cores: list[int], positions: list[int], sl: Slots, seed: int, o
     """Recursive bisection: split the positions in two along the longer side, the cores by KL."""
     if not cores:
         return
-    if len(positions) == 1:
-        out[cores[0]] = positions[0]
-        return
     gx, gy = sl.gx[positions], sl.gy[positions]
+    if len(positions) == 1 or (np.ptp(gx) == 0 and np.ptp(gy) == 0):
+        out[cores] = positions[:len(cores)]  # one tile: every position is zero hops from the others
+        return
     key = (lambda p: (sl.gx[p], sl.gy[p], p)) if np.ptp(gx) >= np.ptp(gy) else (lambda p: (sl.gy[p], sl.gx[p], p))
     ordered = sorted(positions, key=key)
     half = len(ordered) // 2
@@ -101,12 +106,23 @@ def _bisect(adj, cores: list[int], positions: list[int], sl: Slots, seed: int, o
                 if b in members and a < b:
                     g.add_edge(a, b, weight=w)
         if g.number_of_edges():
-            part_a, _ = nx.algorithms.community.kernighan_lin_bisection(g, (set(first), set(second)),
-                                                                        weight="weight", seed=seed)
-            first = [c for c in cores if c in part_a]
-            second = [c for c in cores if c not in part_a]
+            halves = nx.algorithms.community.kernighan_lin_bisection(g, (set(first), set(second)),
+                                                                     weight="weight", seed=seed)
+            first, second = _matched(cores, set(first), halves)
     _bisect(adj, first, left, sl, seed, out)
     _bisect(adj, second, right, sl, seed, out)
+
+
+def _matched(cores: list[int], asked: set[int], halves: tuple[set[int], set[int]]) -> tuple[list[int], list[int]]:
+    """KL's two halves as (the one for the first positions, the other). networkx returns them in no fixed order
+    (its first set is the one that started as the *second*), and a half it gives back may differ in size from
+    the split asked for only by that order: pair them by sizes (and overlap with the asked first half), as the
+    first positions hold exactly ``len(asked)`` of the cores and no more (taking the other half there once put
+    up to 128 cores on one slot of a 3-chip mesh)."""
+    a, b = halves
+    same_size = len(a) == len(b)
+    pick = a if (len(a & asked) >= len(b & asked) if same_size else len(a) == len(asked)) else b
+    return [c for c in cores if c in pick], [c for c in cores if c not in pick]
 
 
 def _nearby(sl: Slots, radius: int) -> list[np.ndarray]:
@@ -196,7 +212,10 @@ def place(n_cores: int, edges: dict[tuple[int, int], tuple[int, float]], target:
         adj = _undirected(n_cores, edges)
         bisected = np.zeros(n_cores, dtype=np.int64)
         _bisect(adj, list(range(n_cores)), list(range(len(sl.gx))), sl, seed, bisected)
-        candidates = [_refine(adj, bisected, sl), _refine(adj, sequential, sl)]
+        starts = sorted((bisected, sequential), key=lambda c: traffic_hops(edges, sl.gx[c], sl.gy[c]))
+        if n_cores > _REFINE_BOTH_MAX:
+            starts = starts[:1]
+        candidates = [_refine(adj, start, sl) for start in starts]
         costs = [traffic_hops(edges, sl.gx[c], sl.gy[c]) for c in candidates]
         pos = candidates[int(np.argmin(costs))]
     cost = traffic_hops(edges, sl.gx[pos], sl.gy[pos])
