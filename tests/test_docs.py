@@ -143,3 +143,102 @@ def test_the_cli_reference_lists_every_command_with_its_options(site):
         assert missing == [], f"neuromap {name}: {missing}"
         first_line = (command.help or "").strip().splitlines()[0]
         assert " ".join(first_line.split()) in " ".join(text.split()), name
+
+
+# ---------------------------------------------------------------- the pages say what the code and files hold
+PAGES = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]
+CODE_PATH = re.compile(r"(?<![\w./<-])(?:neuromap|hwsim|mappings|tests|benchmarks|notebooks)/[\w./-]*\w")
+
+
+def test_every_code_path_a_page_names_exists():
+    missing = []
+    for page in PAGES:
+        text = page.read_text(encoding="utf-8")
+        for m in CODE_PATH.finditer(text):
+            path = m.group()
+            # a pattern (tests/test_mutation_kills*.py, benchmarks/NAME.py): its folder must exist
+            if text[m.end():m.end() + 1] in "*<" or path.rsplit("/", 1)[-1].split(".")[0].isupper():
+                path = path.rsplit("/", 1)[0]
+            if not (ROOT / path).exists():
+                missing.append(f"{page.name}: {m.group()}")
+    assert missing == []
+
+
+def backticked(page: str) -> set[str]:
+    """Every `code` span of a docs page."""
+    return set(re.findall(r"`([^`\n]+)`", (ROOT / "docs" / page).read_text(encoding="utf-8")))
+
+
+def test_the_target_page_names_every_table_and_key_of_the_shipped_files():
+    import tomllib
+
+    import mappings
+    from mappings import constant_sets
+
+    targets, estimator = backticked("targets.md"), backticked("estimator.md")
+    text = (ROOT / "docs" / "targets.md").read_text(encoding="utf-8")
+    shipped = [*sorted((ROOT / "mappings" / "targets").glob("*.toml")),
+               *sorted((ROOT / "mappings" / "gpus").glob("*.toml"))]
+    assert len(shipped) == 7
+    for path in shipped:
+        assert path.name in text, path.name
+        for table, keys in tomllib.loads(path.read_text(encoding="utf-8")).items():
+            if table == "constant_sets":
+                continue
+            assert f"[{table}]" in text, (path.name, table)
+            assert keys.keys() <= targets, (path.name, table, sorted(keys.keys() - targets))
+    for name in mappings.available_targets():
+        for set_name, cs in mappings.load_target(name).constant_sets.items():
+            document = cs.to_document()
+            assert set(document) == {"label", "basis", "source", "energy", "timing"} <= targets
+            # the event keys are explained, with every shipped value, on the estimator page
+            events = {*document["energy"], *document["timing"]}
+            assert events <= targets | estimator, (name, set_name, sorted(events - targets - estimator))
+    assert set(constant_sets.BASES) <= set(re.findall(r"[\w-]+", text))
+
+
+def compiled_example(*, bias_axon: bool, matrix_form: bool):
+    """A small network compiled for loihi2: a bias into a neuron with current memory (a bias axon: a version 2
+    file) or not, and a chain of two weighted nodes (a projection stored as its CSR matrix) or one."""
+    import warnings
+
+    import numpy as np
+
+    import neuromap
+    from neuromap.ir import IF, LI, LIF, Affine, Input, Linear, Output, sequential
+
+    rng = np.random.default_rng(0)
+    first = LIF((6,), threshold=1.0, v_decay=0.1, i_decay=0.5) if bias_axon else IF((6,), threshold=1.0)
+    chain = [("fc1", Affine(rng.normal(0, 0.3, (6, 8)), rng.normal(0, 0.1, 6)))]
+    if matrix_form:
+        chain.append(("fc1b", Linear(rng.normal(0, 0.3, (6, 6)))))
+    graph = sequential([("in", Input((8,))), *chain, ("pop1", first), ("fc2", Affine(rng.normal(0, 0.3, (3, 6)),
+                        np.zeros(3))), ("ro", LI((3,))), ("out", Output((3,)))])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # precision notes on random weights; not what is checked here
+        return neuromap.compile(graph, "loihi2")
+
+
+def test_the_formats_page_names_every_member_and_header_key_of_both_versions():
+    import io
+    import json
+
+    import numpy as np
+
+    documented = backticked("formats.md")
+    for bias_axon, matrix_form, version in ((False, True, 1), (True, False, 2)):
+        with np.load(io.BytesIO(compiled_example(bias_axon=bias_axon, matrix_form=matrix_form).to_bytes())) as z:
+            header = json.loads(str(z["__mapping__"][()]))
+            graph = json.loads(str(z["graph/__graph__"][()]))
+            members = set(z.files)
+        # written in the oldest version that holds it
+        assert header["format"] == "neuromap-mapping" and header["version"] == version
+        named = {re.sub(r"^(pop|proj)/\d+/", r"\1/<i>/", m) for m in members if not m.startswith("graph/")}
+        assert named - {"__mapping__"} <= documented, sorted(named - documented)
+        assert ("pop/<i>/bias_axon" in named) == bias_axon and ("proj/<i>/indptr" in named) == matrix_form
+        keys = set(header) | {k for part in ("populations", "projections", "inputs") for e in header[part] for k in e}
+        keys |= set(header["placement"]) | set(header["options"]) | set(header["target"])
+        keys |= {k for layer in header["report"] for k in layer} | {
+            k for layer in header["report"] for p in layer["projections"] for k in p}
+        keys |= set(graph) | {k for node in graph["nodes"] for k in node}
+        assert keys <= documented, sorted(keys - documented)
