@@ -4,6 +4,7 @@ cites a path outside it (the project's notes live in docs/reference/)."""
 from __future__ import annotations
 
 import html
+import inspect
 import os
 import re
 import subprocess
@@ -122,15 +123,22 @@ def test_the_site_loads_nothing_from_the_network(site):
 
 
 def command_sections(cli_page: str) -> dict[str, str]:
-    """Command name -> the HTML of its section on the CLI reference page (mkdocs-click: one heading each)."""
-    parts = re.split(r'<h\d id="neuromap-([\w-]+)"', cli_page)
-    return dict(zip(parts[1::2], parts[2::2]))
+    """Command name -> the HTML of its section on the CLI reference page (mkdocs-click: one heading each; the
+    group itself is ``neuromap``)."""
+    parts = re.split(r'<h\d id="(neuromap(?:-[\w-]+)?)"', cli_page)
+    return {name.removeprefix("neuromap-"): section for name, section in zip(parts[1::2], parts[2::2])}
+
+
+def verbatim_paragraphs(help_text: str) -> list[list[str]]:
+    """The lines after the label of each paragraph click prints as written (marked with a \\b line)."""
+    paragraphs = inspect.cleandoc(help_text).split("\n\n")
+    return [[line.strip() for line in p.splitlines()[2:]] for p in paragraphs if p.splitlines()[0].strip() == "\b"]
 
 
 @pytest.mark.slow  # builds the site once for the module: ~3 s alone, more on a shared machine
 def test_the_cli_reference_lists_every_command_with_its_options(site):
     sections = command_sections((site / "cli.html").read_text(encoding="utf-8"))
-    assert set(sections) == set(COMMANDS)
+    assert set(sections) == {"neuromap", *COMMANDS}
     ctx = click.Context(main)
     for name in COMMANDS:
         command = main.get_command(ctx, name)
@@ -143,6 +151,21 @@ def test_the_cli_reference_lists_every_command_with_its_options(site):
         assert missing == [], f"neuromap {name}: {missing}"
         first_line = (command.help or "").strip().splitlines()[0]
         assert " ".join(first_line.split()) in " ".join(text.split()), name
+
+
+@pytest.mark.slow  # the site of the module's fixture
+def test_the_cli_reference_keeps_each_commands_examples_one_per_line(site):
+    sections = command_sections((site / "cli.html").read_text(encoding="utf-8"))
+    ctx = click.Context(main)
+    commands = {"neuromap": main} | {name: main.get_command(ctx, name) for name in COMMANDS}
+    checked = 0
+    for name, command in commands.items():
+        assert command is not None
+        blocks = [html.unescape(b) for b in re.findall(r"<pre><code>(.*?)</code></pre>", sections[name], flags=re.S)]
+        for lines in verbatim_paragraphs(command.help or ""):
+            assert "\n".join(lines) in blocks, (name, lines)
+            checked += 1
+    assert checked >= 1  # neuromap's own examples at least
 
 
 # ---------------------------------------------------------------- the pages say what the code and files hold
