@@ -11,7 +11,7 @@ LAVA    := lava-nc==0.10.0
 FRAMEWORKS := norse==1.1.0 sinabs==3.1.3 pbr==7.1.3 rockpool==3.1.0 tonic==1.7.0 importRosbag==1.0.4 \
               expelliarmus==1.1.12
 
-.PHONY: install demo test bench clean mutation
+.PHONY: install demo test docs bench clean mutation
 
 install: $(STAMP)
 
@@ -35,11 +35,16 @@ test: install
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 
+# The docs site (mkdocs.yml), offline, into site/; --strict: a warning (a broken link, a docstring mkdocstrings
+# cannot read) fails the build, as tests/test_docs.py does
+docs: install
+	$(BIN)/mkdocs build --strict
+
 bench: install
 	for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) out build *.egg-info
+	rm -rf $(VENV) out build site *.egg-info
 
 # Mutation testing (not part of `make test`: minutes per module). mutmut mutates a copy of the tree in
 # MUTATION_DIR, so the checkout stays clean; [tool.mutmut] in pyproject.toml names the modules it mutates

@@ -38,7 +38,7 @@ from neuromap.data import load, poisson_encode
 from neuromap.ir import IF, LI, LIF, Conv2d, Flatten, Input, Linear, Output, sequential
 from neuromap.mapping import Mapping
 
-NEURONS_PER_CORE = 1024  # Loihi 1: 1,024 compartments per core (reference/loihi_lava.md §5.1)
+NEURONS_PER_CORE = 1024  # Loihi 1: 1,024 compartments per core (docs/reference/loihi_lava.md §5.1)
 MESH_WIDTH = 8
 
 

@@ -1,6 +1,6 @@
 """The integer arithmetic of a neuro-core, as torch tensor operations (docs/architecture.md, "Fixed-point step").
 
-Lava's fixed_pt models (reference/loihi_lava.md §2) compute in numpy int32/int64; these helpers reproduce
+Lava's fixed_pt models (docs/reference/loihi_lava.md §2) compute in numpy int32/int64; these helpers reproduce
 their wrap-around and rounding exactly on int64 tensors (int32 where the caller has bounded the values),
 whatever the device. The widths come from the network's ``hwsim.netdesc.Formats``: ``unity`` is its
 decay unity 2^decay_bits, ``half_range`` 2^(state_bits - 1), ``state_max`` half_range - 1.

@@ -145,7 +145,7 @@ class Formats:
                 "v_init": (-self.state_max, self.state_max), "u_init": (-self.state_max, self.state_max)}
 
 
-# Loihi's neuro-core, as Lava's fixed_pt LIF computes it (reference/loihi_lava.md §2.1, §2.3): 24-bit u and v,
+# Loihi's neuro-core, as Lava's fixed_pt LIF computes it (docs/reference/loihi_lava.md §2.1, §2.3): 24-bit u and v,
 # 12-bit decays (unity 4096), act/vth shift 6, 17-bit vth mantissa, 13-bit signed bias mantissa, weight_exp in
 # [-8, 7]. bias_exp keeps hwsim's historical [-8, 7] (a negative exponent floors; neuromap's compiler uses 0..7,
 # the target files' range) and payloads the 24 bits hwsim carries, so hand-built descriptions keep meaning Loihi.

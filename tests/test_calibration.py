@@ -13,7 +13,7 @@ model or the constants that moves a ratio out of its band fails here and must up
   d825ac5): PilotNet LIF on one Loihi 2 chip, 74 cores, 408.91 fps at 16 steps per frame (152.85 us per
   step), total 0.679 W, static 0.232 W; per frame 1.661 mJ total, 1.094 mJ dynamic.
 * Frady et al., "Neuromorphic Nearest-Neighbor Search Using Intel's Pohoiki Springs", NICE 2020
-  (transcription, shared/reference/estimator_sources.md): 3.34 W static per 32 chips; an unthrottled step on
+  (transcription, docs/reference/estimator_sources.md): 3.34 W static per 32 chips; an unthrottled step on
   32 chips takes 5.8 us.
 """
 import math

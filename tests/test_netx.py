@@ -501,7 +501,7 @@ def test_input_neurons_lag_netx_by_one_step_and_spikes_match(tmp_path):
 
 def test_hwsim_matches_a_numpy_cuba_loop(tmp_path):
     """Without Lava: the dense net against a plain loop over Lava's fixed-point CUBA update
-    (reference/loihi_lava.md §2.2-2.3) with netx's parameters."""
+    (docs/reference/loihi_lava.md §2.2-2.3) with netx's parameters."""
     rng = np.random.default_rng(10)
     layers = dense_net(rng)
     write_net(tmp_path / "mlp.net", layers)

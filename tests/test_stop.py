@@ -1,4 +1,5 @@
-"""STOP frontend: trace gradients vs autograd BPTT (algorithms.md §1.9), learned theta/alpha, IR export."""
+"""STOP frontend: trace gradients vs autograd BPTT (docs/reference/algorithms.md §1.9), learned theta/alpha,
+IR export."""
 from __future__ import annotations
 
 import json

@@ -1,7 +1,7 @@
 """Run a Lava simulation in a guarded child process, so that no failure can hang the caller or leave anything behind.
 
 Lava starts one OS process per Process and its ``stop()`` hangs once a ProcessModel has raised
-(reference/loihi_lava.md §1.6). So the job runs in a forked, non-daemon child (Lava must be imported in
+(docs/reference/loihi_lava.md §1.6). So the job runs in a forked, non-daemon child (Lava must be imported in
 the parent first: its import fixes the start method to 'fork', and a daemon cannot start Lava's workers).
 The child makes itself a session leader, so it and all of Lava's workers (and the resource tracker they
 start) form one process group. Results come back over a pipe as they are produced.

@@ -1,4 +1,5 @@
-"""RMP-SNN: convert a trained ReLU ANN into integrate-and-fire neurons with soft reset (algorithms.md §2).
+"""RMP-SNN: convert a trained ReLU ANN into integrate-and-fire neurons with soft reset
+(docs/reference/algorithms.md §2).
 
     model = rmp.build_model("mlp", (64,), 10)           # or any supported torch model
     rmp.train_ann(model, neuromap.data.load("digits").flat(), epochs=20)

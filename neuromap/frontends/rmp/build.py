@@ -1,6 +1,6 @@
 """LayerGraph + thresholds -> IR Graph of IF populations and an accumulating read-out.
 
-Scaling rule (algorithms.md §2.5, "keep thresholds in ANN units"): every ReLU becomes an IF population
+Scaling rule (docs/reference/algorithms.md §2.5, "keep thresholds in ANN units"): every ReLU becomes an IF population
 with threshold θ (a scalar, or one per channel), whose spike stands for an activation of θ. The weights
 that first read a population's spikes are multiplied by θ of that population (per input column or
 channel), so every population integrates its ANN pre-activation in ANN units, biases included unchanged,

@@ -1,4 +1,5 @@
-"""``convert``: a trained ReLU ANN -> an IR graph of integrate-and-fire neurons (RMP-SNN, algorithms.md §2).
+"""``convert``: a trained ReLU ANN -> an IR graph of integrate-and-fire neurons (RMP-SNN,
+docs/reference/algorithms.md §2).
 
 trace (fx; BN folded, dropout dropped, max pooling refused or replaced) -> thresholds (balanced on the
 calibration data) -> IR graph (IF populations, soft or hard reset; LI accumulator read-out).

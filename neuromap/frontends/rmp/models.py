@@ -2,9 +2,9 @@
 
 Every model takes a per-sample ``input_shape`` ((C, H, W), e.g. (1, 8, 8) digits, (1, 28, 28) MNIST,
 (3, 32, 32) CIFAR) and ``num_classes``, and the constrained-training knobs of the RMP/Sengupta recipe
-(algorithms.md §2.3): ``bias`` (False = no bias terms), ``batchnorm`` (folded exactly at conversion),
+(docs/reference/algorithms.md §2.3): ``bias`` (False = no bias terms), ``batchnorm`` (folded exactly at conversion),
 ``dropout`` (identity at conversion), average pooling only, ReLU everywhere and a linear read-out.
-``activation="qcfs"`` swaps ReLU for QCFS's clip-floor-shift activation (algorithms.md §2.9-4), whose
+``activation="qcfs"`` swaps ReLU for QCFS's clip-floor-shift activation (docs/reference/algorithms.md §2.9-4), whose
 trained clip level becomes the threshold and which converts well at few time steps.
 """
 from __future__ import annotations

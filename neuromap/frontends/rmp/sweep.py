@@ -1,4 +1,5 @@
-"""Accuracy versus time steps (algorithms.md §2.7): one torch_sim run to the longest T gives every shorter T.
+"""Accuracy versus time steps (docs/reference/algorithms.md §2.7): one torch_sim run to the longest T gives
+every shorter T.
 
 T counts every simulated step, the latency included: with L projections the read-out sees the input
 first at step L + 1, so a T-step run integrates T - L steps of signal. Reporting total steps is what a

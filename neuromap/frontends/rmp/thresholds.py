@@ -1,4 +1,4 @@
-"""Threshold balancing: threshold(population) = alpha · statistic (algorithms.md §2.5).
+"""Threshold balancing: threshold(population) = alpha · statistic (docs/reference/algorithms.md §2.5).
 
 Statistics, all in ANN units (see build.py's scaling rule):
   ann_max     max over the calibration data of the ANN's ReLU output (Diehl et al. 2015 data-norm)

@@ -33,7 +33,8 @@ _SHAPE_ONLY_METHODS = {"size", "dim"}
 
 def fold_batchnorm(weight: np.ndarray, bias: np.ndarray | None, bn: nn.modules.batchnorm._BatchNorm
                    ) -> tuple[np.ndarray, np.ndarray]:
-    """(W, b) of a Linear/Conv2d followed by ``bn`` (eval mode) as one layer: exact, algorithms.md §2.9-2.
+    """(W, b) of a Linear/Conv2d followed by ``bn`` (eval mode) as one layer: exact (docs/reference/algorithms.md
+    §2.9-2).
 
     W' = W·γ/√(σ²+ε) per output channel, b' = (b - μ)·γ/√(σ²+ε) + β.
     """

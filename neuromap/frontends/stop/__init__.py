@@ -1,4 +1,4 @@
-"""STOP: online training of deep SNNs' weights, thresholds and leaks (algorithms.md §1), and its export.
+"""STOP: online training of deep SNNs' weights, thresholds and leaks (docs/reference/algorithms.md §1), and its export.
 
     model = build_model("c16-p2-c32-p2", (1, 28, 28), 10)
     trainer = Trainer(model, "stop-wtl")

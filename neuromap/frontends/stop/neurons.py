@@ -1,11 +1,11 @@
-"""STOP's neuron: LIF with soft reset, learnable leak alpha and threshold theta (algorithms.md §1.3).
+"""STOP's neuron: LIF with soft reset, learnable leak alpha and threshold theta (docs/reference/algorithms.md §1.3).
 
     U[t] = alpha * (U[t-1] - theta * s[t-1]) + I[t]        membrane before the threshold test
     s[t] = H(U[t] - theta)                                 strict: H(0) = 0, as in docs/architecture.md
 
 This is the IR's LIF with v_decay = 1 - alpha, i_decay = 1, reset "subtract", timing "immediate".
 Alpha is one scalar per layer: only a leak shared by all neurons of a layer lets the weight trace be a
-presynaptic vector (algorithms.md §1.3). Theta is per neuron (dense) or per output channel (conv).
+presynaptic vector (docs/reference/algorithms.md §1.3). Theta is per neuron (dense) or per output channel (conv).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""STOP training (algorithms.md §1.5-1.7) and the BPTT/STBP baseline, on the same SNN and the same loss.
+"""STOP training (docs/reference/algorithms.md §1.5-1.7) and the BPTT/STBP baseline, on the same SNN and the same loss.
 
 STOP, per time step t:
   1. traces, forward in time, from the previous step's state (no autograd):

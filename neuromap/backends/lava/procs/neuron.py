@@ -168,7 +168,7 @@ class PyNeuronsFixed(_NeuronsModel):
 
     def __init__(self, proc_params) -> None:
         super().__init__(proc_params)
-        self.half_range = 1 << (proc_params["state_bits"] - 1)  # u, v are 24-bit on Loihi (loihi_lava.md §2.1)
+        self.half_range = 1 << (proc_params["state_bits"] - 1)  # 24 bits: docs/reference/loihi_lava.md §2.1
         self.decay_bits = proc_params["decay_bits"]
         self.shift = proc_params["activation_shift"]
 
