@@ -431,6 +431,39 @@ def test_cifar10dvs_folder_errors(tmp_path, monkeypatch):
         data.samples(f"cifar10dvs:{tmp_path}", input_shape=(2, 128, 128), outputs=10, steps=3)
 
 
+@pytest.mark.parametrize("kind", ["nmnist", "shd"])
+def test_event_sets_as_arrays_and_as_lazy_torch_datasets(kind, tmp_path):
+    from datafiles import tonic_folder
+
+    from neuromap.data.events import bin_events
+
+    test_events, test_labels = tonic_folder(kind, tmp_path, np.random.default_rng(2))
+    sensor = (34, 34, 2) if kind == "nmnist" else (700, 1, 1)
+    expected = np.stack([bin_events(ev, sensor, 5) for ev in test_events])
+    ds = data.load(f"{kind}:{tmp_path}", steps=5)
+    np.testing.assert_array_equal(ds.x_test, expected)
+    np.testing.assert_array_equal(ds.y_test, test_labels)
+    s = data.splits(f"{kind}:{tmp_path}", steps=5)
+    assert s.sample_shape == ds.x_test.shape[1:] and len(s.test) == 3 and len(s.train) == 3
+    x, label = s.test[2]
+    np.testing.assert_array_equal(x.numpy(), expected[2])
+    assert label == test_labels[2]
+
+
+def test_docs_name_every_form_and_layout():
+    from neuromap.data import tonic_sets
+
+    page = (Path(__file__).parents[1] / "docs" / "data.md").read_text()
+    for kind in data.FOLDER_SETS:
+        assert f"`{kind}:PATH`" in page
+    for layout in cifar.LAYOUTS.values():
+        assert f"`PATH/{layout.binary_folder}/`" in page and f"`PATH/{layout.python_folder}/`" in page
+    assert "PATH/CIFAR10DVS/<class>/*.aedat4" in page and tonic_sets.LAYOUTS["cifar10dvs"].startswith(
+        "PATH/CIFAR10DVS/<class>/*.aedat4")
+    for values in (transforms.CIFAR10_MEAN, transforms.CIFAR100_STD, transforms.IMAGENET_MEAN):
+        assert ", ".join(str(v) for v in values) in page
+
+
 # ------------------------------------------------------------------------------------------ forms, CLI
 def test_forms_are_parsed_and_unknown_ones_listed():
     assert data.parse("cifar100:/d:x") == ("cifar100", "/d:x")
