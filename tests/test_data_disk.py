@@ -70,6 +70,22 @@ def write_cifar_py(folder: Path, names: list[str], label_key: str, *, byte_keys:
     return written
 
 
+def python2_batch(pixels: np.ndarray, labels: list[int]) -> bytes:
+    """A CIFAR batch as Python 2's cPickle wrote the published files (protocol 2, ``str`` as BINSTRING
+    opcodes, numpy 1's ``numpy.core.multiarray._reconstruct``), assembled opcode by opcode."""
+    def short(text: bytes) -> bytes:
+        return b"U" + bytes([len(text)]) + text
+
+    raw = pixels.reshape(len(pixels), -1).tobytes()
+    dtype = (b"cnumpy\ndtype\n" + short(b"u1") + b"K\x00K\x01\x87R"          # dtype("u1", 0, 1), then its state
+             + b"(K\x03" + short(b"|") + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb")
+    array = (b"cnumpy.core.multiarray\n_reconstruct\n" + b"cnumpy\nndarray\n" + b"K\x00\x85" + short(b"b")
+             + b"\x87R" + b"(K\x01" + b"M" + struct.pack("<H", len(pixels)) + b"M" + struct.pack("<H", 3072)
+             + b"\x86" + dtype + b"\x89" + b"T" + struct.pack("<I", len(raw)) + raw + b"tb")
+    listed = b"](" + b"".join(b"K" + bytes([v]) for v in labels) + b"e"
+    return b"\x80\x02}(" + short(b"data") + array + short(b"labels") + listed + b"u."
+
+
 def write_image_folder(root: Path) -> dict[str, dict[str, list[tuple[int, int, int]]]]:
     """ROOT/{train,val}/<class>/ of small uniform-colour PNG files (lossless) and one JPEG; the colours."""
     colours = {"cat": [(200, 10, 10), (190, 20, 30)], "ant": [(10, 200, 10)], "bee": [(10, 10, 200), (0, 0, 250)]}
@@ -151,6 +167,11 @@ def test_cifar_python_version_reads_back(tmp_path, byte_keys):
     train = cifar.read("cifar10", str(tmp_path), "train")
     np.testing.assert_array_equal(train.images, np.concatenate([written[n][0] for n in names[:5]]))
     np.testing.assert_array_equal(train.labels, np.concatenate([written[n][1] for n in names[:5]]))
+    pixels = RNG.integers(0, 256, (3, 3, 32, 32), dtype=np.uint8)
+    (tmp_path / "cifar-10-batches-py" / "test_batch").write_bytes(python2_batch(pixels, [7, 0, 9]))
+    test = cifar.read("cifar10", str(tmp_path), "test")
+    np.testing.assert_array_equal(test.images, pixels)
+    np.testing.assert_array_equal(test.labels, [7, 0, 9])
     written100 = write_cifar_py(tmp_path / "c100" / "cifar-100-python", ["train", "test"], "fine_labels",
                                 classes=100)
     test = cifar.read("cifar100", str(tmp_path / "c100"), "test")
