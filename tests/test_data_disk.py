@@ -283,6 +283,17 @@ def test_normalisation_statistics():
         assert x[:, c].std() == pytest.approx(np.sqrt((256**2 - 1) / 12) / 255 / transforms.CIFAR10_STD[c], rel=0.02)
 
 
+def test_input_range_is_where_bytes_0_and_255_normalise_to():
+    lo, hi = data.input_range("cifar10:/anywhere")
+    assert lo == pytest.approx(-0.4914 / 0.2023) and hi == pytest.approx((1 - 0.4465) / 0.2010)   # red 0, blue 255
+    x = transforms.normalize(np.array([0, 255], np.uint8).reshape(1, 1, 2).repeat(3, 0), transforms.IMAGENET_MEAN,
+                             transforms.IMAGENET_STD)
+    assert data.input_range("imagenet:/x") == pytest.approx((x.min(), x.max()), abs=1e-6)
+    assert data.input_range("digits") == (0.0, 1.0)
+    with pytest.raises(NeuromapError, match="only image sets"):
+        data.input_range("cifar10dvs:/x")
+
+
 def test_cifar_augmentation_is_a_shifted_window_of_the_zero_padded_image_possibly_flipped():
     image = RNG.integers(1, 256, (3, 32, 32), dtype=np.uint8)  # no zeros: padding is told apart
     padded = np.pad(image, ((0, 0), (4, 4), (4, 4)))

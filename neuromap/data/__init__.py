@@ -177,6 +177,21 @@ def parse(spec: str) -> tuple[str, str] | None:
     return kind, folder
 
 
+def input_range(spec: str) -> tuple[float, float]:
+    """The range of the values ``spec``'s images take once normalised (``cifar10:PATH``: about -2.43 to
+    2.75), or (0, 1) for the embedded sets: the ``input_range`` to compile a network for them with.
+
+    >>> neuromap.compile(graph, "loihi2", input_range=input_range("cifar10:~/data"))  # doctest: +SKIP
+    """
+    parsed = parse(spec)
+    if parsed is not None and parsed[0] in IMAGE_SETS:
+        return transforms.normalised_range(*NORMALISATION[parsed[0]])
+    if parsed is None and spec in BUILTIN:
+        return (0.0, 1.0)
+    raise NeuromapError(f"{spec}: only image sets have a fixed range of values (events are counts, a user's file "
+                        "holds what it holds)", value=spec)
+
+
 def _image_size(kind: str, input_shape: tuple[int, ...] | None, spec: str) -> tuple[int, int]:
     """The (H, W) an image folder's images are cropped to: the network's, else 224 x 224."""
     if input_shape is None:

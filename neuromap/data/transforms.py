@@ -45,6 +45,16 @@ def normalize(images: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...
     return ((images.astype(np.float32) / np.float32(255) - m) / s).astype(np.float32)
 
 
+def normalised_range(mean: tuple[float, ...], std: tuple[float, ...]) -> tuple[float, float]:
+    """The smallest and largest value ``normalize`` gives any byte, over the channels: what a network
+    compiled for such images must take (``neuromap.compile(..., input_range=...)``).
+
+    >>> tuple(round(v, 3) for v in normalised_range(CIFAR10_MEAN, CIFAR10_STD))
+    (-2.429, 2.754)
+    """
+    return (min(-m / s for m, s in zip(mean, std)), max((1 - m) / s for m, s in zip(mean, std)))
+
+
 def cifar_augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A (C, H, W) byte image padded by 4 zeros on each side, cropped back to (H, W) at a random offset,
     flipped left-right with probability 1/2."""
