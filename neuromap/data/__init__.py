@@ -13,8 +13,8 @@ encoders.
   folder PATH, read with tonic and never downloaded (``neuromap.data.tonic_sets``).
 * ``cifar10:PATH``, ``cifar100:PATH``: CIFAR's binary or python version in PATH (``neuromap.data.cifar``);
   ``imagenet:PATH``: an image folder PATH/train/<class>/*, PATH/val/<class>/* (``neuromap.data.images``).
-  Images are normalised per channel (``neuromap.data.transforms``); ``splits`` gives torch Datasets whose
-  training set augments.
+  Images are normalised per channel (``neuromap.data.transforms``; ``input_range`` is the range to compile
+  for); ``splits`` gives torch Datasets whose training set augments.
 
 Events are binned to steps as ``neuromap.data.events`` says. Training splits are fixed: a stratified 80/20
 train/test split with seed 0, or a published set's own (CIFAR's test batch, ImageNet's val folder,
