@@ -241,7 +241,7 @@ CASES = [
     ("folder", "mlp", lambda d: str(d), [], "is a folder; name a data set in it with nmnist:"),
     ("missing npz", "mlp", lambda d: str(d / "missing.npz"), [], "no such file"),
     ("unknown name", "mlp", lambda d: "cifar10", [], "unknown data set 'cifar10'"),
-    ("unknown reader", "mlp", lambda d: f"imagenet:{d}", [], "unknown data set 'imagenet:"),
+    ("unknown reader", "mlp", lambda d: f"coco:{d}", [], "unknown data set 'coco:"),
     ("frames of another size", "mlp", lambda d: _images(d / "seq.npz", x=rng.random((10, 5, 63))), [],
      "samples have shape (5, 63)"),
     ("steps beyond the sequence", "mlp", lambda d: _images(d / "seq.npz", x=rng.random((10, 5, 64))),

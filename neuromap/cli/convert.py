@@ -71,7 +71,7 @@ def _first_line(exc: BaseException) -> str:
               help="qcfs: train with QCFS clip-floor-shift activations (use with --threshold qcfs).")
 @click.option("--levels", default=8, show_default=True, help="QCFS quantisation levels.")
 @click.option("--data", "data_name", default="digits", show_default=True,
-              help="digits, mnist5k or an .npz with x and y.")
+              help="digits, mnist5k, an .npz with x and y, or cifar10:DIR, cifar100:DIR, imagenet:DIR (docs/data.md).")
 @click.option("--weights", type=click.Path(dir_okay=False, path_type=Path),
               help="Load a state_dict instead of training.")
 @click.option("--epochs", default=10, show_default=True, help="Training epochs (without --weights).")

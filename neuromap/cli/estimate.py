@@ -214,8 +214,9 @@ def format_table(results: list[dict[str, Any]]) -> str:
 @click.command("estimate")
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
 @click.option("--data", "data", required=True,
-              help="digits, mnist5k, FILE.npz (x, y: images, or (N, T, ...) sequences; or events), nmnist:DIR, "
-                   "dvsgesture:DIR or shd:DIR (tonic's folder; never downloaded).")
+              help="digits, mnist5k, FILE.npz (x, y: images, or (N, T, ...) sequences; or events), or a data set's "
+                   "folder: cifar10:DIR, cifar100:DIR, imagenet:DIR, nmnist:DIR, dvsgesture:DIR, shd:DIR, "
+                   "cifar10dvs:DIR (never downloaded; docs/data.md).")
 @click.option("--split", type=click.Choice(SPLITS), default=None,
               help="Samples to run: the test split or all (default: test for digits, mnist5k and the tonic sets, "
                    "all for a user's file).")

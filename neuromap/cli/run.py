@@ -61,8 +61,9 @@ def _backend_options(backend: str, given: dict[str, Any]) -> dict[str, Any]:
 @click.option("--backend", default="hwsim", show_default=True,
               help="A registered backend: torch, hwsim, lava or one added with neuromap.backends.register_backend.")
 @click.option("--data", "data_name", default="digits", show_default=True,
-              help="digits, mnist5k, FILE.npz (x, y: images, or (N, T, ...) sequences; or events), nmnist:DIR, "
-                   "dvsgesture:DIR or shd:DIR (tonic's folder; never downloaded).")
+              help="digits, mnist5k, FILE.npz (x, y: images, or (N, T, ...) sequences; or events), or a data set's "
+                   "folder: cifar10:DIR, cifar100:DIR, imagenet:DIR, nmnist:DIR, dvsgesture:DIR, shd:DIR, "
+                   "cifar10dvs:DIR (never downloaded; docs/data.md).")
 @click.option("--split", type=click.Choice(SPLITS), default=None,
               help="Samples to classify: the test split or all (default: test for digits, mnist5k and the tonic "
                    "sets, all for a user's file).")

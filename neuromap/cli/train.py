@@ -17,7 +17,8 @@ MAX_THREADS = 1024   # torch's OpenMP pool allocates per thread: 10^9 aborted th
 
 @click.command("train")
 @click.option("--data", "data_name", default="digits", show_default=True,
-              help="digits, mnist5k, or an .npz with x (N, ...) and y (N,)")
+              help="digits, mnist5k, an .npz with x (N, ...) and y (N,), or cifar10:DIR, cifar100:DIR, imagenet:DIR "
+                   "(a folder on disk, normalised; docs/data.md)")
 @click.option("--arch", default="conv", show_default=True,
               help="preset (mlp, mlp2, conv) or layers like c16-p2-c32k5-p2-fc128")
 @click.option("--method", type=click.Choice(["stop-wtl", "stop-wt", "stop-w", "bptt"]), default="stop-wtl",

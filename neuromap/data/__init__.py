@@ -9,13 +9,18 @@ encoders.
   :func:`samples`); or holding events: ``events`` (tonic's records x, y, t, p; t in microseconds),
   ``offsets`` (N + 1,) (sample i is ``events[offsets[i]:offsets[i + 1]]``), ``sensor_size`` (W, H, P) and
   ``y``. Read by content with every size checked first (``neuromap.data.npz``), never a pickle.
-* ``nmnist:PATH``, ``dvsgesture:PATH``, ``shd:PATH``: those data sets in tonic's folder PATH, read with
-  tonic and never downloaded (``neuromap.data.tonic_sets``).
+* ``nmnist:PATH``, ``dvsgesture:PATH``, ``shd:PATH``, ``cifar10dvs:PATH``: those data sets in tonic's
+  folder PATH, read with tonic and never downloaded (``neuromap.data.tonic_sets``).
+* ``cifar10:PATH``, ``cifar100:PATH``: CIFAR's binary or python version in PATH (``neuromap.data.cifar``);
+  ``imagenet:PATH``: an image folder PATH/train/<class>/*, PATH/val/<class>/* (``neuromap.data.images``).
+  Images are normalised per channel (``neuromap.data.transforms``; ``input_range`` is the range to compile
+  for); ``splits`` gives torch Datasets whose training set augments.
 
 Events are binned to steps as ``neuromap.data.events`` says. Training splits are fixed: a stratified 80/20
-train/test split with seed 0. ``run`` and ``estimate`` classify a ``--split``: ``test`` (that 20 %, or a
-published set's test files) or ``all``; by default ``test`` for the embedded and published sets, ``all``
-for a user's file.
+train/test split with seed 0, or a published set's own (CIFAR's test batch, ImageNet's val folder,
+DVS-CIFAR10's last 10 % of each class). ``run`` and ``estimate`` classify a ``--split``: ``test`` (that
+20 %, or a published set's test files) or ``all``; by default ``test`` for the embedded and published
+sets, ``all`` for a user's file. ``docs/data.md`` has every form and layout.
 """
 from __future__ import annotations
 
@@ -29,12 +34,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from neuromap.data import transforms
 from neuromap.data.events import bin_samples
-from neuromap.data.npz import member_names, read_arrays
+from neuromap.data.npz import check_fits, member_names, read_arrays
 from neuromap.errors import FormatError, NeuromapError
 
 BUILTIN = ("digits", "mnist5k")
-TONIC_SETS = ("nmnist", "dvsgesture", "shd")
+TONIC_SETS = ("nmnist", "dvsgesture", "shd", "cifar10dvs")
+IMAGE_SETS = ("cifar10", "cifar100", "imagenet")
+FOLDER_SETS = TONIC_SETS + IMAGE_SETS
+NORMALISATION = {"cifar10": (transforms.CIFAR10_MEAN, transforms.CIFAR10_STD),
+                 "cifar100": (transforms.CIFAR100_MEAN, transforms.CIFAR100_STD),
+                 "imagenet": (transforms.IMAGENET_MEAN, transforms.IMAGENET_STD)}
+IMAGENET_SIZE = (224, 224)   # what ``load`` crops ImageNet to; ``samples`` and ``splits`` take the model's
+FORMS = f"{', '.join((*BUILTIN, 'FILE.npz', *(f'{s}:PATH' for s in FOLDER_SETS[:-1])))} or {FOLDER_SETS[-1]}:PATH"
 SPLITS = ("all", "test")
 SPLIT_SEED = 0
 TEST_FRACTION = 0.2
@@ -150,16 +163,170 @@ def load_npz(path: str | Path) -> Dataset:
     return Dataset(path.stem, x[~test].astype(np.float32), y[~test], x[test].astype(np.float32), y[test])
 
 
-def load(name_or_path: str | Path) -> Dataset:
-    """``digits``, ``mnist5k`` or a path to an .npz file."""
+def parse(spec: str) -> tuple[str, str] | None:
+    """``(set, PATH)`` of a ``NAME:PATH`` form (``cifar10:~/data``), None for a built-in name or a file.
+
+    >>> parse("cifar10:~/data"), parse("digits")
+    (('cifar10', '~/data'), None)
+    """
+    kind, sep, folder = spec.partition(":")
+    if not sep or kind not in FOLDER_SETS:
+        return None
+    if not folder:
+        raise NeuromapError(f"{spec!r}: name the folder after the colon ({kind}:PATH)", value=spec)
+    return kind, folder
+
+
+def input_range(spec: str) -> tuple[float, float]:
+    """The range of the values ``spec``'s images take once normalised (``cifar10:PATH``: about -2.43 to
+    2.75), or (0, 1) for the embedded sets: the ``input_range`` to compile a network for them with.
+
+    >>> neuromap.compile(graph, "loihi2", input_range=input_range("cifar10:~/data"))  # doctest: +SKIP
+    """
+    parsed = parse(spec)
+    if parsed is not None and parsed[0] in IMAGE_SETS:
+        return transforms.normalised_range(*NORMALISATION[parsed[0]])
+    if parsed is None and spec in BUILTIN:
+        return (0.0, 1.0)
+    raise NeuromapError(f"{spec}: only image sets have a fixed range of values (events are counts, a user's file "
+                        "holds what it holds)", value=spec)
+
+
+def _image_size(kind: str, input_shape: tuple[int, ...] | None, spec: str) -> tuple[int, int]:
+    """The (H, W) an image folder's images are cropped to: the network's, else 224 x 224."""
+    if input_shape is None:
+        return IMAGENET_SIZE
+    if len(input_shape) != 3 or input_shape[0] != 3:
+        raise FormatError(f"{spec}: {kind} images are RGB, (3, H, W), cropped to the network's H x W; the network's "
+                          f"input takes {tuple(input_shape)}", path=spec, value=tuple(input_shape), allowed="(3, H, W)")
+    return int(input_shape[1]), int(input_shape[2])
+
+
+def _disk_images(kind: str, folder: str, parts: tuple[str, ...], limit: int | None,
+                 size: tuple[int, int] = IMAGENET_SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised float32 images (N, 3, H, W) and labels of the ``parts`` ("train", "test") of an image set,
+    evaluated (never augmented): the first ``limit`` of CIFAR's files; ``limit`` spread over a folder, whose
+    images are cropped to ``size``."""
+    from neuromap.data import cifar, images, tonic_sets
+    from neuromap.data.transforms import imagenet_eval
+
+    mean, std = NORMALISATION[kind]
+    if kind != "imagenet":
+        found, remaining = [], limit
+        for part in parts:
+            if remaining == 0:
+                break
+            found.append(cifar.read(kind, folder, part, remaining))
+            remaining = None if remaining is None else remaining - len(found[-1].labels)
+        check_fits(sum(f.images.size for f in found) * 4, "the normalised images", Path(folder), "x")
+        return (transforms.normalize(np.concatenate([f.images for f in found]), mean, std),
+                np.concatenate([f.labels for f in found]))
+    listed = [images.scan(folder, part) for part in parts]
+    files = [f for part in listed for f in part.files]
+    labels = np.concatenate([part.labels for part in listed])
+    chosen = tonic_sets.spread(len(files), limit)
+    check_fits(len(chosen) * 3 * size[0] * size[1] * 4, f"{len(chosen)} images of 3 x {size[0]} x {size[1]}",
+               Path(folder), "x")
+    out = np.empty((len(chosen), 3, *size), dtype=np.float32)
+    for row, i in enumerate(chosen):
+        out[row] = transforms.normalize(imagenet_eval(images.decode(files[i]), size), mean, std)
+    return out, labels[chosen]
+
+
+def _event_frames(kind: str, folder: str, split: str, steps: int, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
+    from neuromap.data import tonic_sets
+
+    found = tonic_sets.read(kind, folder, split, limit)
+    return bin_samples(found.samples, found.sensor_size, steps, f"{kind}:{folder}", found.files), found.labels
+
+
+def _load_folder(kind: str, folder: str, steps: int | None) -> Dataset:
+    if kind in IMAGE_SETS:
+        x_tr, y_tr = _disk_images(kind, folder, ("train",), None)
+        x_te, y_te = _disk_images(kind, folder, ("test",), None)
+        return Dataset(kind, x_tr, y_tr, x_te, y_te)
+    if steps is None:
+        raise NeuromapError(f"{kind}:{folder}: events are binned to T frames: give the steps (load(..., steps=T), "
+                            "--steps T)", flag="--steps", path=folder)
+    x_tr, y_tr = _event_frames(kind, folder, "train", steps, None)
+    x_te, y_te = _event_frames(kind, folder, "test", steps, None)
+    return Dataset(kind, x_tr, y_tr, x_te, y_te)
+
+
+def load(name_or_path: str | Path, *, steps: int | None = None) -> Dataset:
+    """``digits``, ``mnist5k``, a path to an .npz file, or a data set on disk (``cifar10:PATH``, ...) as
+    arrays: images normalised and not augmented (ImageNet cropped to 224 x 224), events binned to ``steps``
+    frames, (N, T, *frame). Every array is in memory: for a large set use ``splits``.
+
+    >>> load("cifar10:~/data/cifar-10-batches-bin").x_test.shape  # doctest: +SKIP
+    (10000, 3, 32, 32)
+    """
     key = str(name_or_path)
     if key == "digits":
         return _digits()
     if key == "mnist5k":
         return _mnist5k()
+    parsed = parse(key)
+    if parsed is not None:
+        return _load_folder(*parsed, steps)
     if key.endswith(".npz") or Path(key).exists():
         return load_npz(key)
-    raise NeuromapError(f"unknown data set {key!r}: use one of {', '.join(BUILTIN)} or a path to an .npz file")
+    raise NeuromapError(f"unknown data set {key!r}: use one of {FORMS}", value=key)
+
+
+@dataclass(frozen=True)
+class Splits:
+    """A data set's training and test sets as torch Datasets of ``(x, label)`` (``neuromap.data.torchsets``)."""
+
+    name: str
+    train: torch.utils.data.Dataset
+    test: torch.utils.data.Dataset
+    num_classes: int
+    sample_shape: tuple[int, ...]
+
+
+def splits(spec: str, *, input_shape: tuple[int, ...] | None = None, steps: int | None = None,
+           seed: int = 0) -> Splits:
+    """The training and test sets of ``spec`` (any form ``load`` takes) as torch Datasets, for trainers.
+
+    Images are normalised; the training set of CIFAR and ImageNet augments each item anew (drawn from
+    ``seed``, the epoch set with ``train.set_epoch(e)``, and the item's index). ImageNet's images are
+    decoded when asked for and cropped to ``input_shape``'s H x W (default 224 x 224); event recordings
+    are read when asked for and binned to ``steps`` frames. The embedded sets and .npz files are the
+    arrays of ``load``.
+
+    >>> s = splits("cifar10:~/data/cifar-10-batches-bin", seed=1)  # doctest: +SKIP
+    >>> loader = torch.utils.data.DataLoader(s.train, batch_size=128, shuffle=True, num_workers=4)  # doctest: +SKIP
+    """
+    from neuromap.data import cifar, images, tonic_sets, torchsets
+
+    parsed = parse(spec)
+    if parsed is None:
+        ds = load(spec)
+        tensors = torch.utils.data.TensorDataset
+        return Splits(ds.name, tensors(torch.from_numpy(ds.x_train), torch.from_numpy(ds.y_train)),
+                      tensors(torch.from_numpy(ds.x_test), torch.from_numpy(ds.y_test)), ds.num_classes,
+                      ds.sample_shape)
+    kind, folder = parsed
+    if kind in ("cifar10", "cifar100"):
+        mean, std = NORMALISATION[kind]
+        train, test = cifar.read(kind, folder, "train"), cifar.read(kind, folder, "test")
+        return Splits(kind, torchsets.ArrayImages(train.images, train.labels, mean, std, augment=True, seed=seed),
+                      torchsets.ArrayImages(test.images, test.labels, mean, std, augment=False, seed=seed),
+                      cifar.LAYOUTS[kind].classes, cifar.IMAGE_SHAPE)
+    if kind == "imagenet":
+        size = _image_size(kind, input_shape, spec)
+        train_folder, test_folder = images.scan(folder, "train"), images.scan(folder, "test")
+        return Splits(kind, torchsets.FolderImages(train_folder, size, augment=True, seed=seed),
+                      torchsets.FolderImages(test_folder, size, augment=False, seed=seed),
+                      len(train_folder.classes), (3, *size))
+    if steps is None:
+        raise NeuromapError(f"{spec}: events are binned to T frames: give steps=T", path=folder)
+    train_list, test_list = tonic_sets.listing(kind, folder, "train"), tonic_sets.listing(kind, folder, "test")
+    width, height, polarities = train_list.sensor_size
+    frame = (polarities, width) if kind == "shd" else (polarities, height, width)  # SHD's events have no y
+    return Splits(kind, torchsets.EventFrames(train_list, steps), torchsets.EventFrames(test_list, steps),
+                  tonic_sets.NUM_CLASSES[kind], (steps, *frame))
 
 
 # ---------------------------------------------------------------------------------------------- samples to run
@@ -239,13 +406,12 @@ def _user_file(spec: str) -> Path:
     """The path a user's data file ``spec`` names, there and a file."""
     path = Path(spec)
     if path.is_dir():
-        readers = ", ".join(f"{s}:{path}" for s in TONIC_SETS)
-        raise FormatError(f"{path} is a folder; name a data set in it with {readers}, or give an .npz file",
-                          path=str(path))
+        others = ", ".join(f"{s}:" for s in FOLDER_SETS[1:])
+        raise FormatError(f"{path} is a folder; name a data set in it with {FOLDER_SETS[0]}:{path} (or {others} "
+                          "before it), or give an .npz file", path=str(path))
     if not path.is_file():
         if not spec.endswith(".npz"):
-            raise NeuromapError(f"unknown data set {spec!r}: use one of {', '.join(BUILTIN)}, FILE.npz or "
-                                f"{', '.join(f'{s}:PATH' for s in TONIC_SETS)}", value=spec)
+            raise NeuromapError(f"unknown data set {spec!r}: use one of {FORMS}", value=spec)
         raise FormatError(f"{path}: no such file", path=str(path))
     return path
 
@@ -263,23 +429,32 @@ def samples(spec: str, *, input_shape: tuple[int, ...], outputs: int | None, spl
             steps: int | None = None, default_steps: int | None = None, limit: int | None = None) -> Samples:
     """The samples ``run`` and ``estimate`` classify, fitted to the network's ``input_shape``.
 
-    ``spec``: ``digits``, ``mnist5k``, a user's ``.npz`` file, or ``nmnist:PATH`` / ``dvsgesture:PATH`` /
-    ``shd:PATH``. ``outputs``: the network's class count; a label none of them can match is refused.
+    ``spec``: ``digits``, ``mnist5k``, a user's ``.npz`` file, a tonic folder (``nmnist:PATH``,
+    ``dvsgesture:PATH``, ``shd:PATH``, ``cifar10dvs:PATH``) or an image set (``cifar10:PATH``,
+    ``cifar100:PATH``, ``imagenet:PATH``: normalised, ImageNet resized and centre-cropped to the input's
+    H x W). ``outputs``: the network's class count; a label none of them can match is refused.
     ``split``: ``test`` or ``all`` (default: ``test`` for embedded and published sets, ``all`` for a
     user's file). ``steps``: the steps asked for (a sequence's T when not given; at most T);
     ``default_steps``: for images and events when ``steps`` is not given (events are binned into that
-    many frames). ``limit``: at most that many samples (the first of the split; of a tonic set, spread
-    over it)."""
-    kind, sep, folder = spec.partition(":")
-    reader = kind if sep and kind in TONIC_SETS else None
-    user = reader is None and spec not in BUILTIN
+    many frames). ``limit``: at most that many samples (the first of the split; of a tonic set or an
+    image folder, spread over it), and only those are read."""
+    parsed = parse(spec)
+    kind, folder = parsed if parsed is not None else (None, "")
+    user = parsed is None and spec not in BUILTIN
     split = split or ("all" if user else "test")
     if split not in SPLITS:
         raise NeuromapError(f"--split {split!r}: choose one of {', '.join(SPLITS)}", flag="--split", value=split,
                             allowed=SPLITS)
-    if reader is not None:
-        return _tonic_samples(spec, reader, folder, split, _steps(steps, default_steps, None, spec), outputs,
+    if kind in TONIC_SETS:
+        return _tonic_samples(spec, kind, folder, split, _steps(steps, default_steps, None, spec), outputs,
                               input_shape, limit)
+    if kind in IMAGE_SETS:
+        parts = ("test",) if split == "test" else ("train", "test")
+        size = _image_size(kind, input_shape, spec) if kind == "imagenet" else IMAGENET_SIZE
+        x, y = _disk_images(kind, folder, parts, limit, size)
+        _check_labels(y, len(y), Path(spec), outputs)
+        fitted, sequence = _fit(x, input_shape, spec)
+        return Samples(spec, split, fitted, y, sequence, _steps(steps, default_steps, None, spec))
     if not user:
         ds = load(spec)
         x, y = ((ds.x_test, ds.y_test) if split == "test"

@@ -283,7 +283,9 @@ class _Population:
                 parts = [st[axis](lo, hi) for st in kron]
                 key = (hi - lo, *((p[0], p[1], p[2].tobytes(), p[3].tobytes(), p[4]) for p in parts))
                 seen.setdefault(key, (lo, hi))
-            per_axis.append(list(seen.values()))
+            # the heaviest range first, so that a slicing that does not fit fails on its first box
+            heaviest = sorted(seen.items(), key=lambda item: -sum(p[0] for p in item[0][1:]))
+            per_axis.append([box for _, box in heaviest])
         return list(itertools.product(*per_axis))
 
     def fits(self, sizes: tuple[int, ...], neuron_cap: int) -> bool:
