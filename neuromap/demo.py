@@ -12,6 +12,7 @@ alike; estimate energy and latency per inference against a GPU; write each netwo
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -58,7 +59,8 @@ class Settings:
 class NetworkResult:
     """One network through the pipeline: accuracies (percent) by where it ran, the samples each used, whether
     Lava fixed_pt and hwsim gave the same spikes and membranes on Lava's samples, the Mapping's resources, the
-    chip estimate (``neuromap estimate``'s ``chip`` object) and the GPU's batch-1 model points."""
+    chip estimate (``neuromap estimate``'s ``chip`` object), the GPU's batch-1 model points, and the seconds
+    each stage took (training, compiling, the float and hwsim runs, Lava, estimating)."""
 
     name: str
     method: str
@@ -70,12 +72,13 @@ class NetworkResult:
     chip: dict[str, Any]
     gpu: list[dict[str, Any]]
     files: dict[str, str]
+    seconds: dict[str, float]
 
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.method, "steps": self.steps, "accuracy": dict(self.accuracy),
                 "samples": dict(self.samples), "lava_equals_hwsim": self.lava_equals_hwsim,
                 "resources": dict(self.resources), "chip": dict(self.chip), "gpu": list(self.gpu),
-                "files": dict(self.files)}
+                "files": dict(self.files), "seconds": dict(self.seconds)}
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,19 @@ class DemoResult:
                              "train_samples": s.train_samples, "seed": s.seed},
                 "networks": {name: n.to_dict() for name, n in self.networks.items()},
                 "summary": str(self.summary), "seconds": round(self.seconds, 1)}
+
+
+class _Clock:
+    """Seconds per named stage, each from the end of the previous one."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.laps[stage] = round(now - self._last, 2)
+        self._last = now
 
 
 def _percent(predictions: np.ndarray, labels: np.ndarray) -> float:
@@ -142,23 +158,28 @@ def evaluate(name: str, method: str, graph: Graph, trained_accuracy: float, ds: 
 
     x, y = ds.x_test[:settings.limit], ds.y_test[:settings.limit]
     lava_n = min(settings.lava_limit, len(x))
+    clock = _Clock()
     files = {"graph": str(save_graph(graph, out / f"{name}.npz"))}
     mapping = compile_graph(graph, TARGET, seed=settings.seed)
     files["mapping"] = str(mapping.save(out / f"{name}.mapping.npz"))
+    clock.lap("compile")
     float_run = run(graph, x, steps, "torch")
     hw = run(mapping, x, steps, "hwsim", record=("spikes", "v", "events"))
+    clock.lap("float_and_hwsim")
     lava = run(mapping, x[:lava_n], steps, "lava", record=("spikes", "v"))
+    clock.lap("lava")
     same = all(np.array_equal(lava.spikes[p], hw.spikes[p][:lava_n]) for p in hw.spikes) and \
         all(np.array_equal(lava.v[p], hw.v[p][:lava_n]) for p in hw.v)
     assert hw.events is not None  # recorded: "events" was asked for
     chip = estimate_chip(hw.events, mapping.target, mapping.netdesc().cores)
     gpu = [p for p in gpu_points(mapping, steps, [load_gpu(GPU)]) if p["batch"] == 1]
+    clock.lap("estimate")
     accuracy = {"trained": trained_accuracy, "float_snn": _percent(float_run.predictions(), y),
                 "hwsim": _percent(hw.predictions(), y), "lava_fixed_pt": _percent(lava.predictions(), y[:lava_n])}
     return NetworkResult(name=name, method=method, steps=steps, accuracy=accuracy,
                          samples={"float_snn": len(x), "hwsim": len(x), "lava_fixed_pt": lava_n},
                          lava_equals_hwsim=same, resources=mapping.summary(), chip=chip.to_dict(), gpu=gpu,
-                         files=files)
+                         files=files, seconds=clock.laps)
 
 
 def run_demo(out: str | Path = "out/demo", settings: Settings | None = None, *, quick: bool = False,
@@ -184,13 +205,16 @@ def run_demo(out: str | Path = "out/demo", settings: Settings | None = None, *, 
         for name, what, make in stages:
             say(f"{name}: {what} on {min(settings.train_samples, len(ds.x_train))} {DATA} images, "
                 f"{settings.epochs} epoch(s)")
+            began = time.perf_counter()
             graph, trained = make(ds, settings)
+            training_s = round(time.perf_counter() - began, 2)
             progress.update()
             steps = graph.metadata["run_steps"] if name == "stop_mlp" else settings.steps
             say(f"{name}: compiling for {TARGET}, running {min(settings.limit, len(ds.x_test))} test samples "
                 f"x {steps} steps (float reference, hwsim) and {settings.lava_limit} on Lava fixed_pt, estimating")
-            networks[name] = evaluate(name, "stop-wtl" if name == "stop_mlp" else "rmp", graph, trained, ds,
-                                      steps, settings, out)
+            evaluated = evaluate(name, "stop-wtl" if name == "stop_mlp" else "rmp", graph, trained, ds, steps,
+                                 settings, out)
+            networks[name] = dataclasses.replace(evaluated, seconds={"train": training_s, **evaluated.seconds})
             progress.update()
     summary = out / "summary.json"
     result = DemoResult(networks=networks, settings=settings, summary=summary, seconds=time.perf_counter() - start)
