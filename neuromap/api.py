@@ -116,6 +116,9 @@ def convert_zoo(model: str = "mlp", data: str = "digits", *, activation: str = "
     if plot and Path(plot).suffix.lower() not in SUFFIXES:
         raise NeuromapError(f"--plot {plot}: plots are written as {', '.join(SUFFIXES)}", flag="--plot",
                             value=str(plot), allowed=SUFFIXES)
+    if threshold == "qcfs" and (activation != "qcfs" or granularity != "layer"):
+        raise UnsupportedError("--threshold qcfs takes QCFS's clip levels as thresholds, one per layer: it needs "
+                               "--activation qcfs and --granularity layer", flag="--threshold", value=threshold)
     ds = nmdata.load(data)
     torch.manual_seed(seed)
     net = rmp.build_model(model, ds.sample_shape, ds.num_classes, activation=activation, levels=levels)

@@ -74,10 +74,14 @@ SEED = click.IntRange(0, 2**63 - 1)
 
 
 def _set_quiet(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    """Quiet for this command line only: the setting before it returns when the command ends (a program, or a
+    test, that calls the CLI in-process keeps its own)."""
     if value:
-        from neuromap.progress import set_quiet
+        from neuromap.progress import is_quiet, set_quiet
 
+        before = is_quiet()
         set_quiet(True)
+        ctx.find_root().call_on_close(lambda: set_quiet(before))
     return value
 
 

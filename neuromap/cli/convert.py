@@ -61,8 +61,10 @@ def _steps(text: str | None) -> list[int]:
               help="Save the trained state_dict.")
 @click.option("--threshold", type=click.Choice(["ann_max", "percentile", "snn_max", "qcfs"]), default="ann_max",
               show_default=True, help="Threshold balancing statistic.")
-@click.option("--alpha", default=1.0, show_default=True, help="Threshold = alpha * statistic.")
-@click.option("--percentile", default=99.99, show_default=True, help="The percentile of --threshold percentile.")
+@click.option("--alpha", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="Threshold = alpha * statistic.")
+@click.option("--percentile", type=click.FloatRange(0, 100, min_open=True), default=99.99, show_default=True,
+              help="The percentile of --threshold percentile.")
 @click.option("--granularity", type=click.Choice(["layer", "channel"]), default="layer", show_default=True,
               help="One threshold per layer or per channel.")
 @click.option("--reset", type=click.Choice(["subtract", "zero"]), default="subtract", show_default=True,

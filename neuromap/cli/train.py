@@ -41,8 +41,9 @@ Examples:
 @click.option("--lr", type=float, default=5e-3, show_default=True, help="Adam learning rate of the weights.")
 @click.option("--lr-theta", type=float, default=None, help="Learning rate of the thresholds [default: --lr].")
 @click.option("--lr-alpha", type=float, default=None, help="Learning rate of the leaks [default: --lr].")
-@click.option("--alpha", type=float, default=0.5, show_default=True, help="Initial leak factor.")
-@click.option("--theta", type=float, default=1.0, show_default=True, help="Initial threshold.")
+@click.option("--alpha", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Initial leak factor.")
+@click.option("--theta", type=click.FloatRange(min=1e-3), default=1.0, show_default=True,
+              help="Initial threshold (at least the trainer's floor, 1e-3).")
 @seed_option("the initialisation and the batch order")
 @click.option("-o", "--out", type=click.Path(dir_okay=False), default=None, callback=checked_output,
               help="Write the exported IR graph here (.npz).")
