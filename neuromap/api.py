@@ -8,6 +8,7 @@ imported inside the functions, so that importing this module, and ``neuromap --h
 """
 from __future__ import annotations
 
+import itertools
 import math
 import time
 import warnings
@@ -565,7 +566,41 @@ def targets(name: str | Path | None = None) -> TargetList | TargetInfo:
     if name is None:
         return TargetList(tuple(_summary(mappings.load_target(n)) for n in mappings.available_targets()))
     target = mappings.load_target(name)
-    return TargetInfo(summary=_summary(target), tables=target.to_dict())
+    legend, notes = _file_notes(Path(target.source).read_text(encoding="utf-8"))
+    return TargetInfo(summary=_summary(target), tables=target.to_dict(), legend=legend, notes=notes)
+
+
+def _file_notes(text: str) -> tuple[str, dict[str, dict[str, str]]]:
+    """A target file's comments, where its hardware figures cite their sources (tomllib drops comments): the
+    opening comment block (the legend of the citation keys) and, per table and field, the comment on the field's
+    line. The values themselves come from ``mappings.load_target`` only."""
+    lines = text.splitlines()
+    legend = [line.lstrip("#").rstrip() for line in itertools.takewhile(lambda x: x.startswith("#"), lines)]
+    notes: dict[str, dict[str, str]] = {}
+    table = ""
+    for line in lines:
+        stripped = line.strip()
+        if stripped.startswith("["):
+            table = stripped.strip("[]").split("]")[0].strip()
+            continue
+        key, equals, rest = stripped.partition("=")
+        comment = _trailing_comment(rest)
+        if equals and comment and not key.startswith("#"):
+            notes.setdefault(table, {})[key.strip()] = comment
+    return "\n".join(legend), notes
+
+
+def _trailing_comment(value: str) -> str:
+    """The comment after a TOML value on its line ('' if none): the first # outside a quoted string."""
+    quote = ""
+    for i, char in enumerate(value):
+        if quote:
+            quote = "" if char == quote and value[i - 1] != "\\" else quote
+        elif char in "\"'":
+            quote = char
+        elif char == "#":
+            return value[i + 1:].strip()
+    return ""
 
 
 def _summary(target: mappings.Target) -> Any:

@@ -205,14 +205,17 @@ class TargetList:
 
 @dataclass(frozen=True)
 class TargetInfo:
-    """``neuromap targets NAME``: one target in full, as its file's tables hold it (each constant with its
-    source), and its summary."""
+    """``neuromap targets NAME``: one target in full, as its file's tables hold it (each estimator constant
+    with its source), the sources its file's comments give for the hardware figures, and its summary."""
 
     summary: TargetSummary
     tables: dict[str, Any]
+    legend: str = ""   # the file's opening comment: what its citation keys ([D18], ...) stand for
+    notes: dict[str, dict[str, str]] = field(default_factory=dict)   # table -> field -> the source comment
 
     def to_dict(self) -> dict[str, Any]:
-        return {"summary": self.summary.to_dict(), "target": self.tables}
+        return {"summary": self.summary.to_dict(), "target": self.tables, "legend": self.legend,
+                "notes": self.notes}
 
 
 @dataclass(frozen=True)

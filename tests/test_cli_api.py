@@ -181,3 +181,14 @@ def test_every_help_has_examples_and_loads_no_torch():
     for name, page in report["pages"].items():
         examples = page.split("Examples:")[1].splitlines()[1:] if "Examples:" in page else []
         assert 1 <= sum(line.strip().startswith(f"neuromap {name}") for line in examples) <= 3, (name, page)
+
+
+def test_targets_show_the_sources_the_files_comments_give():
+    from neuromap.api import _file_notes
+
+    legend, notes = _file_notes('# Chip X.\n#   [K] a paper\n\n[target]\nname = "x # not a comment"  # named so\n'
+                                "[core]\nneurons = 64   # [K] table 2\ninput_axons = 8\n# a remark = 3\n")
+    assert legend == " Chip X.\n   [K] a paper"
+    assert notes == {"target": {"name": "named so"}, "core": {"neurons": "[K] table 2"}}
+    shown = neuromap.targets("loihi1").to_dict()
+    assert "[D18]" in shown["notes"]["core"]["neurons"] and "[D18]" in shown["legend"]

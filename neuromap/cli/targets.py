@@ -19,8 +19,8 @@ Examples:
 def _summary_line(s: dict[str, Any]) -> str:
     sets = ", ".join(f"{name}{' (default)' if name == s['default_constant_set'] else ''}"
                      for name in s["constant_sets"])
-    return (f"{s['name']:<10} {s['cores_per_chip']:>5} cores/chip x {s['max_chips']:<5} {s['neurons_per_core']:>6} "
-            f"neurons/core {s['weight_bits']:>3}-bit weights   constant sets: {sets}")
+    return (f"{s['name']:<10} {s['cores_per_chip']:>4} cores per chip, up to {s['max_chips']:>3} chips; "
+            f"{s['neurons_per_core']:>5} neurons per core; {s['weight_bits']}-bit weights; constant sets: {sets}")
 
 
 def _figure(f: dict[str, Any]) -> str:
@@ -28,11 +28,12 @@ def _figure(f: dict[str, Any]) -> str:
 
 
 def _full(info: dict[str, Any]) -> str:
-    t = info["target"]
-    lines = [f"{t['name']}: {t['description']}", f"file: {t['source']}"]
+    t, notes = info["target"], info["notes"]
+    lines = [f"{t['name']}: {t['description']}", f"file: {t['source']}", info["legend"]]
     for table in ("chip", "system", "core", "synapses", "neuron"):
         lines.append(f"[{table}]")
-        lines += [f"  {field:<24} {value}" for field, value in t[table].items()]
+        lines += [f"  {field:<24} {str(value):<12} {notes.get(table, {}).get(field, '')}".rstrip()
+                  for field, value in t[table].items()]
     lines.append(f"[estimator] default_set = {t['estimator']['default_set']}")
     for name, cset in t["constant_sets"].items():
         lines.append(f"[constant_sets.{name}] {cset['label']} ({cset['basis']}; {cset['source']})")
