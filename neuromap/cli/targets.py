@@ -32,7 +32,7 @@ def _full(info: dict[str, Any]) -> str:
     lines = [f"{t['name']}: {t['description']}", f"file: {t['source']}", info["legend"]]
     for table in ("chip", "system", "core", "synapses", "neuron"):
         lines.append(f"[{table}]")
-        lines += [f"  {field:<24} {str(value):<12} {notes.get(table, {}).get(field, '')}".rstrip()
+        lines += [f"  {field:<24} {value!s:<12} {notes.get(table, {}).get(field, '')}".rstrip()
                   for field, value in t[table].items()]
     lines.append(f"[estimator] default_set = {t['estimator']['default_set']}")
     for name, cset in t["constant_sets"].items():
