@@ -55,4 +55,5 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_API))
+    """The public names and the module's own dunders (not the helpers this file imports)."""
+    return sorted(set(_API) | {name for name in globals() if name.startswith("__")})

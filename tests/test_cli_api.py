@@ -192,3 +192,9 @@ def test_targets_show_the_sources_the_files_comments_give():
     assert notes == {"target": {"name": "named so"}, "core": {"neurons": "[K] table 2"}}
     shown = neuromap.targets("loihi1").to_dict()
     assert "[D18]" in shown["notes"]["core"]["neurons"] and "[D18]" in shown["legend"]
+
+
+def test_dir_lists_the_api_and_nothing_this_module_imports():
+    public = [name for name in dir(neuromap) if not name.startswith("_")]
+    assert public == sorted(neuromap.__all__)
+    assert {"compile", "run", "estimate", "targets", "read", "train", "convert", "Mapping"} <= set(public)
