@@ -293,7 +293,7 @@ def compile(model: Graph | str | Path, target: str | Path | mappings.Target = DE
 
 # ---------------------------------------------------------------------------------------------- run
 @overload
-def run(model: Graph | Mapping | str | Path, data: str, steps: int | None = None, backend: str = "hwsim", *,
+def run(model: Graph | Mapping | str | Path, data: str | Path, steps: int | None = None, backend: str = "hwsim", *,
         record: bool | str | Sequence[str] = ..., target: str | None = None, split: str | None = None,
         limit: int | None = None, encoding: str = "direct", seed: int = 0, save_spikes: str | Path | None = None,
         framework: str | None = None, dt: float | None = None, reset: str | None = None,
@@ -331,14 +331,14 @@ def run(model: Graph | Mapping | str | Path, data: Any, steps: int | None = None
 
     nir_import = _nir_import(framework, dt, reset, reset_timing)
     loaded = _model(model, nir_import)
-    if not isinstance(data, str):
+    if not isinstance(data, (str, Path)):
         if steps is None:
             raise UnsupportedError("steps: give the number of time steps to run the arrays for", field="steps")
         kinds = record if isinstance(record, (bool, str)) else tuple(record)
         return run_backend(loaded, data, steps, backend, record=kinds, target=target, **options)
     name = f"{model}: " if isinstance(model, (str, Path)) else ""
-    return _run_data_set(loaded, name, data, steps, backend, target=target, split=split, limit=limit, encoding=encoding,
-                         seed=seed, save_spikes=save_spikes, framework=framework, options=options)
+    return _run_data_set(loaded, name, str(data), steps, backend, target=target, split=split, limit=limit,
+                         encoding=encoding, seed=seed, save_spikes=save_spikes, framework=framework, options=options)
 
 
 def _run_data_set(loaded: Graph | Mapping, name: str, data: str, steps: int | None, backend: str, *, target: str | None,
@@ -351,6 +351,7 @@ def _run_data_set(loaded: Graph | Mapping, name: str, data: str, steps: int | No
     from neuromap.backends import get_backend, run as run_backend
     from neuromap.ir.presets import preset
     from neuromap.mapping import Mapping
+    from neuromap.progress import is_quiet
     from neuromap.results import RunReport
 
     start = time.perf_counter()
@@ -359,6 +360,8 @@ def _run_data_set(loaded: Graph | Mapping, name: str, data: str, steps: int | No
     if framework and "zero_delay" in get_backend(backend).options:
         # the float reference runs a framework's network in that framework's delay semantics
         options = options | {"zero_delay": preset(framework).zero_delay}
+    if is_quiet() and "progress" in get_backend(backend).options:   # a backend's own bar (Lava's) obeys it too
+        options = {"progress": False} | options
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
         raise NeuromapError(f"{name}run takes networks with one Input and one Output (this one has {len(graph.inputs)} "
                             f"and {len(graph.outputs)})")
@@ -700,6 +703,7 @@ def demo(*, steps: int = DEFAULT_STEPS, samples: int | None = None, epochs: int 
     from neuromap.frontends import rmp
     from neuromap.ir import save_graph
     from neuromap.mapping import compile as compile_graph
+    from neuromap.progress import is_quiet
     from neuromap.results import DemoResult
 
     def accuracy(pred: np.ndarray, y: np.ndarray) -> float:
@@ -726,7 +730,8 @@ def demo(*, steps: int = DEFAULT_STEPS, samples: int | None = None, epochs: int 
     torch_acc = accuracy(run_backend(graph, x_test, steps, "torch").predictions(), y_test)
 
     say(f"4/6 running the SNN on Lava floating_pt ({n} samples x {steps} steps)")
-    lava_acc = accuracy(run_backend(graph, x_test, steps, "lava", float=True).predictions(), y_test)
+    lava_acc = accuracy(run_backend(graph, x_test, steps, "lava", float=True, progress=not is_quiet()).predictions(),
+                        y_test)
 
     say("5/6 compiling for loihi2 (quantize, partition, place)")
     mapping = compile_graph(graph, "loihi2")
@@ -735,7 +740,7 @@ def demo(*, steps: int = DEFAULT_STEPS, samples: int | None = None, epochs: int 
 
     say(f"6/6 running the quantized network on hwsim and on Lava fixed_pt ({n} samples x {steps} steps)")
     hw = run_backend(mapping, x_test, steps, "hwsim", record=("spikes", "v"))
-    fixed = run_backend(mapping, x_test, steps, "lava", record=("spikes", "v"))
+    fixed = run_backend(mapping, x_test, steps, "lava", record=("spikes", "v"), progress=not is_quiet())
     same = all(np.array_equal(fixed.spikes[p], hw.spikes[p]) for p in hw.spikes) and \
         all(np.array_equal(fixed.v[p], hw.v[p]) for p in hw.v)
     summary_path = folder / "summary.json"
