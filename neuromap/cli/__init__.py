@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from neuromap.cli.common import quiet_option
-from neuromap.cli.messages import DEBUG_ENV, EXIT_ERROR, reported, usage_error_line
+from neuromap.cli.messages import DEBUG_ENV, EXIT_ERROR, EXIT_INTERRUPTED, reported, usage_error_line
 
 # command name -> ("module:attribute", the one-line help `neuromap --help` lists without importing the module).
 # A new command is one module plus one line here.
@@ -73,9 +73,9 @@ class _LazyGroup(click.Group):
         except click.ClickException as exc:
             click.echo(usage_error_line(exc), err=True)
             sys.exit(EXIT_ERROR)
-        except click.Abort:
-            click.echo("neuromap: aborted", err=True)
-            sys.exit(EXIT_ERROR)
+        except click.Abort:   # click's form of a KeyboardInterrupt outside a command's body
+            click.echo("neuromap: interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
         sys.exit(status if isinstance(status, int) else 0)
 
 
