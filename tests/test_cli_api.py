@@ -107,6 +107,7 @@ def test_run_json_is_the_api_result_and_the_api_keeps_the_array_form(mapping_fil
     assert report.samples == 20 and report.steps == 32 and report.split == "test"
 
 
+@pytest.mark.slow   # the GPU side sweeps the batch up to the device's memory: ~5 s
 def test_estimate_json_is_the_api_result(mapping_file):
     cli = _json("estimate", mapping_file, "--data", "digits", "--limit", "3", "--steps", "4", "--json")
     assert cli == neuromap.estimate(mapping_file, "digits", limit=3, steps=4).to_dict()
