@@ -35,6 +35,7 @@ if TYPE_CHECKING:
         SanafeExport,
         TargetInfo,
         TargetList,
+        TargetSummary,
         TrainResult,
     )
 
@@ -606,7 +607,7 @@ def _trailing_comment(value: str) -> str:
     return ""
 
 
-def _summary(target: mappings.Target) -> Any:
+def _summary(target: mappings.Target) -> TargetSummary:
     from neuromap.results import TargetSummary
 
     return TargetSummary(name=target.name, description=target.description, cores_per_chip=target.chip.cores,
