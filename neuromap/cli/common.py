@@ -111,10 +111,12 @@ limit_option = click.option("--limit", type=click.IntRange(min=1), default=None,
 
 
 # the data sets run, estimate and export-sanafe classify (neuromap.data.samples)
-SAMPLES_HELP = ("digits, mnist5k, FILE.npz (x, y: images, or (N, T, ...) sequences; or events), nmnist:DIR, "
-                "dvsgesture:DIR or shd:DIR (tonic's folder; never downloaded).")
+SAMPLES_HELP = ("digits, mnist5k, FILE.npz (x, y: images, or (N, T, ...) sequences; or events), or a data set's "
+                "folder: cifar10:DIR, cifar100:DIR, imagenet:DIR, nmnist:DIR, dvsgesture:DIR, shd:DIR, "
+                "cifar10dvs:DIR (never downloaded; docs/data.md).")
 # the data sets convert and train learn from (neuromap.data.load)
-TRAINING_HELP = "digits, mnist5k or FILE.npz with x (N, ...) and y (N,)."
+TRAINING_HELP = ("digits, mnist5k, FILE.npz with x (N, ...) and y (N,), or cifar10:DIR, cifar100:DIR, imagenet:DIR "
+                 "(a folder on disk, normalised; docs/data.md).")
 
 
 def data_option(required: bool = False, help: str = SAMPLES_HELP) -> Decorator:

@@ -21,15 +21,7 @@ from neuromap.cli.common import (
 _RESOURCE_NAMES = {"neurons": "neurons", "synaptic_memory_bits": "synaptic memory (bits)",
                    "input_axons": "input axons", "output_axons": "output axons"}
 
-EXAMPLES = """\b
-Examples:
-  neuromap compile out/mlp.npz --target loihi2 --out out/mlp.map.npz
-  neuromap compile net.nir --from snntorch --target loihi1 --input-encoding spikes --json
-  neuromap compile out/mlp.npz --target my_chip.toml --mode per_channel --strict
-"""
-
-
-@click.command("compile", epilog=EXAMPLES)
+@click.command("compile")
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
 @target_option("loihi2")
 @click.option("-o", "--out", type=click.Path(dir_okay=False), default=None, callback=checked_output,
@@ -54,6 +46,12 @@ def compile_cmd(model: str, target: str, out: str | None, mode: str, strict: boo
 
     With --json a network that does not fit still prints its JSON line (fits: false, the binding resource,
     what it needs and the limit) before the error line; the exit status is 2 either way.
+
+    \b
+    Examples:
+      neuromap compile out/mlp.npz --target loihi2 --out out/mlp.map.npz
+      neuromap compile net.nir --from snntorch --target loihi1 --input-encoding spikes --json
+      neuromap compile out/mlp.npz --target my_chip.toml --mode per_channel --strict
     """
     from mappings import load_target
     from neuromap import api

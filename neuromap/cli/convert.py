@@ -24,13 +24,6 @@ from neuromap.cli.common import (
 )
 from neuromap.errors import NeuromapError
 
-EXAMPLES = """\b
-Examples:
-  neuromap convert --model mlp --data digits -o out/mlp.npz --sweep 8,16,32 --plot out/mlp_T.png
-  neuromap convert --model cnn --data mnist5k --threshold snn_max --alpha 0.7 --out out/cnn.npz
-  neuromap convert --model cnn --activation qcfs --threshold qcfs --weights cnn.pt --json
-"""
-
 
 def _steps(text: str | None) -> list[int]:
     if not text:
@@ -46,7 +39,7 @@ def _steps(text: str | None) -> list[int]:
     return steps
 
 
-@click.command("convert", epilog=EXAMPLES)
+@click.command("convert")
 @click.option("--model", "model_name", type=click.Choice(["mlp", "cnn", "vgg", "resnet20"]), default="mlp",
               show_default=True, help="Zoo architecture (neuromap.frontends.rmp.models).")
 @click.option("--activation", type=click.Choice(["relu", "qcfs"]), default="relu", show_default=True,
@@ -86,7 +79,14 @@ def convert_cmd(model_name: str, activation: str, levels: int, data: str, weight
                 seed: int, save_weights: Path | None, threshold: str, alpha: float, percentile: float,
                 granularity: str, reset: str, maxpool: str, encoding: str, calib_samples: int, calib_steps: int,
                 out: Path | None, sweep: str | None, plot: Path | None, as_json: bool) -> None:
-    """Convert a zoo ANN trained on DATA into a spiking IR graph (RMP-SNN: IF neurons, soft reset)."""
+    """Convert a zoo ANN trained on DATA into a spiking IR graph (RMP-SNN: IF neurons, soft reset).
+
+    \b
+    Examples:
+      neuromap convert --model mlp --data digits -o out/mlp.npz --sweep 8,16,32 --plot out/mlp_T.png
+      neuromap convert --model cnn --data mnist5k --threshold snn_max --alpha 0.7 --out out/cnn.npz
+      neuromap convert --model cnn --activation qcfs --threshold qcfs --weights cnn.pt --json
+    """
     from neuromap import api
     from neuromap.results import ConvertResult
 

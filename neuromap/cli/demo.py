@@ -12,15 +12,8 @@ import click
 from neuromap.api import DEFAULT_STEPS
 from neuromap.cli.common import checked_output_folder, emit_json, json_option, quiet_option, say, steps_option
 
-EXAMPLES = """\b
-Examples:
-  neuromap demo
-  neuromap demo --limit 50 --epochs 5 --out out/quick
-  neuromap demo --steps 64 --json
-"""
 
-
-@click.command("demo", epilog=EXAMPLES)
+@click.command("demo")
 @steps_option(DEFAULT_STEPS, "per sample")
 @click.option("--limit", "--samples", "limit", default=None, type=click.IntRange(min=1), metavar="N",
               help="Run at most the first N test samples [default: all].")
@@ -30,7 +23,14 @@ Examples:
 @json_option
 @quiet_option
 def demo(steps: int, limit: int | None, epochs: int, out_dir: str, as_json: bool) -> None:
-    """Train, convert, compile and run a small SNN on digits (torch, Lava float and fixed, hwsim)."""
+    """Train, convert, compile and run a small SNN on digits (torch, Lava float and fixed, hwsim).
+
+    \b
+    Examples:
+      neuromap demo
+      neuromap demo --limit 50 --epochs 5 --out out/quick
+      neuromap demo --steps 64 --json
+    """
     from neuromap import api
 
     r = api.demo(steps=steps, samples=limit, epochs=epochs, out=out_dir, on_step=say)

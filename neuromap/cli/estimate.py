@@ -29,13 +29,6 @@ from neuromap.cli.common import (
     steps_option,
 )
 
-EXAMPLES = """\b
-Examples:
-  neuromap estimate out/mlp.map.npz --data digits --json
-  neuromap estimate out/mlp.npz --data digits --input-encoding spikes --target loihi1 --target loihi2
-  neuromap estimate out/mlp.l1.npz --data digits --constant-set sanafe --step-time 1e-3 --gpu a100
-"""
-
 
 def _si(x: float, unit: str) -> str:
     """x in the engineering prefix that keeps 1-3 digits before the point."""
@@ -90,7 +83,7 @@ def format_table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-@click.command("estimate", epilog=EXAMPLES)
+@click.command("estimate")
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
 @data_option(required=True)
 @split_option
@@ -119,7 +112,14 @@ def estimate_cmd(model: str, data: str, split: str | None, steps: int | None, li
                  input_encoding: str | None, gpu: str, gpu_batch: int, measure_gpu: bool, seed: int,
                  nir_import: dict[str, Any], as_json: bool) -> None:
     """Energy and latency per inference of MODEL (a Mapping or a model) on the chip, from hwsim's event counts
-    on DATA, and of the same network on a GPU (modelled; --measure-gpu measures it)."""
+    on DATA, and of the same network on a GPU (modelled; --measure-gpu measures it).
+
+    \b
+    Examples:
+      neuromap estimate out/mlp.map.npz --data digits --json
+      neuromap estimate out/mlp.npz --data digits --input-encoding spikes --target loihi1 --target loihi2
+      neuromap estimate out/mlp.l1.npz --data digits --constant-set sanafe --step-time 1e-3 --gpu a100
+    """
     from neuromap import api
 
     results = [api.estimate(model, data, steps=steps, limit=limit, target=target, constant_set=constant_set,

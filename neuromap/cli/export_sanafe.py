@@ -22,12 +22,6 @@ from neuromap.cli.common import (
     steps_option,
 )
 
-EXAMPLES = """\b
-Examples:
-  neuromap export-sanafe out/mlp.l1.npz --out out/sanafe --data digits --run
-  neuromap export-sanafe out/mlp.l1.npz --out out/sanafe --steps 16 --json
-"""
-
 
 def format_lines(r: dict[str, Any]) -> str:
     lines = [f"wrote {r['arch']} and {r['network']} ({r['cores']} cores, {r['steps']} steps of input spikes)"]
@@ -41,7 +35,7 @@ def format_lines(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-@click.command("export-sanafe", epilog=EXAMPLES)
+@click.command("export-sanafe")
 @click.argument("mapping", type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), callback=checked_output_folder,
               help="Folder for arch.yaml and snn.yaml.")
@@ -61,7 +55,13 @@ def format_lines(r: dict[str, Any]) -> str:
 def export_sanafe_cmd(mapping: str, out: str, data: str | None, split: str | None, sample: int, steps: int | None,
                       seed: int, run_it: bool, timing: str, as_json: bool) -> None:
     """Write MAPPING (a Loihi 1 Mapping) as a SANA-FE architecture and network (same neurons, weights and
-    cores) into --out."""
+    cores) into --out.
+
+    \b
+    Examples:
+      neuromap export-sanafe out/mlp.l1.npz --out out/sanafe --data digits --run
+      neuromap export-sanafe out/mlp.l1.npz --out out/sanafe --steps 16 --json
+    """
     from neuromap import api
 
     result = api.export_sanafe(mapping, out, data=data, split=split, sample=sample, steps=steps, seed=seed,

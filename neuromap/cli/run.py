@@ -36,14 +36,6 @@ from neuromap.errors import NeuromapError
 # backend option -> the flag that sets it
 OPTION_FLAGS = {"float": "--float", "device": "--device", "devices": "--device with several devices"}
 
-EXAMPLES = """\b
-Examples:
-  neuromap run out/mlp.map.npz --backend hwsim --data digits --json
-  neuromap run out/mlp.npz --backend lava --float --limit 50
-  neuromap run net.nir --from sinabs --data nmnist:~/data --steps 32
-"""
-
-
 def _backend_options(backend: str, given: dict[str, Any]) -> dict[str, Any]:
     """The flags given, as the backend's options; a flag the backend does not take names who takes it."""
     from neuromap.backends import backend_names, get_backend
@@ -57,7 +49,7 @@ def _backend_options(backend: str, given: dict[str, Any]) -> dict[str, Any]:
     return given
 
 
-@click.command("run", epilog=EXAMPLES)
+@click.command("run")
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--backend", default="hwsim", show_default=True,
               help="A registered backend: torch, hwsim, lava or one added with neuromap.register_backend.")
@@ -81,7 +73,14 @@ def run_cmd(model: str, backend: str, data: str, split: str | None, steps: int |
             encoding: str, target: str | None, nir_import: dict[str, Any], float_lava: bool,
             device: tuple[str, ...] | None, seed: int, save_spikes: str | None, as_json: bool) -> None:
     """Run MODEL (a Mapping, a saved graph, a NIR or netx file) on a data set's samples and report its
-    accuracy and spikes."""
+    accuracy and spikes.
+
+    \b
+    Examples:
+      neuromap run out/mlp.map.npz --backend hwsim --data digits --json
+      neuromap run out/mlp.npz --backend lava --float --limit 50
+      neuromap run net.nir --from sinabs --data nmnist:~/data --steps 32
+    """
     from neuromap import api
 
     # one device is the option every torch backend takes; a list is hwsim's devices option

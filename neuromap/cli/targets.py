@@ -8,13 +8,6 @@ import click
 
 from neuromap.cli.common import emit_json, json_option, quiet_option, say
 
-EXAMPLES = """\b
-Examples:
-  neuromap targets
-  neuromap targets loihi2
-  neuromap targets my_chip.toml --json
-"""
-
 
 def _summary_line(s: dict[str, Any]) -> str:
     sets = ", ".join(f"{name}{' (default)' if name == s['default_constant_set'] else ''}"
@@ -46,14 +39,21 @@ def _full(info: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-@click.command("targets", epilog=EXAMPLES)
+@click.command("targets")
 @click.argument("name", required=False)
 @json_option
 @quiet_option
 def targets_cmd(name: str | None, as_json: bool) -> None:
     """List the shipped targets (cores per chip, chips, neurons per core, weight bits, constant sets with their
     default), or show NAME (a shipped name or a .toml file) in full: every limit and format, and each
-    estimator constant with its [low, high] range and source."""
+    estimator constant with its [low, high] range and source.
+
+    \b
+    Examples:
+      neuromap targets
+      neuromap targets loihi2
+      neuromap targets my_chip.toml --json
+    """
     from neuromap import api
 
     if name is None:

@@ -20,15 +20,7 @@ from neuromap.cli.common import (
 
 MAX_THREADS = 1024   # torch's OpenMP pool allocates per thread: 10^9 aborted the process (libgomp out of memory)
 
-EXAMPLES = """\b
-Examples:
-  neuromap train --data digits --arch conv --method stop-wtl --out out/stop.npz
-  neuromap train --data digits --arch c16-p2-c32-p2 --steps 8 --encoding saccade --json
-  neuromap train --data mnist5k --arch mlp2 --method bptt --epochs 4 --threads 1
-"""
-
-
-@click.command("train", epilog=EXAMPLES)
+@click.command("train")
 @data_option(help=TRAINING_HELP)
 @click.option("--arch", default="conv", show_default=True,
               help="Preset (mlp, mlp2, conv) or layers like c16-p2-c32k5-p2-fc128.")
@@ -56,7 +48,14 @@ Examples:
 def train(data: str, arch: str, method: str, encoding: str, steps: int, epochs: int, batch_size: int, lr: float,
           lr_theta: float | None, lr_alpha: float | None, alpha: float, theta: float, seed: int, out: str | None,
           check_export: bool, threads: int | None, as_json: bool) -> None:
-    """Train a spiking network (STOP or BPTT) on DATA and export it to a neuromap graph."""
+    """Train a spiking network (STOP or BPTT) on DATA and export it to a neuromap graph.
+
+    \b
+    Examples:
+      neuromap train --data digits --arch conv --method stop-wtl --out out/stop.npz
+      neuromap train --data digits --arch c16-p2-c32-p2 --steps 8 --encoding saccade --json
+      neuromap train --data mnist5k --arch mlp2 --method bptt --epochs 4 --threads 1
+    """
     from neuromap import api
 
     r = api.train(data, arch=arch, method=method, encoding=encoding, steps=steps, epochs=epochs,
