@@ -199,3 +199,14 @@ def test_dir_lists_the_api_and_nothing_this_module_imports():
     public = [name for name in dir(neuromap) if not name.startswith("_")]
     assert public == sorted(neuromap.__all__)
     assert {"compile", "run", "estimate", "targets", "read", "train", "convert", "Mapping"} <= set(public)
+
+
+def test_read_tells_every_model_file_by_its_content(model, mapping_file, tmp_path):
+    from neuromap.ir.nir_io import write_nir
+
+    graph = neuromap.read(model)
+    assert isinstance(graph, neuromap.Graph) and graph.neuron_count() == 26
+    assert isinstance(neuromap.read(mapping_file), neuromap.Mapping)
+    nir_file = write_nir(graph, tmp_path / "net.weights")   # no telling suffix: read by content
+    again = neuromap.read(nir_file)   # our own export names its dt and reset: no framework needed
+    assert isinstance(again, neuromap.Graph) and again.neuron_count() == 26
