@@ -179,6 +179,7 @@ def activity_figure(hwsim: Any, torch_run: Any, sample: int = 0) -> Figure:
         values = firing_rates(result)
         rates.bar(at + (k - 0.5) * 0.4, [values.get(n, 0.0) for n in names], width=0.4, label=label)
     rates.set_xticks(at, names)
+    rates.set_xlim(-1, max(len(names), 2))   # a single population's bars stay bars, not the whole panel
     rates.set_xlabel("population")
     rates.set_ylabel("firing rate (spikes / neuron / step)")
     rates.legend(fontsize=8)

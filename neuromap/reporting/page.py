@@ -51,7 +51,8 @@ p.legend { color: #4a5563; margin: 4px 0 10px; font-size: 14px; }
 img { display: block; width: 900px; max-width: 100%; height: auto; margin: 8px 0; }
 table { border-collapse: collapse; margin: 8px 0; font-size: 13.5px; }
 th, td { border-bottom: 1px solid #e4e8ee; padding: 3px 10px; text-align: left; vertical-align: top; }
-th { background: #f3f5f8; } td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
+th { background: #f3f5f8; } td:first-child { white-space: nowrap; }
+td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
 .note { color: #6b7380; font-size: 13px; } .binding { font-weight: 600; color: #9c2f12; }
 dl.legend { display: grid; grid-template-columns: max-content auto; gap: 2px 12px; font-size: 13px; color: #4a5563; }
 dl.legend dt { font-weight: 600; }
