@@ -163,7 +163,7 @@ def activity_figure(hwsim: Any, torch_run: Any, sample: int = 0) -> Figure:
         every = max(1, math.ceil(flat.shape[1] / RASTER_NEURONS))
         shown = flat[:, ::every]
         t, n = np.nonzero(shown)
-        label = name if every == 1 else f"{name} (every {every}th neuron)"
+        label = name if every == 1 else f"{name} (1 neuron in {every})"
         raster.scatter(t + 1, n + offset, s=10, marker="|", linewidths=1, color=f"C{k}", label=label)
         offset += shown.shape[1]
     raster.set_xlim(0.5, hwsim.steps + 0.5)
