@@ -242,3 +242,29 @@ def test_lava_accuracy_with_lava_is_hwsims(tmp_path):
     page = _Page()
     page.feed((tmp_path / "r.html").read_text(encoding="utf-8"))
     assert page.figures["accuracy.lava"] == "66.67"
+
+
+def test_a_snntorch_nir_file_takes_the_nir_flags(tmp_path):
+    import nir
+    import snntorch as snn
+    import torch
+    from snntorch.export_nir import export_to_nir
+
+    torch.manual_seed(0)
+    # per-neuron beta/threshold: snnTorch 1.0's export of scalars fails NIR 1.0.8's type check
+    net = torch.nn.Sequential(torch.nn.Linear(64, 16), snn.Leaky(beta=torch.full((16,), 0.9), threshold=torch.ones(16),
+                                                                 init_hidden=True),
+                              torch.nn.Linear(16, 10), snn.Leaky(beta=torch.full((10,), 0.9), threshold=torch.ones(10),
+                                                                 init_hidden=True, output=True))
+    path = tmp_path / "snntorch.nir"
+    nir.write(path, export_to_nir(net, torch.zeros(1, 64), ignore_dims=[0]))
+    common = ["--limit", "5", "--steps", "8"]
+    res = CliRunner().invoke(main, ["report", str(path), "--out", str(tmp_path / "r.html"), *common])
+    assert res.exit_code == 2 and "--dt" in res.output and "Traceback" not in res.output
+    res = CliRunner().invoke(main, ["report", str(path), "--out", str(tmp_path / "r.html"), "--from", "snntorch",
+                                    *common, "--json"])
+    assert res.exit_code == 0, res.output
+    shown = json.loads(res.output.strip().splitlines()[-1])["numbers"]
+    ran = CliRunner().invoke(main, ["run", str(path), "--from", "snntorch", "--backend", "hwsim", *common, "--json"])
+    assert shown["accuracy"]["hwsim"] == json.loads(ran.output.strip().splitlines()[-1])["accuracy"]
+    assert shown["network"]["populations"] == 2
