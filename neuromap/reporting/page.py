@@ -182,7 +182,6 @@ def _section(w: _Writer, key: str, legend: str, figure: tuple[str, bytes] | None
 
 def _network(w: _Writer, contents: Contents) -> None:
     graph = contents.mapping.graph
-    per_core = contents.mapping.resources
     _section(w, "network", f"{w.num('network.nodes')} nodes, {w.num('network.populations')} neuron populations, "
              f"{w.num('network.neurons')} neurons and {w.num('network.synapses')} synapses on the chip (nonzero "
              "integer weights, bias axons included); each population's model and the cores it sits on.")
@@ -198,7 +197,7 @@ def _network(w: _Writer, contents: Contents) -> None:
                      html.escape(model_for(node).hwsim_model) if neuron else "", f"{cores_of[name]}" if neuron else ""])
     w.table(["node", "kind", "shape", "neurons", "synapses in", "hwsim model", "cores"], rows, (3, 4, 6))
     w.add(f'<p class="note">Compiled for {html.escape(contents.mapping.target.name)} '
-          f"({per_core['placement']} placement).</p></section>")
+          f"({contents.mapping.resources['placement']} placement).</p></section>")
 
 
 def _fit(w: _Writer, contents: Contents, figure: bytes) -> None:
