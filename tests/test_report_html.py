@@ -55,6 +55,7 @@ def open_page(page_path: Path, profile: Path) -> dict:
     return seen
 
 
+@pytest.mark.slow
 def test_report_renders_in_headless_chromium_offline(tmp_path):
     mapping = neuromap.compile(digits_mlp(seed=22, hidden=64), "testchip")   # three cores: the chip map has links
     result = report(mapping, tmp_path / "report.html", limit=20, steps=12, sweep=(4, 8, 12))

@@ -199,5 +199,6 @@ def gather(model: str | Path | Graph | Mapping, *, data: str = "digits", steps: 
         "lava": (Accuracy("Lava fixed_pt", _accuracy(lava_run, y), "Lava's CPU simulator, fixed point")
                  if lava_run is not None else Accuracy("Lava fixed_pt", None, "not run: give --lava (it is slow)")),
     }
-    return Contents(str(model) if isinstance(model, (str, Path)) else type(model).__name__, mapping, picked,
+    source = str(model) if isinstance(model, (str, Path)) else f"a {type(model).__name__} object"
+    return Contents(source, mapping, picked,
                     torch_run, hwsim_run, lava_run, est, accuracy, curves, ann if curves else None)
