@@ -223,12 +223,15 @@ def test_bad_options_are_one_error_line(tmp_path, args, message):
     assert not (tmp_path / "r.html").exists()
 
 
-def test_a_graph_file_is_compiled_for_the_target(tmp_path):
+def test_a_graph_file_is_compiled_for_the_target_with_a_conversions_sweep(tmp_path):
     save_graph(digits_mlp(), tmp_path / "g.npz")
-    result = report(tmp_path / "g.npz", tmp_path / "r.html", limit=5, steps=4, target="testchip")
+    (tmp_path / "sweep.json").write_text(json.dumps({"ann_accuracy": 97.5, "snn_accuracy": {"soft": {"8": 90.0}}}))
+    result = report(tmp_path / "g.npz", tmp_path / "r.html", limit=5, steps=4, target="testchip",
+                    sweep_json=tmp_path / "sweep.json")
     assert result.numbers["run"]["target"] == "testchip"
     assert result.to_dict()["page"] == str(tmp_path / "r.html")
-    assert "sweep" not in result.figures and "No sweep was run" in (tmp_path / "r.html").read_text()
+    assert result.numbers["accuracy"]["ann"] == 97.5       # no metadata: the sweep JSON's ANN
+    assert result.numbers["sweep"] == {"soft reset (sweep JSON)": {"8": 90.0}} and "sweep" in result.figures
     assert np.isfinite(result.numbers["estimate"]["chip"]["energy_j"]["total"])
 
 
@@ -242,6 +245,7 @@ def test_lava_accuracy_with_lava_is_hwsims(tmp_path):
     page = _Page()
     page.feed((tmp_path / "r.html").read_text(encoding="utf-8"))
     assert page.figures["accuracy.lava"] == "66.67"
+    assert "sweep" not in result.figures and "No sweep was run" in (tmp_path / "r.html").read_text()
 
 
 def test_a_snntorch_nir_file_takes_the_nir_flags(tmp_path):
