@@ -179,7 +179,8 @@ def activity_figure(hwsim: Any, torch_run: Any, sample: int = 0) -> Figure:
         values = firing_rates(result)
         rates.bar(at + (k - 0.5) * 0.4, [values.get(n, 0.0) for n in names], width=0.4, label=label)
     rates.set_xticks(at, names)
-    rates.set_xlim(-1, max(len(names), 2))   # a single population's bars stay bars, not the whole panel
+    pad = max(0, 3 - len(names)) / 2   # one or two populations' bars stay bars, not the whole panel
+    rates.set_xlim(-0.5 - pad, len(names) - 0.5 + pad)
     rates.set_xlabel("population")
     rates.set_ylabel("firing rate (spikes / neuron / step)")
     rates.legend(fontsize=8)
