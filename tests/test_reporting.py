@@ -223,6 +223,7 @@ def test_bad_options_are_one_error_line(tmp_path, args, message):
     assert not (tmp_path / "r.html").exists()
 
 
+@pytest.mark.slow
 def test_a_graph_file_is_compiled_for_the_target_with_a_conversions_sweep(tmp_path):
     save_graph(digits_mlp(), tmp_path / "g.npz")
     (tmp_path / "sweep.json").write_text(json.dumps({"ann_accuracy": 97.5, "snn_accuracy": {"soft": {"8": 90.0}}}))
@@ -248,6 +249,7 @@ def test_lava_accuracy_with_lava_is_hwsims(tmp_path):
     assert "sweep" not in result.figures and "No sweep was run" in (tmp_path / "r.html").read_text()
 
 
+@pytest.mark.slow
 def test_a_snntorch_nir_file_takes_the_nir_flags(tmp_path):
     import nir
     import snntorch as snn
