@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compile": ("neuromap.cli.compile:compile_cmd", "Quantize, partition and place a network for a target."),
     "run": ("neuromap.cli.run:run_cmd", "Run a network or Mapping on torch, hwsim or Lava; report accuracy."),
     "estimate": ("neuromap.cli.estimate:estimate_cmd", "Energy and latency on the chip against a GPU."),
+    "report": ("neuromap.cli.report:report_cmd", "One self-contained HTML page: fit, chip map, accuracy, energy."),
     "export-sanafe": ("neuromap.cli.export_sanafe:export_sanafe_cmd",
                       "Write a Loihi 1 Mapping as SANA-FE files (and run SANA-FE on them)."),
     "targets": ("neuromap.cli.targets:targets_cmd", "List the shipped targets, or show one with its sources."),
