@@ -17,12 +17,15 @@ install: $(STAMP)
 
 # Re-runs only when the dependency list changes. lava-nc declares Python <3.11 but runs on 3.11,
 # so it alone goes in with --no-deps --ignore-requires-python; its real needs are in pyproject.toml.
+# The report's browser test (tests/test_report_html.py) drives Debian's chromium through playwright: it is
+# installed with apt-get (through sudo unless root) where /usr/bin/chromium is missing.
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'
 	$(BIN)/python -m pip install -q --no-deps --ignore-requires-python $(LAVA)
 	$(BIN)/python -m pip install -q --no-deps $(FRAMEWORKS)
+	test -x /usr/bin/chromium || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get update -q && $$SUDO apt-get install -y chromium; }
 	touch $(STAMP)
 
 demo: install

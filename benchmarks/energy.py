@@ -22,7 +22,8 @@ import torch
 from hwsim.gpu import NvmlEnergyMeter, measure_gpu
 from mappings.gpu import available_gpus, load_gpu
 from neuromap import data
-from neuromap.cli.estimate import encoded_inputs, estimate, format_table
+from neuromap.api import encoded_inputs, estimate
+from neuromap.cli.estimate import format_table
 from neuromap.frontends import rmp
 from neuromap.gpu_baseline import gpu_points
 from neuromap.mapping import compile as compile_graph
@@ -49,7 +50,8 @@ def main() -> None:
 
     measure = torch.cuda.is_available() and not args.no_measure
     t0 = time.perf_counter()
-    result = estimate(mapping, "mnist5k", args.steps, args.limit, args.gpu, 1, measure)
+    result = estimate(mapping, "mnist5k", steps=args.steps, limit=args.limit, gpu=args.gpu,
+                      measure_gpu=measure).to_dict()
     t_estimate = time.perf_counter() - t0
     print(format_table([result]))
 

@@ -69,7 +69,7 @@ def test_graph_metadata_that_is_not_an_object_is_a_format_error(tmp_path):
 def test_estimate_refuses_a_negative_limit(mapping_file):
     res = CliRunner().invoke(main, ["estimate", str(mapping_file), "--data", "digits", "--steps", "2",
                                     "--limit", "-5"])
-    assert res.exit_code == 2 and "--limit must be at least 1, got -5" in res.output
+    assert res.exit_code == 2 and "'--limit': -5 is not in the range x>=1" in res.output
 
 
 def test_run_refuses_a_target_other_than_the_mappings_own(mapping_file):

@@ -4,6 +4,7 @@ nothing allocated from a declared size, no pickle ever loaded, nothing downloade
 from __future__ import annotations
 
 import io
+import json
 import pathlib
 import pickle
 import zipfile
@@ -367,9 +368,16 @@ def test_estimate_refuses_a_bad_data_file_in_one_line(case, model, write, extra,
     assert not (tmp_path / "unpickled").exists()
 
 
-def test_estimate_asks_for_steps_for_images(models):
-    res = CliRunner().invoke(main, ["estimate", models["mlp"], "--data", "digits"])
-    _one_error_line(res, "holds images, which are presented for --steps steps: give --steps", "digits")
+def test_estimate_presents_images_for_runs_default_steps(models):
+    """One default for --steps everywhere (neuromap.api.DEFAULT_STEPS): estimate no longer asks for it."""
+    figures = []
+    for command in (["estimate"], ["run", "--backend", "hwsim"]):
+        res = CliRunner().invoke(main, [command[0], models["mlp"], *command[1:], "--data", "digits", "--limit", "2",
+                                        "--json"])
+        assert res.exit_code == 0, res.output
+        figures.append(json.loads(res.output.strip().splitlines()[-1]))
+    assert figures[0]["steps"] == figures[1]["steps"] == 32
+    assert figures[0]["accuracy"] == figures[1]["accuracy"]
 
 
 

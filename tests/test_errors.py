@@ -253,8 +253,9 @@ def test_an_unknown_device_is_one_line_naming_the_flag_and_the_devices(narrow_ma
     assert res.exit_code == 0, res.output
 
 
-def test_click_usage_errors_keep_clicks_format_and_exit_2(narrow_mapping):
+def test_click_usage_errors_are_one_error_line_naming_the_help_and_exit_2(narrow_mapping):
     res = _cli("run", narrow_mapping, "--devic", "cpu")
     assert res.exit_code == 2
-    assert "Usage: " in res.stderr and "No such option '--devic'" in res.stderr and "neuromap: error" not in res.stderr
+    assert res.stderr.splitlines() == ["neuromap: error: No such option '--devic'. Did you mean '--device'? "
+                                       "(see 'neuromap run --help')"], res.stderr
 

@@ -329,7 +329,7 @@ def test_cli_estimate_json_on_a_model_and_on_its_mapping(digits_model, tmp_path,
     assert json.loads(again.output.strip().splitlines()[-1])["chip"]["energy_j"] == \
         pytest.approx(chip["energy_j"])
     # hwsim run in chunks of samples (to bound its traces) counts the same events
-    monkeypatch.setattr("neuromap.cli.estimate.TRACE_BYTES", 5 * 8 * 26 * 5)  # 5 samples of 8 steps x 26 neurons
+    monkeypatch.setattr("neuromap.api.TRACE_BYTES", 5 * 8 * 26 * 5)  # 5 samples of 8 steps x 26 neurons
     chunked = runner.invoke(main, ["estimate", str(path), *args])
     assert json.loads(chunked.output.strip().splitlines()[-1])["events_per_sample"] == out["events_per_sample"]
     wrong = runner.invoke(main, ["estimate", str(path), "--target", "loihi2", *args])

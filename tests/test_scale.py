@@ -147,7 +147,7 @@ def test_output_axons_by_axis_equal_the_flat_source_masks():
     pops = {name: part._Population(name, graph.nodes[name].output_shape,
                                    [c for c in conns if c.dst == name], target, frozenset(graph.inputs))
             for name in lowered.populations}
-    slices = {name: part._slice_population(pops[name], cap) for name, cap in zip(pops, (96, 50, 40, 30))}
+    slices = {name: part._slice_population(pops[name], cap, {}) for name, cap in zip(pops, (96, 50, 40, 30))}
     assert all(len(s) > 1 for s in slices.values())
     rate = {name: np.ones(int(np.prod(graph.nodes[name].output_shape))) for name in lowered.sources}
     by_axis = part._output_axons(graph, conns, slices, rate, frozenset(lowered.sources))
@@ -155,3 +155,38 @@ def test_output_axons_by_axis_equal_the_flat_source_masks():
     assert by_axis[1] == flat[1] and len(flat[1]) > 20
     for name in slices:
         np.testing.assert_array_equal(by_axis[0][name], flat[0][name])
+
+
+def test_a_repeated_block_is_sliced_as_if_searched_on_its_own():
+    """partition searches the slicing of structurally equal populations once (``_structure``); the reference
+    is each population's own search. Three equal conv layers share it, a fourth with other weights' support
+    (a 5x5 kernel) and one fed by the input must not."""
+    from mappings import load_target
+    from neuromap.passes import partition as part
+    from neuromap.passes.lower import lower
+    from neuromap.passes.quantize import quantize
+
+    rng = np.random.default_rng(3)
+
+    def conv(k: int) -> Conv2d:
+        return Conv2d((16, 24, 24), rng.normal(0, 0.3, (16, 16, k, k)), np.zeros(16), padding=k // 2)
+
+    layers = [("in", Input((16, 24, 24))), ("c0", conv(3)), ("n0", IF((16, 24, 24), threshold=1.0))]
+    for i, k in enumerate((3, 3, 3, 5), start=1):
+        layers += [(f"c{i}", conv(k)), (f"n{i}", IF((16, 24, 24), threshold=1.0))]
+    graph = sequential([*layers, ("out", Output((16, 24, 24)))])
+    target = load_target("loihi2")
+    lowered = lower(graph)
+    quantized = quantize(lowered, target)
+    result = part.partition(lowered, quantized, target)
+    integer = {(q.src, q.dst): q for q in quantized.projections}
+    conns = [part.connectivity(graph, pr, integer[(pr.src, pr.dst)]) for pr in lowered.projections]
+    inputs = frozenset(graph.inputs)
+    keys = set()
+    for name in lowered.populations:
+        pop = part._Population(name, graph.nodes[name].output_shape, [c for c in conns if c.dst == name], target,
+                               inputs)
+        keys.add(part._structure(pop, target.core.neurons))
+        alone = [s.box for s in part._slice_population(pop, target.core.neurons, {})]
+        assert [s.box for s in result.slices if s.population == name] == alone
+    assert len(keys) == 3  # n0 (fed by the input), n1-n3 (one structure), n4 (5x5)

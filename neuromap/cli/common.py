@@ -1,5 +1,9 @@
-"""Helpers shared by the subcommands: JSON output as the last stdout line, options several commands take and
-the checks of their values (devices, output paths, the memory a run of N samples x T steps needs)."""
+"""Helpers shared by the subcommands: JSON output as the last stdout line, informational text that ``--quiet``
+silences, the options several commands take (one name, one default, one help text each) and the checks of
+their values (devices, output paths, limits).
+
+Nothing heavy is imported here at import time: every command's ``--help`` is built from this module and
+``neuromap.cli.choices`` alone."""
 from __future__ import annotations
 
 import functools
@@ -7,17 +11,30 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
-import numpy as np
 
+from neuromap.cli.choices import FRAMEWORKS, SPLITS
 from neuromap.errors import NeuromapError, UnsupportedError
-from neuromap.limits import check_memory
+
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def say(text: str) -> None:
+    """Print informational text on stdout, unless ``--quiet`` (``neuromap.progress.set_quiet``) silenced it.
+    Errors and warnings go to stderr through ``neuromap.cli.messages`` and are never silenced."""
+    from neuromap.progress import is_quiet
+
+    if not is_quiet():
+        click.echo(text)
 
 
 def _plain(value: Any) -> Any:
+    import numpy as np
+
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -56,11 +73,85 @@ def emit_json(obj: dict[str, Any]) -> None:
 SEED = click.IntRange(0, 2**63 - 1)
 
 
+def _set_quiet(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    """Quiet for this command line only: the setting before it returns when the command ends (a program, or a
+    test, that calls the CLI in-process keeps its own)."""
+    if value:
+        from neuromap.progress import is_quiet, set_quiet
+
+        before = is_quiet()
+        set_quiet(True)
+        ctx.find_root().call_on_close(lambda: set_quiet(before))
+    return value
+
+
+def quiet_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``-q/--quiet``: no progress bars and no informational text; the --json line, warnings and errors stay.
+    The flag is handled here (``neuromap.progress.set_quiet``) and not passed to the command."""
+    return click.option("-q", "--quiet", is_flag=True, expose_value=False, callback=_set_quiet,
+                        help="No progress bars or informational text (the --json line, warnings and errors stay).")(
+        command)
+
+
+def json_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--json``: the command's result (the API result's ``to_dict()``) as one JSON line, last on stdout."""
+    return click.option("--json", "as_json", is_flag=True,
+                        help="End with the result as one JSON object on one line (the API's to_dict()).")(command)
+
+
+def seed_option(what: str) -> Decorator:
+    """``--seed``, default 0, with what it seeds."""
+    return click.option("--seed", type=SEED, default=0, show_default=True, help=f"Seed of {what}.")
+
+
+# One default for run and estimate: every sample of the split, so that the accuracy both print for one model
+# and data set is the same figure (estimate used 200 and run all, so the README showed two accuracies).
+limit_option = click.option("--limit", type=click.IntRange(min=1), default=None, metavar="N",
+                            help="Classify at most the first N samples of the split [default: all].")
+
+
+# the data sets run, estimate and export-sanafe classify (neuromap.data.samples)
+SAMPLES_HELP = ("digits, mnist5k, FILE.npz (x, y: images, or (N, T, ...) sequences; or events), or a data set's "
+                "folder: cifar10:DIR, cifar100:DIR, imagenet:DIR, nmnist:DIR, dvsgesture:DIR, shd:DIR, "
+                "cifar10dvs:DIR (never downloaded; docs/data.md).")
+# the data sets convert and train learn from (neuromap.data.load)
+TRAINING_HELP = ("digits, mnist5k, FILE.npz with x (N, ...) and y (N,), or cifar10:DIR, cifar100:DIR, imagenet:DIR "
+                 "(a folder on disk, normalised; docs/data.md).")
+
+
+def data_option(required: bool = False, help: str = SAMPLES_HELP) -> Decorator:
+    return click.option("--data", "data", default=None if required else "digits", required=required,
+                        show_default=not required, help=help)
+
+
+split_option = click.option("--split", type=click.Choice(SPLITS), default=None,
+                            help="Samples to use: the test split or all (default: test for digits, mnist5k and the "
+                                 "tonic sets, all for a user's file).")
+
+
+def steps_option(default: int | None, what: str) -> Decorator:
+    """``--steps``: time steps; ``what`` says what the default is."""
+    return click.option("--steps", type=click.IntRange(min=1), default=default, show_default=default is not None,
+                        help=f"Time steps T {what}.")
+
+
+def encoding_option(choices: tuple[str, ...]) -> Decorator:
+    """``--encoding``: one meaning everywhere (neuromap.cli.choices): how an image becomes each step's input."""
+    what = {"direct": "the image itself every step", "poisson": "rate-coded spikes",
+            "saccade": "ON/OFF events of the image moved along a triangle"}
+    return click.option("--encoding", type=click.Choice(choices), default="direct", show_default=True,
+                        help="How an image is presented over the T steps: " +
+                             "; ".join(f"{c}: {what[c]}" for c in choices) + ".")
+
+
+def target_option(default: str | None, what: str = "") -> Decorator:
+    return click.option("--target", default=default, show_default=default is not None,
+                        help="Target: a shipped name (neuromap targets lists them) or a .toml file" + what + ".")
+
+
 def nir_options(command):
     """--from, --reset, --reset-timing and --dt: what a NIR file does not say (neuromap.ir.nir_io, .presets),
     handed to the command as one keyword ``nir_import`` for ``read_model``."""
-    from neuromap.ir.presets import FRAMEWORKS
-
     @functools.wraps(command)
     def with_nir_import(*args: Any, framework: str | None, reset: str | None, reset_timing: str | None,
                         dt: float | None, **kwargs: Any) -> Any:
@@ -132,15 +223,6 @@ def checked_output_folder(ctx: click.Context, param: click.Parameter, value: str
     if value is not None:
         checked_output(ctx, param, Path(value) / "summary.json")
     return value
-
-
-def check_run_memory(samples: int, steps: int, values_per_step: int, bytes_per_value: int, what: str) -> None:
-    """Refuse, naming --steps, a run whose traces (samples x steps x values, at ``bytes_per_value`` each: the
-    least the engine keeps) could not be held in memory."""
-    needed = samples * steps * values_per_step * bytes_per_value
-    check_memory(needed, f"--steps {steps:,}: {what} (samples x steps x values per step x bytes per value: "
-                 f"{samples:,} x {steps:,} x {values_per_step:,} x {bytes_per_value})", UnsupportedError,
-                 flag="--steps", value=steps)
 
 
 def checked_devices(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...] | None:

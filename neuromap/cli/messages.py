@@ -1,7 +1,8 @@
 """How the CLI tells the user about warnings and errors: one line each on stderr, in one format.
 
     neuromap: warning: <message>
-    neuromap: error: <message>                                        exit status 2 (our error family)
+    neuromap: error: <message>                                        exit status 2 (our error family, and
+                                                                      click's usage errors)
     neuromap: internal error: <type>: <message> — please report it ...  exit status 1 (a bug)
     neuromap: interrupted | terminated                                  exit status 130 | 143 (SIGINT | SIGTERM)
 
@@ -74,6 +75,13 @@ def error_line(exc: NeuromapError) -> str:
     return f"neuromap: error: {one_line(str(exc))}"
 
 
+def usage_error_line(exc: click.ClickException) -> str:
+    """A usage error click found (unknown flag, refused value, missing argument), with the --help to read."""
+    ctx = getattr(exc, "ctx", None)
+    hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    return f"neuromap: error: {one_line(exc.format_message())}{hint}"
+
+
 def internal_error_line(exc: BaseException) -> str:
     return (f"neuromap: internal error: {type(exc).__name__}: {one_line(str(exc))} — please report it at "
             f"{REPORT_TO} with the command line (neuromap --debug or {DEBUG_ENV}=1 shows the traceback)")
@@ -113,7 +121,7 @@ def reported(debug: bool) -> Iterator[None]:
             click.echo(error_line(exc), err=True)
             sys.exit(EXIT_ERROR)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
-            raise  # click's own usage errors and exits keep click's format and status
+            raise  # click's usage errors and exits: the group's main prints them (neuromap.cli._LazyGroup.main)
         except KeyboardInterrupt:
             click.echo("neuromap: interrupted", err=True)
             sys.exit(EXIT_INTERRUPTED)

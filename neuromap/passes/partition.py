@@ -29,6 +29,7 @@ message per step.
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
 import math
 from dataclasses import dataclass, field
@@ -426,8 +427,28 @@ def _labels(shape: tuple[int, ...], slices: list[Slice]) -> np.ndarray:
     return label
 
 
-def _slice_population(pop: _Population, neuron_cap: int) -> list[Slice]:
-    sizes = pop.choose(neuron_cap)
+def _structure(pop: _Population, neuron_cap: int) -> bytes:
+    """What ``pop.choose`` depends on: its shape, the cap, and per incoming projection the connectivity, the
+    source shape, kernel sharing and whether the source is an input (names only appear in errors)."""
+    digest = hashlib.sha256(repr((pop.shape, neuron_cap)).encode())
+    for c in pop.conns:
+        digest.update(repr((c.src_shape, c.shares_kernel, c.src in pop.inputs)).encode())
+        if c.factors is not None:
+            for f in c.factors:
+                digest.update(repr(f.shape).encode() + np.ascontiguousarray(f).tobytes())
+        else:
+            assert c.support is not None, "a connectivity holds its factors or its support"
+            digest.update(repr(c.support.shape).encode() + c.support.indptr.tobytes() + c.support.indices.tobytes())
+    return digest.digest()
+
+
+def _slice_population(pop: _Population, neuron_cap: int, chosen: dict[bytes, tuple[int, ...]]) -> list[Slice]:
+    """``chosen``: slice sizes by ``_structure``, shared by the populations of one partition, so that a block
+    repeated through a network (ResNet-50's bottlenecks: 16 blocks, 4 shapes) is searched once."""
+    key = _structure(pop, neuron_cap)
+    if key not in chosen:
+        chosen[key] = pop.choose(neuron_cap)
+    sizes = chosen[key]
     out = []
     for i, box in enumerate(pop.boxes(sizes)):
         neurons, uses = pop.usage(box)
@@ -459,7 +480,8 @@ def partition(lowered: Lowered, quantized: Quantized, target: Target, *,
         given = (rates or {}).get(name)
         rate[name] = np.broadcast_to(np.asarray(1.0 if given is None else given, dtype=float), (size,)).ravel()
     ones = frozenset(name for name in lowered.sources if (rates or {}).get(name) is None)
-    slices = {name: _slice_population(pops[name], caps[name]) for name in pops}
+    chosen: dict[bytes, tuple[int, ...]] = {}
+    slices = {name: _slice_population(pops[name], caps[name], chosen) for name in pops}
     for _ in range(32):  # output axons depend on how destinations are sliced: shrink offenders, recount
         out_axons, pair = _output_axons(graph, conns, slices, rate, ones)
         offenders = {}
@@ -477,7 +499,7 @@ def partition(lowered: Lowered, quantized: Quantized, target: Target, *,
                                f"allows {target.core.output_axons:,} output axons per core{why}", layer=name,
                                resource="output_axons", needed=worst, allowed=target.core.output_axons)
             caps[name] = max(1, min(current - 1, current * target.core.output_axons // worst))
-            slices[name] = _slice_population(pops[name], caps[name])
+            slices[name] = _slice_population(pops[name], caps[name], chosen)
     else:
         raise FitError(f"output axons: no slicing found within {target.core.output_axons:,} per core",
                        resource="output_axons", allowed=target.core.output_axons)

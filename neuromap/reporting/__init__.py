@@ -1,4 +1,6 @@
-"""Figures for reports: plots written to files (matplotlib's object API, no global pyplot state)."""
+"""Reports: the HTML page of ``neuromap report`` (``report``) and plots written to files (matplotlib's object
+API, no global pyplot state)."""
 from neuromap.reporting.plots import plot_accuracy_vs_steps
+from neuromap.reporting.report import Report, report
 
-__all__ = ["plot_accuracy_vs_steps"]
+__all__ = ["Report", "plot_accuracy_vs_steps", "report"]

@@ -14,17 +14,13 @@ from neuromap.errors import NeuromapError
 SUFFIXES = (".png", ".pdf", ".svg")
 
 
-def plot_accuracy_vs_steps(curves: Mapping[str, Mapping[Any, float]], path: str | Path, *,
-                           reference: float | None = None, reference_label: str = "ANN", title: str = "") -> Path:
-    """Accuracy (%) against time steps T, one line per curve (e.g. soft and hard reset), log-2 T axis (a curve
-    read back from JSON has its T as strings);
-    ``reference`` (e.g. the ANN's accuracy) as a dashed line. The format follows the file's suffix."""
-    path = Path(path)
-    if path.suffix.lower() not in SUFFIXES:
-        raise NeuromapError(f"{path}: plots are written as {', '.join(SUFFIXES)}")
+def accuracy_vs_steps_figure(curves: Mapping[str, Mapping[Any, float]], *, reference: float | None = None,
+                             reference_label: str = "ANN", title: str = "",
+                             size: tuple[float, float] = (5.5, 3.6)) -> Figure:
+    """The figure of :func:`plot_accuracy_vs_steps`, not yet written (the HTML report inlines it)."""
     if not curves or not all(curves.values()):
         raise NeuromapError("plot_accuracy_vs_steps: no points to plot")
-    fig = Figure(figsize=(5.5, 3.6), layout="constrained")
+    fig = Figure(figsize=size, layout="constrained")
     ax = fig.add_subplot()
     for label, curve in curves.items():
         steps = sorted(int(t) for t in curve)
@@ -39,6 +35,18 @@ def plot_accuracy_vs_steps(curves: Mapping[str, Mapping[Any, float]], path: str 
     ax.legend()
     if title:
         ax.set_title(title)
+    return fig
+
+
+def plot_accuracy_vs_steps(curves: Mapping[str, Mapping[Any, float]], path: str | Path, *,
+                           reference: float | None = None, reference_label: str = "ANN", title: str = "") -> Path:
+    """Accuracy (%) against time steps T, one line per curve (e.g. soft and hard reset), log-2 T axis (a curve
+    read back from JSON has its T as strings);
+    ``reference`` (e.g. the ANN's accuracy) as a dashed line. The format follows the file's suffix."""
+    path = Path(path)
+    if path.suffix.lower() not in SUFFIXES:
+        raise NeuromapError(f"{path}: plots are written as {', '.join(SUFFIXES)}")
+    fig = accuracy_vs_steps_figure(curves, reference=reference, reference_label=reference_label, title=title)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as temporary:
         fig.savefig(temporary, dpi=150)
