@@ -51,3 +51,38 @@ def test_the_readme_example_goes_from_a_model_to_an_estimate(tmp_path, monkeypat
     assert float(accuracy.rsplit(":", 1)[1]) > 0.5
     found = re.fullmatch(r"per inference: ([\d.]+) uJ, ([\d.]+) us", energy)
     assert found is not None and float(found[1]) > 0 and float(found[2]) > 0
+
+
+@pytest.mark.slow  # trains two small nets and runs both on Lava (2 samples each): ~30 s
+@pytest.mark.lava
+def test_make_demo_writes_its_summary_and_the_numbers_hold(tmp_path):
+    """`make demo` is the README's first command; its --quick variant takes the same path in seconds."""
+    import json
+
+    from click.testing import CliRunner
+
+    import neuromap
+    from neuromap.cli import main
+    from neuromap.data import load
+
+    out = tmp_path / "demo"
+    res = CliRunner().invoke(main, ["demo", "--quick", "--out", str(out), "--json"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert json.loads(res.output.strip().splitlines()[-1]) == summary
+    assert set(summary["networks"]) == {"stop_mlp", "rmp_cnn"}
+    mnist = load("mnist5k")
+    for name, net in summary["networks"].items():
+        assert net["samples"] == {"float_snn": 20, "hwsim": 20, "lava_fixed_pt": 2}
+        assert net["lava_equals_hwsim"] is True  # Lava fixed_pt, another engine, spikes as hwsim does
+        assert net["resources"]["target"] == "loihi2" and net["resources"]["cores"] >= 1
+        # the saved Mapping, run again on the samples the summary names, gives the summary's accuracy
+        x, y = mnist.x_test[:20], mnist.y_test[:20]
+        rerun = neuromap.run(neuromap.Mapping.load(net["files"]["mapping"]), x, net["steps"], backend="hwsim")
+        assert 100 * (rerun.predictions() == y).mean() == pytest.approx(net["accuracy"]["hwsim"], abs=0.01), name
+        energy = net["chip"]["energy_j"]
+        assert energy["total"] == pytest.approx(energy["dynamic"] + energy["static"]) and energy["dynamic"] > 0
+        assert [p["batch"] for p in net["gpu"]] and {p["batch"] for p in net["gpu"]} == {1}
+        assert set(net["seconds"]) == {"train", "compile", "float_and_hwsim", "lava", "estimate"}
+    assert summary["networks"]["stop_mlp"]["steps"] == 8 + 2  # STOP's T plus a step per projection
+    assert "stop_mlp" in res.output and "rmp_cnn" in res.output  # the table
