@@ -31,6 +31,7 @@ _API = {
     "targets": "neuromap.api:targets",
     "export_sanafe": "neuromap.api:export_sanafe",
     "demo": "neuromap.api:demo",
+    "report": "neuromap.reporting:report",
     # building blocks
     "Graph": "neuromap.ir:Graph",
     "load_graph": "neuromap.ir:load_graph",

@@ -11,8 +11,8 @@ from netgen import digits_mlp
 from PIL import Image
 
 import neuromap
+from neuromap.api import estimate
 from neuromap.cli import main
-from neuromap.cli.estimate import estimate
 from neuromap.data import samples
 from neuromap.errors import FormatError, UnsupportedError
 from neuromap.ir import Graph, save_graph
@@ -117,7 +117,7 @@ def _at(tree, path):
 
 def test_numbers_in_the_page_are_the_estimators_json_for_the_same_inputs(built):
     mapping, summary, page, _ = built
-    reference = json.loads(json.dumps(estimate(mapping, "digits", STEPS, LIMIT, "h100", 1, False)))
+    reference = json.loads(json.dumps(estimate(mapping, "digits", steps=STEPS, limit=LIMIT, gpu="h100").to_dict()))
     shown = {k[len("estimate."):]: v for k, v in page.figures.items() if k.startswith("estimate.")}
     assert {"chip.energy_j.total", "chip.energy_band_j.low", "chip.latency_s", "chip.latency_band_s.high",
             "samples", "steps"} <= set(shown)

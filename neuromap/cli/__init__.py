@@ -39,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 API_TWINS: dict[str, str] = {
     "demo": "demo", "train": "train", "convert": "convert_zoo", "compile": "compile", "run": "run",
     "estimate": "estimate", "export-sanafe": "export_sanafe", "targets": "targets",
+    "report": "report",
 }
 
 

@@ -2,7 +2,7 @@
 
 Every engine sees the same inputs: images held every step (direct encoding) or, for a Mapping compiled with
 spiking inputs, the Bernoulli rate code of ``neuromap.data.poisson_encode`` with the report's seed, which is
-what ``neuromap estimate`` feeds hwsim (``neuromap.cli.estimate.encoded_inputs``); so the hwsim accuracy here
+what ``neuromap estimate`` feeds hwsim (``neuromap.api.encoded_inputs``); so the hwsim accuracy here
 is the estimator's. The float SNN runs with the chip's one-step delays (docs/architecture.md, "One time step"),
 so that it differs from hwsim by quantization only.
 """
@@ -54,7 +54,7 @@ def mapping_of(model: str | Path | Graph | Mapping, target: str | None,
                nir_import: MappingType[str, Any] | None = None) -> Mapping:
     """The Mapping a report is about: ``model`` itself, or compiled for ``target`` (default loihi2) from a
     graph or from any model file ``neuromap.mapping.read_model`` reads."""
-    from neuromap.cli.estimate import load_or_compile
+    from neuromap.api import load_or_compile
 
     if isinstance(model, Mapping):
         if target is not None and not model.target.named_by(target):
@@ -144,13 +144,13 @@ def _curves(result: Any, y: np.ndarray, steps: Sequence[int]) -> dict[int, float
 
 
 def gather(model: str | Path | Graph | Mapping, *, data: str = "digits", steps: int | None = None,
-           limit: int | None = 200, target: str | None = None, lava: bool = False, sweep: Sequence[int] = (),
+           limit: int | None = None, target: str | None = None, lava: bool = False, sweep: Sequence[int] = (),
            sweep_json: str | Path | None = None, split: str | None = None, seed: int = 0, gpu: str = "h100",
            nir_import: MappingType[str, Any] | None = None) -> Contents:
     """Run everything the page shows (see ``neuromap.reporting.report`` for the arguments)."""
     from neuromap import data as datasets
+    from neuromap.api import estimate
     from neuromap.backends import run
-    from neuromap.cli.estimate import estimate
 
     if limit is not None and limit < 1:
         raise UnsupportedError(f"--limit must be at least 1, got {limit}", flag="--limit", value=limit, allowed=">= 1")
@@ -175,7 +175,7 @@ def gather(model: str | Path | Graph | Mapping, *, data: str = "digits", steps: 
     torch_run = run(graph, frames, steps, "torch", record=("spikes",))
     hwsim_run = run(mapping, frames, steps, "hwsim", record=("spikes", "events"))
     lava_run = run(mapping, frames, steps, "lava", record=("spikes",)) if lava else None
-    est = estimate(mapping, data, steps, limit, gpu, 1, False, seed, split)
+    est = estimate(mapping, data, steps=steps, limit=limit, gpu=gpu, seed=seed, split=split).to_dict()
     if sweep_steps:
         longest = sweep_steps[-1]
         if picked.sequence or longest == steps:

@@ -47,7 +47,7 @@ TITLES = {
 
 
 def report(model: str | Path | Graph | Mapping, out: str | Path = "report.html", *, data: str = "digits",
-           steps: int | None = None, limit: int | None = 200, target: str | None = None, lava: bool = False,
+           steps: int | None = None, limit: int | None = None, target: str | None = None, lava: bool = False,
            sweep: Sequence[int] = (), sweep_json: str | Path | None = None, split: str | None = None,
            seed: int = 0, gpu: str = "h100", nir_import: MappingType[str, Any] | None = None,
            figures_dir: str | Path | None = None) -> Report:
