@@ -681,7 +681,7 @@ def _one_sample(mapping: Mapping, data: str, split: str | None, sample: int, ste
 
 
 # ---------------------------------------------------------------------------------------------- demo
-def demo(*, steps: int = 32, limit: int = 500, lava_limit: int = 10, epochs: int = 3, seed: int = 0,
+def demo(*, steps: int = 32, limit: int = 200, lava_limit: int = 10, epochs: int = 3, seed: int = 0,
          quick: bool = False, out: str | Path = "out/demo", on_step: Callable[[str], None] | None = None) -> DemoResult:
     """The full demo on the embedded MNIST subset (``neuromap.demo``): STOP-train a spiking MLP and RMP-convert a
     CNN, compile both for Loihi 2, run them on the float reference and hwsim (``limit`` test samples) and on Lava

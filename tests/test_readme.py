@@ -85,4 +85,10 @@ def test_make_demo_writes_its_summary_and_the_numbers_hold(tmp_path):
         assert [p["batch"] for p in net["gpu"]] and {p["batch"] for p in net["gpu"]} == {1}
         assert set(net["seconds"]) == {"train", "compile", "float_and_hwsim", "lava", "estimate"}
     assert summary["networks"]["stop_mlp"]["steps"] == 8 + 2  # STOP's T plus a step per projection
+    # the report page of the converted CNN: self-contained, its figures inlined, and its own hwsim run of the same
+    # samples agrees with the demo's
+    page = (out / "report.html").read_text()
+    assert summary["report"]["page"] == str(out / "report.html") and page.count("data:image/png;base64,") >= 5
+    assert "http://" not in page and "https://" not in page
+    assert summary["report"]["accuracy"]["hwsim"] == summary["networks"]["rmp_cnn"]["accuracy"]["hwsim"]
     assert "stop_mlp" in res.output and "rmp_cnn" in res.output  # the table

@@ -21,7 +21,7 @@ from neuromap.cli.common import (
 
 @click.command("demo")
 @steps_option(32, "per sample for the converted CNN (the STOP net runs its trained T plus its latency)")
-@click.option("--limit", "--samples", "limit", default=500, show_default=True, type=click.IntRange(min=1),
+@click.option("--limit", "--samples", "limit", default=200, show_default=True, type=click.IntRange(min=1),
               metavar="N", help="Run the first N test samples on the float reference and hwsim.")
 @click.option("--lava-limit", default=10, show_default=True, type=click.IntRange(min=1), metavar="N",
               help="Run the first N of them on Lava fixed_pt too (Lava is slow).")
