@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "estimate": ("neuromap.cli.estimate:estimate_cmd", "Energy and latency on the chip against a GPU."),
     "export-sanafe": ("neuromap.cli.export_sanafe:export_sanafe_cmd",
                       "Write a Loihi 1 Mapping as SANA-FE files (and run SANA-FE on them)."),
+    "sweep": ("neuromap.cli.sweep:sweep_cmd", "Run a grid of compile/run/estimate points on Dask; table and Pareto."),
 }
 
 
