@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from neuromap.errors import NeuromapError
 
@@ -70,14 +71,19 @@ def pareto_figure(rows: Sequence[dict[str, Any]], *, title: str = "") -> Figure:
                         edgecolors="none")
     fig.colorbar(points, ax=ax, label="latency per inference (ms)")
     front = sorted(pareto_front(measured), key=lambda r: r["energy_total_j"])
+    # the front's staircase: below and right of it, every point is dominated
     ax.plot([r["energy_total_j"] * 1e6 for r in front], [r["accuracy"] for r in front], color="crimson",
-            linewidth=1, zorder=1, label="Pareto front")
+            linewidth=1, zorder=1, drawstyle="steps-post", label="Pareto front")
     ax.scatter([r["energy_total_j"] * 1e6 for r in front], [r["accuracy"] for r in front], s=160,
                facecolors="none", edgecolors="crimson", linewidths=1.5, zorder=3)
     for r in front:
         ax.annotate(_label(r), (r["energy_total_j"] * 1e6, r["accuracy"]), textcoords="offset points",
                     xytext=(6, 4), fontsize=7)
     ax.set_xscale("log")
+    # 1-2-5 ticks as plain numbers: a sweep's energies often span less than a decade
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("energy per inference (uJ, modelled)")
     ax.set_ylabel("accuracy on hwsim (%)")
     ax.grid(True, alpha=0.3)
