@@ -13,8 +13,8 @@ from pathlib import Path
 import psutil
 import pytest
 from click.testing import CliRunner
-
 from netgen import digits_mlp
+
 from neuromap.cli import main
 from neuromap.cli.estimate import estimate
 from neuromap.errors import FormatError
