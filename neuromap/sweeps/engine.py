@@ -41,8 +41,10 @@ CONNECT_TIMEOUT_S = 10
 
 
 def default_workers() -> int:
-    """Worker processes of a local cluster: one per CPU this process may run on."""
-    return max(1, len(os.sched_getaffinity(0)))
+    """Worker processes of a local cluster: one per CPU this process may run on (where the OS says which)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
 
 
 @contextmanager
@@ -186,6 +188,8 @@ def sweep(spec: str | Path | SweepSpec, *, out: str | Path | None = None, worker
         result = sweep("sweep.toml", workers=2)
         result.rows[0]["energy_total_j"], result.to_dict()["failed"]
     """
+    from distributed import as_completed
+
     spec = spec if isinstance(spec, SweepSpec) else load_spec(spec)
     folder = default_out(spec.path) if out is None else Path(out)
     folder.mkdir(parents=True, exist_ok=True)
@@ -198,8 +202,6 @@ def sweep(spec: str | Path | SweepSpec, *, out: str | Path | None = None, worker
             with _terminate_raises(), connected(workers, address) as client, \
                     bar(total=len(todo), desc="sweep", unit="point") as progress:
                 futures = _submit(client, spec, todo)
-                from distributed import as_completed
-
                 failed = 0
                 for future in as_completed(futures):
                     record = _record(futures[future], todo[futures[future]], future)
