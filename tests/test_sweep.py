@@ -10,17 +10,19 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import psutil
 import pytest
 from click.testing import CliRunner
 from netgen import digits_mlp
 
+from neuromap import data as nmdata
 from neuromap.cli import main
 from neuromap.cli.estimate import estimate
 from neuromap.errors import FormatError
-from neuromap.ir import save_graph
+from neuromap.ir import load_graph, save_graph
 from neuromap.mapping import compile as compile_graph
-from neuromap.sweeps import load_spec, pareto_front, sweep
+from neuromap.sweeps import load_spec, pareto_front, sweep, tasks
 from neuromap.sweeps.keys import point_key
 from neuromap.sweeps.results import JSONL, TABLE
 
@@ -148,6 +150,30 @@ def test_pareto_front_by_hand():
     latency = [{**r, "latency_s": lat} for r, lat in zip(rows, [1.0, 0.5, 1.0, 2.0, 1.0, None], strict=True)]
     three = pareto_front(latency, (("accuracy", "max"), ("energy_total_j", "min"), ("latency_s", "min")))
     assert [r["key"] for r in three] == ["p", "q", "r", "s", "t"]   # q is the fastest
+
+
+@pytest.mark.slow
+def test_recipe_stages_give_the_graph_neuromap_convert_writes(tmp_path):
+    """A recipe's training and conversion (run by the workers) against ``neuromap convert`` with the same
+    options: the same IF thresholds and weights, so a sweep's recipe point is that command's network."""
+    (tmp_path / "s.toml").write_text("[models]\nr = { convert = 'mlp', epochs = 1, seed = 3, calib_samples = 64 }\n"
+                                     "[[points]]\nmodel = 'r'\nthreshold = 'percentile'\npercentile = 99.5\n"
+                                     "reset = 'hard'\n")
+    spec = load_spec(tmp_path / "s.toml")
+    (point,), recipe = spec.points, spec.models["r"]
+    dataset = nmdata.load("digits")
+    graph = tasks.convert_recipe(recipe, dataset, tasks.train_recipe(recipe, dataset), point["threshold"],
+                                 point["percentile"], point["reset"]).value
+    done = CliRunner().invoke(main, ["convert", "--model", "mlp", "--data", "digits", "--epochs", "1", "--seed", "3",
+                                     "--calib-samples", "64", "--threshold", "percentile", "--percentile", "99.5",
+                                     "--reset", "zero", "-o", str(tmp_path / "g.npz"), "--json"])
+    assert done.exit_code == 0, done.output
+    reference = load_graph(tmp_path / "g.npz")
+    assert list(graph.nodes) == list(reference.nodes)
+    for name, node in graph.nodes.items():
+        for field in ("threshold", "weight", "reset"):
+            if hasattr(node, field):
+                assert np.array_equal(getattr(node, field), getattr(reference.nodes[name], field)), (name, field)
 
 
 def test_cli_bad_spec_key_is_one_line_exit_2(tmp_path):
