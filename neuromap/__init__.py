@@ -32,6 +32,7 @@ _API = {
     "export_sanafe": "neuromap.api:export_sanafe",
     "demo": "neuromap.api:demo",
     "report": "neuromap.reporting:report",
+    "sweep": "neuromap.sweeps:sweep",
     # building blocks
     "Graph": "neuromap.ir:Graph",
     "load_graph": "neuromap.ir:load_graph",

@@ -53,6 +53,19 @@ def test_the_readme_example_goes_from_a_model_to_an_estimate(tmp_path, monkeypat
     assert found is not None and float(found[1]) > 0 and float(found[2]) > 0
 
 
+def test_the_readme_sweep_spec_is_a_valid_spec_of_six_points(tmp_path):
+    """The README's sweep spec (its one TOML block) loads with every key known: 2 targets x 3 T."""
+    from neuromap.sweeps import load_spec
+
+    (block,) = re.findall(r"```toml\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.S)
+    spec_file = tmp_path / "sweep.toml"
+    spec_file.write_text(block, encoding="utf-8")
+    spec = load_spec(spec_file)
+    assert len(spec.points) == 6
+    assert {(p["target"], p["steps"]) for p in spec.points} == {(t, s) for t in ("loihi1", "loihi2")
+                                                                for s in (8, 16, 32)}
+
+
 @pytest.mark.slow  # trains two small nets and runs both on Lava (2 samples each): ~30 s
 @pytest.mark.lava
 def test_make_demo_writes_its_summary_and_the_numbers_hold(tmp_path):

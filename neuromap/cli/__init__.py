@@ -33,13 +33,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export-sanafe": ("neuromap.cli.export_sanafe:export_sanafe_cmd",
                       "Write a Loihi 1 Mapping as SANA-FE files (and run SANA-FE on them)."),
     "targets": ("neuromap.cli.targets:targets_cmd", "List the shipped targets, or show one with its sources."),
+    "sweep": ("neuromap.cli.sweep:sweep_cmd", "Run a grid of compile/run/estimate points on Dask; table and Pareto."),
 }
 
 # command name -> the function of the Python API (``neuromap.<name>``) it is the command line of
 API_TWINS: dict[str, str] = {
     "demo": "demo", "train": "train", "convert": "convert_zoo", "compile": "compile", "run": "run",
     "estimate": "estimate", "export-sanafe": "export_sanafe", "targets": "targets",
-    "report": "report",
+    "report": "report", "sweep": "sweep",
 }
 
 
