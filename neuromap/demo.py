@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -135,7 +136,7 @@ def train_stop(ds: Dataset, settings: Settings) -> tuple[Graph, float]:
     x_test = torch.as_tensor(ds.x_test[:settings.limit], dtype=torch.float32)
     result = fit(trainer, torch.as_tensor(ds.x_train[:n], dtype=torch.float32), ds.y_train[:n], x_test,
                  ds.y_test[:settings.limit], steps=STOP_STEPS, epochs=settings.epochs, seed=settings.seed,
-                 progress=not is_quiet())
+                 progress=not is_quiet() and sys.stderr.isatty())  # neuromap.progress's rule: bars on a terminal
     return to_graph(model, steps=STOP_STEPS), round(100.0 * result.test_accuracy, 2)
 
 
