@@ -67,14 +67,14 @@ def goals(ann: float, curves: dict[str, dict[int, float]]) -> dict:
 
 
 def evaluate(name: str, kwargs: dict, epochs: int, ds: nmdata.Dataset, x_test, y_test, steps, *, lr: float = 1e-3,
-             **convert_options) -> dict:
+             calibration_samples: int = CALIBRATION_SAMPLES, **convert_options) -> dict:
     start = time.perf_counter()
     torch.manual_seed(0)
     model = rmp.build_model(name, ds.sample_shape, ds.num_classes, **kwargs)
     history = rmp.train_ann(model, ds, epochs=epochs, lr=lr, seed=0)
     trained = time.perf_counter()
     ann = rmp.ann_accuracy(model, x_test, y_test)
-    sweep = rmp.reset_sweep(model, ds.x_train[:CALIBRATION_SAMPLES], x_test, y_test, steps, reference=ann,
+    sweep = rmp.reset_sweep(model, ds.x_train[:calibration_samples], x_test, y_test, steps, reference=ann,
                             dtype=torch.float32, **convert_options)
     result = {"ann_accuracy": ann, "ann_train_loss": history["loss"][-1], **sweep,
               **goals(ann, sweep["snn_accuracy"]),
@@ -97,8 +97,9 @@ def deep(args: argparse.Namespace, ds: nmdata.Dataset) -> dict:
     options = dict(threshold=args.threshold, alpha=args.alpha, v_init=args.v_init, granularity=args.granularity,
                    calib_steps=args.calib_steps)
     result = evaluate(zoo_name, kwargs, args.epochs or epochs[args.quick], ds, ds.x_test[:samples],
-                      ds.y_test[:samples], steps, lr=args.lr, **options)
-    return {"dataset": ds.name, "test_samples": samples, "model": args.model, "form": args.form,
+                      ds.y_test[:samples], steps, lr=args.lr, calibration_samples=args.calib_samples, **options)
+    return {"dataset": ds.name, "test_samples": samples, "calibration_samples": args.calib_samples,
+            "model": args.model, "form": args.form,
             "model_options": kwargs, "quick": args.quick, "encoding": "direct",
             **options, **result}
 
@@ -113,6 +114,9 @@ def main() -> None:
     parser.add_argument("--v-init", type=float, default=0.0, help="initial membrane, fraction of the threshold")
     parser.add_argument("--granularity", choices=rmp.GRANULARITIES, default="layer")
     parser.add_argument("--calib-steps", type=int, default=64, help="steps per calibration run (snn_max, rmp)")
+    parser.add_argument("--calib-samples", type=int, default=CALIBRATION_SAMPLES,
+                        help="training images the thresholds are balanced on (the spike-based methods run the SNN "
+                             "on each)")
     parser.add_argument("--epochs", type=int, help="ANN training epochs (default: 8, quick 4)")
     parser.add_argument("--lr", type=float, default=1e-3)
     args = parser.parse_args()
