@@ -90,11 +90,11 @@ def convert(model: nn.Module, calib_x: Any, *, threshold: str = "ann_max", alpha
         if calib_steps <= depth:
             raise NeuromapError(f"calib_steps={calib_steps} must exceed the network's latency of {depth} steps, "
                                 f"or the deepest layers never see the input during calibration")
+    alpha = DEFAULT_ALPHA.get(threshold, 1.0) if alpha is None else alpha
     thresholds, pop_meta = balance(ann, x, method=threshold, alpha=alpha, granularity=granularity,
                                    percentile=percentile, build=build, steps=calib_steps, encoding=encoding,
                                    batch_size=batch_size, seed=seed, reset=reset)
     graph = build(thresholds, pop_meta)
-    alpha = DEFAULT_ALPHA.get(threshold, 1.0) if alpha is None else alpha
     options = {"threshold": threshold, "alpha": alpha, "granularity": granularity, "reset": reset,
                "v_init": fraction, "maxpool": maxpool, "encoding": encoding,
                "calibration_samples": len(x), "model": type(model).__name__}
