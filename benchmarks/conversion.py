@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from typing import Any
 
 import torch
 
@@ -37,8 +38,9 @@ DEEP_STEPS = (*STEPS, 512, 1024)
 CALIBRATION_SAMPLES = 512
 MODELS = {"cnn": (dict(), 8), "mlp": (dict(hidden=(256,)), 15)}     # zoo kwargs, training epochs
 # deep nets: zoo name, kwargs (full, quick), training epochs (full, quick)
-DEEP = {"vgg16": ("vgg16", (dict(width=0.25), dict(width=0.125)), (8, 4)),
-        "resnet20": ("resnet20", (dict(width=16, layout="sengupta"), dict(width=4, layout="sengupta")), (8, 4))}
+DEEP: dict[str, tuple[str, tuple[dict[str, Any], dict[str, Any]], tuple[int, int]]] = {
+    "vgg16": ("vgg16", (dict(width=0.25), dict(width=0.125)), (8, 4)),
+    "resnet20": ("resnet20", (dict(width=16, layout="sengupta"), dict(width=4, layout="sengupta")), (8, 4))}
 GOAL_T, GOAL_RATIO = 64, 2.0
 
 
@@ -87,7 +89,7 @@ def evaluate(name: str, kwargs: dict, epochs: int, ds: nmdata.Dataset, x_test, y
 
 def deep(args: argparse.Namespace, ds: nmdata.Dataset) -> dict:
     zoo_name, widths, epochs = DEEP[args.model]
-    kwargs = dict(widths[args.quick], dropout=0.0)
+    kwargs: dict[str, Any] = {**widths[args.quick], "dropout": 0.0}
     if args.model == "vgg16":
         kwargs["classifier_dropout"] = 0.0
     if args.form == "bn":
