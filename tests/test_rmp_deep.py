@@ -31,8 +31,8 @@ def _layers(model: nn.Module, kind: type) -> list[nn.Module]:
 # ------------------------------------------------------------------------------------------ the papers' nets
 def test_vgg16_is_the_sengupta_rmp_configuration():
     """13 3x3 convs 64-64-A-128-128-A-256x3-A-512x3-A-512x3, classifier 2048-4096-4096-10 on CIFAR-sized input
-    (nitin-rathi/hybrid-snn-conversion cfg['VGG16'], Linear(512*2*2, 4096)), constrained: no bias, no BN,
-    average pooling, dropout."""
+    (nitin-rathi/hybrid-snn-conversion self_models/vgg_spiking.py cfg['VGG16'], Linear(512*2*2, 4096)),
+    constrained: no bias, no BN, average pooling, dropout."""
     model = rmp.vgg16((3, 32, 32), 10)
     convs, linears = _layers(model, nn.Conv2d), _layers(model, nn.Linear)
     assert [c.out_channels for c in convs] == [64, 64, 128, 128, 256, 256, 256] + [512] * 6
@@ -41,6 +41,8 @@ def test_vgg16_is_the_sengupta_rmp_configuration():
     assert all(m.bias is None for m in convs + linears)
     assert not _layers(model, nn.modules.batchnorm._BatchNorm) and not _layers(model, nn.MaxPool2d)
     assert len(_layers(model, nn.AvgPool2d)) == 4 and len(_layers(model, nn.Dropout)) == 15
+    mnist = rmp.vgg16((1, 28, 28), 10)      # the same source's MNIST form: Linear(512*1*1, 4096)
+    assert _layers(mnist, nn.Linear)[0].in_features == 512
     narrow = rmp.vgg16((1, 28, 28), 10, width=0.125)
     assert [c.out_channels for c in _layers(narrow, nn.Conv2d)] == [8, 8, 16, 16, 32, 32, 32] + [64] * 6
 
