@@ -84,7 +84,7 @@ def _model(model: Graph | Mapping | str | Path, nir_import: dict[str, Any]) -> G
 # ---------------------------------------------------------------------------------------------- convert
 def convert_zoo(model: str = "mlp", data: str = "digits", *, activation: str = "relu", levels: int = 8,
                 weights: str | Path | None = None, epochs: int = 10, seed: int = 0,
-                save_weights: str | Path | None = None, threshold: str = "ann_max", alpha: float = 1.0,
+                save_weights: str | Path | None = None, threshold: str = "ann_max", alpha: float | None = None,
                 percentile: float = 99.99, granularity: str = "layer", reset: str = "subtract",
                 maxpool: str = "error", encoding: str = "direct", calib_samples: int = 256, calib_steps: int = 64,
                 out: str | Path | None = None, sweep: Sequence[int] = (), plot: str | Path | None = None,
@@ -137,6 +137,8 @@ def convert_zoo(model: str = "mlp", data: str = "digits", *, activation: str = "
                                    maxpool=maxpool, encoding=encoding, calib_steps=calib_steps, seed=seed)
     calib = ds.x_train[:calib_samples]
     graph = rmp.convert(net, calib, reset=reset, **options)
+    # the report shows the source ANN's accuracy beside the SNN's (neuromap.reporting.collect)
+    graph = graph.with_nodes({}, {"ann_accuracy": round(float(ann_acc), 2)})
     path = str(save_graph(graph, out)) if out else None
     result = ConvertResult(graph=graph, model=model, data=ds.name, ann_accuracy=ann_acc,
                            neurons=graph.neuron_count(), latency=graph.metadata["rmp"]["latency"],

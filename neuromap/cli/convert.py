@@ -40,8 +40,8 @@ def _steps(text: str | None) -> list[int]:
 
 
 @click.command("convert")
-@click.option("--model", "model_name", type=click.Choice(["mlp", "cnn", "vgg", "resnet20"]), default="mlp",
-              show_default=True, help="Zoo architecture (neuromap.frontends.rmp.models).")
+@click.option("--model", "model_name", type=click.Choice(["mlp", "cnn", "vgg", "vgg16", "resnet20", "resnet34"]),
+              default="mlp", show_default=True, help="Zoo architecture (neuromap.frontends.rmp.models).")
 @click.option("--activation", type=click.Choice(["relu", "qcfs"]), default="relu", show_default=True,
               help="qcfs: train with QCFS clip-floor-shift activations (use with --threshold qcfs).")
 @click.option("--levels", default=8, show_default=True, help="QCFS quantisation levels.")
@@ -52,10 +52,10 @@ def _steps(text: str | None) -> list[int]:
 @seed_option("the ANN's initialisation and training")
 @click.option("--save-weights", type=click.Path(dir_okay=False, path_type=Path), callback=checked_output,
               help="Save the trained state_dict.")
-@click.option("--threshold", type=click.Choice(["ann_max", "percentile", "snn_max", "qcfs"]), default="ann_max",
+@click.option("--threshold", type=click.Choice(["ann_max", "percentile", "snn_max", "rmp", "qcfs"]), default="ann_max",
               show_default=True, help="Threshold balancing statistic.")
-@click.option("--alpha", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
-              help="Threshold = alpha * statistic.")
+@click.option("--alpha", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Threshold = alpha * statistic [default: 0.7 for --threshold rmp, else 1].")
 @click.option("--percentile", type=click.FloatRange(0, 100, min_open=True), default=99.99, show_default=True,
               help="The percentile of --threshold percentile.")
 @click.option("--granularity", type=click.Choice(["layer", "channel"]), default="layer", show_default=True,

@@ -14,7 +14,7 @@ from torch import nn
 
 from neuromap.errors import NeuromapError
 from neuromap.frontends.rmp.build import build_graph
-from neuromap.frontends.rmp.thresholds import balance
+from neuromap.frontends.rmp.thresholds import DEFAULT_ALPHA, SPIKE_BASED, balance
 from neuromap.frontends.rmp.trace import trace
 from neuromap.ir import Graph
 
@@ -46,7 +46,7 @@ def _as_tensor(calib_x: Any) -> torch.Tensor:
     return x
 
 
-def convert(model: nn.Module, calib_x: Any, *, threshold: str = "ann_max", alpha: float = 1.0,
+def convert(model: nn.Module, calib_x: Any, *, threshold: str = "ann_max", alpha: float | None = None,
             percentile: float = 99.99, granularity: str = "layer", reset: str = "subtract",
             v_init: float | None = None, maxpool: str = "error", encoding: str = "direct",
             calib_steps: int = 64, batch_size: int = 128, seed: int = 0) -> Graph:
@@ -55,13 +55,15 @@ def convert(model: nn.Module, calib_x: Any, *, threshold: str = "ann_max", alpha
     model        torch module of Linear, Conv2d, ReLU (or QCFS), AvgPool2d, Flatten, Dropout, BatchNorm after
                  Linear/Conv2d, residual additions; nn.Sequential or anything torch.fx traces.
     calib_x      calibration inputs (N, *input_shape), e.g. a few hundred training samples.
-    threshold    "ann_max" | "percentile" | "snn_max" (RMP's spike-based layer-wise balancing) | "qcfs".
-    alpha        thresholds = alpha · statistic; < 1 trades accuracy for latency (RMP uses ~0.7 with snn_max).
+    threshold    "ann_max" | "percentile" | "snn_max" (Spike-Norm, spike-based layer-wise balancing) | "rmp"
+                 (RMP-SNN's initialisation: soft reset max(alpha·Spike-Norm, max ANN activation), hard reset
+                 Spike-Norm; thresholds.py) | "qcfs".
+    alpha        thresholds = alpha · statistic; < 1 trades accuracy for latency. None: 0.7 for rmp, else 1.
     granularity  "layer" or "channel".
     reset        "subtract" (soft, RMP; alias "soft") or "zero" (hard-reset baseline; alias "hard").
     v_init       initial membrane as a fraction of the threshold (default 0; 0.5 for qcfs).
     maxpool      "error" (default) or "avg": convert MaxPool2d as AvgPool2d of the same window.
-    encoding, calib_steps, batch_size, seed   how snn_max runs the SNN on calib_x ("direct" or "poisson").
+    encoding, calib_steps, batch_size, seed   how snn_max and rmp run the SNN on calib_x ("direct" or "poisson").
     Returns an IR Graph: Input -> ... IF populations ... -> LI read-out (v_decay 0) -> Output. Its
     metadata records the options and ``latency`` L (the read-out first sees the input at step L + 1).
     """
@@ -84,20 +86,21 @@ def convert(model: nn.Module, calib_x: Any, *, threshold: str = "ann_max", alpha
                            v_init={p: fraction * np.asarray(t) for p, t in thresholds.items()},
                            population_metadata=population_metadata, metadata=metadata)
 
-    if threshold == "snn_max":
+    if threshold in SPIKE_BASED:
         depth = latency(build({p: np.ones(()) for p in ann.populations}))
         if calib_steps <= depth:
             raise NeuromapError(f"calib_steps={calib_steps} must exceed the network's latency of {depth} steps, "
                                 f"or the deepest layers never see the input during calibration")
+    alpha = DEFAULT_ALPHA.get(threshold, 1.0) if alpha is None else alpha
     thresholds, pop_meta = balance(ann, x, method=threshold, alpha=alpha, granularity=granularity,
                                    percentile=percentile, build=build, steps=calib_steps, encoding=encoding,
-                                   batch_size=batch_size, seed=seed)
+                                   batch_size=batch_size, seed=seed, reset=reset)
     graph = build(thresholds, pop_meta)
     options = {"threshold": threshold, "alpha": alpha, "granularity": granularity, "reset": reset,
                "v_init": fraction, "maxpool": maxpool, "encoding": encoding,
                "calibration_samples": len(x), "model": type(model).__name__}
     if threshold == "percentile":
         options["percentile"] = percentile
-    if threshold == "snn_max":
+    if threshold in SPIKE_BASED:
         options["calibration_steps"] = calib_steps
     return Graph(graph.nodes, graph.edges, {"frontend": "rmp", "rmp": {**options, "latency": latency(graph)}})

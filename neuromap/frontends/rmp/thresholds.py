@@ -8,6 +8,17 @@ Statistics, all in ANN units (see build.py's scaling rule):
               largest input current a population receives in any single step while the converted SNN runs
               on the calibration data, populations balanced in topological order with the final
               (alpha-scaled) thresholds of the layers before them installed
+  rmp         RMP-SNN's initialisation (Han, Srinivasan, Roy, CVPR 2020), as reconstructed in algorithms.md §2.5
+              (the paper's text could not be retrieved; its abstract says only "layer-wise threshold
+              initialisation" keeping the RMP neuron's input-output characteristic linear over a wide range):
+              Spike-Norm's statistic S (snn_max, measured with these same thresholds upstream) is the upper end,
+              where no per-step input ever exceeds θ; the layer's largest ANN activation A is the lower end,
+              below which rates saturate at one spike per step. A hard-reset neuron loses whatever a step's input
+              puts above θ, so it keeps θ = S (Sengupta et al. 2019's Spike-Norm, the paper's hard-reset
+              baseline); the soft-reset RMP neuron keeps that residual, so its threshold is lowered towards the
+              linear-range bound: θ = max(alpha·S, A), alpha 0.7 by default (the same lab's
+              ``--scaling_factor 0.7``, nitin-rathi/hybrid-snn-conversion ``snn.py``). Residual junctions are
+              measured after the sum: the post-sum neuron's S and A are of both branches' currents together.
   qcfs        the clip level λ a QCFS activation learned (Bu et al. 2022), with v_init = θ/2
 granularity "layer" gives one threshold per population, "channel" one per channel ((C, 1, 1) for conv
 populations, one per neuron for 1-D populations). A statistic of 0 (a dead channel) falls back to the
@@ -28,7 +39,9 @@ from neuromap.errors import NeuromapError, UnsupportedError
 from neuromap.frontends.rmp.ann import LayerGraph
 from neuromap.ir import LI, Graph, Output
 
-METHODS = ("ann_max", "percentile", "snn_max", "qcfs")
+METHODS = ("ann_max", "percentile", "snn_max", "rmp", "qcfs")
+SPIKE_BASED = ("snn_max", "rmp")          # methods that run the SNN on the calibration data
+DEFAULT_ALPHA = {"rmp": 0.7}              # alpha when the caller gives none; 1 for the other methods
 GRANULARITIES = ("layer", "channel")
 ENCODINGS = ("direct", "poisson")
 
@@ -100,13 +113,14 @@ def probe_graph(graph: Graph, probes: list[str]) -> Graph:
 
 
 def snn_max_statistics(ann: LayerGraph, calib_x: torch.Tensor, *, build: Callable[[dict], Graph],
-                       initial: dict[str, np.ndarray], alpha: float, granularity: str, steps: int,
-                       encoding: str, batch_size: int, seed: int) -> dict[str, np.ndarray]:
-    """RMP / Spike-Norm statistic: max per-step input of each population while the SNN runs.
+                       initial: dict[str, np.ndarray], final: Callable[[str, np.ndarray], np.ndarray],
+                       granularity: str, steps: int, encoding: str, batch_size: int,
+                       seed: int) -> dict[str, np.ndarray]:
+    """Spike-Norm statistic: max per-step input of each population while the SNN runs.
 
     Populations are balanced in waves: a population is measured once every population upstream of it
-    has its final threshold; ``initial`` thresholds stand in for the ones not yet balanced (they do not
-    influence the populations measured, which only depend on what lies upstream).
+    has its final threshold, ``final(population, statistic)``; ``initial`` thresholds stand in for the ones
+    not yet balanced (they do not influence the populations measured, which only depend on what lies upstream).
     """
     thresholds = dict(initial)
     stats: dict[str, np.ndarray] = {}
@@ -129,19 +143,24 @@ def snn_max_statistics(ann: LayerGraph, calib_x: torch.Tensor, *, build: Callabl
                 running[p] = batch_stat if p not in running else np.maximum(running[p], batch_stat)
         for p in wave:
             stats[p] = running[p]
-            thresholds[p] = alpha * _revive_dead(running[p])[0]
+            thresholds[p] = final(p, running[p])
             pending.remove(p)
     return stats
 
 
-def balance(ann: LayerGraph, calib_x: torch.Tensor, *, method: str, alpha: float, granularity: str,
+def balance(ann: LayerGraph, calib_x: torch.Tensor, *, method: str, alpha: float | None, granularity: str,
             percentile: float, build: Callable[[dict], Graph], steps: int, encoding: str, batch_size: int,
-            seed: int) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
-    """Thresholds per population and the metadata that records how each was found."""
+            seed: int, reset: str = "subtract") -> tuple[dict[str, np.ndarray], dict[str, dict]]:
+    """Thresholds per population and the metadata that records how each was found.
+
+    ``alpha`` None takes the method's default (0.7 for rmp, else 1); ``reset`` ("subtract" or "zero") is the
+    populations' reset, which the rmp method's threshold depends on.
+    """
     if method not in METHODS:
         raise NeuromapError(f"threshold={method!r} is not one of {', '.join(METHODS)}")
     if granularity not in GRANULARITIES:
         raise NeuromapError(f"granularity={granularity!r} is not one of {', '.join(GRANULARITIES)}")
+    alpha = DEFAULT_ALPHA.get(method, 1.0) if alpha is None else alpha
     if not alpha > 0:
         raise NeuromapError(f"alpha={alpha!r}: must be > 0")
     if method == "percentile" and not 0 < percentile <= 100:
@@ -149,6 +168,16 @@ def balance(ann: LayerGraph, calib_x: torch.Tensor, *, method: str, alpha: float
     if encoding not in ENCODINGS:
         raise NeuromapError(f"encoding={encoding!r} is not one of {', '.join(ENCODINGS)}")
     ann_max = ann_statistics(ann, calib_x, method="ann_max", granularity=granularity, percentile=100.0)
+
+    def final(p: str, stat: np.ndarray) -> np.ndarray:
+        """The threshold a population's statistic gives (see the module docstring)."""
+        if method != "rmp":
+            return alpha * _revive_dead(stat)[0]
+        spike_norm = _revive_dead(stat)[0]
+        if reset == "zero":
+            return spike_norm
+        return np.maximum(alpha * spike_norm, _revive_dead(ann_max[p])[0])
+
     if method == "qcfs":
         missing = [ann.layers[p].origin for p in ann.populations if ann.layers[p].params.get("clip") is None]
         if missing:
@@ -157,9 +186,9 @@ def balance(ann: LayerGraph, calib_x: torch.Tensor, *, method: str, alpha: float
         if granularity != "layer":
             raise UnsupportedError("threshold='qcfs' uses QCFS's one clip level per layer; use granularity='layer'")
         stats = {p: np.asarray(ann.layers[p].params["clip"][0], dtype=np.float64) for p in ann.populations}
-    elif method == "snn_max":
-        initial = {p: alpha * _revive_dead(s)[0] for p, s in ann_max.items()}
-        stats = snn_max_statistics(ann, calib_x, build=build, initial=initial, alpha=alpha,
+    elif method in SPIKE_BASED:
+        initial = {p: final(p, s) for p, s in ann_max.items()}
+        stats = snn_max_statistics(ann, calib_x, build=build, initial=initial, final=final,
                                    granularity=granularity, steps=steps, encoding=encoding,
                                    batch_size=batch_size, seed=seed)
     elif method == "percentile":
@@ -168,14 +197,15 @@ def balance(ann: LayerGraph, calib_x: torch.Tensor, *, method: str, alpha: float
         stats = ann_max
     thresholds, meta = {}, {}
     for p in ann.populations:
-        revived, dead = _revive_dead(stats[p])
-        thresholds[p] = alpha * revived
+        thresholds[p] = final(p, stats[p])
         record = {"method": method, "alpha": alpha, "granularity": granularity, "statistic": _summary(stats[p]),
-                  "ann_activation_max": float(ann_max[p].max()), "dead": dead,
+                  "ann_activation_max": float(ann_max[p].max()), "dead": _revive_dead(stats[p])[1],
                   "calibration_samples": len(calib_x)}
         if method == "percentile":
             record["percentile"] = percentile
-        if method == "snn_max":
+        if method in SPIKE_BASED:
             record.update(calibration_steps=steps, encoding=encoding)
+        if method == "rmp":
+            record["reset"] = reset
         meta[p] = {"rmp.threshold": record}
     return thresholds, meta
