@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     import mappings
     from neuromap.backends import RunResult
-    from neuromap.demo import DemoResult
+    from neuromap.full_demo import DemoResult
     from neuromap.ir import Graph
     from neuromap.mapping import Mapping
     from neuromap.results import (
@@ -685,18 +685,18 @@ def _one_sample(mapping: Mapping, data: str, split: str | None, sample: int, ste
 # ---------------------------------------------------------------------------------------------- demo
 def demo(*, steps: int = 32, limit: int = 200, lava_limit: int = 10, epochs: int = 3, seed: int = 0,
          quick: bool = False, out: str | Path = "out/demo", on_step: Callable[[str], None] | None = None) -> DemoResult:
-    """The full demo on the embedded MNIST subset (``neuromap.demo``): STOP-train a spiking MLP and RMP-convert a
+    """The full demo on the embedded MNIST subset (``neuromap.full_demo``): STOP-train a spiking MLP and RMP-convert a
     CNN, compile both for Loihi 2, run them on the float reference and hwsim (``limit`` test samples) and on Lava
     fixed_pt (``lava_limit``), estimate against a GPU; the converted CNN runs ``steps`` steps. The graphs,
     Mappings and ``summary.json`` go to ``out``; ``on_step`` is told what each stage does as it starts.
-    ``quick``: a run of seconds (``neuromap.demo.Settings.quick``), ignoring the sizes given.
+    ``quick``: a run of seconds (``neuromap.full_demo.Settings.quick``), ignoring the sizes given.
 
     Example::
 
         >>> r = neuromap.demo(quick=True, out="out/quick")
         >>> r.networks["rmp_cnn"].accuracy, r.networks["rmp_cnn"].lava_equals_hwsim
     """
-    from neuromap.demo import Settings, run_demo
+    from neuromap.full_demo import Settings, run_demo
 
     settings = Settings.quick(seed) if quick else Settings(steps=steps, limit=limit, lava_limit=lava_limit,
                                                            epochs=epochs, seed=seed)

@@ -6,8 +6,8 @@
 Each notebook runs in a fresh ``python3`` kernel (nbclient) whose working directory is a temporary folder, so
 what it writes under ``out/`` is thrown away; the kernel imports this checkout (its root goes first on
 PYTHONPATH). Volatile metadata is dropped so that a re-run changes only what the code printed: no per-cell
-timings (``record_timing=False``), and the kernel's ``language_info`` is kept to the language's name (not the
-Python release).
+timings (``record_timing=False``), the kernel's ``language_info`` kept to the language's name (not the Python
+release), and printed paths relative to the checkout.
 A cell that raises stops the run with the notebook's name and the cell's error (the file is left unchanged).
 """
 from __future__ import annotations
@@ -44,12 +44,16 @@ def execute(notebook: nbformat.NotebookNode, workdir: Path, timeout: int = TIMEO
 
 
 def strip_volatile(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """Drop what changes on every run without a change of the code's results."""
+    """Drop what changes on every run or machine without a change of the code's results: timings, the Python
+    release, and the checkout's absolute path in printed text (a warning names its source file)."""
     notebook.metadata.pop("widgets", None)
     language = notebook.metadata.get("language_info", {})
     notebook.metadata["language_info"] = {"name": language.get("name", "python")}
     for cell in notebook.cells:
         cell.metadata.pop("execution", None)
+        for output in cell.get("outputs", []):
+            if output.output_type == "stream":
+                output.text = output.text.replace(f"{ROOT}{os.sep}", "")
     return notebook
 
 

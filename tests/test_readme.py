@@ -104,4 +104,6 @@ def test_make_demo_writes_its_summary_and_the_numbers_hold(tmp_path):
     assert summary["report"]["page"] == str(out / "report.html") and page.count("data:image/png;base64,") >= 5
     assert "http://" not in page and "https://" not in page
     assert summary["report"]["accuracy"]["hwsim"] == summary["networks"]["rmp_cnn"]["accuracy"]["hwsim"]
+    assert summary["report"]["accuracy"]["ann"] == summary["networks"]["rmp_cnn"]["accuracy"]["trained"]
     assert "stop_mlp" in res.output and "rmp_cnn" in res.output  # the table
+    assert callable(neuromap.demo)  # the API function, not hidden by the module the demo's logic lives in

