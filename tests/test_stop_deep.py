@@ -1,0 +1,163 @@
+"""Deep STOP: max pooling, residual blocks, biases (gradients against autograd BPTT where algorithms.md §1.9
+gives the identity), the VGG-11 / ResNet-18 presets, the export's relays and OR populations (torch_sim and
+hwsim), training on a device with AMP / torch.compile, checkpoints and resume."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from neuromap import data
+from neuromap.backends import torch_sim
+from neuromap.errors import NeuromapError, UnsupportedError
+from neuromap.frontends.stop import Trainer, build_model, fit, to_graph
+from neuromap.frontends.stop.export import GATE_THRESHOLD, latency, simulation_input
+from neuromap.frontends.stop.model import MaxPool, Residual
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _random_model(arch, shape, alphas, seed, *, bias=False, width=1.0, classes=3):
+    """float64, random thresholds and biases, enough drive that the neurons spike; alphas per layer."""
+    model = build_model(arch, shape, classes, seed=seed, bias=bias, width=width).double()
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for layer, alpha in zip(model.layers, alphas, strict=True):
+            layer.neuron.alpha.fill_(alpha)
+            layer.neuron.theta.copy_(0.3 + 0.5 * torch.rand(layer.neuron.theta.shape, generator=gen,
+                                                            dtype=torch.float64))
+            layer.op.weight.mul_(3.0)
+            if layer.bias is not None:
+                layer.bias.copy_(0.4 * torch.rand(layer.bias.shape, generator=gen, dtype=torch.float64) - 0.2)
+    return model
+
+
+def _grads(model, method, x, y, steps=None):
+    Trainer(model, method, detach_reset=True).gradients(x, y, steps)
+    return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+
+def _assert_same(stop, bptt, names=None):
+    names = sorted(bptt) if names is None else names
+    assert names
+    for name in names:
+        scale = max(1.0, float(bptt[name].abs().max()))
+        diff = float((stop[name] - bptt[name]).abs().max())
+        assert diff <= 1e-9 * scale, f"{name}: STOP and BPTT differ by {diff:g}"
+
+
+def _nonzero(grads, *parts):
+    for part in parts:
+        assert any(part in n and float(g.abs().max()) > 1e-6 for n, g in grads.items()), part
+
+
+DEEP = "c4-m2-r4-r6s2-fc5"   # conv, max pool, identity block, projection block (stride 2), dense
+
+
+def test_one_step_stop_equals_bptt_in_a_deep_network():
+    """T = 1: no temporal path, so STOP's per-step gradient is the whole gradient, through max pooling,
+    both shortcut kinds and every bias (algorithms.md §1.9: the traces are then the inputs themselves)."""
+    layers = len(build_model(DEEP, (1, 8, 8), 3).layers)
+    model = _random_model(DEEP, (1, 8, 8), [0.7] * layers, seed=4, bias=True)
+    x = 2 * torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    bptt, stop = _grads(model, "bptt", x, y, 1), _grads(model, "stop-wtl", x, y, 1)
+    assert stop.keys() == bptt.keys()
+    _nonzero(bptt, "shortcut", "bias", "theta", "conv1.op")
+    _assert_same(stop, bptt)
+
+
+def test_the_trace_after_a_max_pool_is_the_trace_of_the_pooled_spikes():
+    """One spiking layer behind a max pool of events: exact for any leak (§1.9), which holds only if its
+    weight trace accumulates max_window x[t] (the trace of the pooled output, the argmax input of each
+    step), not the max of the window's traces."""
+    model = _random_model("m2-fc6", (2, 4, 4), [0.8], seed=2, bias=True)
+    x = (torch.rand(5, 7, 2, 4, 4, generator=torch.Generator().manual_seed(2)) < 0.4).double()
+    y = torch.tensor([0, 1, 2, 1, 0])
+    bptt, stop = _grads(model, "bptt", x, y), _grads(model, "stop-wtl", x, y)
+    _nonzero(bptt, "bias", "op.weight", "alpha")
+    _assert_same(stop, bptt)
+    # the other reading of the rule gives another (wrong) gradient: max of the window's traces
+    trace_max = torch.zeros(5, 2, 4, 4, dtype=torch.float64)
+    pooled_trace = torch.zeros(5, 2, 2, 2, dtype=torch.float64)
+    for t in range(7):
+        trace_max = 0.8 * trace_max + x[:, t]
+        pooled_trace = 0.8 * pooled_trace + torch.nn.functional.max_pool2d(x[:, t], 2)
+    assert not torch.allclose(torch.nn.functional.max_pool2d(trace_max, 2), pooled_trace)
+
+
+def test_max_pool_routes_the_error_to_the_argmax_of_each_step():
+    """conv (leaky) -> max pool -> dense without leak: §1.9's approximation 2 vanishes, so the conv layer's
+    STOP gradient is exact, and it reaches the conv only through max_pool2d's per-step argmax."""
+    model = _random_model("c3-m2-fc5", (1, 6, 6), [0.8, 0.0], seed=3)
+    x = torch.rand(4, 1, 6, 6, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    y = torch.tensor([0, 1, 2, 0])
+    bptt, stop = _grads(model, "bptt", x, y, 6), _grads(model, "stop-wtl", x, y, 6)
+    _nonzero(bptt, "blocks.0.op.weight", "blocks.0.neuron.alpha")
+    _assert_same(stop, bptt)
+
+
+def test_the_output_layer_of_a_residual_block_gets_exact_gradients_for_any_leak():
+    """STOP is exact for the last spiking layer (§1.9 approximation 2 concerns hidden layers only): here
+    the second conv of a projection block, with its bias and its 1x1 shortcut's weights."""
+    model = _random_model("c4-r6s2-g", (1, 6, 6), [0.6, 0.7, 0.9], seed=5, bias=True)
+    x = (torch.rand(4, 5, 1, 6, 6, generator=torch.Generator().manual_seed(5)) < 0.5).double()
+    y = torch.tensor([0, 1, 2, 0])
+    bptt, stop = _grads(model, "bptt", x, y), _grads(model, "stop-wtl", x, y)
+    last = [n for n in bptt if n.startswith("blocks.1.conv2.") or n.startswith("readout")]
+    assert {"blocks.1.conv2.shortcut.weight", "blocks.1.conv2.bias", "blocks.1.conv2.neuron.alpha"} <= set(last)
+    _nonzero({n: bptt[n] for n in last}, "shortcut", "bias", "alpha", "theta")
+    _assert_same(stop, bptt, last)
+
+
+def test_presets_follow_vgg11_and_resnet18():
+    vgg = build_model("vgg11", (3, 32, 32), 10, width=0.125)
+    convs = [layer.op.out_channels for layer in vgg.layers if hasattr(layer.op, "out_channels")]
+    assert convs == [8, 16, 32, 32, 64, 64, 64, 64]  # configuration A, 1/8 of the width
+    assert len(vgg.layers) + 1 == 11 and sum(isinstance(b, MaxPool) for b in vgg.blocks) == 4
+    res = build_model("resnet18", (3, 32, 32), 10, width=0.25)
+    blocks = [b for b in res.blocks if isinstance(b, Residual)]
+    assert len(blocks) == 8 and len(res.layers) + 1 == 18
+    assert [b.conv2.skip for b in blocks] == ["identity", "identity"] + ["projection", "identity"] * 3
+    assert [b.out_shape for b in blocks[1::2]] == [(16, 32, 32), (32, 16, 16), (64, 8, 8), (128, 4, 4)]
+    with pytest.raises(NeuromapError, match="width multiplier"):
+        build_model("vgg11", (3, 32, 32), 10, width=0.0)
+
+
+@pytest.mark.parametrize("arch, bias", [("vgg11", False), ("resnet18", False), (DEEP, True)])
+def test_export_reproduces_the_trained_network_exactly(arch, bias):
+    """torch_sim on the exported graph (relays, OR populations, bias-cancelling v_init) ends on the
+    model's own scores, in float64 to rounding."""
+    shape = (1, 16, 16)
+    layers = len(build_model(arch, shape, 4, width=0.125).layers)
+    model = _random_model(arch, shape, [0.6] * layers, seed=7, bias=bias, width=0.125, classes=4)
+    if bias:
+        with torch.no_grad():
+            for layer in model.layers:
+                layer.bias.abs_()  # positive biases charge every layer before the input arrives
+    x = 3 * torch.rand(6, *shape, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    graph = to_graph(model, steps=5)
+    x_sim, run = simulation_input(model, x, 5)
+    assert run == 5 + latency(model) == 5 + graph.metadata["latency"]
+    expected = model.scores(x, 5).numpy()
+    assert np.abs(expected).max() > 0.5
+    np.testing.assert_allclose(torch_sim.simulate(graph, x_sim, run).scores().numpy(), expected, atol=1e-9)
+
+
+def test_export_refuses_a_max_pool_of_non_spikes_and_a_bias_that_fires_early():
+    with pytest.raises(UnsupportedError, match=r"max pool m2 .*average pooling \(p2\)"):
+        to_graph(build_model("m2-fc4", (1, 4, 4), 2))
+    model = build_model("c2-c2-fc3", (1, 4, 4), 2, bias=True, alpha=0.1)
+    with torch.no_grad():
+        model.layers[1].bias.fill_(-0.5)  # v_init = 0.5 * (10 + 100) = 55, first step 5 > theta
+    with pytest.raises(UnsupportedError, match="lif2: the bias of 2 neuron"):
+        to_graph(model)
