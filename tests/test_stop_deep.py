@@ -161,3 +161,44 @@ def test_export_refuses_a_max_pool_of_non_spikes_and_a_bias_that_fires_early():
         model.layers[1].bias.fill_(-0.5)  # v_init = 0.5 * (10 + 100) = 55, first step 5 > theta
     with pytest.raises(UnsupportedError, match="lif2: the bias of 2 neuron"):
         to_graph(model)
+
+
+@pytest.fixture(scope="module")
+def deep_digits():
+    """conv - max pool - identity residual block - dense, trained a little with STOP-WTL on digits."""
+    ds = data.load("digits")
+    model = build_model("c8-m2-r8-fc32", ds.sample_shape, ds.num_classes, seed=0)
+    trainer = Trainer(model, "stop-wtl", lr=1e-2, lr_theta=1e-2, lr_alpha=1e-2)
+    result = fit(trainer, ds.x_train[:768], ds.y_train[:768], ds.x_test, ds.y_test, steps=4, epochs=3)
+    return ds, model, result
+
+
+@pytest.mark.slow
+def test_deep_stop_network_on_hwsim_within_one_point_of_the_float_model(deep_digits):
+    """Compiled for Loihi 2 and run bit-exactly: accuracy within 1 point of the trained float model and of
+    torch_sim on the exported graph; the OR population and the relay spike exactly one step after their
+    inputs (the extra step of latency the read-out is run for)."""
+    from hwsim.sim import simulate as hw_simulate
+    from neuromap.mapping import compile as compile_graph
+
+    ds, model, result = deep_digits
+    assert result.test_accuracy > 0.7
+    graph = to_graph(model, steps=4)
+    run = graph.metadata["run_steps"]
+    assert run == 4 + 6  # lif1, or1, lif2 (relay3 beside it), lif3, lif4, the read-out
+    x = ds.x_test
+    mapping = compile_graph(graph, "loihi2")
+    frames = {k: np.repeat(v[:, None], run, axis=1) for k, v in mapping.encode_inputs(x.reshape(len(x), -1)).items()}
+    out = hw_simulate(mapping.netdesc(), frames, run, record=("v", "spikes"), events=False)
+    hw = np.mean(out.scores("li").argmax(axis=1) == ds.y_test)
+    exported = np.mean(torch_sim.classify(graph, torch.as_tensor(x), run) == ds.y_test)
+    assert abs(hw - result.test_accuracy) <= 0.01 and abs(hw - exported) <= 0.01
+    # spikes[p][:, t] are the spikes of step t + 1
+    lif1 = torch.as_tensor(out.spikes["lif1"], dtype=torch.float64).reshape(len(x), run, 8, 8, 8)
+    or1 = out.spikes["or1"].reshape(len(x), run, 8, 4, 4)
+    pooled = torch.nn.functional.max_pool2d(lif1.flatten(0, 1), 2).reshape(len(x), run, 8, 4, 4).numpy()
+    assert or1[:, 0].sum() == 0 and pooled.sum() > 100
+    np.testing.assert_array_equal(or1[:, 1:], pooled[:, :-1])
+    relay = out.spikes["relay3"].reshape(len(x), run, 8, 4, 4)
+    np.testing.assert_array_equal(relay[:, 1:], or1[:, :-1])
+    assert float(graph.nodes["or1"].threshold) == float(graph.nodes["relay3"].threshold) == GATE_THRESHOLD
