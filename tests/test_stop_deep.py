@@ -202,3 +202,103 @@ def test_deep_stop_network_on_hwsim_within_one_point_of_the_float_model(deep_dig
     relay = out.spikes["relay3"].reshape(len(x), run, 8, 4, 4)
     np.testing.assert_array_equal(relay[:, 1:], or1[:, :-1])
     assert float(graph.nodes["or1"].threshold) == float(graph.nodes["relay3"].threshold) == GATE_THRESHOLD
+
+
+def _small_fit(tmp, epochs, *, resume=False, method="stop-wtl"):
+    ds = data.load("digits")
+    model = build_model("c4-m2-r4-fc16", ds.sample_shape, ds.num_classes, seed=1, bias=True)
+    trainer = Trainer(model, method, lr=1e-2)
+    result = fit(trainer, ds.x_train[:96], ds.y_train[:96], ds.x_test[:32], ds.y_test[:32], steps=2, epochs=epochs,
+                 batch_size=32, checkpoint=tmp, resume=resume)
+    return model, trainer, result
+
+
+@pytest.mark.parametrize("method", ["stop-wtl", "bptt"])
+def test_a_resumed_run_equals_the_uninterrupted_one(tmp_path, method):
+    straight, _, full = _small_fit(tmp_path / "a", 3, method=method)
+    _small_fit(tmp_path / "b", 1, method=method)            # "interrupted" after its first epoch
+    resumed, trainer, rest = _small_fit(tmp_path / "b", 3, resume=True, method=method)
+    assert rest.start_epoch == 1 and full.start_epoch == 0
+    assert rest.losses == full.losses and rest.test_accuracy == full.test_accuracy
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    state = torch.load(tmp_path / "b" / "stop-checkpoint.pt", weights_only=True)
+    assert state["epoch"] == 3 and state["method"] == method
+    assert state["optimizer"]["state"], "the optimizer's moments are saved"
+    assert not list((tmp_path / "b").glob(".*tmp*"))  # atomic writes leave no temporary behind
+
+
+def test_resume_refuses_a_missing_or_foreign_checkpoint(tmp_path):
+    with pytest.raises(NeuromapError, match="no checkpoint"):
+        _small_fit(tmp_path / "none", 2, resume=True)
+    _small_fit(tmp_path / "w", 1, method="stop-w")
+    with pytest.raises(NeuromapError, match="written for method 'stop-w'"):
+        _small_fit(tmp_path / "w", 2, resume=True)
+
+
+def test_amp_keeps_state_and_gradients_in_float32_and_spikes_close_to_float32():
+    """bfloat16 autocast on the CPU (the CUDA path is the same code): membranes, traces and gradients stay
+    float32, and the spikes of a forward pass are float32's but for the few that sat near threshold."""
+    model = _random_model(DEEP, (1, 8, 8), [0.7] * 6, seed=4, bias=True).float()
+    x = 2 * torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    seen: list[torch.dtype] = []
+    Trainer(model, "stop-wtl", amp=True).gradients(x, y, 3, probe=lambda held: seen.extend(t.dtype for t in held))
+    assert set(seen) == {torch.float32}
+    assert {p.grad.dtype for p in model.parameters()} == {torch.float32}
+    with torch.no_grad():
+        plain = [s.clone() for _, state in model.unroll(x, 3) for _, s in state]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = [s.clone() for _, state in model.unroll(x, 3) for u, s in state if u.dtype == torch.float32]
+    assert len(mixed) == len(plain)
+    agree = sum(int((a == b).sum()) for a, b in zip(plain, mixed)) / sum(a.numel() for a in plain)
+    assert 0.98 <= agree
+
+
+@pytest.mark.slow
+def test_compiled_layers_give_the_uncompiled_gradients():
+    x = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    y = torch.tensor([0, 1, 2, 0])
+    plain, compiled = (_random_model(DEEP, (1, 8, 8), [0.7] * 6, seed=4) for _ in range(2))
+    Trainer(plain, "stop-wtl").gradients(x, y, 3)
+    trainer = Trainer(compiled, "stop-wtl", compile=True, compile_backend="eager")
+    assert all(hasattr(layer.potential, "_torchdynamo_orig_callable") for layer in compiled.layers)
+    trainer.gradients(x, y, 3)
+    for (name, a), b in zip(plain.named_parameters(), compiled.parameters(), strict=True):
+        assert torch.equal(a.grad, b.grad), name
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_training_matches_the_cpu_and_reports_the_allocator_peak():
+    cpu = _random_model(DEEP, (1, 8, 8), [0.7] * 6, seed=4, bias=True)
+    gpu = _random_model(DEEP, (1, 8, 8), [0.7] * 6, seed=4, bias=True).cuda()
+    x = 2 * torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    Trainer(cpu, "stop-wtl").gradients(x, y, 3)
+    Trainer(gpu, "stop-wtl").gradients(x.cuda(), y.cuda(), 3)
+    for (name, a), b in zip(cpu.named_parameters(), gpu.parameters(), strict=True):
+        torch.testing.assert_close(a.grad, b.grad.cpu(), rtol=1e-9, atol=1e-9, msg=name)
+    ds = data.load("digits")
+    model = build_model("c4-m2-r4-fc16", ds.sample_shape, 10).cuda()
+    result = fit(Trainer(model, "stop-wtl", amp=True), ds.x_train[:64], ds.y_train[:64], ds.x_test[:32],
+                 ds.y_test[:32], steps=2, epochs=1)
+    assert result.peak_memory_bytes is not None and result.peak_memory_bytes > 0
+
+
+def test_cli_trains_a_small_resnet_with_checkpoints_and_resumes(tmp_path):
+    from neuromap.cli import main
+
+    args = ["train", "--data", "digits", "--arch", "c4-m2-r4-fc16", "--width", "0.5", "--steps", "2",
+            "--batch-size", "128", "--threads", "1", "--no-check-export", "--device", "cpu",
+            "--checkpoint", str(tmp_path), "--json"]
+    first = CliRunner().invoke(main, [*args, "--epochs", "1"])
+    assert first.exit_code == 0, first.output
+    second = CliRunner().invoke(main, [*args, "--epochs", "2", "--resume"])
+    assert second.exit_code == 0, second.output
+    report = json.loads(second.output.strip().splitlines()[-1])
+    assert report["start_epoch"] == 1 and report["device"] == "cpu" and report["peak_memory_bytes"] is None
+    assert report["export"]["latency"] == 6  # conv, OR population, the two block layers, dense, read-out
+    bad = CliRunner().invoke(main, ["train", "--resume", "--epochs", "1"])
+    assert bad.exit_code == 2 and "--resume needs --checkpoint" in bad.output
+    nodevice = CliRunner().invoke(main, ["train", "--device", "tpu"])
+    assert nodevice.exit_code == 2 and "no such device" in nodevice.output
