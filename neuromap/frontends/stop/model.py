@@ -103,9 +103,9 @@ class SpikingLayer(nn.Module):
         """U[t] = alpha * (U[t-1] - theta * s[t-1]) + I[t]; the caller decides what state is detached."""
         n = self.neuron
         alpha, theta = (n.alpha.detach(), n.theta.detach()) if detach else (n.alpha, n.theta)
-        # the current may come out of autocast in a lower precision: the membrane stays in the state's
-        return alpha * (u_prev - n.theta_full(theta) * s_prev) + self.current(x, skip_input, detach=detach).to(
-            u_prev.dtype)
+        # under autocast the current is bfloat16; adding it to the float32 state promotes it, so the membrane
+        # stays float32
+        return alpha * (u_prev - n.theta_full(theta) * s_prev) + self.current(x, skip_input, detach=detach)
 
     def fire(self, u: torch.Tensor, *, detach: bool = False) -> torch.Tensor:
         theta = self.neuron.theta.detach() if detach else self.neuron.theta
