@@ -204,20 +204,23 @@ def test_deep_stop_network_on_hwsim_within_one_point_of_the_float_model(deep_dig
     assert float(graph.nodes["or1"].threshold) == float(graph.nodes["relay3"].threshold) == GATE_THRESHOLD
 
 
-def _small_fit(tmp, epochs, *, resume=False, method="stop-wtl"):
+def _small_fit(tmp, epochs, *, resume=False, method="stop-wtl", optimizer="adam", schedule="constant"):
     ds = data.load("digits")
     model = build_model("c4-m2-r4-fc16", ds.sample_shape, ds.num_classes, seed=1, bias=True)
-    trainer = Trainer(model, method, lr=1e-2)
+    trainer = Trainer(model, method, lr=1e-2, optimizer_name=optimizer)
     result = fit(trainer, ds.x_train[:96], ds.y_train[:96], ds.x_test[:32], ds.y_test[:32], steps=2, epochs=epochs,
-                 batch_size=32, checkpoint=tmp, resume=resume)
+                 batch_size=32, checkpoint=tmp, resume=resume, schedule=schedule)
     return model, trainer, result
 
 
-@pytest.mark.parametrize("method", ["stop-wtl", "bptt"])
-def test_a_resumed_run_equals_the_uninterrupted_one(tmp_path, method):
-    straight, _, full = _small_fit(tmp_path / "a", 3, method=method)
-    _small_fit(tmp_path / "b", 1, method=method)            # "interrupted" after its first epoch
-    resumed, trainer, rest = _small_fit(tmp_path / "b", 3, resume=True, method=method)
+@pytest.mark.parametrize("method, optimizer, schedule", [("stop-wtl", "adam", "constant"),
+                                                         ("bptt", "adam", "constant"),
+                                                         ("stop-wt", "sgd", "cosine")])
+def test_a_resumed_run_equals_the_uninterrupted_one(tmp_path, method, optimizer, schedule):
+    kw = dict(method=method, optimizer=optimizer, schedule=schedule)
+    straight, _, full = _small_fit(tmp_path / "a", 3, **kw)
+    _small_fit(tmp_path / "b", 1, **kw)            # "interrupted" after its first epoch
+    resumed, trainer, rest = _small_fit(tmp_path / "b", 3, resume=True, **kw)
     assert rest.start_epoch == 1 and full.start_epoch == 0
     assert rest.losses == full.losses and rest.test_accuracy == full.test_accuracy
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values(), strict=True):
@@ -226,6 +229,37 @@ def test_a_resumed_run_equals_the_uninterrupted_one(tmp_path, method):
     assert state["epoch"] == 3 and state["method"] == method
     assert state["optimizer"]["state"], "the optimizer's moments are saved"
     assert not list((tmp_path / "b").glob(".*tmp*"))  # atomic writes leave no temporary behind
+
+
+def test_cosine_schedule_is_torchs_cosine_annealing():
+    ds = data.load("digits")
+    model = build_model("fc8", (64,), 10)
+    trainer = Trainer(model, "stop-wtl", lr=0.1, lr_theta=0.02, lr_alpha=0.03, optimizer_name="sgd")
+    fit(trainer, ds.x_train[:8].reshape(8, -1), ds.y_train[:8], ds.x_test[:4].reshape(4, -1), ds.y_test[:4],
+        steps=1, epochs=5, batch_size=8, schedule="cosine")
+    reference = torch.optim.SGD([{"params": [torch.zeros(1)], "lr": lr} for lr in (0.1, 0.02, 0.03)], lr=0.1)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(reference, T_max=5)
+    for _ in range(4):  # the last epoch (index 4) runs at the rate after four scheduler steps
+        reference.step()
+        scheduler.step()
+    for ours, theirs in zip(trainer.optimizer.param_groups, reference.param_groups, strict=True):
+        assert ours["lr"] == pytest.approx(theirs["lr"], rel=1e-12)
+    assert trainer.optimizer.param_groups[0]["momentum"] == 0.9
+
+
+def test_calibration_keeps_deep_networks_firing_and_is_a_fixed_point():
+    ds = data.load("mnist5k")
+    x = torch.as_tensor(ds.x_train[:16])
+    model = build_model("vgg11", ds.sample_shape, 10, width=0.0625)
+
+    def last_rate():
+        with torch.no_grad():
+            return sum(float(state[-1][1].mean()) for _, state in model.unroll(x, 3)) / 3
+
+    assert last_rate() == 0.0  # He init alone: nothing reaches the tenth layer
+    scales = model.calibrate_(x, 3)
+    assert len(scales) == 10 and last_rate() > 0.02
+    np.testing.assert_allclose(model.calibrate_(x, 3), 1.0, rtol=1e-5)  # every layer already at theta
 
 
 def test_resume_refuses_a_missing_or_foreign_checkpoint(tmp_path):

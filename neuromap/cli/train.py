@@ -44,6 +44,9 @@ MAX_THREADS = 1024   # torch's OpenMP pool allocates per thread: 10^9 aborted th
 @click.option("--width", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
               help="multiply every layer's channels/units (e.g. 0.125 for a small vgg11/resnet18)")
 @click.option("--bias/--no-bias", default=False, show_default=True, help="biases on the spiking layers")
+@click.option("--calibrate", is_flag=True,
+              help="data-dependent init: scale each layer's weights to a current spread of its threshold "
+                   "(deep nets such as vgg11 and resnet18 stay silent without it)")
 @click.option("--device", default="cpu", show_default=True, callback=checked_device,
               help="where to train: cpu, cuda, cuda:N")
 @click.option("--amp", is_flag=True,
@@ -55,7 +58,7 @@ MAX_THREADS = 1024   # torch's OpenMP pool allocates per thread: 10^9 aborted th
 # -- end of the deep-stop block
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object as the last line")
 def train(data_name, arch, method, encoding, steps, epochs, batch_size, lr, lr_theta, lr_alpha, alpha, theta,
-          seed, out, check_export, threads, width, bias, device, amp, compile_model, checkpoint, resume, as_json):
+          seed, out, check_export, threads, width, bias, calibrate, device, amp, compile_model, checkpoint, resume, as_json):
     """Train a spiking network (STOP or BPTT) and export it to a neuromap graph."""
     from neuromap.backends import torch_sim
     from neuromap.frontends.stop import Trainer, build_model, fit, saccade_events, to_graph
@@ -73,6 +76,9 @@ def train(data_name, arch, method, encoding, steps, epochs, batch_size, lr, lr_t
         input_shape = (2 * ds.sample_shape[0], *ds.sample_shape[1:])
     model = build_model(arch, input_shape, ds.num_classes, seed=seed, alpha=alpha, theta=theta, width=width,
                         bias=bias).to(device)
+    if calibrate:
+        sample = torch.as_tensor(ds.x_train[:256])
+        model.calibrate_((encode(sample) if encode else sample).to(device), None if encode else steps)
     trainer = Trainer(model, method, lr=lr, lr_theta=lr if lr_theta is None else lr_theta,
                       lr_alpha=lr if lr_alpha is None else lr_alpha, amp=amp, compile=compile_model)
     result = fit(trainer, ds.x_train, ds.y_train, ds.x_test, ds.y_test, steps=steps, epochs=epochs,

@@ -348,6 +348,40 @@ class SNN(nn.Module):
             yield self.step(self.frame(x, t), fire), state
 
     @torch.no_grad()
+    def calibrate_(self, x: torch.Tensor, steps: int | None = None, *, spread: float = 1.0) -> list[float]:
+        """Data-dependent initialisation, layer by layer (LSUV, Mishkin & Matas, arXiv 1511.06422, for
+        spiking layers): scale each layer's synaptic weights so that the standard deviation of its input
+        current over the batch ``x`` and ``steps`` equals ``spread`` times its mean threshold. He init alone
+        lets activity die out within a few layers of binary spikes (the current's deviation shrinks with the
+        firing rate), and a silent deep network does not learn. Returns the scale applied per layer.
+
+            model.calibrate_(torch.as_tensor(x_train[:256]), steps=6)
+        """
+        steps = self.sequence_length(x, steps)
+        scales = []
+        for target in self.layers:
+            currents: list[torch.Tensor] = []
+            state = self.initial_state(x.shape[0], self.readout.weight)
+            index = {id(layer): i for i, layer in enumerate(self.layers)}
+
+            def fire(layer: SpikingLayer, h: torch.Tensor, skip_input: torch.Tensor | None) -> torch.Tensor:
+                i = index[id(layer)]
+                if layer is target:
+                    currents.append(layer.current(h, skip_input, detach=True).flatten())
+                u = layer.potential(h, skip_input, *state[i])
+                state[i] = (u, layer.fire(u))
+                return state[i][1]
+
+            for t in range(steps):
+                self.step(self.frame(x, t), fire)
+            std = float(torch.cat(currents).std())
+            scale = spread * float(target.neuron.theta.mean()) / std if std > 0 else 1.0
+            for p in target.synaptic_weights():
+                p.mul_(scale)
+            scales.append(scale)
+        return scales
+
+    @torch.no_grad()
     def scores(self, x: torch.Tensor, steps: int | None = None) -> torch.Tensor:
         """Class scores sum_t o[t] (B, classes)."""
         # starting from zeros (B, classes): an event batch of zero steps scores 0, not the integer 0

@@ -82,6 +82,7 @@ class Trainer:
     """Trains ``model`` with ``method`` (one of METHODS) and Adam; one call of ``train_batch`` per mini-batch.
 
     ``lr`` is the weights' learning rate; thresholds and leaks get ``lr_theta`` / ``lr_alpha``.
+    ``optimizer_name``: "adam", or "sgd" with ``momentum`` (the SLTT/OTTT CIFAR recipe's).
     ``detach_reset`` applies to BPTT only (STOP always detaches the reset; that is its approximation).
     ``amp``: the synaptic operations (conv, dense, shortcut, read-out) run in bfloat16 under
     ``torch.autocast`` on the model's device; membranes, thresholds, traces, the loss and the gradients
@@ -102,6 +103,8 @@ class Trainer:
     amp: bool = False
     compile: bool = False
     compile_backend: str = "inductor"
+    optimizer_name: str = "adam"
+    momentum: float = 0.9
     optimizer: torch.optim.Optimizer = field(init=False)
     batch_accuracy: float = field(init=False, default=float("nan"))  # of the last ``gradients`` call
 
@@ -117,8 +120,13 @@ class Trainer:
         for kind, params in groups.items():
             for p in params:
                 p.requires_grad_(kind in self.learn)
-        self.optimizer = torch.optim.Adam(
-            [{"params": groups[k], "lr": lrs[k]} for k in self.learn if groups[k]])
+        param_groups = [{"params": groups[k], "lr": lrs[k], "initial_lr": lrs[k]} for k in self.learn if groups[k]]
+        if self.optimizer_name == "adam":
+            self.optimizer = torch.optim.Adam(param_groups)
+        elif self.optimizer_name == "sgd":
+            self.optimizer = torch.optim.SGD(param_groups, lr=self.lr, momentum=self.momentum)
+        else:
+            raise NeuromapError(f"optimizer {self.optimizer_name!r} is not one of adam, sgd", field="optimizer")
         if self.compile:
             for layer in self.model.layers:
                 layer.potential = torch.compile(layer.potential, backend=self.compile_backend)  # type: ignore[method-assign]
@@ -273,6 +281,7 @@ class FitResult:
 
 
 CHECKPOINT_NAME = "stop-checkpoint.pt"
+SCHEDULES = ("constant", "cosine")
 
 
 def _checkpoint_path(folder: str | Path) -> Path:
@@ -328,18 +337,22 @@ def fit(trainer: Trainer, x_train: np.ndarray | torch.Tensor, y_train: np.ndarra
         x_test: np.ndarray | torch.Tensor, y_test: np.ndarray | torch.Tensor, *, steps: int | None,
         epochs: int, batch_size: int = 64, seed: int = 0,
         encode: Callable[[torch.Tensor], torch.Tensor] | None = None, progress: bool = True,
-        checkpoint: str | Path | None = None, resume: bool = False) -> FitResult:
+        checkpoint: str | Path | None = None, resume: bool = False, schedule: str = "constant") -> FitResult:
     """Train for ``epochs`` over shuffled mini-batches (fixed seed), then report the test accuracy.
 
     Batches go to the model's device. A bar per epoch shows the running loss and batch accuracy
     (``neuromap.progress``: only on a terminal, never under ``--quiet`` or ``progress=False``). With
     ``checkpoint`` a folder receives the state after every epoch; ``resume`` continues from it, and the
-    result equals the uninterrupted run's (same shuffles, same parameters).
+    result equals the uninterrupted run's (same shuffles, same parameters). ``schedule`` "cosine" anneals
+    every learning rate to 0 over ``epochs`` (torch's CosineAnnealingLR in closed form, set per epoch, so a
+    resumed run needs no scheduler state).
 
         fit(Trainer(model, "stop-wtl"), x, y, x_test, y_test, steps=6, epochs=10, checkpoint="ckpt")
     """
     if epochs < 1 or batch_size < 1:
         raise NeuromapError(f"epochs and batch size must be >= 1, got {epochs} and {batch_size}")
+    if schedule not in SCHEDULES:
+        raise NeuromapError(f"schedule {schedule!r} is not one of {', '.join(SCHEDULES)}", field="schedule")
     if resume and checkpoint is None:
         raise NeuromapError("--resume needs --checkpoint DIR, the folder the interrupted run wrote",
                             flag="--resume")
@@ -358,6 +371,9 @@ def fit(trainer: Trainer, x_train: np.ndarray | torch.Tensor, y_train: np.ndarra
     batches = math.ceil(x_train.shape[0] / batch_size)
     for epoch in range(start_epoch, epochs):
         order = torch.randperm(x_train.shape[0], generator=gen)
+        if schedule == "cosine":
+            for group in trainer.optimizer.param_groups:
+                group["lr"] = group["initial_lr"] * 0.5 * (1 + math.cos(math.pi * epoch / epochs))
         with quiet() if not progress else nullcontext(), \
                 bar(total=batches, desc=f"{trainer.method} epoch {epoch + 1}/{epochs}", unit="batch") as epoch_bar:
             for i in range(0, x_train.shape[0], batch_size):
