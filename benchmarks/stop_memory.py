@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -104,7 +105,7 @@ def summary(peaks: dict[str, dict[int, int]], steps: Sequence[int]) -> dict:
     """Ratios at T = 16, flatness T_max / T_min, and the paper's goals with whether they are met."""
     lo, hi = min(steps), max(steps)
     mid = 16 if 16 in steps else steps[len(steps) // 2]
-    out = {
+    out: dict[str, Any] = {
         f"ratio_bptt_over_stop_w_T{mid}": peaks["bptt"][mid] / peaks["stop-w"][mid],
         f"ratio_bptt_over_stop_wtl_T{mid}": peaks["bptt"][mid] / peaks["stop-wtl"][mid],
         **{f"{m.replace('-', '_')}_T{hi}_over_T{lo}": peaks[m][hi] / peaks[m][lo] for m in METHODS},

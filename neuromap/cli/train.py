@@ -58,7 +58,8 @@ MAX_THREADS = 1024   # torch's OpenMP pool allocates per thread: 10^9 aborted th
 # -- end of the deep-stop block
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object as the last line")
 def train(data_name, arch, method, encoding, steps, epochs, batch_size, lr, lr_theta, lr_alpha, alpha, theta,
-          seed, out, check_export, threads, width, bias, calibrate, device, amp, compile_model, checkpoint, resume, as_json):
+          seed, out, check_export, threads, width, bias, calibrate, device, amp, compile_model, checkpoint, resume,
+          as_json):
     """Train a spiking network (STOP or BPTT) and export it to a neuromap graph."""
     from neuromap.backends import torch_sim
     from neuromap.frontends.stop import Trainer, build_model, fit, saccade_events, to_graph

@@ -180,19 +180,20 @@ def to_graph(model: SNN, *, steps: int | None = None) -> Graph:
             block_in = src
             hidden = layer(block.conv1, block_in)
             conv2 = block.conv2
+            skip_shape = block.in_shape
             relay_in = b.add(f"relay{index + 1}_in", make_node(
-                f"relay{index + 1}_in", Conv2d, input_shape_chw=conv2.skip_shape,
-                weight=_diagonal(conv2.skip_shape), bias=np.zeros(conv2.skip_shape[0])), block_in)
-            relay = b.population(f"relay{index + 1}", _gate(f"relay{index + 1}", conv2.skip_shape,
+                f"relay{index + 1}_in", Conv2d, input_shape_chw=skip_shape,
+                weight=_diagonal(skip_shape), bias=np.zeros(skip_shape[0])), block_in)
+            relay = b.population(f"relay{index + 1}", _gate(f"relay{index + 1}", skip_shape,
                                                             "shortcut relay: the block input one step later"),
                                  relay_in)
             if conv2.shortcut is not None:
                 w = _np(conv2.shortcut.weight)
-                shortcut = make_node(f"shortcut{index + 1}", Conv2d, input_shape_chw=conv2.skip_shape, weight=w,
+                shortcut = make_node(f"shortcut{index + 1}", Conv2d, input_shape_chw=skip_shape, weight=w,
                                      bias=np.zeros(w.shape[0]), stride=conv2.shortcut.stride)
             else:
-                shortcut = make_node(f"shortcut{index + 1}", Conv2d, input_shape_chw=conv2.skip_shape,
-                                     weight=_diagonal(conv2.skip_shape), bias=np.zeros(conv2.skip_shape[0]))
+                shortcut = make_node(f"shortcut{index + 1}", Conv2d, input_shape_chw=skip_shape,
+                                     weight=_diagonal(skip_shape), bias=np.zeros(skip_shape[0]))
             src = layer(conv2, hidden, (b.add(f"shortcut{index + 1}", shortcut, relay),))
             binary = True
         elif isinstance(block, (SpikingDense, SpikingConv)):

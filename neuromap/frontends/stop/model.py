@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -162,11 +163,12 @@ class SpikingConv(SpikingLayer):
         self._init_bias(bias)
         self.skip = skip
         if skip != "none":
-            assert skip_shape is not None
+            if skip_shape is None:
+                raise UnsupportedError(f"a {skip} shortcut needs the shape of the block input it adds")
             self.skip_shape = tuple(skip_shape)
-        if skip == "projection":
-            self.shortcut = nn.Conv2d(skip_shape[0], channels, 1, stride=skip_stride, bias=False)
-            nn.init.kaiming_normal_(self.shortcut.weight, nonlinearity="relu")
+            if skip == "projection":
+                self.shortcut = nn.Conv2d(skip_shape[0], channels, 1, stride=skip_stride, bias=False)
+                nn.init.kaiming_normal_(self.shortcut.weight, nonlinearity="relu")
 
     def synapse(self, x, weight):
         return F.conv2d(x, weight, None, self.op.stride, self.op.padding)
@@ -205,7 +207,7 @@ class AvgPool(nn.Module):
     in_shape: tuple[int, ...]
     out_shape: tuple[int, ...]
 
-    def __init__(self, in_shape: tuple[int, ...], kernel: int | tuple[int, int], token: str = "p") -> None:
+    def __init__(self, in_shape: tuple[int, ...], kernel: int | tuple[int, ...], token: str = "p") -> None:
         super().__init__()
         c, h, w = in_shape
         self.kernel = (kernel, kernel) if isinstance(kernel, int) else tuple(kernel)
@@ -347,6 +349,24 @@ class SNN(nn.Module):
         for t in range(steps):
             yield self.step(self.frame(x, t), fire), state
 
+    def _currents(self, target: SpikingLayer, x: torch.Tensor, steps: int) -> torch.Tensor:
+        """Every input current of ``target`` over the batch and the steps, flattened."""
+        currents: list[torch.Tensor] = []
+        state = self.initial_state(x.shape[0], self.readout.weight)
+        index = {id(layer): i for i, layer in enumerate(self.layers)}
+
+        def fire(layer: SpikingLayer, h: torch.Tensor, skip_input: torch.Tensor | None) -> torch.Tensor:
+            i = index[id(layer)]
+            if layer is target:
+                currents.append(layer.current(h, skip_input, detach=True).flatten())
+            u = layer.potential(h, skip_input, *state[i])
+            state[i] = (u, layer.fire(u))
+            return state[i][1]
+
+        for t in range(steps):
+            self.step(self.frame(x, t), fire)
+        return torch.cat(currents)
+
     @torch.no_grad()
     def calibrate_(self, x: torch.Tensor, steps: int | None = None, *, spread: float = 1.0) -> list[float]:
         """Data-dependent initialisation, layer by layer (LSUV, Mishkin & Matas, arXiv 1511.06422, for
@@ -360,21 +380,8 @@ class SNN(nn.Module):
         steps = self.sequence_length(x, steps)
         scales = []
         for target in self.layers:
-            currents: list[torch.Tensor] = []
-            state = self.initial_state(x.shape[0], self.readout.weight)
-            index = {id(layer): i for i, layer in enumerate(self.layers)}
-
-            def fire(layer: SpikingLayer, h: torch.Tensor, skip_input: torch.Tensor | None) -> torch.Tensor:
-                i = index[id(layer)]
-                if layer is target:
-                    currents.append(layer.current(h, skip_input, detach=True).flatten())
-                u = layer.potential(h, skip_input, *state[i])
-                state[i] = (u, layer.fire(u))
-                return state[i][1]
-
-            for t in range(steps):
-                self.step(self.frame(x, t), fire)
-            std = float(torch.cat(currents).std())
+            currents = self._currents(target, x, steps)
+            std = float(currents.std())
             scale = spread * float(target.neuron.theta.mean()) / std if std > 0 else 1.0
             for p in target.synaptic_weights():
                 p.mul_(scale)
@@ -439,7 +446,7 @@ def build_model(arch: str, input_shape: tuple[int, ...], num_classes: int, *, se
     if not (math.isfinite(width) and width > 0):
         raise NeuromapError(f"width multiplier must be finite and > 0, got {width:g}")
     torch.manual_seed(seed)
-    neuron = dict(alpha=alpha, theta=theta, theta_min=theta_min, surrogate_width=surrogate_width)
+    neuron: dict[str, Any] = dict(alpha=alpha, theta=theta, theta_min=theta_min, surrogate_width=surrogate_width)
     shape, blocks = tuple(input_shape), list[Block]()
     for kind, size, kernel, stride in parse_arch(arch):
         if kind != "fc" and len(shape) != 3:

@@ -190,7 +190,7 @@ class Trainer:
             states.append(_LayerState(
                 u=zeros, s=zeros, w_trace=ref.new_zeros((batch, *layer.in_shape)),
                 skip_trace=ref.new_zeros((batch, *layer.skip_shape))
-                if layer.shortcut is not None else None,
+                if layer.shortcut is not None and layer.skip_shape is not None else None,
                 bias_trace=ref.new_zeros(()) if layer.bias is not None else None,
                 theta_trace=zeros if "theta" in learn else None,
                 alpha_trace=zeros if "alpha" in learn else None))
@@ -206,7 +206,7 @@ class Trainer:
             with torch.no_grad():
                 th_full = n.theta_full(n.theta.detach())
                 st.w_trace = alpha * st.w_trace + h
-                if st.skip_trace is not None:
+                if st.skip_trace is not None and skip_input is not None:
                     st.skip_trace = alpha * st.skip_trace + skip_input
                 if st.bias_trace is not None:
                     st.bias_trace = alpha * st.bias_trace + 1.0
@@ -236,7 +236,7 @@ class Trainer:
                 for layer, st, delta in zip(layers, states, deltas):
                     n = layer.neuron
                     grads[id(layer.op.weight)] += layer.weight_grad(st.w_trace, delta)
-                    if st.skip_trace is not None:
+                    if st.skip_trace is not None and layer.shortcut is not None:
                         grads[id(layer.shortcut.weight)] += layer.shortcut_grad(st.skip_trace, delta)
                     if st.bias_trace is not None:
                         grads[id(layer.bias)] += n.reduce_to_theta(delta) * st.bias_trace
