@@ -336,3 +336,45 @@ def test_cli_trains_a_small_resnet_with_checkpoints_and_resumes(tmp_path):
     assert bad.exit_code == 2 and "--resume needs --checkpoint" in bad.output
     nodevice = CliRunner().invoke(main, ["train", "--device", "tpu"])
     assert nodevice.exit_code == 2 and "no such device" in nodevice.output
+
+
+def _benchmark(name, argv, monkeypatch, capsys):
+    import runpy
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    monkeypatch.setattr(sys, "argv", [str(path), *argv])
+    runpy.run_path(str(path), run_name="__main__")
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_stop_accuracy_benchmark_passes_the_cifar_spec_to_neuromap_data_and_runs_the_recipe(monkeypatch, capsys):
+    asked = []
+    gen = np.random.default_rng(0)
+
+    def fake_load(spec):  # generated CIFAR-shaped images until neuromap.data reads CIFAR-10 folders
+        asked.append(spec)
+        x = gen.random((48, 3, 32, 32)).astype(np.float32)
+        return data.Dataset("cifar10", x[:32], np.arange(32) % 10, x[32:], np.arange(16) % 10)
+
+    monkeypatch.setattr(data, "load", fake_load)
+    report = _benchmark("stop_accuracy", ["--data", "cifar10:/data/cifar", "--quick", "--train-samples", "32"],
+                        monkeypatch, capsys)
+    assert asked == ["cifar10:/data/cifar"]
+    assert report["recipe"] == {"arch": "vgg11", "width": 0.0625, "steps": 4, "epochs": 1, "batch": 128,
+                                "lr": 0.1, "optimizer": "sgd", "schedule": "cosine"}
+    assert set(report["accuracy"]) == {"stop-w", "stop-wt", "stop-wtl", "bptt"}
+    assert set(report["goals"]) == {"stop_wtl_minus_stop_w", "abs_bptt_minus_stop_wtl"}
+
+
+@pytest.mark.slow
+def test_stop_memory_benchmark_reports_the_goals(monkeypatch, capsys):
+    report = _benchmark("stop_memory", ["--quick", "--shape", "1x16x16", "--batch", "2"], monkeypatch, capsys)
+    assert set(report["networks"]) == {"vgg11", "resnet18"} and report["steps"] == [4, 16]
+    for net in report["networks"].values():
+        peaks = net["peak_bytes"]
+        assert peaks["stop-w"]["4"] == peaks["stop-w"]["16"]  # STOP holds one step whatever T is
+        assert peaks["bptt"]["16"] > 3 * peaks["bptt"]["4"]
+        assert net["goals"]["ratio_bptt_over_stop_w_T16"]["met"] == (net["ratio_bptt_over_stop_w_T16"] >= 4)
