@@ -324,7 +324,7 @@ def test_cli_trains_a_small_resnet_with_checkpoints_and_resumes(tmp_path):
 
     args = ["train", "--data", "digits", "--arch", "c4-m2-r4-fc16", "--width", "0.5", "--steps", "2",
             "--batch-size", "128", "--threads", "1", "--no-check-export", "--device", "cpu",
-            "--checkpoint", str(tmp_path), "--json"]
+            "--checkpoint", str(tmp_path), "--calibrate", "--json"]
     first = CliRunner().invoke(main, [*args, "--epochs", "1"])
     assert first.exit_code == 0, first.output
     second = CliRunner().invoke(main, [*args, "--epochs", "2", "--resume"])
