@@ -4,6 +4,8 @@
 """
 from __future__ import annotations
 
+import functools
+
 import click
 import numpy as np
 import torch
@@ -26,7 +28,8 @@ MAX_THREADS = 1024   # torch's OpenMP pool allocates per thread: 10^9 aborted th
               help="direct: the image every step; saccade: ON/OFF events of the image moved along a triangle")
 @click.option("--steps", type=click.IntRange(min=1), default=8, show_default=True, help="time steps T")
 @click.option("--epochs", type=click.IntRange(min=1), default=8, show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
+              help="mini-batch size; with --workers the global batch, split across the workers")
 @click.option("--lr", type=float, default=5e-3, show_default=True, help="Adam learning rate of the weights")
 @click.option("--lr-theta", type=float, default=None, help="learning rate of the thresholds [default: --lr]")
 @click.option("--lr-alpha", type=float, default=None, help="learning rate of the leaks [default: --lr]")
@@ -39,12 +42,18 @@ MAX_THREADS = 1024   # torch's OpenMP pool allocates per thread: 10^9 aborted th
               help="run the exported graph in the torch simulator on the test set and compare predictions")
 @click.option("--threads", type=click.IntRange(1, MAX_THREADS), default=None,
               help="torch CPU threads (on a busy few-core machine 1 is often much faster)")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="data-parallel training in N local processes (torch.distributed, gloo; --threads torch "
+                   "threads each, default 1): --batch-size stays the global batch, each worker takes 1/N of it, "
+                   "and the result equals one process's up to float rounding. Under torchrun: one rank per "
+                   "process, N = WORLD_SIZE, rank 0 alone prints and writes (docs/distributed.md)")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object as the last line")
 def train(data_name, arch, method, encoding, steps, epochs, batch_size, lr, lr_theta, lr_alpha, alpha, theta,
-          seed, out, check_export, threads, as_json):
+          seed, out, check_export, threads, workers, as_json):
     """Train a spiking network (STOP or BPTT) and export it to a neuromap graph."""
     from neuromap.backends import torch_sim
-    from neuromap.frontends.stop import Trainer, build_model, fit, saccade_events, to_graph
+    from neuromap.frontends.stop import Trainer, build_model, saccade_events, to_graph
+    from neuromap.frontends.stop.distributed import fit_parallel, is_rank_zero
     from neuromap.frontends.stop.export import simulation_input
     from neuromap.ir import save_graph
 
@@ -55,13 +64,16 @@ def train(data_name, arch, method, encoding, steps, epochs, batch_size, lr, lr_t
     if encoding == "saccade":
         if len(ds.sample_shape) != 3:
             raise NeuromapError(f"--encoding saccade needs images (C, H, W); {ds.name} has samples {ds.sample_shape}")
-        encode = lambda xb: saccade_events(xb, steps)  # noqa: E731 (a one-line transform)
+        encode = functools.partial(saccade_events, steps=steps)  # picklable: --workers sends it to each worker
         input_shape = (2 * ds.sample_shape[0], *ds.sample_shape[1:])
     model = build_model(arch, input_shape, ds.num_classes, seed=seed, alpha=alpha, theta=theta)
     trainer = Trainer(model, method, lr=lr, lr_theta=lr if lr_theta is None else lr_theta,
                       lr_alpha=lr if lr_alpha is None else lr_alpha)
-    result = fit(trainer, ds.x_train, ds.y_train, ds.x_test, ds.y_test, steps=steps, epochs=epochs,
-                 batch_size=batch_size, seed=seed, encode=encode, progress=not as_json)
+    result = fit_parallel(trainer, ds.x_train, ds.y_train, ds.x_test, ds.y_test, steps=steps, epochs=epochs,
+                          batch_size=batch_size, seed=seed, encode=encode, progress=not as_json, workers=workers,
+                          threads=threads or 1)
+    if not is_rank_zero():  # started by torchrun: rank 0 alone reports and writes
+        return
     layers = [{"layer": i + 1, "alpha": layer.neuron.alpha.item(), "theta_min": layer.neuron.theta.min().item(),
                "theta_mean": layer.neuron.theta.mean().item(), "theta_max": layer.neuron.theta.max().item()}
               for i, layer in enumerate(model.layers)]

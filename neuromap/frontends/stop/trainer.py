@@ -21,6 +21,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -29,6 +30,9 @@ from tqdm import tqdm
 
 from neuromap.errors import NeuromapError
 from neuromap.frontends.stop.model import SNN, SpikingLayer
+
+if TYPE_CHECKING:
+    from neuromap.frontends.stop.distributed import DataParallel
 
 # What each method learns; the read-out weights are learned by all of them.
 METHODS: dict[str, tuple[str, ...]] = {
@@ -79,6 +83,9 @@ class Trainer:
     lr_alpha: float = 1e-3
     mse_weight: float = 0.05
     detach_reset: bool = False
+    # data-parallel training (distributed.py): which samples of a batch this rank takes, and the gradient
+    # all-reduce between the accumulation over the steps and the one optimiser step
+    parallel: DataParallel | None = None
     optimizer: torch.optim.Optimizer = field(init=False)
 
     def __post_init__(self) -> None:
@@ -99,7 +106,8 @@ class Trainer:
     def train_batch(self, x: torch.Tensor, y: torch.Tensor, steps: int | None = None,
                     probe: Probe | None = None) -> float:
         """One update on a mini-batch; returns the summed loss sum_t E[t]."""
-        loss = self.gradients(x, y, steps, probe)
+        loss = (self.gradients(x, y, steps, probe) if self.parallel is None
+                else self.parallel.gradients(self, x, y, steps, probe))
         self.optimizer.step()
         self.model.clamp_()
         return loss
@@ -220,6 +228,8 @@ def fit(trainer: Trainer, x_train: np.ndarray | torch.Tensor, y_train: np.ndarra
         if i == 0:  # a new epoch, a new shuffle
             order = torch.randperm(x_train.shape[0], generator=gen)
         idx = order[i:i + batch_size]
+        if trainer.parallel is not None:
+            idx = trainer.parallel.shard(idx)
         xb = x_train[idx]
         xb = (encode(xb) if encode else xb).to(dtype)
         losses.append(trainer.train_batch(xb, y_train[idx], steps))
