@@ -4,24 +4,26 @@ The reference is the one-process trainer itself: the same seed gives the same pe
 batch is the one-process batch, so every loss and parameter must agree up to the order of float additions
 (a rank sums its shard's per-sample gradients, the all-reduce adds the partial sums).
 
-Tolerances. The comparison runs in float64, where that order costs about n * eps = 180 * 1.1e-16 = 2e-14
-of a gradient. Adam's step lr * m / (sqrt(v) + eps_adam) is invariant to the gradient's scale but
-amplifies an absolute gradient error by up to lr / eps_adam = 5e-3 / 1e-8 = 5e5 where a gradient is near 0,
-so 10 steps move a parameter by well under 1e-11 with gradients of order 1e-4: parameters get 1e-9 and
-losses a relative 1e-10, a margin of 100. That is tight enough to see what Adam's scale invariance would
-hide in float32: an unweighted mean of the shards (180 vs 179 samples, and 1 vs 0 in the last batch), one
-rank's gradient alone, a missing division by the sample count (it shifts every step by eps_adam / sqrt(v),
-some 1e-8). The CLI trains in float32: its graph is checked against the one-process float32 run at 1e-4,
-where near-zero gradients' rounding, times 5e5, reaches a few 1e-6 (measured 2e-6), far below a reversed
-Adam step (2 lr = 1e-2).
+Tolerances. In float64 the order of the additions costs about n * eps = 180 * 1.1e-16 = 2e-14 of a
+gradient's size. Adam's step lr * m / (sqrt(v) + eps_adam) ignores the gradient's scale but amplifies an
+absolute error of a near-zero gradient by up to lr / eps_adam = 5e-3 / 1e-8 = 5e5: with gradients of order
+1e-2 that is at most 5e5 * 2e-16 = 1e-10 per step, 1e-9 after the run's 10 steps, the parameters'
+tolerance; the losses get a relative 1e-10. Measured: 8e-15 and 2e-16. That is tight enough to see what
+Adam's scale invariance would hide in float32: an unweighted mean of the shards (180 vs 179 samples), one
+rank's gradient alone, a missing division by the sample count (359 in full batches, 1 in the last).
+The CLI trains in float32: its graph must be the Python entry's (2 workers) bit for bit, and within 1e-4
+of one process's, where the same amplification turns float32 rounding of near-zero gradients into a few
+1e-6 (measured 2e-6), far below one reversed Adam step (2 lr = 1e-2).
 """
 from __future__ import annotations
 
 import functools
 import json
 import os
+import pickle
 import signal
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -33,11 +35,9 @@ from neuromap import data
 from neuromap.cli import main
 from neuromap.errors import NeuromapError
 from neuromap.frontends.stop import Trainer, build_model, evaluate, fit, to_graph
-from neuromap.frontends.stop.distributed import fit_parallel
+from neuromap.frontends.stop.distributed import PeerLost, _cause, _describe, fit_parallel
 from neuromap.ir import load_graph
 from neuromap.ir.serialize import graph_to_arrays
-
-pytestmark = pytest.mark.slow  # each case starts two worker processes that import torch
 
 # 1437 digits = 4 x 359 + 1: each batch splits 180 / 179 and the epoch's last sample leaves rank 1 with none
 ARCH, STEPS, EPOCHS, BATCH, SEED, LR = "fc32", 4, 2, 359, 0, 5e-3
@@ -99,6 +99,7 @@ def _train(tmp: Path, workers: int, dtype: torch.dtype = torch.float64):
     return trainer.model, result, seen
 
 
+# each case marked slow starts two worker processes that import torch
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     one = _train(tmp_path_factory.mktemp("one"), 1)
@@ -106,6 +107,7 @@ def runs(tmp_path_factory):
     return one, two
 
 
+@pytest.mark.slow
 def test_two_workers_follow_the_one_process_loss_curve_and_parameters(runs):
     (model1, result1, _), (model2, result2, _) = runs
     assert len(result1.losses) == len(result2.losses) == EPOCHS * 5
@@ -118,6 +120,7 @@ def test_two_workers_follow_the_one_process_loss_curve_and_parameters(runs):
         np.testing.assert_allclose(params2[name].detach(), p.detach(), rtol=0, atol=PARAM_ATOL, err_msg=name)
 
 
+@pytest.mark.slow
 def test_the_batches_are_dealt_out_as_one_process_takes_them(runs):
     """Rank r trains on samples r, r + 2, ... of each one-process batch (DistributedSampler's order), 180 and
     179 of them, and the epoch's last sample goes to rank 0 alone."""
@@ -130,6 +133,7 @@ def test_the_batches_are_dealt_out_as_one_process_takes_them(runs):
         assert seen2[str(rank)][:batches] == [batch[rank::2] for batch in single]
 
 
+@pytest.mark.slow
 def test_the_test_set_is_evaluated_once_on_rank_zero_as_in_one_process(runs):
     (_, result1, seen1), (model2, result2, seen2) = runs
     batches = EPOCHS * 5
@@ -144,6 +148,7 @@ def test_the_test_set_is_evaluated_once_on_rank_zero_as_in_one_process(runs):
     assert 0.2 < result1.test_accuracy < 1.0   # a metric that can tell models apart
 
 
+@pytest.mark.slow
 def test_cli_with_two_workers_writes_the_python_entrys_graph(tmp_path):
     """The same ranks, shards and threads do the same float operations: the Python entry's bits exactly,
     and the one-process graph within float32's tolerance."""
@@ -168,6 +173,7 @@ def test_cli_with_two_workers_writes_the_python_entrys_graph(tmp_path):
             np.testing.assert_allclose(written[key], one_process[key], rtol=0, atol=FLOAT32_ATOL, err_msg=key)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("encode, message", [
     (_fail_on_rank_one, "training worker 1 of 2: rank 1 cannot encode this batch"),
     (_killed_on_rank_one, "training worker 1 of 2 died (killed by SIGKILL)"),
@@ -183,3 +189,27 @@ def test_a_failing_rank_stops_every_worker_with_its_error(encode, message):
     assert str(caught.value) == message
     assert _children() - children - _not_ours() == set()   # rank 0, blocked on its peer, was ended too
     assert torch.equal(trainer.model.readout.weight, before)  # nothing half-trained came back
+
+
+def _failure_file(folder: Path, rank: int, exc: Exception) -> None:
+    try:
+        raise exc
+    except Exception as raised:
+        (folder / f"error-{rank}.pickle").write_bytes(pickle.dumps(_describe(raised)))
+
+
+def test_the_cause_is_told_before_its_consequences(tmp_path):
+    """Which worker's failure the parent raises: ours, then a bug, then a death; a lost peer never first."""
+    processes = [SimpleNamespace(exitcode=1), SimpleNamespace(exitcode=-signal.SIGKILL), SimpleNamespace(exitcode=None),
+                 SimpleNamespace(exitcode=None)]
+    _failure_file(tmp_path, 0, PeerLost("all_reduce failed: Connection reset by peer"))
+    assert str(_cause(processes, tmp_path)) == "training worker 1 of 4 died (killed by SIGKILL)"
+    processes[2].exitcode = 1
+    _failure_file(tmp_path, 2, KeyError("bug"))
+    bug = _cause(processes, tmp_path)
+    assert type(bug) is RuntimeError and str(bug) == "training worker 2 of 4: KeyError: 'bug'"
+    processes[3].exitcode = 1
+    _failure_file(tmp_path, 3, NeuromapError("bad input", field="encode"))
+    ours = _cause(processes, tmp_path)
+    assert isinstance(ours, NeuromapError) and str(ours) == "training worker 3 of 4: bad input"
+    assert ours.field == "encode"
