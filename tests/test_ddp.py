@@ -203,6 +203,9 @@ def test_the_cause_is_told_before_its_consequences(tmp_path):
     processes = [SimpleNamespace(exitcode=1), SimpleNamespace(exitcode=-signal.SIGKILL), SimpleNamespace(exitcode=None),
                  SimpleNamespace(exitcode=None)]
     _failure_file(tmp_path, 0, PeerLost("all_reduce failed: Connection reset by peer"))
+    assert str(_cause(processes, tmp_path)).startswith("training worker 1 of 4 died before it started (killed by "
+                                                       "SIGKILL); a spawned worker imports the main module again")
+    (tmp_path / "started-1").touch()
     assert str(_cause(processes, tmp_path)) == "training worker 1 of 4 died (killed by SIGKILL)"
     processes[2].exitcode = 1
     _failure_file(tmp_path, 2, KeyError("bug"))

@@ -241,6 +241,7 @@ def _config(trainer: Trainer) -> dict:
 
 def _worker(rank: int, world: int, port: int, threads: int, parent: int, job: bytes, arrays: tuple[torch.Tensor, ...],
             folder: str, progress: bool) -> None:
+    (Path(folder) / f"started-{rank}").touch()  # tells a failing job from a worker that never got this far
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole terminal group: the parent ends us
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True, name="neuromap-watchdog").start()
     torch.set_num_threads(threads)
@@ -318,7 +319,11 @@ def _cause(processes: list, folder: Path) -> Exception:
             failure: _Failure = pickle.loads(path.read_bytes())  # written by our own worker, in our own folder
             found.append((_PRIORITY[failure.kind], rank, _as_raised(failure, rank, world)))
         elif process.exitcode not in (None, 0):
-            died = NeuromapError(f"training worker {rank} of {world} died ({_how(process.exitcode)})",
+            how, where = _how(process.exitcode), f"training worker {rank} of {world}"
+            started = (folder / f"started-{rank}").exists()
+            died = NeuromapError(f"{where} died ({how})" if started else
+                                 f"{where} died before it started ({how}); a spawned worker imports the main module "
+                                 f"again: guard a script's top level with `if __name__ == \"__main__\":`",
                                  flag="--workers")
             found.append((_PRIORITY["died"], rank, died))
     return min(found, key=lambda entry: entry[:2])[2]
