@@ -80,14 +80,19 @@ def _not_ours() -> set[int]:
     return set() if pid is None else {pid}
 
 
+@functools.cache
+def _digits() -> data.Dataset:
+    return data.load("digits")
+
+
 def _trainer(dtype: torch.dtype = torch.float32) -> Trainer:
-    ds = data.load("digits")
+    ds = _digits()
     model = build_model(ARCH, ds.sample_shape, ds.num_classes, seed=SEED).to(dtype)
     return Trainer(model, "stop-wtl", lr=LR, lr_theta=LR, lr_alpha=LR)
 
 
 def _train(tmp: Path, workers: int, dtype: torch.dtype = torch.float64):
-    ds = data.load("digits")
+    ds = _digits()
     trainer = _trainer(dtype)
     encode = functools.partial(_record, str(tmp))
     options = dict(steps=STEPS, epochs=EPOCHS, batch_size=BATCH, seed=SEED, encode=encode)
@@ -141,7 +146,7 @@ def test_the_test_set_is_evaluated_once_on_rank_zero_as_in_one_process(runs):
     assert [len(batch) for batch in seen1["single"][batches:]] == [256, 104]
     assert seen2["0"][batches:] == seen1["single"][batches:]
     assert len(seen2["1"]) == batches
-    ds = data.load("digits")
+    ds = _digits()
     x_test, y_test = torch.as_tensor(ds.x_test), torch.as_tensor(ds.y_test)
     assert result2.test_accuracy == evaluate(model2, x_test, y_test, STEPS)   # the trained model's, full test set
     assert result2.test_accuracy == result1.test_accuracy
@@ -179,7 +184,7 @@ def test_cli_with_two_workers_writes_the_python_entrys_graph(tmp_path):
     (_killed_on_rank_one, "training worker 1 of 2 died (killed by SIGKILL)"),
 ])
 def test_a_failing_rank_stops_every_worker_with_its_error(encode, message):
-    ds = data.load("digits")
+    ds = _digits()
     trainer = _trainer()
     before = trainer.model.readout.weight.detach().clone()
     children = _children()
@@ -216,3 +221,35 @@ def test_the_cause_is_told_before_its_consequences(tmp_path):
     ours = _cause(processes, tmp_path)
     assert isinstance(ours, NeuromapError) and str(ours) == "training worker 3 of 4: bad input"
     assert ours.field == "encode"
+
+
+def test_bad_settings_are_refused_before_any_worker_starts(monkeypatch):
+    ds = _digits()
+    arrays = (ds.x_train, ds.y_train, ds.x_test, ds.y_test)
+    children = _children()
+
+    def refused(**options) -> str:
+        with pytest.raises(NeuromapError) as caught:
+            fit_parallel(_trainer(), *arrays, steps=STEPS, epochs=1, **options)
+        return str(caught.value)
+
+    assert refused(batch_size=1, workers=2) == ("--batch-size 1 is the global batch and must be >= --workers 2 "
+                                                "(each worker takes 1/2 of it)")
+    assert refused(workers=2, threads=0) == "--threads must be >= 1, got 0"
+    assert refused(workers=0) == "--workers must be >= 1, got 0"
+    assert refused(workers=2, encode=lambda xb: xb).startswith("--workers 2: the training job cannot be sent")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert refused(workers=3) == ("--workers 3: torchrun started 2 processes (WORLD_SIZE); give --workers 2 "
+                                  "or leave it out")
+    monkeypatch.setenv("WORLD_SIZE", "two")
+    assert refused() == "environment variable WORLD_SIZE='two' (set by torchrun) must be an integer >= 1"
+    assert _children() == children
+
+
+def test_cli_refuses_a_global_batch_smaller_than_the_workers():
+    result = CliRunner().invoke(main, ["train", "--arch", "fc8", "--epochs", "1", "--batch-size", "2",
+                                       "--workers", "3"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines()[-1] == ("neuromap: error: --batch-size 2 is the global batch and must "
+                                                       "be >= --workers 3 (each worker takes 1/3 of it)")

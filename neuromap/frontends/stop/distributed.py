@@ -206,6 +206,8 @@ def _fit_spawned(trainer: Trainer, x_train: Data, y_train: Data, x_test: Data, y
         raise NeuromapError(f"--workers {workers} trains on the CPU (gloo), the model is on {device}; on GPUs "
                             f"start one process per GPU with torchrun", flag="--workers", value=workers)
     _check_batch(options["batch_size"], workers)
+    if threads < 1:
+        raise NeuromapError(f"--threads must be >= 1, got {threads}", flag="--threads", value=threads)
     try:
         job = pickle.dumps((trainer.model, _config(trainer), trainer.optimizer.state_dict(), encode, options))
     except (pickle.PicklingError, AttributeError, TypeError) as exc:
