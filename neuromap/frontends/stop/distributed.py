@@ -4,8 +4,9 @@
                           workers=2)      # two local processes; or, started by torchrun, one rank of WORLD_SIZE
 
 When parameters change (trainer.py): STOP accumulates its per-step gradients over the T steps of a batch
-locally and applies one optimiser step per batch (algorithms.md §1.7, "apply once per sequence/mini-batch"),
-so the only thing to reduce is the batch's gradient, once, between the accumulation and the step. Each
+locally and applies one optimiser step per batch (docs/reference/algorithms.md §1.7: "apply once per
+sequence/mini-batch"), so the only thing to reduce is the batch's gradient, once, between the accumulation
+and the step. Each
 rank's ``.grad`` is the mean over its own n_r samples; one all-reduce makes it the global batch's mean,
 sum_r n_r g_r / sum_r n_r, so uneven shards (an epoch's last batch) weigh by their share and an empty shard
 counts for nothing. Thresholds and leaks are reduced like the weights; Adam's step and the theta/alpha
