@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -37,6 +38,9 @@ from neuromap.atomic import atomic_path
 from neuromap.errors import NeuromapError
 from neuromap.frontends.stop.model import SNN, SpikingLayer
 from neuromap.progress import bar, quiet
+
+if TYPE_CHECKING:
+    from neuromap.frontends.stop.distributed import DataParallel
 
 # What each method learns; the read-out weights are learned by all of them.
 METHODS: dict[str, tuple[str, ...]] = {
@@ -105,6 +109,9 @@ class Trainer:
     compile_backend: str = "inductor"
     optimizer_name: str = "adam"
     momentum: float = 0.9
+    # data-parallel training (distributed.py): which samples of a batch this rank takes, and the gradient
+    # all-reduce between the accumulation over the steps and the one optimiser step
+    parallel: DataParallel | None = None
     optimizer: torch.optim.Optimizer = field(init=False)
     batch_accuracy: float = field(init=False, default=float("nan"))  # of the last ``gradients`` call
 
@@ -143,7 +150,8 @@ class Trainer:
     def train_batch(self, x: torch.Tensor, y: torch.Tensor, steps: int | None = None,
                     probe: Probe | None = None) -> float:
         """One update on a mini-batch; returns the summed loss sum_t E[t]."""
-        loss = self.gradients(x, y, steps, probe)
+        loss = (self.gradients(x, y, steps, probe) if self.parallel is None
+                else self.parallel.gradients(self, x, y, steps, probe))
         self.optimizer.step()
         self.model.clamp_()
         return loss
@@ -378,6 +386,8 @@ def fit(trainer: Trainer, x_train: np.ndarray | torch.Tensor, y_train: np.ndarra
                 bar(total=batches, desc=f"{trainer.method} epoch {epoch + 1}/{epochs}", unit="batch") as epoch_bar:
             for i in range(0, x_train.shape[0], batch_size):
                 idx = order[i:i + batch_size]
+                if trainer.parallel is not None:
+                    idx = trainer.parallel.shard(idx)
                 xb = x_train[idx]
                 xb = (encode(xb) if encode else xb).to(device=ref.device, dtype=ref.dtype)
                 losses.append(trainer.train_batch(xb, y_train[idx].to(ref.device), steps))
