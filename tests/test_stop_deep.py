@@ -1,4 +1,5 @@
-"""Deep STOP: max pooling, residual blocks, biases (gradients against autograd BPTT where algorithms.md §1.9
+"""Deep STOP: max pooling, residual blocks, biases (gradients against autograd BPTT where
+docs/reference/algorithms.md §1.9
 gives the identity), the VGG-11 / ResNet-18 presets, the export's relays and OR populations (torch_sim and
 hwsim), training on a device with AMP / torch.compile, checkpoints and resume."""
 from __future__ import annotations
@@ -65,7 +66,8 @@ DEEP = "c4-m2-r4-r6s2-fc5"   # conv, max pool, identity block, projection block 
 
 def test_one_step_stop_equals_bptt_in_a_deep_network():
     """T = 1: no temporal path, so STOP's per-step gradient is the whole gradient, through max pooling,
-    both shortcut kinds and every bias (algorithms.md §1.9: the traces are then the inputs themselves)."""
+    both shortcut kinds and every bias (docs/reference/algorithms.md §1.9: the traces are then the inputs
+    themselves)."""
     layers = len(build_model(DEEP, (1, 8, 8), 3).layers)
     model = _random_model(DEEP, (1, 8, 8), [0.7] * layers, seed=4, bias=True)
     x = 2 * torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(1), dtype=torch.float64)

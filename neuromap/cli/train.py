@@ -78,7 +78,6 @@ def train(data: str, arch: str, method: str, encoding: str, steps: int, epochs: 
     \b
     Examples:
       neuromap train --data digits --arch conv --method stop-wtl --out out/stop.npz
-      neuromap train --data digits --arch c16-p2-c32-p2 --steps 8 --encoding saccade --json
       neuromap train --data mnist5k --arch vgg11 --width 0.125 --calibrate --checkpoint out/ckpt --resume
       neuromap train --data digits --arch conv --workers 2 --batch-size 64 --out out/stop.npz
     """
