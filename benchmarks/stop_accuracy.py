@@ -7,8 +7,7 @@ Embedded data (default mnist5k): Adam, constant learning rate. ``--data cifar10:
 abstract) but its T, optimizer and schedule are not public, so the recipe is SLTT's and OTTT's CIFAR one
 (SLTT's training script defaults: -T 6, -b 128, -epochs 300, -opt SGD, -lr 0.1, -momentum 0.9, CosALR with
 T_max 300, loss_lambda 0.05; OTTT's train_cifar.py the same, docs/reference/algorithms.md §1.7): vgg11,
-T = 6, batch 128,
-300 epochs, SGD 0.1 with momentum 0.9, cosine schedule, lam = 0.05. Every network starts from the
+T = 6, batch 128, 300 epochs, SGD 0.1 with momentum 0.9, cosine schedule, lam = 0.05. Every network starts from the
 same data-dependent initialisation (``SNN.calibrate_``: without it activity dies within a few layers).
 ``--quick``: width 1/16, T = 4, 2 epochs on 1,000 training images (embedded) or 1 epoch on 256 (CIFAR).
 Last stdout line: JSON with ``accuracy`` {method: value}, ``seconds``, the learned leaks/thresholds and
