@@ -501,6 +501,7 @@ def estimate(model: Graph | Mapping | str | Path, data: str, *, steps: int | Non
     from mappings.gpu import load_gpu
     from neuromap import data as datasets
     from neuromap.gpu_baseline import GpuRun, gpu_points
+    from neuromap.progress import track
     from neuromap.results import EstimateResult
 
     if steps is not None and steps < 1:
@@ -533,7 +534,7 @@ def estimate(model: Graph | Mapping | str | Path, data: str, *, steps: int | Non
     chunk = max(1, TRACE_BYTES // (steps * neurons * TRACE_BYTES_PER_VALUE))
     predictions, parts = [], []
     try:
-        for start in range(0, len(x), chunk):
+        for start in track(range(0, len(x), chunk), desc=f"estimate: hwsim, {steps} steps", unit="chunk"):
             hw = simulate(qnet, {k: v[start:start + chunk] for k, v in inputs.items()}, steps, record=("spikes", "v"))
             predictions.append(hw.scores(readout).argmax(axis=1))
             assert hw.events is not None, "simulate counts events unless told not to"
