@@ -8,6 +8,7 @@ imported inside the functions, so that importing this module, and ``neuromap --h
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import time
@@ -198,12 +199,19 @@ def train(data: str = "digits", *, arch: str = "conv", method: str = "stop-wtl",
           steps: int = 8, epochs: int = 8, batch_size: int = 64, lr: float = 5e-3, lr_theta: float | None = None,
           lr_alpha: float | None = None, alpha: float = 0.5, theta: float = 1.0, seed: int = 0,
           out: str | Path | None = None, check_export: bool = True, threads: int | None = None,
-          progress: bool = True) -> TrainResult:
+          width: float = 1.0, bias: bool = False, calibrate: bool = False, device: str = "cpu", amp: bool = False,
+          compile_model: bool = False, checkpoint: str | Path | None = None, resume: bool = False,
+          workers: int | None = None, progress: bool = True) -> TrainResult:
     """Train a spiking network with STOP (``stop-wtl``: weights, thresholds and leaks; ``stop-wt``, ``stop-w``)
     or BPTT on ``data``, export it to a neuromap graph (written to ``out``) and, with ``check_export``, run the
     export in the torch reference on the test split. ``encoding``: ``direct`` (the image every step) or
     ``saccade`` (ON/OFF events of the image moved along a triangle). ``progress``: a bar per epoch on stderr
-    (never under ``neuromap.progress.set_quiet``).
+    (never under ``neuromap.progress.set_quiet``). ``width`` scales every layer (``vgg11``, ``resnet18``),
+    ``bias`` adds biases, ``calibrate`` starts from a data-dependent scale (deep nets need it); ``device``,
+    ``amp`` (bfloat16 synapses), ``compile_model`` (torch.compile); ``checkpoint`` (a folder, one per epoch) and
+    ``resume``; ``workers``: data-parallel training in that many local processes (``batch_size`` stays the
+    global batch; docs/distributed.md); started by torchrun, each process is one rank and only rank 0 writes
+    ``out``.
 
     Example::
 
@@ -216,6 +224,7 @@ def train(data: str = "digits", *, arch: str = "conv", method: str = "stop-wtl",
     from neuromap import data as nmdata
     from neuromap.backends import torch_sim
     from neuromap.frontends.stop import Trainer, build_model, fit, saccade_events, to_graph
+    from neuromap.frontends.stop.distributed import fit_parallel, is_rank_zero, torchrun_world
     from neuromap.frontends.stop.export import simulation_input
     from neuromap.ir import save_graph
     from neuromap.progress import is_quiet
@@ -229,19 +238,38 @@ def train(data: str = "digits", *, arch: str = "conv", method: str = "stop-wtl",
         if len(ds.sample_shape) != 3:
             raise NeuromapError(f"--encoding saccade needs images (C, H, W); {ds.name} has samples {ds.sample_shape}",
                                 flag="--encoding", value=encoding)
-        encode = lambda xb: saccade_events(xb, steps)  # noqa: E731 (a one-line transform)
+        encode = functools.partial(saccade_events, steps=steps)  # picklable: workers receive it
         input_shape = (2 * ds.sample_shape[0], *ds.sample_shape[1:])
-    model = build_model(arch, input_shape, ds.num_classes, seed=seed, alpha=alpha, theta=theta)
+    parallel = torchrun_world() is not None or (workers or 1) > 1
+    if parallel and (checkpoint is not None or resume):
+        raise NeuromapError("--checkpoint and --resume train in one process; leave them out with --workers or "
+                            "torchrun", flag="--checkpoint" if checkpoint is not None else "--resume")
+    if parallel and torchrun_world() is None and device != "cpu":
+        raise NeuromapError(f"--workers spawns CPU processes; to train on {device} in parallel start one process per "
+                            "GPU with torchrun (docs/distributed.md)", flag="--device", value=device)
+    model = build_model(arch, input_shape, ds.num_classes, seed=seed, alpha=alpha, theta=theta, width=width,
+                        bias=bias).to(device)
+    if calibrate:
+        sample = torch.as_tensor(ds.x_train[:256])
+        model.calibrate_((encode(sample) if encode else sample).to(device), None if encode else steps)
     trainer = Trainer(model, method, lr=lr, lr_theta=lr if lr_theta is None else lr_theta,
-                      lr_alpha=lr if lr_alpha is None else lr_alpha)
-    fitted = fit(trainer, ds.x_train, ds.y_train, ds.x_test, ds.y_test, steps=steps, epochs=epochs,
-                 batch_size=batch_size, seed=seed, encode=encode, progress=progress and not is_quiet())
+                      lr_alpha=lr if lr_alpha is None else lr_alpha, amp=amp, compile=compile_model)
+    show = progress and not is_quiet()
+    if parallel:
+        fitted = fit_parallel(trainer, ds.x_train, ds.y_train, ds.x_test, ds.y_test, steps=steps, epochs=epochs,
+                              batch_size=batch_size, seed=seed, encode=encode, progress=show, workers=workers,
+                              threads=threads or 1)
+    else:
+        fitted = fit(trainer, ds.x_train, ds.y_train, ds.x_test, ds.y_test, steps=steps, epochs=epochs,
+                     batch_size=batch_size, seed=seed, encode=encode, progress=show, checkpoint=checkpoint,
+                     resume=resume)
+    model = model.cpu()
     layers = tuple({"layer": i + 1, "alpha": layer.neuron.alpha.item(), "theta_min": layer.neuron.theta.min().item(),
                     "theta_mean": layer.neuron.theta.mean().item(), "theta_max": layer.neuron.theta.max().item()}
                    for i, layer in enumerate(model.layers))
     graph = to_graph(model, steps=steps)
     export: dict[str, Any] = {"latency": graph.metadata["latency"], "run_steps": graph.metadata["run_steps"]}
-    if out:
+    if out and is_rank_zero():  # under torchrun, rank 0 alone writes
         export["path"] = str(save_graph(graph, out))
     if check_export:
         x_test = torch.as_tensor(ds.x_test)
@@ -253,7 +281,9 @@ def train(data: str = "digits", *, arch: str = "conv", method: str = "stop-wtl",
         export["accuracy"] = round(100 * float(np.mean(simulated == ds.y_test)), 2)
     return TrainResult(graph=graph, data=ds.name, arch=arch, method=method, encoding=encoding, steps=steps,
                        epochs=epochs, test_accuracy=round(100 * fitted.test_accuracy, 2), seconds=fitted.seconds,
-                       final_loss=float(np.mean(fitted.losses[-10:])), layers=layers, export=export)
+                       final_loss=float(np.mean(fitted.losses[-10:])), layers=layers, export=export, device=device,
+                       amp=amp, start_epoch=fitted.start_epoch, peak_memory_bytes=fitted.peak_memory_bytes,
+                       workers=workers or 1)
 
 
 # ---------------------------------------------------------------------------------------------- compile
@@ -471,6 +501,7 @@ def estimate(model: Graph | Mapping | str | Path, data: str, *, steps: int | Non
     from mappings.gpu import load_gpu
     from neuromap import data as datasets
     from neuromap.gpu_baseline import GpuRun, gpu_points
+    from neuromap.progress import track
     from neuromap.results import EstimateResult
 
     if steps is not None and steps < 1:
@@ -503,7 +534,7 @@ def estimate(model: Graph | Mapping | str | Path, data: str, *, steps: int | Non
     chunk = max(1, TRACE_BYTES // (steps * neurons * TRACE_BYTES_PER_VALUE))
     predictions, parts = [], []
     try:
-        for start in range(0, len(x), chunk):
+        for start in track(range(0, len(x), chunk), desc=f"estimate: hwsim, {steps} steps", unit="chunk"):
             hw = simulate(qnet, {k: v[start:start + chunk] for k, v in inputs.items()}, steps, record=("spikes", "v"))
             predictions.append(hw.scores(readout).argmax(axis=1))
             assert hw.events is not None, "simulate counts events unless told not to"

@@ -59,12 +59,19 @@ class TrainResult:
     final_loss: float
     layers: tuple[dict[str, Any], ...]
     export: dict[str, Any]
+    device: str = "cpu"
+    amp: bool = False
+    start_epoch: int = 0          # > 0 when resumed from a checkpoint
+    peak_memory_bytes: int | None = None   # the CUDA allocator's peak; None on the CPU
+    workers: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return {"data": self.data, "arch": self.arch, "method": self.method, "encoding": self.encoding,
                 "steps": self.steps, "epochs": self.epochs, "test_accuracy": self.test_accuracy,
                 "seconds": self.seconds, "final_loss": self.final_loss, "layers": [dict(e) for e in self.layers],
-                "export": dict(self.export)}
+                "export": dict(self.export), "device": self.device, "amp": self.amp,
+                "start_epoch": self.start_epoch, "peak_memory_bytes": self.peak_memory_bytes,
+                "workers": self.workers}
 
 
 _SUMMARY_KEYS = ("cores", "chips", "neurons", "synapses", "lower_bound_cores", "binding_constraint", "traffic_hops",

@@ -163,7 +163,7 @@ def _stem(kind: str, c: int, width: int, *, bias: bool, batchnorm: bool, dropout
     sengupta  three 3x3 convs then 2x2 average pooling, the "pre-processing" layers of the RMP/Sengupta lineage
               (nitin-rathi/hybrid-snn-conversion self_models/resnet_spiking.py, ``pre_process``)
     imagenet  7x7 stride-2 conv then 3x3 stride-2 pooling (He et al. 2016, ImageNet ResNets), average pooling
-              in place of max pooling (algorithms.md §2.3)
+              in place of max pooling (docs/reference/algorithms.md §2.3)
     """
     if kind == "conv":
         return _conv_block(c, width, 3, bias=bias, batchnorm=batchnorm, dropout=0.0, act=act)
@@ -263,7 +263,7 @@ def resnet20(input_shape: Sequence[int], num_classes: int, width: int | None = N
     ``layout="sengupta"``: the RMP-SNN / Sengupta et al. 2019 net: three 3x3 conv "pre-processing" layers and
     2x2 average pooling, 4 stages of 2 basic blocks at 64/128/256/512 (``width`` 64), the last feature map
     flattened into a bias-free Linear; bias-free, no batch norm, dropout 0.2 by default (the constrained form,
-    algorithms.md §2.3, after nitin-rathi/hybrid-snn-conversion ``self_models/resnet_spiking.py``,
+    docs/reference/algorithms.md §2.3, after nitin-rathi/hybrid-snn-conversion ``self_models/resnet_spiking.py``,
     ``cfg['resnet20'] = [2,2,2,2]``). ``width`` scales the channels (e.g. 8 for quick MNIST-size runs).
 
         model = resnet20((1, 28, 28), 10, width=8, layout="sengupta")                  # constrained

@@ -20,6 +20,7 @@ from neuromap.data import poisson_encode
 from neuromap.errors import NeuromapError
 from neuromap.frontends.rmp.conversion import convert
 from neuromap.ir import Graph
+from neuromap.progress import track
 
 RESETS = {"soft": "subtract", "hard": "zero"}
 
@@ -48,7 +49,8 @@ def accuracy_vs_steps(graph: Graph, x, y, steps: Iterable[int], *, encoding: str
     out = graph.outputs[0]
     correct = torch.zeros(len(steps), dtype=torch.long)
     idx = torch.tensor([t - 1 for t in steps])
-    for i, start in enumerate(range(0, len(x), batch_size)):
+    starts = range(0, len(x), batch_size)
+    for i, start in enumerate(track(starts, desc=f"SNN over {steps[-1]} steps", unit="batch")):
         xb = x[start:start + batch_size]
         if encoding == "poisson":
             xb = poisson_encode(xb, steps[-1], seed=seed + i)

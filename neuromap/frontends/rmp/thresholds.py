@@ -8,7 +8,8 @@ Statistics, all in ANN units (see build.py's scaling rule):
               largest input current a population receives in any single step while the converted SNN runs
               on the calibration data, populations balanced in topological order with the final
               (alpha-scaled) thresholds of the layers before them installed
-  rmp         RMP-SNN's initialisation (Han, Srinivasan, Roy, CVPR 2020), as reconstructed in algorithms.md §2.5
+  rmp         RMP-SNN's initialisation (Han, Srinivasan, Roy, CVPR 2020), as reconstructed in
+              docs/reference/algorithms.md §2.5
               (the paper's text could not be retrieved; its abstract says only "layer-wise threshold
               initialisation" keeping the RMP neuron's input-output characteristic linear over a wide range):
               Spike-Norm's statistic S (snn_max, measured with these same thresholds upstream) is the upper end,

@@ -9,6 +9,7 @@ from torch import nn
 
 from neuromap import data as nmdata
 from neuromap.errors import NeuromapError
+from neuromap.progress import bar
 
 
 def _dataset(dataset: str | nmdata.Dataset) -> nmdata.Dataset:
@@ -50,19 +51,22 @@ def train_ann(model: nn.Module, dataset: str | nmdata.Dataset, epochs: int = 10,
     loss_fn = nn.CrossEntropyLoss()
     losses = []
     model.train()
-    for _ in range(epochs):
-        perm = torch.randperm(len(x), generator=order)
-        total = 0.0
-        for i in range(0, len(x), batch_size):
-            idx = perm[i:i + batch_size]
-            if len(idx) < 2:   # batch norm cannot train on a single sample
-                continue
-            opt.zero_grad()
-            loss = loss_fn(model(x[idx]), y[idx])
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(idx)
-        losses.append(total / max(len(x), 1))
+    with bar(desc="ANN training", total=epochs, unit="epoch") as progress:
+        for _ in range(epochs):
+            perm = torch.randperm(len(x), generator=order)
+            total = 0.0
+            for i in range(0, len(x), batch_size):
+                idx = perm[i:i + batch_size]
+                if len(idx) < 2:   # batch norm cannot train on a single sample
+                    continue
+                opt.zero_grad()
+                loss = loss_fn(model(x[idx]), y[idx])
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * len(idx)
+            losses.append(total / max(len(x), 1))
+            progress.update(1)
+            progress.set_postfix(loss=f"{losses[-1]:.4f}")
     model.eval()
     return {"loss": losses, "train_accuracy": ann_accuracy(model, x, y),
             "test_accuracy": ann_accuracy(model, ds.x_test, ds.y_test)}
