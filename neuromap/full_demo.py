@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from neuromap.atomic import write_text
-from neuromap.progress import bar, is_quiet
+from neuromap.progress import bar
 
 if TYPE_CHECKING:  # imported when the demo runs: importing this module stays cheap
     from neuromap.data import Dataset
@@ -136,8 +135,7 @@ def train_stop(ds: Dataset, settings: Settings) -> tuple[Graph, float]:
     trainer = Trainer(model, "stop-wtl", lr=2e-3, lr_theta=2e-3, lr_alpha=2e-3)
     x_test = torch.as_tensor(ds.x_test[:settings.limit], dtype=torch.float32)
     result = fit(trainer, torch.as_tensor(ds.x_train[:n], dtype=torch.float32), ds.y_train[:n], x_test,
-                 ds.y_test[:settings.limit], steps=STOP_STEPS, epochs=settings.epochs, seed=settings.seed,
-                 progress=not is_quiet() and sys.stderr.isatty())  # neuromap.progress's rule: bars on a terminal
+                 ds.y_test[:settings.limit], steps=STOP_STEPS, epochs=settings.epochs, seed=settings.seed)
     return to_graph(model, steps=STOP_STEPS), round(100.0 * result.test_accuracy, 2)
 
 
