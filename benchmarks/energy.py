@@ -7,8 +7,10 @@ energy and latency per inference. The GPU side is modelled for every shipped GPU
 (``neuromap.gpu_baseline``: the ANN and the SNN, fp32 and the best tensor-core precision) at batch 1
 (single-inference latency) and at ``--batch`` (throughput, a power of two), and measured on
 the CUDA device (float32 torch run, NVML energy counter) when torch sees one; ``--no-measure`` skips it.
+``--quick``: one epoch, 50 held-out images, 16 steps, batch 64 (a CI-sized run of every stage; its figures are
+those of a barely trained network).
 
-Usage: python benchmarks/energy.py [--target loihi2] [--steps 32] [--limit 1000] [--gpu h100] [--batch 256]
+Usage: python benchmarks/energy.py [--target loihi2] [--steps 32] [--limit 1000] [--gpu h100] [--batch 256] [--quick]
 Last stdout line: one JSON object.
 """
 from __future__ import annotations
@@ -38,7 +40,10 @@ def main() -> None:
     ap.add_argument("--gpu", default="h100", help="the GPU profile of the headline ratio")
     ap.add_argument("--batch", type=int, default=256, help="GPU batch for the throughput figures")
     ap.add_argument("--no-measure", action="store_true", help="skip the CUDA measurement even with a GPU")
+    ap.add_argument("--quick", action="store_true", help="1 epoch, 50 images, 16 steps, batch 64")
     args = ap.parse_args()
+    if args.quick:
+        args.epochs, args.limit, args.steps, args.batch = 1, 50, 16, 64
 
     t0 = time.perf_counter()
     ds = data.load("mnist5k").flat()
@@ -76,7 +81,8 @@ def main() -> None:
         print(f"GPU measured at batch {run.batch}: {run.energy_j_per_sample * 1e6:.3f} uJ per inference "
               f"({run.energy_above_idle_j_per_sample * 1e6:.3f} above idle), {run.latency_s * 1e3:.3f} ms per batch")
     print(json.dumps({
-        "benchmark": "energy", "network": "mlp 784-512-10", "data": "mnist5k", "target": result["target"],
+        "benchmark": "energy", "quick": args.quick, "epochs": args.epochs, "network": "mlp 784-512-10",
+        "data": "mnist5k", "target": result["target"],
         "constant_set": result["chip"]["constant_set"], "basis": result["chip"]["basis"], "steps": args.steps,
         "samples": result["samples"], "ann_test_accuracy": trained["test_accuracy"],
         "hwsim_accuracy": result["accuracy"], "cores": mapping.resources["cores"],

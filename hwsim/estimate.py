@@ -262,6 +262,15 @@ def _at_level(events: EventCounts, geometry: _Geometry, constants: ConstantSet, 
     return energy, latency, step, barrier
 
 
+def not_included(constants: ConstantSet) -> list[str]:
+    """One note per term the set leaves out: a figure that is 0 throughout its range and whose source says
+    "not modelled" (the x86 management power per step, for instance), so that a reader of the estimate sees
+    what its total does not contain."""
+    figures = {**constants.energy, **constants.timing}
+    return [f"not included: {name} ({figure.source})" for name, figure in figures.items()
+            if figure.high == 0 and figure.source.startswith("not modelled")]
+
+
 def estimate_chip(events: EventCounts, target: Target, cores: Sequence[CoreLike], *, constant_set: str | None = None,
                   step_time_s: float | None = None, readout_neurons: int = 0) -> ChipEstimate:
     """Energy and latency per inference of the run ``events`` counts, on ``target`` with its constant set
@@ -290,7 +299,8 @@ def estimate_chip(events: EventCounts, target: Target, cores: Sequence[CoreLike]
     mode = "unthrottled" if step_time_s is None else "real-time"
     notes = [f"constant set {constants.name} ({constants.basis}): {constants.label}",
              "modelled: per-core pipeline max(send, receive), longest NoC path, barrier table"
-             + ("" if step_time_s is None else f"; real-time steps of at least {step_time_s:g} s")]
+             + ("" if step_time_s is None else f"; real-time steps of at least {step_time_s:g} s"),
+             *not_included(constants)]
     return ChipEstimate(target=target.name, constant_set=constants.name, label=constants.label,
                         basis=constants.basis, mode=mode, samples=samples, steps=steps, chips=chips, tiles=tiles,
                         energy_terms_j={k: v * PJ for k, v in energy.items()},

@@ -10,8 +10,8 @@ model or the constants that moves a ratio out of its band fails here and must up
   Table 1, line 94): keyword spotter 390-256-256-29 on Loihi 1: dynamic 0.081 W at 296 inferences/s, i.e.
   0.27 mJ per inference (of which the authors attribute ~70 mW to the embedded x86 cores, line 210).
 * Intel, lava-dl tutorials/lava/lib/dl/netx/pilotnet_snn/benchmark.ipynb (stored outputs, lava-dl commit
-  d825ac5): PilotNet LIF on one Loihi 2 chip, 74 cores, 408.91 fps at 16 steps per frame (152.85 us per
-  step), total 0.679 W, static 0.232 W; per frame 1.661 mJ total, 1.094 mJ dynamic.
+  d825ac5, lines 214-233, 293, 405-407): PilotNet LIF on one Loihi 2 chip, 74 cores, 408.91 fps at 16 steps
+  per frame (152.85 us per step), total 0.679 W, static 0.232 W; per frame 1.661 mJ total, 1.094 mJ dynamic.
 * Frady et al., "Neuromorphic Nearest-Neighbor Search Using Intel's Pohoiki Springs", NICE 2020
   (transcription, docs/reference/estimator_sources.md): 3.34 W static per 32 chips; an unthrottled step on
   32 chips takes 5.8 us.
@@ -136,20 +136,25 @@ def _pilotnet(seed: int = 0) -> Graph:
     return Graph(nodes, [*edges, (prev, "out")])
 
 
-# estimate / published, +-20 % around the measured 1.21 (dynamic energy: within the 1.5x goal), 4.93 (total) and
-# 5.61 (step time): 167 cores of 1,024 neurons on 2 chips where Lava packs 74 cores on one, and per-core
-# synaptic work serial on the busiest core, so the modelled step is 5.6x Intel's and static energy with it
-PILOTNET_BANDS = {"dynamic": (0.97, 1.45), "total": (3.9, 5.9), "step": (4.5, 6.7)}
+# estimate / published, +-20 % around the measured 1.21 (dynamic energy: within the 1.5x goal), 4.25 (total) and
+# 9.40 (step time). With Lava's 3,168 LIF neurons per core (loihi2.toml [LDC]) the network takes 55 cores on one
+# chip, as Intel's does (74 cores; was 167 on 2 chips at Loihi 1's 1,024): the static power of one chip, not two,
+# brings the total from 4.93 to 4.25, but fuller cores make the busiest core's synaptic work (Loihi 1's 3.5 ns per
+# synop, serial) longer, so the step went from 5.61 to 9.40 and static energy (power x modelled time) with it
+PILOTNET_BANDS = {"dynamic": (0.97, 1.45), "total": (3.4, 5.1), "step": (7.5, 11.3)}
 
 
 def test_intel_pilotnet_lif_on_loihi2():
     mapping = _compiled(_pilotnet(), "loihi2")
     hw = _run(mapping, PILOTNET_STEPS, rate=0.1)
     assert 0.05 < _mean_rate(hw) < 0.4
-    est = estimate_chip(hw.events, mapping.target, mapping.netdesc().cores)
+    cores = mapping.netdesc().cores
+    est = estimate_chip(hw.events, mapping.target, cores)
     ratios = {"dynamic": est.dynamic_energy_j / PILOTNET_DYNAMIC_J, "total": est.energy_j / PILOTNET_TOTAL_J,
               "step": est.step_time_mean_s / PILOTNET_STEP_S}
-    assert len(mapping.netdesc().cores) > PILOTNET_CORES  # 1,024 neurons per core against Lava's ~3,000
+    # one chip as Intel's; fewer cores than Lava's 74, whose SynMem budget cuts the dense layer into 12 cores
+    # where the target's Loihi 1 synaptic memory (128 KB) takes it whole
+    assert len({c.chip for c in cores}) == 1 and len(cores) <= PILOTNET_CORES
     for what, (lo, hi) in PILOTNET_BANDS.items():
         assert lo <= ratios[what] <= hi, (what, ratios[what])
 

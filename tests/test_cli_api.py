@@ -64,10 +64,10 @@ def test_compile_json_is_the_api_result_and_reports_the_fit(model):
     cli = _json("compile", model, "--target", "loihi2", "--json")
     api = neuromap.compile(model, "loihi2")
     assert _timeless(cli) == _timeless(api.to_dict())
-    # digits_mlp: 16 IF + 10 LI neurons on one loihi2 core of 1,024 (mappings/targets/loihi2.toml [core])
+    # digits_mlp: 16 IF + 10 LI neurons on one loihi2 core of 3,168 (mappings/targets/loihi2.toml [core])
     assert cli["fits"] is True and cli["cores"] == 1
     assert cli["per_resource"]["neurons"]["total"] == 26
-    assert cli["per_resource"]["neurons"]["utilisation"] == pytest.approx(26 / 1024)
+    assert cli["per_resource"]["neurons"]["utilisation"] == pytest.approx(26 / 3168)
     assert cli["binding_constraint"] in cli["per_resource"]
     # the result is the Mapping: it runs, and it saves the bytes a plain compile saves
     assert isinstance(api, neuromap.Mapping) and api.partition.cores
