@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import threading
 import traceback
 import warnings
 from collections.abc import Iterator
@@ -29,6 +28,7 @@ from typing import TextIO
 import click
 
 from mappings.errors import NeuromapError, NeuromapWarning
+from neuromap.signals import Terminated, sigterm_raises
 
 EXIT_ERROR = 2      # the user's input, network or target is at fault (also click's usage errors)
 EXIT_INTERNAL = 1   # a bug in neuromap
@@ -87,32 +87,11 @@ def internal_error_line(exc: BaseException) -> str:
             f"{REPORT_TO} with the command line (neuromap --debug or {DEBUG_ENV}=1 shows the traceback)")
 
 
-class Terminated(BaseException):
-    """SIGTERM arrived (a BaseException, as KeyboardInterrupt is: no ``except Exception`` swallows it)."""
-
-
-def _raise_terminated(signum: int, frame: object) -> None:
-    raise Terminated
-
-
-@contextmanager
-def _sigterm_raises() -> Iterator[None]:
-    """SIGTERM raises Terminated inside the block (signal handlers can only be set in the main thread)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 @contextmanager
 def reported(debug: bool) -> Iterator[None]:
     """Run a command body: its warnings printed as they come, its errors turned into one line and an exit
     status. ``debug`` (or the environment variable ``NEUROMAP_DEBUG``) adds the traceback of an internal error."""
-    with warnings.catch_warnings(), _sigterm_raises():
+    with warnings.catch_warnings(), sigterm_raises():
         warnings.simplefilter("always", NeuromapWarning)
         warnings.showwarning = show_warning
         try:

@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from neuromap.atomic import atomic_path
-from neuromap.cli.messages import Terminated, one_line
+from neuromap.cli.messages import one_line
 from neuromap.errors import BackendError, NeuromapError, UnsupportedError
 from neuromap.progress import bar
+from neuromap.signals import sigterm_raises
 from neuromap.sweeps import tasks
 from neuromap.sweeps.keys import point_key
 from neuromap.sweeps.pareto import pareto_figure
@@ -45,24 +44,6 @@ def default_workers() -> int:
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
     return os.cpu_count() or 1
-
-
-@contextmanager
-def _terminate_raises() -> Iterator[None]:
-    """SIGTERM raises Terminated inside the block, as SIGINT raises KeyboardInterrupt, so that the cluster is
-    closed on the way out (handlers can only be set in the main thread)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        raise Terminated
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 @contextmanager
@@ -199,7 +180,7 @@ def sweep(spec: str | Path | SweepSpec, *, out: str | Path | None = None, worker
     executed = 0
     try:
         if todo:
-            with _terminate_raises(), connected(workers, address) as client, \
+            with sigterm_raises(), connected(workers, address) as client, \
                     bar(total=len(todo), desc="sweep", unit="point") as progress:
                 futures = _submit(client, spec, todo)
                 failed = 0

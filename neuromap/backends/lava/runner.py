@@ -32,13 +32,13 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from neuromap.backends.lava import compat
 from neuromap.errors import BackendError
 from neuromap.progress import bar as progress_bar
+from neuromap.signals import signals_held
 
 Emit = Callable[[Any], None]
 _GONE_WAIT_S = 5.0
@@ -167,14 +167,6 @@ def _kill_group(pgid: int, keep: frozenset[str] | None = None) -> list[int]:
     return left
 
 
-@contextmanager
-def _signals_held() -> Iterator[None]:
-    """SIGINT and SIGTERM wait until the block is done (a second Ctrl-C must not cut a clean-up short)."""
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def _how(exitcode: int | None) -> str:
@@ -250,7 +242,7 @@ def run_guarded(job: Callable[[Emit, Emit], None], *, timeout: float, what: str,
             raise BackendError(f"{what}: the Lava child process did not exit within the timeout of {timeout:g} s",
                                backend="lava")
     finally:
-        with _signals_held():
+        with signals_held():
             bar.close()
             receiver.close()
             left_over = _kill_group(group)

@@ -29,8 +29,7 @@ import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 from pathlib import Path
@@ -44,6 +43,7 @@ import torch.multiprocessing
 from neuromap import atomic
 from neuromap.errors import NeuromapError
 from neuromap.frontends.stop.trainer import FitResult, Probe, Trainer, fit
+from neuromap.signals import signals_held
 
 Data = np.ndarray | torch.Tensor
 Encode = Callable[[torch.Tensor], torch.Tensor]
@@ -353,7 +353,7 @@ def _how(exitcode: int) -> str:
 
 def _end(processes: list) -> None:
     """Kill the workers still running and reap them all; nothing may interrupt this."""
-    with _signals_held():
+    with signals_held():
         started = [process for process in processes if process.pid is not None]
         for process in started:
             if process.is_alive():
@@ -362,13 +362,6 @@ def _end(processes: list) -> None:
             process.join()
 
 
-@contextmanager
-def _signals_held() -> Iterator[None]:
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def _env_int(name: str, *, minimum: int) -> int:
