@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -49,9 +50,13 @@ class FloatSNN:
                 self.weights[pr.name] = torch.as_tensor(w.toarray(), device=dev)
             else:
                 w = w.tocsr()
-                self.weights[pr.name] = torch.sparse_csr_tensor(
-                    torch.as_tensor(w.indptr, dtype=torch.int64), torch.as_tensor(w.indices, dtype=torch.int64),
-                    torch.as_tensor(w.data), size=w.shape, device=dev)
+                # scipy's CSR is valid by construction (so no invariant checks), and torch's one-time notice
+                # that sparse CSR is "in beta" says nothing about this network: neither reaches the user
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
+                    self.weights[pr.name] = torch.sparse_csr_tensor(
+                        torch.as_tensor(w.indptr, dtype=torch.int64), torch.as_tensor(w.indices, dtype=torch.int64),
+                        torch.as_tensor(w.data), size=w.shape, device=dev, check_invariants=False)
 
         self.activation_scale = float(1 << qnet.formats.activation_shift)
         self.forms = {p.name: _float_form(p) for p in qnet.populations}
