@@ -582,14 +582,22 @@ def _grid(shape: tuple[int, ...], slices: list[Slice]) -> list[list[tuple[int, i
     return ranges
 
 
-def _kron_counts(conn: Connectivity, dst: Slice, grid: list[list[tuple[int, int]]] | None) -> np.ndarray:
+def _kron_counts(conn: Connectivity, dst: Slice, grid: list[list[tuple[int, int]]] | None,
+                 per_range: dict[tuple[int, int, int], np.ndarray]) -> np.ndarray:
     """Source neurons feeding ``dst`` per source slice (one count for an Input), axis by axis: the source mask
     is a product of per-axis masks and the source slices a product of ranges, so each count is a product
-    of per-axis counts (the flat mask per destination slice made this quadratic in the neurons)."""
-    masks = [f[lo:hi].any(axis=0).astype(np.int64) for f, (lo, hi) in zip(conn.factors or (), dst.box)]
+    of per-axis counts (the flat mask per destination slice made this quadratic in the neurons).
+    ``per_range``: this projection's per-axis counts by (axis, destination range), which its destination
+    slices share (a product of a few ranges per axis)."""
+    per_axis = []
+    for axis, (factor, (lo, hi)) in enumerate(zip(conn.factors or (), dst.box)):
+        if (axis, lo, hi) not in per_range:
+            mask = factor[lo:hi].any(axis=0).astype(np.int64)
+            per_range[(axis, lo, hi)] = (np.array([int(mask.sum())]) if grid is None
+                                         else np.add.reduceat(mask, [r[0] for r in grid[axis]]))
+        per_axis.append(per_range[(axis, lo, hi)])
     if grid is None:
-        return np.array([math.prod(int(m.sum()) for m in masks)])
-    per_axis = [np.add.reduceat(m, [lo for lo, _ in ranges]) for m, ranges in zip(masks, grid)]
+        return np.array([math.prod(int(c[0]) for c in per_axis)])
     return reduce(np.multiply.outer, per_axis).ravel()
 
 
@@ -598,18 +606,25 @@ def _output_axons(graph, conns: list[Connectivity], slices, rate, ones: frozense
     ``ones``: the sources whose rate is 1 per neuron, whose traffic is their axon count."""
     out = {name: np.zeros(len(s), dtype=np.int64) for name, s in slices.items()}
     pair: dict[tuple[str, int, str, int], tuple[int, float]] = {}
-    labels = {name: _labels(graph.nodes[name].output_shape, s) for name, s in slices.items()}
+    labels: dict[str, np.ndarray] = {}  # only the sources counted by flat masks need them
     grids = {name: _grid(graph.nodes[name].output_shape, s) for name, s in slices.items()}
     for conn in conns:
         src_is_input = conn.src not in slices
-        label = np.zeros(math.prod(conn.src_shape), dtype=np.int64) if src_is_input else labels[conn.src]
         n_src = 1 if src_is_input else len(slices[conn.src])
         by_axis = conn.factors is not None and conn.src in ones and (src_is_input or grids[conn.src] is not None)
+        if by_axis:
+            per_range: dict[tuple[int, int, int], np.ndarray] = {}
+        elif src_is_input:
+            label = np.zeros(math.prod(conn.src_shape), dtype=np.int64)
+        else:
+            if conn.src not in labels:
+                labels[conn.src] = _labels(graph.nodes[conn.src].output_shape, slices[conn.src])
+            label = labels[conn.src]
         for d in slices[conn.dst]:
             counts: np.ndarray
             traffic: np.ndarray
             if by_axis:
-                counts = _kron_counts(conn, d, None if src_is_input else grids[conn.src])
+                counts = _kron_counts(conn, d, None if src_is_input else grids[conn.src], per_range)
                 traffic = counts.astype(np.float64)  # a sum of ones: exact
             else:
                 mask = _source_mask(conn, d)

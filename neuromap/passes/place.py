@@ -216,6 +216,7 @@ def _refine(adj, pos: np.ndarray, sl: Slots) -> np.ndarray:
     occupant[pos] = np.arange(n)
     gx, gy = sl.gx.astype(np.int64), sl.gy.astype(np.int64)
     near = _nearby(sl, _SWAP_RADIUS)
+    weight_at = np.zeros(len(sl.gx))  # scratch: the weight of a's edge to the core at each position
 
     for _ in range(_SWAP_PASSES):
         improved = False
@@ -243,7 +244,9 @@ def _refine(adj, pos: np.ndarray, sl: Slots) -> np.ndarray:
                 d_q = np.abs(gx[q] - gx[at_b]) + np.abs(gy[q] - gy[at_b])
                 delta[k] += np.bincount(seg, weights=wgt[idx] * (d_pa - d_q), minlength=len(k))
                 # the a-b edge keeps its length under a swap, but the sums above moved it by -2 w d
-                w_ab = np.array([adj[a].get(int(x), 0.0) for x in b])
+                weight_at[at] = w  # w_ab read by position: each neighbour of a holds one position
+                w_ab = weight_at[cand[k]]
+                weight_at[at] = 0.0
                 delta[k] += 2 * w_ab * (np.abs(gx[pa] - gx[cand[k]]) + np.abs(gy[pa] - gy[cand[k]]))
             best = int(np.argmin(delta))
             if delta[best] < -1e-9:
