@@ -290,3 +290,57 @@ def test_a_slicing_fits_together_as_box_by_box():
                         seed, target_name, name, sizes, cap)
                     checked[fits] += 1
     assert min(checked.values()) > 100 and kronecker >= 16
+
+
+def test_swap_refinement_takes_the_greedy_moves_a_direct_count_finds():
+    """place._refine (vectorised deltas, the a-b edge weight read by position) makes the moves of a direct
+    greedy search: for each core in turn, the cost of the edges at it and at the displaced core is counted
+    before and after every nearby move, the best strictly better one taken. Integer weights: both deltas are
+    exact, so ties break alike (the first candidate, in ascending position)."""
+    import random
+
+    from mappings import load_target
+    from neuromap.passes.place import _SWAP_PASSES, _SWAP_RADIUS, _nearby, _refine, _undirected, slots
+
+    sl = slots(load_target("loihi2"), 1)
+    gx, gy = sl.gx.astype(int).tolist(), sl.gy.astype(int).tolist()
+    near = _nearby(sl, _SWAP_RADIUS)
+    for trial in range(3):
+        r = random.Random(trial)
+        n = 70
+        edges = {(r.randrange(n), r.randrange(n)): (1, float(r.randint(1, 4))) for _ in range(4 * n)}
+        adj = _undirected(n, edges)
+        start = np.array(r.sample(range(len(gx)), n))
+
+        def local(pos: list[int], cores: set[int]) -> float:
+            return sum(w * (abs(gx[pos[c]] - gx[pos[d]]) + abs(gy[pos[c]] - gy[pos[d]]))
+                       for c in cores for d, w in adj[c].items() if d not in cores or c < d)
+
+        pos = start.tolist()
+        for _ in range(_SWAP_PASSES):
+            improved = False
+            for a in range(n):
+                if not adj[a]:
+                    continue
+                best, best_q = -1e-9, None
+                for q in near[pos[a]].tolist():
+                    if q == pos[a]:
+                        continue
+                    b = next((c for c in range(n) if pos[c] == q), None)
+                    moved = {a} if b is None else {a, b}
+                    after = list(pos)
+                    after[a] = q
+                    if b is not None:
+                        after[b] = pos[a]
+                    delta = local(after, moved) - local(pos, moved)
+                    if delta < best:
+                        best, best_q = delta, q
+                if best_q is not None:
+                    b = next((c for c in range(n) if pos[c] == best_q), None)
+                    if b is not None:
+                        pos[b] = pos[a]
+                    pos[a] = best_q
+                    improved = True
+            if not improved:
+                break
+        np.testing.assert_array_equal(_refine(adj, start, sl), pos)
