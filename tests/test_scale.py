@@ -312,7 +312,7 @@ def test_swap_refinement_takes_the_greedy_moves_a_direct_count_finds():
         adj = _undirected(n, edges)
         start = np.array(r.sample(range(len(gx)), n))
 
-        def local(pos: list[int], cores: set[int]) -> float:
+        def local(pos: list[int], cores: set[int], adj=adj) -> float:
             return sum(w * (abs(gx[pos[c]] - gx[pos[d]]) + abs(gy[pos[c]] - gy[pos[d]]))
                        for c in cores for d, w in adj[c].items() if d not in cores or c < d)
 
