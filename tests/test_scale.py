@@ -195,3 +195,157 @@ def test_a_repeated_block_is_sliced_as_if_searched_on_its_own():
         alone = [s.box for s in part._slice_population(pop, target.core.neurons, {})]
         assert [s.box for s in result.slices if s.population == name] == alone
     assert len(keys) == 3  # n0 (fed by the input), n1-n3 (one structure), n4 (5x5)
+
+
+def test_kernighan_lin_takes_networkx_steps_on_random_graphs():
+    """place.kernighan_lin on place._induced's neighbour dicts returns networkx's kernighan_lin_bisection halves
+    (the reference: networkx on the nx.Graph built edge by edge as the bisection did), on random subgraphs
+    with integer weights (many heap ties) and float weights (order-dependent sums), uneven first halves."""
+    import random
+
+    import networkx as nx
+
+    from neuromap.passes.place import _induced, kernighan_lin
+
+    compared = 0
+    for trial in range(150):
+        r = random.Random(trial)
+        n = r.randint(2, 50)
+        adj: list[dict[int, float]] = [{} for _ in range(n)]
+        for _ in range(r.randint(1, 4 * n)):
+            a, b = r.randrange(n), r.randrange(n)
+            if a != b:
+                w = float(r.randint(1, 3)) if trial % 2 else r.random()
+                adj[a][b] = adj[b][a] = adj[a].get(b, 0.0) + w
+        cores = sorted(r.sample(range(n), r.randint(2, n)))
+        k = r.randint(1, len(cores) - 1)
+        first = set(cores[:k]) if trial % 3 else set(r.sample(cores, k))
+        g = nx.Graph()
+        g.add_nodes_from(cores)
+        for a in cores:
+            for b, w in adj[a].items():
+                if b in set(cores) and a < b:
+                    g.add_edge(a, b, weight=w)
+        if not g.number_of_edges():
+            continue
+        want = nx.algorithms.community.kernighan_lin_bisection(g, (first, set(cores) - first), weight="weight")
+        assert kernighan_lin(_induced(adj, cores), first) == want, trial
+        compared += 1
+    assert compared > 100
+
+
+def test_a_slicing_fits_together_as_box_by_box():
+    """_Population.fits counts a slicing's distinct boxes together as arrays; the reference is the box-by-box
+    count (``_fits_box_by_box``, each box through ``_kron_usage``), for every candidate slicing of every 3-D
+    population of random conv nets (strides, 1x1 and 5x5 kernels, groups, a pool, identity shortcuts, bias
+    axons), with and without shared kernels (testchip, loihi1), under two neuron caps."""
+    import itertools
+    import math
+    from dataclasses import replace
+
+    from mappings import load_target
+    from neuromap.ir import Graph, SumPool2d
+    from neuromap.passes import partition as part
+    from neuromap.passes.lower import lower
+    from neuromap.passes.quantize import quantize
+
+    checked = {True: 0, False: 0}
+    kronecker = 0
+    for seed, target_name in itertools.product(range(4), ("testchip", "loihi1")):
+        rng = np.random.default_rng(seed)
+        c0, c1, side = int(rng.integers(2, 6)), int(rng.integers(3, 9)), int(rng.choice([8, 10, 12]))
+        k, stride = int(rng.choice([1, 3, 5])), int(rng.choice([1, 2]))
+        out = (side + 2 * (k // 2) - k) // stride + 1
+        w1 = rng.normal(0, 0.5, (c1, c0, k, k)) * (rng.random((c1, c0, 1, 1)) < 0.7)  # some channel pairs unconnected
+        nodes = {"in": Input((c0, side, side)),
+                 "c1": Conv2d((c0, side, side), w1, rng.normal(0, 0.5, c1), stride=stride, padding=k // 2),
+                 "n1": IF((c1, out, out), threshold=1.0),
+                 "c2": Conv2d((c1, out, out), rng.normal(0, 0.5, (c1, 1, 3, 3)), np.zeros(c1), padding=1, groups=c1),
+                 "n2": IF((c1, out, out), threshold=1.0), "pool": SumPool2d((c1, out, out), 2),
+                 "n3": IF((c1, out // 2, out // 2), threshold=1.0), "o": Output((c1, out // 2, out // 2))}
+        edges = [("in", "c1"), ("c1", "n1"), ("n1", "c2"), ("c2", "n2"), ("n1", "n2"), ("n2", "pool"),
+                 ("pool", "n3"), ("n3", "o")]
+        graph = Graph(nodes, edges)
+        loaded = load_target(target_name)
+        # limits small enough that a good share of the slicings break one (memory or input axons)
+        target = replace(loaded, core=replace(loaded.core, synaptic_memory_bits=int(rng.integers(1, 9)) * 2048,
+                                              input_axons=int(rng.integers(16, 160))))
+        lowered = lower(graph)
+        quantized = quantize(lowered, target, input_encoding="spikes")
+        integer = {(q.src, q.dst): q for q in quantized.projections}
+        conns = [part.connectivity(graph, pr, integer[(pr.src, pr.dst)]) for pr in lowered.projections]
+        conns += [part.bias_connectivity(n, p) for n, p in quantized.populations.items() if p.bias_axon is not None]
+        for name in lowered.populations:
+            shape = graph.nodes[name].output_shape
+            mine = [c for c in conns if c.dst == name]
+            if not all(c.factors is not None for c in mine):
+                continue  # n1's bias axon has a general support: counted box by box either way
+            kronecker += 1
+            together, alone = (part._Population(name, shape, mine, target, frozenset(graph.inputs)) for _ in "ab")
+            slicings = [s for s in itertools.product(*[part._candidate_sizes(s) for s in shape])
+                        if math.prod(s) <= target.core.neurons]
+            for cap in (target.core.neurons, 24):
+                for i in rng.permutation(len(slicings))[:60]:
+                    sizes = slicings[i]
+                    if math.prod(sizes) > cap:
+                        continue
+                    fits = alone._fits_box_by_box(sizes, cap)
+                    # fits counts the heaviest box alone first: _fits_together is asked directly as well
+                    assert together._fits_together(sizes, cap) == together.fits(sizes, cap) == fits, (
+                        seed, target_name, name, sizes, cap)
+                    checked[fits] += 1
+    assert min(checked.values()) > 100 and kronecker >= 16
+
+
+def test_swap_refinement_takes_the_greedy_moves_a_direct_count_finds():
+    """place._refine (vectorised deltas, the a-b edge weight read by position) makes the moves of a direct
+    greedy search: for each core in turn, the cost of the edges at it and at the displaced core is counted
+    before and after every nearby move, the best strictly better one taken. Integer weights: both deltas are
+    exact, so ties break alike (the first candidate, in ascending position)."""
+    import random
+
+    from mappings import load_target
+    from neuromap.passes.place import _SWAP_PASSES, _SWAP_RADIUS, _nearby, _refine, _undirected, slots
+
+    sl = slots(load_target("loihi2"), 1)
+    gx, gy = sl.gx.astype(int).tolist(), sl.gy.astype(int).tolist()
+    near = _nearby(sl, _SWAP_RADIUS)
+    for trial in range(3):
+        r = random.Random(trial)
+        n = 70
+        edges = {(r.randrange(n), r.randrange(n)): (1, float(r.randint(1, 4))) for _ in range(4 * n)}
+        adj = _undirected(n, edges)
+        start = np.array(r.sample(range(len(gx)), n))
+
+        def local(pos: list[int], cores: set[int], adj=adj) -> float:
+            return sum(w * (abs(gx[pos[c]] - gx[pos[d]]) + abs(gy[pos[c]] - gy[pos[d]]))
+                       for c in cores for d, w in adj[c].items() if d not in cores or c < d)
+
+        pos = start.tolist()
+        for _ in range(_SWAP_PASSES):
+            improved = False
+            for a in range(n):
+                if not adj[a]:
+                    continue
+                best, best_q = -1e-9, None
+                for q in near[pos[a]].tolist():
+                    if q == pos[a]:
+                        continue
+                    b = next((c for c in range(n) if pos[c] == q), None)
+                    moved = {a} if b is None else {a, b}
+                    after = list(pos)
+                    after[a] = q
+                    if b is not None:
+                        after[b] = pos[a]
+                    delta = local(after, moved) - local(pos, moved)
+                    if delta < best:
+                        best, best_q = delta, q
+                if best_q is not None:
+                    b = next((c for c in range(n) if pos[c] == best_q), None)
+                    if b is not None:
+                        pos[b] = pos[a]
+                    pos[a] = best_q
+                    improved = True
+            if not improved:
+                break
+        np.testing.assert_array_equal(_refine(adj, start, sl), pos)

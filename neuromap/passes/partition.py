@@ -190,6 +190,11 @@ def _matrix_usage(model: SynapseMemory, conn: Connectivity, rows: np.ndarray) ->
     return model.lists(len(rows), int(sub.nnz), int(mults.sum()), values, mults)
 
 
+def _outer(per_axis: list[np.ndarray], op=np.multiply) -> np.ndarray:
+    """``op`` over every combination of one entry per axis, flattened in C order (the first axis slowest)."""
+    return reduce(op.outer, per_axis).ravel()
+
+
 # ---------------------------------------------------------------------------------------------- slices
 @dataclass(frozen=True)
 class Slice:
@@ -235,6 +240,8 @@ class _Population:
         # lower neuron cap): their use and each slicing's distinct boxes are found once
         self._usage: dict[tuple[tuple[int, int], ...], tuple[int, list[Usage]]] = {}
         self._distinct: dict[tuple[int, ...], list[tuple[tuple[int, int], ...]]] = {}
+        self._axis_ranges: dict[tuple[int, int], list[tuple[int, int]]] = {}
+        self._reach: dict[tuple[int, int, int], float] = {}
 
     def usage(self, box: tuple[tuple[int, int], ...]) -> tuple[int, list[Usage]]:
         if box not in self._usage:
@@ -270,15 +277,20 @@ class _Population:
         """Boxes that can differ in resource use: every combination of distinct per-axis range statistics
         for Kronecker projections; all boxes when a projection has a general support."""
         if sizes not in self._distinct:
-            self._distinct[sizes] = self._find_distinct_boxes(sizes)
+            if all(st is not None for st in self.stats):
+                self._distinct[sizes] = list(itertools.product(*self._distinct_ranges(sizes)))
+            else:
+                self._distinct[sizes] = self.boxes(sizes)
         return self._distinct[sizes]
 
-    def _find_distinct_boxes(self, sizes: tuple[int, ...]) -> list[tuple[tuple[int, int], ...]]:
-        kron = [st for st in self.stats if st is not None]
-        if len(kron) < len(self.stats):
-            return self.boxes(sizes)
-        per_axis = []
-        for axis, (size, step) in enumerate(zip(self.shape, sizes)):
+    def _distinct_ranges(self, sizes: tuple[int, ...]) -> list[list[tuple[int, int]]]:
+        """Per axis, the ranges of distinct statistics (every projection Kronecker), heaviest first. An axis's
+        list depends on its step only: found once per (axis, step) for all the slicings that share it."""
+        return [self._axis_distinct(axis, size, step) for axis, (size, step) in enumerate(zip(self.shape, sizes))]
+
+    def _axis_distinct(self, axis: int, size: int, step: int) -> list[tuple[int, int]]:
+        if (axis, step) not in self._axis_ranges:
+            kron = [st for st in self.stats if st is not None]
             seen: dict = {}
             for lo, hi in _ranges(size, step):
                 parts = [st[axis](lo, hi) for st in kron]
@@ -286,13 +298,53 @@ class _Population:
                 seen.setdefault(key, (lo, hi))
             # the heaviest range first, so that a slicing that does not fit fails on its first box
             heaviest = sorted(seen.items(), key=lambda item: -sum(p[0] for p in item[0][1:]))
-            per_axis.append([box for _, box in heaviest])
-        return list(itertools.product(*per_axis))
+            self._axis_ranges[(axis, step)] = [box for _, box in heaviest]
+        return self._axis_ranges[(axis, step)]
 
     def fits(self, sizes: tuple[int, ...], neuron_cap: int) -> bool:
         if math.prod(sizes) > min(self.target.core.neurons, neuron_cap):
             return False
+        if len(self.shape) == 3 and all(st is not None for st in self.stats):
+            # most slicings that fail do so on their heaviest box, counted alone; the others, all together
+            return not self.violations(self.distinct_boxes(sizes)[0], neuron_cap) and self._fits_together(
+                sizes, neuron_cap)
+        return self._fits_box_by_box(sizes, neuron_cap)
+
+    def _fits_box_by_box(self, sizes: tuple[int, ...], neuron_cap: int) -> bool:
         return all(not self.violations(box, neuron_cap) for box in self.distinct_boxes(sizes))
+
+    def _fits_together(self, sizes: tuple[int, ...], neuron_cap: int) -> bool:
+        """``_fits_box_by_box`` for every distinct box of a slicing at once, as arrays (the boxes are the
+        product of the per-axis distinct ranges, in C order): each count over a box is the outer product of
+        per-axis counts, as in ``_kron_usage``."""
+        per_axis = self._distinct_ranges(sizes)
+        core = self.target.core
+        n_boxes = math.prod(len(r) for r in per_axis)
+        neurons = _outer([np.array([hi - lo for lo, hi in r]) for r in per_axis])
+        memory = np.zeros(n_boxes, dtype=np.int64)
+        axons = np.zeros(n_boxes, dtype=np.int64)
+        for conn, stats in zip(self.conns, self.stats):
+            assert stats is not None, "only Kronecker projections are counted together"
+            parts = [[st(lo, hi) for lo, hi in r] for st, r in zip(stats, per_axis)]
+            syn, ax, ext = ([np.array([p[i] for p in axis], dtype=np.int64) for axis in parts] for i in (0, 1, 4))
+            shared = None
+            if conn.shares_kernel:
+                positions = _outer([np.ones(len(per_axis[0]), dtype=np.int64), ax[1], ax[2]])
+                shared = self.model.shared_memory(positions, _outer([syn[0], ext[1], ext[2]]))
+            if shared is not None:
+                memory += shared
+                axons += positions
+                continue
+            conn_axons = _outer(ax)
+            seg = [np.repeat(np.arange(len(axis)), [len(p[2]) for p in axis]) for axis in parts]
+            box = _outer([seg[0] * (len(per_axis[1]) * len(per_axis[2])), seg[1] * len(per_axis[2]), seg[2]],
+                         np.add)
+            counts = _outer([np.concatenate([p[2] for p in axis]).astype(np.int64) for axis in parts])
+            mults = _outer([np.concatenate([p[3] for p in axis]).astype(np.int64) for axis in parts])
+            memory += self.model.lists_memory(neurons, conn_axons, counts, mults, box)
+            axons += conn_axons
+        return bool((neurons <= min(core.neurons, neuron_cap)).all() and (memory <= core.synaptic_memory_bits).all()
+                    and (axons <= core.input_axons).all())
 
     def choose(self, neuron_cap: int) -> tuple[int, ...]:
         """Slice sizes that fit with the fewest cores: this population's slices plus the source cores their
@@ -327,15 +379,23 @@ class _Population:
     def _cores_with_fanout(self, sizes: tuple[int, ...]) -> float:
         """Slices, plus the output axons their sources need, in cores' worth of output axons."""
         cores = float(math.prod(-(-s // b) for s, b in zip(self.shape, sizes)))
-        for conn in self.conns:
+        for conn_index, conn in enumerate(self.conns):
             if conn.factors is None or conn.src in self.inputs:
                 continue
             reach = 1.0
-            for factor, size, step in zip(conn.factors, self.shape, sizes):
-                touched = sum(factor[lo:hi].any(axis=0).astype(np.int64) for lo, hi in _ranges(size, step))
-                reach *= float(np.mean(touched))
+            for axis, (factor, size, step) in enumerate(zip(conn.factors, self.shape, sizes)):
+                reach *= self._mean_reach(conn_index, axis, factor, size, step)
             cores += math.prod(conn.src_shape) * reach / self.target.core.output_axons
         return cores
+
+    def _mean_reach(self, conn_index: int, axis: int, factor: np.ndarray, size: int, step: int) -> float:
+        """Mean over the source positions of one axis of the ranges (of length ``step``) each one reaches,
+        cached: the slicings of one search share their per-axis steps."""
+        key = (conn_index, axis, step)
+        if key not in self._reach:
+            touched = sum(factor[lo:hi].any(axis=0).astype(np.int64) for lo, hi in _ranges(size, step))
+            self._reach[key] = float(np.mean(touched))
+        return self._reach[key]
 
     def _total_axons(self, sizes: tuple[int, ...]) -> int:
         return sum(sum(u.input_axons for u in self.usage(box)[1]) for box in self.distinct_boxes(sizes))
@@ -522,14 +582,22 @@ def _grid(shape: tuple[int, ...], slices: list[Slice]) -> list[list[tuple[int, i
     return ranges
 
 
-def _kron_counts(conn: Connectivity, dst: Slice, grid: list[list[tuple[int, int]]] | None) -> np.ndarray:
+def _kron_counts(conn: Connectivity, dst: Slice, grid: list[list[tuple[int, int]]] | None,
+                 per_range: dict[tuple[int, int, int], np.ndarray]) -> np.ndarray:
     """Source neurons feeding ``dst`` per source slice (one count for an Input), axis by axis: the source mask
     is a product of per-axis masks and the source slices a product of ranges, so each count is a product
-    of per-axis counts (the flat mask per destination slice made this quadratic in the neurons)."""
-    masks = [f[lo:hi].any(axis=0).astype(np.int64) for f, (lo, hi) in zip(conn.factors or (), dst.box)]
+    of per-axis counts (the flat mask per destination slice made this quadratic in the neurons).
+    ``per_range``: this projection's per-axis counts by (axis, destination range), which its destination
+    slices share (a product of a few ranges per axis)."""
+    per_axis = []
+    for axis, (factor, (lo, hi)) in enumerate(zip(conn.factors or (), dst.box)):
+        if (axis, lo, hi) not in per_range:
+            mask = factor[lo:hi].any(axis=0).astype(np.int64)
+            per_range[(axis, lo, hi)] = (np.array([int(mask.sum())]) if grid is None
+                                         else np.add.reduceat(mask, [r[0] for r in grid[axis]]))
+        per_axis.append(per_range[(axis, lo, hi)])
     if grid is None:
-        return np.array([math.prod(int(m.sum()) for m in masks)])
-    per_axis = [np.add.reduceat(m, [lo for lo, _ in ranges]) for m, ranges in zip(masks, grid)]
+        return np.array([math.prod(int(c[0]) for c in per_axis)])
     return reduce(np.multiply.outer, per_axis).ravel()
 
 
@@ -538,18 +606,25 @@ def _output_axons(graph, conns: list[Connectivity], slices, rate, ones: frozense
     ``ones``: the sources whose rate is 1 per neuron, whose traffic is their axon count."""
     out = {name: np.zeros(len(s), dtype=np.int64) for name, s in slices.items()}
     pair: dict[tuple[str, int, str, int], tuple[int, float]] = {}
-    labels = {name: _labels(graph.nodes[name].output_shape, s) for name, s in slices.items()}
+    labels: dict[str, np.ndarray] = {}  # only the sources counted by flat masks need them
     grids = {name: _grid(graph.nodes[name].output_shape, s) for name, s in slices.items()}
     for conn in conns:
         src_is_input = conn.src not in slices
-        label = np.zeros(math.prod(conn.src_shape), dtype=np.int64) if src_is_input else labels[conn.src]
         n_src = 1 if src_is_input else len(slices[conn.src])
         by_axis = conn.factors is not None and conn.src in ones and (src_is_input or grids[conn.src] is not None)
+        if by_axis:
+            per_range: dict[tuple[int, int, int], np.ndarray] = {}
+        elif src_is_input:
+            label = np.zeros(math.prod(conn.src_shape), dtype=np.int64)
+        else:
+            if conn.src not in labels:
+                labels[conn.src] = _labels(graph.nodes[conn.src].output_shape, slices[conn.src])
+            label = labels[conn.src]
         for d in slices[conn.dst]:
             counts: np.ndarray
             traffic: np.ndarray
             if by_axis:
-                counts = _kron_counts(conn, d, None if src_is_input else grids[conn.src])
+                counts = _kron_counts(conn, d, None if src_is_input else grids[conn.src], per_range)
                 traffic = counts.astype(np.float64)  # a sum of ones: exact
             else:
                 mask = _source_mask(conn, d)

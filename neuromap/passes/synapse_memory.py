@@ -43,6 +43,16 @@ class SynapseMemory(Protocol):
         positions; None where the target cannot share kernels."""
         ...
 
+    def lists_memory(self, neurons: np.ndarray, axons: np.ndarray, counts: np.ndarray, mults: np.ndarray,
+                     box: np.ndarray) -> np.ndarray:
+        """``lists(...).memory_bits`` of many boxes at once: per box its neurons and axons; the histograms of
+        all boxes concatenated, ``box`` naming the box of each of their entries."""
+        ...
+
+    def shared_memory(self, positions: np.ndarray, kernel_weights: np.ndarray) -> np.ndarray | None:
+        """``shared(...).memory_bits`` of many boxes at once; None where the target cannot share kernels."""
+        ...
+
 
 @dataclass(frozen=True)
 class LoihiBlocks:
@@ -83,6 +93,18 @@ class LoihiBlocks:
         # one axon per source pixel position (the channel travels with the spike), one pointer word per axon
         memory = int(self._words(kernel_weights * self.weight_bits)) + positions * self.word_bits
         return Usage(synapses, positions, memory, "shared")
+
+    def lists_memory(self, neurons: np.ndarray, axons: np.ndarray, counts: np.ndarray, mults: np.ndarray,
+                     box: np.ndarray) -> np.ndarray:
+        entries = self.list_bits(counts, self.weight_bits + self.index_bits) * mults
+        # float sums of integers stay exact below 2^53 bits a box
+        sparse = np.bincount(box, weights=entries, minlength=len(neurons)).astype(np.int64)
+        return np.minimum(sparse, axons * self.list_bits(neurons, self.weight_bits))
+
+    def shared_memory(self, positions: np.ndarray, kernel_weights: np.ndarray) -> np.ndarray | None:
+        if not self.shared_conv_weights:
+            return None
+        return self._words(kernel_weights * self.weight_bits) + positions * self.word_bits
 
 
 MODELS: dict[str, Callable[[Target], SynapseMemory]] = {"loihi_blocks": LoihiBlocks.from_target}
