@@ -60,22 +60,30 @@ def _check_shape(input_shape: Sequence[int], what: str) -> tuple[int, int, int]:
     return shape
 
 
+def _dense_stack(width: int, hidden: Sequence[int], num_classes: int, act: Callable[[], nn.Module], *, bias: bool,
+                 batchnorm: bool, dropout: float) -> list[nn.Module]:
+    """Linear [+ BatchNorm1d] + activation [+ Dropout] per hidden size, then the output Linear."""
+    layers: list[nn.Module] = []
+    for size in hidden:
+        layers.append(nn.Linear(width, size, bias=bias))
+        if batchnorm:
+            layers.append(nn.BatchNorm1d(size))
+        layers.append(act())
+        if dropout:
+            layers.append(nn.Dropout(dropout))
+        width = size
+    layers.append(nn.Linear(width, num_classes, bias=bias))
+    return layers
+
+
 def mlp(input_shape: Sequence[int], num_classes: int, hidden: Sequence[int] = (100,), *, bias: bool = True,
         batchnorm: bool = False, dropout: float = 0.0, activation: str = "relu", levels: int = 8) -> nn.Sequential:
     """Flatten -> [Linear -> (BN) -> act -> (Dropout)] * len(hidden) -> Linear."""
     act = _activation(activation, levels)
     width = math.prod(int(d) for d in input_shape)
     layers: list[nn.Module] = [nn.Flatten()] if len(tuple(input_shape)) > 1 else []
-    for h in hidden:
-        layers.append(nn.Linear(width, h, bias=bias))
-        if batchnorm:
-            layers.append(nn.BatchNorm1d(h))
-        layers.append(act())
-        if dropout:
-            layers.append(nn.Dropout(dropout))
-        width = h
-    layers.append(nn.Linear(width, num_classes, bias=bias))
-    return nn.Sequential(*layers)
+    return nn.Sequential(*layers, *_dense_stack(width, hidden, num_classes, act, bias=bias, batchnorm=batchnorm,
+                                                dropout=dropout))
 
 
 def _conv_block(c_in: int, c_out: int, kernel: int, *, bias: bool, batchnorm: bool, dropout: float,
@@ -116,17 +124,9 @@ def vgg(input_shape: Sequence[int], num_classes: int, cfg: Sequence[int | str] =
             layers += _conv_block(c, int(item), kernel, bias=bias, batchnorm=batchnorm, dropout=dropout, act=act)
             c = int(item)
     layers.append(nn.Flatten())
-    width = c * h * w
     drop = dropout if classifier_dropout is None else classifier_dropout
-    for size in ([hidden] if isinstance(hidden, int) else hidden):
-        layers.append(nn.Linear(width, size, bias=bias))
-        if batchnorm:
-            layers.append(nn.BatchNorm1d(size))
-        layers.append(act())
-        if drop:
-            layers.append(nn.Dropout(drop))
-        width = size
-    layers.append(nn.Linear(width, num_classes, bias=bias))
+    layers += _dense_stack(c * h * w, [hidden] if isinstance(hidden, int) else hidden, num_classes, act, bias=bias,
+                           batchnorm=batchnorm, dropout=drop)
     return nn.Sequential(*layers)
 
 
