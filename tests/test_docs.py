@@ -104,7 +104,7 @@ def test_the_docs_build_with_warnings_as_errors_and_hold_every_page(site):
         assert (site / f"{page}.html").stat().st_size > 0, page
     # the README's examples are included, not copied: both are on the getting-started page
     started = html.unescape((site / "getting-started.html").read_text(encoding="utf-8"))
-    assert "estimate_chip(run.events" in started and "sequential([" in started
+    assert "neuromap.estimate(mapping" in started and "sequential([" in started
     # the API reference is read from the docstrings
     api = html.unescape((site / "api.html").read_text(encoding="utf-8"))
     for name in ("neuromap.mapping.compile", "neuromap.backends.run", "neuromap.frontends.rmp.convert",

@@ -32,7 +32,7 @@ def the_block(marker: str) -> str:
 def test_every_python_block_of_the_readme_is_run_here():
     blocks = python_blocks()
     assert len(blocks) == 2
-    assert {the_block("sequential(["), the_block("estimate_chip(")} == set(blocks)
+    assert {the_block("sequential(["), the_block("neuromap.estimate(")} == set(blocks)
 
 
 def test_the_readme_graph_example_runs(tmp_path, monkeypatch, capsys):
@@ -41,16 +41,19 @@ def test_the_readme_graph_example_runs(tmp_path, monkeypatch, capsys):
     assert len(printed) == 2  # the float classes, then the quantized chip's
 
 
-@pytest.mark.slow  # trains a small MLP on digits for 5 epochs and runs 100 samples on hwsim: ~7 s
+@pytest.mark.slow  # trains a small MLP on digits for 5 epochs, runs and estimates 100 samples on hwsim: ~8 s
 def test_the_readme_example_goes_from_a_model_to_an_estimate(tmp_path, monkeypatch, capsys):
-    summary, accuracy, energy = run_block(the_block("estimate_chip("), tmp_path, monkeypatch, capsys)
+    summary, accuracy, energy, ratio = run_block(the_block("neuromap.estimate("), tmp_path, monkeypatch, capsys)
     fits = ast.literal_eval(summary)
     assert fits["target"] == "loihi2" and fits["cores"] >= 1 and fits["chips"] == 1
     assert fits["neurons"] == 100 + 10  # the default MLP's hidden layer and its read-out (inputs sit on no core)
     # far above chance (10 classes) after 5 epochs: the quantized chip classifies
     assert float(accuracy.rsplit(":", 1)[1]) > 0.5
-    found = re.fullmatch(r"per inference: ([\d.]+) uJ, ([\d.]+) us", energy)
+    found = re.fullmatch(r"per inference: ([\d.]+) uJ, ([\d.]+) us on the chip", energy)
     assert found is not None and float(found[1]) > 0 and float(found[2]) > 0
+    # the headline ratio names both sides (GPU profile, network, precision, batch; total energy each)
+    what, value = ratio.rsplit(": ", 1)
+    assert what.startswith("gpu h100 ") and what.endswith("total / chip total") and float(value) > 0
 
 
 def test_the_readme_sweep_spec_is_a_valid_spec_of_six_points(tmp_path):
