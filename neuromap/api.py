@@ -405,6 +405,8 @@ def _run_data_set(loaded: Graph | Mapping, name: str, data: str, steps: int | No
         raise NeuromapError(f"--encoding poisson encodes images; {data} holds sequences (one frame per step), "
                             "which are run as they are", flag="--encoding", value=encoding)
     x, y, n, steps = picked.x, picked.y, len(picked.y), picked.steps
+    if not isinstance(loaded, Mapping) and data_range(data) is not None:
+        loaded = load_or_compile(loaded, target, data=data)   # graded inputs scaled for the images' range
     # every backend keeps each population's spikes (N, T, neurons), at least a byte each
     check_run_memory(n, steps, graph.neuron_count(), 1, "the run's spike traces")
     frames = x if picked.sequence or encoding != "poisson" else nmdata.poisson_encode(x, steps, seed=seed).numpy()
@@ -430,10 +432,10 @@ def _check_limit(limit: int | None) -> None:
 
 # ---------------------------------------------------------------------------------------------- estimate
 def load_or_compile(model: Graph | Mapping | str | Path, target: str | None, input_encoding: str | None = None, *,
-                    nir_import: dict[str, Any] | None = None) -> Mapping:
+                    nir_import: dict[str, Any] | None = None, data: str | None = None) -> Mapping:
     """A compiled Mapping: ``model`` itself or loaded from a mapping file, or compiled from a model for
-    ``target`` (default loihi2) with ``input_encoding`` (default: the compiler's); ``nir_import``: ``read``'s
-    NIR keywords."""
+    ``target`` (default loihi2) with ``input_encoding`` (default: the compiler's) and the input range of the
+    data it will see (``data_range``); ``nir_import``: ``read``'s NIR keywords."""
     from neuromap.mapping import Mapping, compile as compile_graph
 
     loaded = _model(model, nir_import or {})
@@ -445,7 +447,18 @@ def load_or_compile(model: Graph | Mapping | str | Path, target: str | None, inp
             raise UnsupportedError(f"{model} was compiled for target {loaded.target.name!r}, not {target!r}; "
                                    "compile the model again for that target", flag="--target", value=target)
         return loaded
-    return compile_graph(loaded, target or DEFAULT_TARGET, input_encoding=input_encoding)
+    return compile_graph(loaded, target or DEFAULT_TARGET, input_encoding=input_encoding,
+                         input_range=data_range(data) if data is not None else None)
+
+
+def data_range(data: str) -> tuple[float, float] | None:
+    """The range a model compiled on the fly is given for ``data``'s values: a normalised image set's
+    (``cifar10:PATH`` about -2.43 to 2.75, ``neuromap.data.input_range``), else None (the compiler's (0, 1)),
+    so that normalised images are not clipped by graded inputs scaled for [0, 1]."""
+    from neuromap import data as nmdata
+
+    parsed = nmdata.parse(data)
+    return nmdata.input_range(data) if parsed is not None and parsed[0] in nmdata.IMAGE_SETS else None
 
 
 def encoded_inputs(mapping: Mapping, x: np.ndarray, steps: int, seed: int, *,
@@ -513,7 +526,8 @@ def estimate(model: Graph | Mapping | str | Path, data: str, *, steps: int | Non
     if step_time is not None and not (math.isfinite(step_time) and step_time > 0):
         raise UnsupportedError(f"--step-time must be a number of seconds > 0, got {step_time}", flag="--step-time",
                                value=step_time, allowed="> 0")
-    mapping = load_or_compile(model, target, input_encoding, nir_import=_nir_import(framework, dt, reset, reset_timing))
+    mapping = load_or_compile(model, target, input_encoding, nir_import=_nir_import(framework, dt, reset, reset_timing),
+                              data=data)
     mapping.target.constant_set(constant_set)  # an unknown set fails before the run
     profile = load_gpu(gpu)
     graph = mapping.graph

@@ -536,3 +536,30 @@ def test_cli_run_on_cifar10_from_disk(tmp_path, conv_model):
     lines = [line for line in missing.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("neuromap: error: cifar10:")
     assert "expected data_batch_1.bin" in lines[0]
+
+
+def test_a_graph_run_on_normalised_images_is_compiled_for_their_range(tmp_path, conv_model):
+    """run/estimate compile a graph for a normalised image set's range (neuromap.data.input_range), as
+    `neuromap compile --input-range` does by hand: the same predictions, and no input clipped; compiled for
+    the default [0, 1] the same images are clipped, with the warning naming the flag."""
+    write_cifar10_bin(tmp_path / "cifar-10-batches-bin", test=6)
+    spec = f"cifar10:{tmp_path}"
+    lo, hi = data.input_range(spec)
+    args = ["--backend", "hwsim", "--data", spec, "--limit", "6", "--steps", "4", "--json"]
+    on_the_fly = CliRunner().invoke(main, ["run", conv_model, *args])
+    assert on_the_fly.exit_code == 0, on_the_fly.output
+    assert "ClippedInput" not in on_the_fly.output and "outside the input range" not in on_the_fly.output
+    by_hand = tmp_path / "ranged.map.npz"
+    compiled = CliRunner().invoke(main, ["compile", conv_model, "--input-range", f"{lo},{hi}", "--out", str(by_hand)])
+    assert compiled.exit_code == 0, compiled.output
+    ranged = CliRunner().invoke(main, ["run", str(by_hand), *args])
+    assert ranged.exit_code == 0 and "outside the input range" not in ranged.output
+    assert json.loads(ranged.output.strip().splitlines()[-1])["accuracy"] == \
+        json.loads(on_the_fly.output.strip().splitlines()[-1])["accuracy"]
+    unit = tmp_path / "unit.map.npz"
+    assert CliRunner().invoke(main, ["compile", conv_model, "--out", str(unit)]).exit_code == 0
+    clipped = CliRunner().invoke(main, ["run", str(unit), *args])
+    assert clipped.exit_code == 0 and "outside the input range [0, 1]" in clipped.output
+    assert "--input-range" in clipped.output
+    bad = CliRunner().invoke(main, ["compile", conv_model, "--input-range", "1,0"])
+    assert bad.exit_code == 2 and "--input-range" in bad.output

@@ -76,7 +76,8 @@ def test_the_clipped_input_warning_says_what_was_clipped():
     with pytest.warns(ClippedInputWarning) as caught:
         InputEncoding("x", "graded", 8, 255.0).encode(np.array([2.0]))
     assert str(caught[0].message) == ("input 'x': 1 of 1 values lie outside the input range [0, 1] it was compiled "
-                                      "for; clipped (compile with input_range= to cover the data)")
+                                      "for; clipped (compile with --input-range LO,HI, Python input_range=, to "
+                                      "cover the data)")
 
 
 def _quiet_compile(graph, **options):

@@ -2,6 +2,7 @@
 (``neuromap.compile``)."""
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import click
@@ -21,6 +22,18 @@ from neuromap.cli.common import (
 _RESOURCE_NAMES = {"neurons": "neurons", "synaptic_memory_bits": "synaptic memory (bits)",
                    "input_axons": "input axons", "output_axons": "output axons"}
 
+def _input_range(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, float] | None:
+    if value is None:
+        return None
+    try:
+        lo, hi = (float(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected two numbers LO,HI like -2.5,2.8, got {value!r}") from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise click.BadParameter(f"expected finite LO < HI, got {value!r}")
+    return lo, hi
+
+
 @click.command("compile")
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
 @target_option("loihi2")
@@ -33,6 +46,9 @@ _RESOURCE_NAMES = {"neurons": "neurons", "synaptic_memory_bits": "synaptic memor
               help="What the chip's input receives: graded payloads or binary spikes (default: the graph's "
                    "metadata, else graded).")
 @click.option("--input-bits", type=int, default=8, show_default=True, help="Payload bits of graded inputs.")
+@click.option("--input-range", callback=_input_range, metavar="LO,HI", default=None,
+              help="The range of the input values graded payloads are scaled for [default: 0,1]; for normalised "
+                   "images, the data set's (run and estimate use it for cifar10:, cifar100:, imagenet: data).")
 @click.option("--placement", type=click.Choice(PLACEMENTS), default="optimised", show_default=True,
               help="Core placement on the mesh: optimised for traffic x hops, or sequential.")
 @seed_option("the placement search")
@@ -40,7 +56,8 @@ _RESOURCE_NAMES = {"neurons": "neurons", "synaptic_memory_bits": "synaptic memor
 @json_option
 @quiet_option
 def compile_cmd(model: str, target: str, out: str | None, mode: str, strict: bool, input_encoding: str | None,
-                input_bits: int, placement: str, seed: int, nir_import: dict[str, Any], as_json: bool) -> None:
+                input_bits: int, input_range: tuple[float, float] | None, placement: str, seed: int,
+                nir_import: dict[str, Any], as_json: bool) -> None:
     """Compile MODEL (a NIR file, a lava-dl netx file or a saved neuromap graph) for a Loihi-style target:
     quantize, partition onto cores, place on the mesh, and report whether and how it fits.
 
@@ -60,7 +77,8 @@ def compile_cmd(model: str, target: str, out: str | None, mode: str, strict: boo
 
     try:
         mapping = api.compile(model, target, seed=seed, strict=strict, mode=mode, input_encoding=input_encoding,
-                              input_bits=input_bits, placement=placement, out=out, **nir_import)
+                              input_bits=input_bits, placement=placement, out=out, input_range=input_range,
+                              **nir_import)
     except FitError as exc:
         if as_json:
             emit_json(FitFailure.from_error(exc, load_target(target).name).to_dict())

@@ -103,7 +103,7 @@ class InputEncoding:
             warnings.warn(ClippedInputWarning(
                 f"input {self.name!r}: {outside:,} of {x.size:,} values lie outside the input range "
                 f"[{lo / self.scale:g}, {hi / self.scale:g}] it was compiled for; clipped (compile with "
-                "input_range= to cover the data)", node=self.name, needed=outside,
+                "--input-range LO,HI, Python input_range=, to cover the data)", node=self.name, needed=outside,
                 allowed=(lo / self.scale, hi / self.scale)), stacklevel=2)
         return np.clip(payload, lo, hi).astype(np.int64)
 

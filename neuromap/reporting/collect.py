@@ -19,7 +19,7 @@ import numpy as np
 
 from neuromap.errors import FormatError, UnsupportedError
 from neuromap.ir import Graph
-from neuromap.mapping import Mapping, compile as compile_graph
+from neuromap.mapping import Mapping
 
 DEFAULT_STEPS = 32          # as ``neuromap run``'s default for images
 SWEEP_JSON_MAX_BYTES = 1 << 24   # a convert --sweep JSON line is a few kilobytes
@@ -51,9 +51,10 @@ class Contents:
 
 
 def mapping_of(model: str | Path | Graph | Mapping, target: str | None,
-               nir_import: MappingType[str, Any] | None = None) -> Mapping:
+               nir_import: MappingType[str, Any] | None = None, data: str | None = None) -> Mapping:
     """The Mapping a report is about: ``model`` itself, or compiled for ``target`` (default loihi2) from a
-    graph or from any model file ``neuromap.mapping.read_model`` reads."""
+    graph or from any model file ``neuromap.mapping.read_model`` reads, for the range of ``data``'s values
+    (``neuromap.api.data_range``)."""
     from neuromap.api import load_or_compile
 
     if isinstance(model, Mapping):
@@ -61,9 +62,8 @@ def mapping_of(model: str | Path | Graph | Mapping, target: str | None,
             raise UnsupportedError(f"the Mapping was compiled for target {model.target.name!r}, not {target!r}; "
                                    "compile the model again for that target", flag="--target", value=target)
         return model
-    if isinstance(model, Graph):
-        return compile_graph(model, target or "loihi2")
-    return load_or_compile(str(model), target, nir_import=dict(nir_import or {}))
+    return load_or_compile(model if isinstance(model, Graph) else str(model), target,
+                           nir_import=dict(nir_import or {}), data=data)
 
 
 def read_sweep_json(path: str | Path) -> tuple[dict[str, dict[int, float]], float | None]:
@@ -158,7 +158,7 @@ def gather(model: str | Path | Graph | Mapping, *, data: str = "digits", steps: 
         raise UnsupportedError(f"--sweep: time steps must be at least 1, got {list(sweep)}", flag="--sweep",
                                value=str(list(sweep)), allowed=">= 1")
     curves, reference = read_sweep_json(sweep_json) if sweep_json is not None else ({}, None)
-    mapping = mapping_of(model, target, nir_import)
+    mapping = mapping_of(model, target, nir_import, data)
     graph = mapping.graph
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
         raise UnsupportedError(f"a report runs networks with one Input and one Output (this one has "
