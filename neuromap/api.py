@@ -405,8 +405,10 @@ def _run_data_set(loaded: Graph | Mapping, name: str, data: str, steps: int | No
         raise NeuromapError(f"--encoding poisson encodes images; {data} holds sequences (one frame per step), "
                             "which are run as they are", flag="--encoding", value=encoding)
     x, y, n, steps = picked.x, picked.y, len(picked.y), picked.steps
-    if not isinstance(loaded, Mapping) and data_range(data) is not None:
-        loaded = load_or_compile(loaded, target, data=data)   # graded inputs scaled for the images' range
+    value_range = data_range(data)
+    if not isinstance(loaded, Mapping) and value_range is not None:
+        # the compiler reads the range from the graph when a backend compiles it (a float run never does)
+        loaded = loaded.with_nodes({}, {"input_range": list(value_range)})
     # every backend keeps each population's spikes (N, T, neurons), at least a byte each
     check_run_memory(n, steps, graph.neuron_count(), 1, "the run's spike traces")
     frames = x if picked.sequence or encoding != "poisson" else nmdata.poisson_encode(x, steps, seed=seed).numpy()
