@@ -13,14 +13,18 @@ steps for an SNN), each pass issuing ``kernels_per_pass`` kernels. For a batch o
         t_l     = max(B·flops_l / (peak_p·η_compute), bytes_l / (bandwidth·η_memory))
     launches   eager: passes·K·t_kernel;   cuda_graph: t_graph + passes·K·t_node       (K = kernels_per_pass)
     transfer   B·e·inputs·passes / host link                             (the inputs, host to device)
-    latency    Σ_passes Σ_l t_l + launches + transfer                    (of the batch: each inference waits for it)
-    energy     static = P_idle·latency, dynamic = (P_active - P_idle)·Σ t_l, total = static + dynamic
-               (the board draws its active power while kernels run, its idle power in launch gaps and copies)
+    host call  t_call                                                    (the host's fixed time per batch)
+    latency    busy + launches + transfer + host call,  busy = Σ_passes Σ_l t_l   (each inference waits for it)
+    energy     static  = P_idle·latency
+               dynamic = (P_active - P_idle)·busy + (P_awake - P_idle)·(latency - busy),  total = static + dynamic
+               (the board draws its active power while kernels run and its awake power in the gaps between
+               them: launches, copies, the host's call, when a stream of batches holds its clocks up)
 
-Per inference: energy / B; throughput B / latency. The band pairs the low idle and active powers (low)
-and the high ones (high); the time model has no range. Device memory bounds the batch: W·e +
+Per inference: energy / B; throughput B / latency. The band pairs the low idle, awake and active powers
+(low) and the high ones (high); the time model has no range. Device memory bounds the batch: W·e +
 B·e·(inputs·passes + Σ_l state_l + max_l(in_l + out_l)) <= memory. Every figure is a model ("model"),
-never a bound: a measured board may lie on either side of it.
+never a bound: a measured board may lie on either side of it. A precision the profile has no peak for is
+refused (``mappings.gpu.GpuProfile.peak_ops_per_s``).
 """
 from __future__ import annotations
 
@@ -144,20 +148,23 @@ def model_point(work: Workload, profile: GpuProfile, precision: str, batch: int,
     launches = (kernels * profile.kernel_launch_us if launch == "eager"
                 else profile.graph_launch_us + kernels * profile.graph_kernel_us) * 1e-6
     transfer = batch * e * work.inputs * work.passes / (profile.host_link_gb_s * 1e9)
+    host_call = profile.host_call_us * 1e-6
     busy = compute_bound + memory_bound
-    latency = busy + launches + transfer
+    latency = busy + launches + transfer + host_call
 
-    def energy(idle_w: float, active_w: float) -> dict[str, float]:
-        static, dynamic = idle_w * latency / batch, (active_w - idle_w) * busy / batch
+    def energy(idle_w: float, awake_w: float, active_w: float) -> dict[str, float]:
+        static = idle_w * latency / batch
+        dynamic = ((active_w - idle_w) * busy + (awake_w - idle_w) * (latency - busy)) / batch
         return {"dynamic": dynamic, "static": static, "total": static + dynamic}
 
-    idle, active = profile.idle_power_w, profile.active_power_w
+    idle, awake, active = profile.idle_power_w, profile.awake_power_w, profile.active_power_w
     return GpuPoint(device=profile.name, network=work.network, precision=precision, batch=batch, launch=launch,
-                    energy_j=energy(idle.typical, active.typical),
-                    energy_band_j={"low": energy(idle.low, active.low)["total"],
-                                   "high": energy(idle.high, active.high)["total"]},
+                    energy_j=energy(idle.typical, awake.typical, active.typical),
+                    energy_band_j={"low": energy(idle.low, awake.low, active.low)["total"],
+                                   "high": energy(idle.high, awake.high, active.high)["total"]},
                     latency_s=latency, latency_terms_s={"compute_bound": compute_bound, "memory_bound": memory_bound,
-                                                        "launch": launches, "host_transfer": transfer},
+                                                        "launch": launches, "host_transfer": transfer,
+                                                        "host_call": host_call},
                     l2_resident=resident, dram_bytes=dram / batch, flops=work.flops)
 
 

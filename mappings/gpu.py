@@ -2,10 +2,13 @@
 
 A profile file (``mappings/gpus/*.toml``, or a user's file by path) has ``[gpu]`` (name, description),
 ``[compute]`` (dense peaks per precision, the achievable fraction of them, memory bandwidth and its
-achievable fraction, L2 and device memory, the host link, TDP, launch overheads: eager per kernel, and in
-a CUDA graph per graph and per kernel node) and ``[power]`` (idle and active board power, each a plain
-number or ``{ typical, low, high, source }`` where sources disagree, low <= typical <= high). Every field
-is required and checked on load; unknown fields are rejected, as for chip targets (``mappings.target``).
+achievable fraction, L2 and device memory, the host link, TDP, launch overheads: eager per kernel, in a CUDA
+graph per graph and per kernel node, and the host's fixed time per batch) and ``[power]`` (idle, awake and
+active board power, each a plain number or ``{ typical, low, high, source }`` where sources disagree,
+low <= typical <= high). The FP32 peak is required; a device that cannot run FP16, BF16 or INT8 faster than
+FP32 (no tensor cores, no packed half or dp4a units) leaves that peak out, and asking for that precision is
+refused, naming the profile and the key. Every other field is required and checked on load; unknown fields
+are rejected, as for chip targets (``mappings.target``).
 """
 from __future__ import annotations
 
@@ -33,16 +36,17 @@ class PowerFigure:
 
 @dataclass(frozen=True)
 class GpuProfile:
-    """One GPU. Dense peaks in TFLOP/s (int8: TOP/s; fp32 on the CUDA cores, fp16/bf16/int8 on the tensor
-    cores), the fractions of peak a well-shaped kernel reaches, bandwidths in GB/s, L2 in MB (10^6 bytes),
-    device memory in GB (10^9 bytes), TDP in W, launch overheads in microseconds; board powers in W."""
+    """One GPU. Dense peaks in TFLOP/s (int8: TOP/s; fp32 on the CUDA cores, fp16/bf16/int8 on the fastest
+    units that run them: tensor cores where the device has them; None where it has no such precision), the
+    fractions of peak a well-shaped kernel reaches, bandwidths in GB/s, L2 in MB (10^6 bytes), device memory
+    in GB (10^9 bytes), TDP in W, launch and host overheads in microseconds; board powers in W."""
 
     name: str
     description: str
     peak_fp32_tflops: float
-    peak_fp16_tflops: float
-    peak_bf16_tflops: float
-    peak_int8_tops: float
+    peak_fp16_tflops: float | None
+    peak_bf16_tflops: float | None
+    peak_int8_tops: float | None
     compute_efficiency: float
     memory_bandwidth_gb_s: float
     bandwidth_efficiency: float
@@ -53,26 +57,46 @@ class GpuProfile:
     kernel_launch_us: float
     graph_launch_us: float
     graph_kernel_us: float
+    host_call_us: float
     idle_power_w: PowerFigure
+    awake_power_w: PowerFigure
     active_power_w: PowerFigure
     source: str
 
+    def has_precision(self, precision: str) -> bool:
+        """Whether the profile gives a peak for ``precision`` (one of PRECISIONS)."""
+        return getattr(self, PEAK_KEYS[precision]) is not None
+
     def peak_ops_per_s(self, precision: str) -> float:
-        """The dense peak of ``precision`` (one of PRECISIONS) in operations per second."""
-        return {"fp32": self.peak_fp32_tflops, "fp16": self.peak_fp16_tflops, "bf16": self.peak_bf16_tflops,
-                "int8": self.peak_int8_tops}[precision] * 1e12
+        """The dense peak of ``precision`` (one of PRECISIONS) in operations per second; a precision the
+        profile leaves out is refused, naming the profile and the key."""
+        key = PEAK_KEYS[precision]
+        peak = getattr(self, key)
+        if peak is None:
+            raise TargetError(f"{self.source or self.name}: [compute] {key}: absent, so {self.name} has no "
+                              f"{precision} peak; use a precision it gives ({', '.join(self.precisions())})",
+                              path=self.source, field=f"[compute] {key}", value=precision,
+                              allowed=self.precisions())
+        return peak * 1e12
+
+    def precisions(self) -> tuple[str, ...]:
+        """The precisions the profile gives a peak for, in PRECISIONS order (fp32 always)."""
+        return tuple(p for p in PRECISIONS if self.has_precision(p))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
+PEAK_KEYS = {"fp32": "peak_fp32_tflops", "fp16": "peak_fp16_tflops", "bf16": "peak_bf16_tflops",
+             "int8": "peak_int8_tops"}
+_OPTIONAL = ("peak_fp16_tflops", "peak_bf16_tflops", "peak_int8_tops")  # absent: the device has no such precision
 _FIELDS = {
-    "compute": ("peak_fp32_tflops", "peak_fp16_tflops", "peak_bf16_tflops", "peak_int8_tops", "compute_efficiency",
-                "memory_bandwidth_gb_s", "bandwidth_efficiency", "l2_cache_mb", "memory_gb", "host_link_gb_s", "tdp_w",
-                "kernel_launch_us", "graph_launch_us", "graph_kernel_us"),
+    "compute": ("peak_fp32_tflops", *_OPTIONAL, "compute_efficiency", "memory_bandwidth_gb_s", "bandwidth_efficiency",
+                "l2_cache_mb", "memory_gb", "host_link_gb_s", "tdp_w", "kernel_launch_us", "graph_launch_us",
+                "graph_kernel_us", "host_call_us"),
 }
-_POWER = ("idle_power_w", "active_power_w")
-_MAY_BE_ZERO = {"kernel_launch_us", "graph_launch_us", "graph_kernel_us"}
+_POWER = ("idle_power_w", "awake_power_w", "active_power_w")
+_MAY_BE_ZERO = {"kernel_launch_us", "graph_launch_us", "graph_kernel_us", "host_call_us"}
 _FRACTIONS = {"compute_efficiency", "bandwidth_efficiency"}
 # Far above any GPU built (an H200: 67 TFLOP/s FP32, 4.8 TB/s, 50 MB L2, 141 GB, 700 W): beyond them a typo,
 # and estimates of inf
@@ -80,7 +104,8 @@ _MAXIMA = {"peak_fp32_tflops": (1e6, "TFLOP/s"), "peak_fp16_tflops": (1e7, "TFLO
            "peak_bf16_tflops": (1e7, "TFLOP/s"), "peak_int8_tops": (1e7, "TOP/s"),
            "memory_bandwidth_gb_s": (1e7, "GB/s"), "l2_cache_mb": (1e6, "MB"), "memory_gb": (1e6, "GB"),
            "host_link_gb_s": (1e6, "GB/s"), "tdp_w": (1e5, "W"), "kernel_launch_us": (1e6, "us per kernel"),
-           "graph_launch_us": (1e6, "us per graph"), "graph_kernel_us": (1e6, "us per kernel in a graph")}
+           "graph_launch_us": (1e6, "us per graph"), "graph_kernel_us": (1e6, "us per kernel in a graph"),
+           "host_call_us": (1e6, "us per batch")}
 _POWER_MAX = (1e5, "W")
 _RULE = (float, lambda x: x > 0, "> 0")
 _RULE_ZERO_OK = (float, lambda x: x >= 0, ">= 0")
@@ -109,18 +134,31 @@ def _power(raw: Any, name: str, where: str) -> PowerFigure:
 def parse_gpu(doc: dict, where: str) -> GpuProfile:
     """A GpuProfile from a parsed TOML document; ``where`` names the file in messages."""
     head = check_head(doc, "gpu", [*_FIELDS, "power"], where)
-    values: dict[str, Any] = {k: v for table, names in _FIELDS.items()
-                              for k, v in check_table(doc, table, where, {n: _rule(n) for n in names},
-                                                      _MAXIMA).items()}
+    compute = doc.get("compute")
+    present = set(compute) if isinstance(compute, dict) else set()
+    values: dict[str, Any] = dict.fromkeys(_OPTIONAL)
+    values |= {k: v for table, names in _FIELDS.items()
+               for k, v in check_table(doc, table, where, {n: _rule(n) for n in names
+                                                           if n not in _OPTIONAL or n in present},
+                                       _MAXIMA).items()}
     raw_power = check_table(doc, "power", where, {n: (object, None, "") for n in _POWER})
     values |= {n: _power(raw_power[n], n, where) for n in _POWER}
-    idle, active = values["idle_power_w"], values["active_power_w"]
-    if not (idle.low < active.low and idle.typical < active.typical and idle.high < active.high):
-        raise TargetError(f"{where}: [power] active_power_w: must exceed idle_power_w at low, typical and high, "
-                          f"got {active.low!r}, {active.typical!r}, {active.high!r} against {idle.low!r}, "
-                          f"{idle.typical!r}, {idle.high!r}", path=where, field="[power] active_power_w",
-                          value=(active.low, active.typical, active.high), allowed="> idle_power_w")
+    _ordered(values["idle_power_w"], values["awake_power_w"], "awake_power_w", "idle_power_w", where, strict=False)
+    _ordered(values["awake_power_w"], values["active_power_w"], "active_power_w", "awake_power_w", where,
+             strict=True)
     return GpuProfile(name=head["name"], description=head["description"], source=where, **values)
+
+
+def _ordered(lower: PowerFigure, upper: PowerFigure, name: str, other: str, where: str, *, strict: bool) -> None:
+    """``upper`` exceeds ``lower`` (``strict``) or is at least it, at low, typical and high."""
+    pairs = ((lower.low, upper.low), (lower.typical, upper.typical), (lower.high, upper.high))
+    if all(a < b if strict else a <= b for a, b in pairs):
+        return
+    verb = "exceed" if strict else "be at least"
+    raise TargetError(f"{where}: [power] {name}: must {verb} {other} at low, typical and high, got "
+                      f"{upper.low!r}, {upper.typical!r}, {upper.high!r} against {lower.low!r}, {lower.typical!r}, "
+                      f"{lower.high!r}", path=where, field=f"[power] {name}",
+                      value=(upper.low, upper.typical, upper.high), allowed=f"{'>' if strict else '>='} {other}")
 
 
 def available_gpus() -> list[str]:

@@ -19,9 +19,10 @@ guessed: the ops the implementation dispatches (torch's dispatcher, views and al
 batch of one on the CPU, each of which launches a kernel on a GPU: ``FloatSNN``'s per step (two steps less
 one), the ANN's per forward pass.
 
-Precisions: fp32 for both and the best tensor-core precision each can use: the ANN any of fp16, bf16 and
-int8 (a post-training-quantized ANN), the SNN fp16 or bf16 (int8 cannot hold a membrane potential); the
-one with the device's highest dense peak, the first listed on ties.
+Precisions: fp32 for both and the best reduced precision each can use: the ANN any of fp16, bf16 and
+int8 (a post-training-quantized ANN), the SNN fp16 or bf16 (int8 cannot hold a membrane potential); of
+those the device has a peak for, the one with its highest dense peak, the first listed on ties. A device
+with none of them (a Kepler board: fp32 only) gets fp32 points only, with a warning.
 """
 from __future__ import annotations
 
@@ -163,8 +164,12 @@ def workloads(mapping, steps: int) -> list[Workload]:
     return [ann_workload(graph), *found]
 
 
-def best_tensor_precision(network: str, profile: GpuProfile) -> str:
-    options = TENSOR_PRECISIONS[network]
+def best_tensor_precision(network: str, profile: GpuProfile) -> str | None:
+    """The reduced precision ``network`` runs fastest in on ``profile`` (module docstring); None if the
+    profile has none of them."""
+    options = [p for p in TENSOR_PRECISIONS[network] if profile.has_precision(p)]
+    if not options:
+        return None
     return max(options, key=lambda p: (profile.peak_ops_per_s(p), -options.index(p)))
 
 
@@ -175,7 +180,13 @@ def model_points(works: Sequence[Workload], profiles: Sequence[GpuProfile], *,
     points = []
     for profile in profiles:
         for work in works:
-            for precision in ("fp32", best_tensor_precision(work.network, profile)):
+            best = best_tensor_precision(work.network, profile)
+            if best is None:
+                warnings.warn(NeuromapWarning(
+                    f"{profile.name} has no peak for {', '.join(TENSOR_PRECISIONS[work.network])} ({profile.source}): "
+                    f"its {work.network} points are fp32 only", field="precision", value=work.network,
+                    path=profile.source), stacklevel=2)
+            for precision in ("fp32",) if best is None else ("fp32", best):
                 points += [model_point(work, profile, precision, b, launch=launch).to_dict()
                            for b in batch_sweep(work, profile, precision)]
     return points

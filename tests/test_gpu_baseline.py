@@ -29,13 +29,13 @@ from neuromap.gpu_baseline import (
 A100, H100, H200 = (load_gpu(n) for n in ("a100", "h100", "h200"))
 
 # a profile of round numbers: 1 TFLOP/s fp32 (2 fp16, 4 int8), 1000 GB/s, half of each achievable,
-# 1 MB L2, 1 GB memory, 1 GB/s host link, 1 us a launch, 10 W idle, 110 W active
+# 1 MB L2, 1 GB memory, 1 GB/s host link, 1 us a launch, no host call, 10 W idle (and awake), 110 W active
 ROUND = GpuProfile(name="round", description="", peak_fp32_tflops=1.0, peak_fp16_tflops=2.0, peak_bf16_tflops=2.0,
                    peak_int8_tops=4.0, compute_efficiency=0.5, memory_bandwidth_gb_s=1000.0,
                    bandwidth_efficiency=0.5, l2_cache_mb=1.0, memory_gb=1.0, host_link_gb_s=1.0, tdp_w=200.0,
-                   kernel_launch_us=1.0, graph_launch_us=3.0, graph_kernel_us=0.5,
-                   idle_power_w=PowerFigure(10.0, 5.0, 20.0, ""), active_power_w=PowerFigure(110.0, 55.0, 220.0, ""),
-                   source="")
+                   kernel_launch_us=1.0, graph_launch_us=3.0, graph_kernel_us=0.5, host_call_us=0.0,
+                   idle_power_w=PowerFigure(10.0, 5.0, 20.0, ""), awake_power_w=PowerFigure(10.0, 5.0, 20.0, ""),
+                   active_power_w=PowerFigure(110.0, 55.0, 220.0, ""), source="")
 
 
 def _one_layer(flops, params, inputs=1, outputs=1, state=0, passes=1, kernels=1, network="ann"):
@@ -50,7 +50,7 @@ def test_a_compute_bound_layer_by_hand():
     p = model_point(_one_layer(1e6, 10), ROUND, "fp32", 1, launch="eager")
     latency = 2e-6 + 1e-6 + 4e-9
     assert p.latency_terms_s == pytest.approx({"compute_bound": 2e-6, "memory_bound": 0.0, "launch": 1e-6,
-                                               "host_transfer": 4e-9}, rel=1e-12)
+                                               "host_transfer": 4e-9, "host_call": 0.0}, rel=1e-12)
     assert p.latency_s == pytest.approx(latency, rel=1e-12)
     assert p.energy_j == pytest.approx({"dynamic": 100 * 2e-6, "static": 10 * latency,
                                         "total": 100 * 2e-6 + 10 * latency}, rel=1e-12)
@@ -66,7 +66,7 @@ def test_a_memory_bound_layer_by_hand():
     memory = 2_001_200 / 500e9
     assert not p.l2_resident
     assert p.latency_terms_s == pytest.approx({"compute_bound": 0.0, "memory_bound": memory, "launch": 3.5e-6,
-                                               "host_transfer": 0.8e-6}, rel=1e-12)
+                                               "host_transfer": 0.8e-6, "host_call": 0.0}, rel=1e-12)
     latency = memory + 3.5e-6 + 0.8e-6
     assert p.energy_j["total"] == pytest.approx((100 * memory + 10 * latency) / 4, rel=1e-12)
     assert p.dram_bytes == pytest.approx(2_001_200 / 4) and p.throughput_per_s == pytest.approx(4 / latency)
@@ -266,7 +266,7 @@ def test_active_power_must_exceed_idle_power(tmp_path):
     broken = tmp_path / "g.toml"
     text = Path(H100.source).read_text()
     broken.write_text(text.replace("typical = 500.0, low = 350.0", "typical = 60.0, low = 40.0"))
-    with pytest.raises(mappings.TargetError, match=r"\[power\] active_power_w: must exceed idle_power_w") as info:
+    with pytest.raises(mappings.TargetError, match=r"\[power\] active_power_w: must exceed awake_power_w") as info:
         load_gpu(broken)
     assert info.value.field == "[power] active_power_w"
 

@@ -290,7 +290,8 @@ def test_gpu_point_as_json():
                          peak_bf16_tflops=1.0, peak_int8_tops=1.0, compute_efficiency=1.0,
                          memory_bandwidth_gb_s=1000.0, bandwidth_efficiency=1.0, l2_cache_mb=1.0, memory_gb=1.0,
                          host_link_gb_s=1.0, tdp_w=100.0, kernel_launch_us=1.0, graph_launch_us=0.0,
-                         graph_kernel_us=0.0, idle_power_w=PowerFigure(10.0, 10.0, 10.0, ""),
+                         graph_kernel_us=0.0, host_call_us=0.0, idle_power_w=PowerFigure(10.0, 10.0, 10.0, ""),
+                         awake_power_w=PowerFigure(10.0, 10.0, 10.0, ""),
                          active_power_w=PowerFigure(110.0, 110.0, 110.0, ""), source="")
     work = Workload("snn", (LayerWork("l", 270.0, 100, 4, 4),), 2, 1, 4)
     out = model_point(work, profile, "fp32", 1, launch="eager").to_dict()
@@ -302,7 +303,7 @@ def test_gpu_point_as_json():
                    "energy_band_j": pytest.approx({"low": energy["total"], "high": energy["total"]}, rel=1e-12),
                    "latency_s": pytest.approx(latency, rel=1e-12), "throughput_per_s": pytest.approx(1 / latency),
                    "latency_terms_s": pytest.approx({"compute_bound": 0.27e-9, "memory_bound": 0.432e-9, "launch": 2e-6,
-                                                     "host_transfer": 32e-9}, rel=1e-12),
+                                                     "host_transfer": 32e-9, "host_call": 0.0}, rel=1e-12),
                    "l2_resident": True, "dram_bytes": 400 + 2 * 32, "flops": 540.0, "source": "model"}
 
 

@@ -1,0 +1,180 @@
+"""The GPU model against published GPU measurements (docs/estimator.md, "GPU calibration").
+
+Blouw, Choo, Hunsberger, Eliasmith 2019 (NICE; arXiv 1812.01739; github.com/abr/power_benchmarks, the code
+as it ran, commit a54c743) ran the keyword spotter 390-256-256-29 (two ReLU layers, a linear read-out;
+models.py lines 88-117, input placeholder [None, 390] lines 123-124) as an ANN in TensorFlow 1.x, one
+``session.run`` per batch from a Python loop (run_benchmark.py lines 99-109; models.py lines 175-184: feed,
+fetch, arg-max on the host), on a Quadro K4000 (nvidia-smi every 200 ms, the board only) and a
+Jetson TX1 (wall power, read by eye), batch 1 to 64, 15 minutes each; the paper's Table 1
+(paper/power_summary.tex lines 86-94) gives batch 1. The runs' inferences per second and mean power are
+derived from the logs in ``tests/data/abr_gpu/blouw2019_gpu.json`` (README there).
+
+The network is the model's ANN workload (``neuromap.gpu_baseline.ann_workload``, the IR graph below, fp32,
+eager launches: TF 1.x dispatches each op). The profiles' host call and awake power are **fitted** to batch
+1 (``mappings/gpus/quadro_k4000.toml``, ``jetson_tx1.toml``: [FIT]); batches 2-64 are the validation. Each
+ratio model / measured is asserted within 10 % of what the model gives now (``EXPECTED``), so a change that
+moves one fails here and must update docs/estimator.md's table.
+"""
+import dataclasses
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import mappings
+from hwsim.gpu_model import LayerWork, Workload, model_point
+from mappings.gpu import PowerFigure, load_gpu
+from neuromap.gpu_baseline import ann_workload, best_tensor_precision, model_points
+from neuromap.ir import IF, LI, Affine, Input, Output, sequential
+
+DATA = json.loads((Path(__file__).parent / "data" / "abr_gpu" / "blouw2019_gpu.json").read_text())
+BATCHES = (1, 2, 4, 8, 16, 32, 64)
+
+# model / measured per batch: (latency of a batch, dynamic energy per inference, total energy per inference);
+# batch 1 is the fit
+EXPECTED = {
+    "quadro_k4000": {1: (1.000, 1.005, 1.003), 2: (1.051, 1.028, 1.037), 4: (1.036, 1.019, 1.025),
+                     8: (1.077, 1.038, 1.053), 16: (1.038, 0.999, 1.014), 32: (0.978, 0.901, 0.930),
+                     64: (0.752, 0.667, 0.698)},
+    "jetson_tx1": {1: (1.000, 1.021, 1.010), 2: (1.458, 1.129, 1.280), 4: (1.363, 1.124, 1.238),
+                   8: (1.100, 1.031, 1.066), 16: (1.018, 1.040, 1.028), 32: (0.921, 0.999, 0.957),
+                   64: (0.647, 0.920, 0.755)},
+}
+
+
+def _keyword_spotter():
+    """390 -> 256 -> 256 -> 29 as the IR holds an ANN: Affine layers, a rate neuron for each ReLU, an integrator
+    read-out (its value, as TF's linear output). Weights are random: a dense GPU run costs the same for any."""
+    rng = np.random.default_rng(0)
+    return sequential([("in", Input(shape=(390,))),
+                       ("fc1", Affine(rng.uniform(-0.05, 0.05, (256, 390)), np.zeros(256))),
+                       ("h1", IF(shape=(256,), threshold=1.0)),
+                       ("fc2", Affine(rng.uniform(-0.05, 0.05, (256, 256)), np.zeros(256))),
+                       ("h2", IF(shape=(256,), threshold=1.0)),
+                       ("fc3", Affine(rng.uniform(-0.05, 0.05, (29, 256)), np.zeros(29))),
+                       ("out_v", LI(shape=(29,))), ("out", Output(shape=(29,)))])
+
+
+@pytest.fixture(scope="module")
+def kws():
+    return ann_workload(_keyword_spotter())
+
+
+def _measured(device: str, batch: int) -> dict[str, float]:
+    dev = DATA["devices"][device]
+    run = next(r for r in dev["runs"] if r["batch"] == batch)
+    per_inference = run["n_seconds"] / run["n_inferences"]
+    return {"latency_s": batch * per_inference,
+            "dynamic_j": (run["running_power_w"] - dev["idle_power_w"]) * per_inference,
+            "total_j": run["running_power_w"] * per_inference}
+
+
+def _ratios(work, device: str, batch: int):
+    profile = load_gpu(device)
+    point = model_point(work, profile, "fp32", batch, launch="eager")
+    m = _measured(device, batch)
+    return (point.latency_s / m["latency_s"], point.energy_j["dynamic"] / m["dynamic_j"],
+            point.energy_j["total"] / m["total_j"]), point, m
+
+
+def test_the_derived_logs_give_the_papers_table_1():
+    """Table 1 (power_summary.tex lines 89, 91): GPU idle 14.97 W, running 37.83 W, 770.39 inferences/s,
+    0.0298 J dynamic per inference; Jetson 2.64 W, 4.98 W, 419 /s, 0.0056 J. The logs give 0.02967 J for the
+    GPU (dynamic power / rate, and the authors' mean of per-reading energies alike, analysis/summary.py line
+    98 at a54c743): 0.4 % below the printed 0.0298, unexplained."""
+    k4000, tx1 = _measured("quadro_k4000", 1), _measured("jetson_tx1", 1)
+    assert DATA["devices"]["quadro_k4000"]["idle_power_w"] == pytest.approx(14.97, abs=0.005)
+    assert k4000["total_j"] / k4000["latency_s"] == pytest.approx(37.83, abs=0.005)
+    assert 1 / k4000["latency_s"] == pytest.approx(770.39, abs=0.005)
+    assert k4000["dynamic_j"] == pytest.approx(0.0298, rel=0.01)
+    assert DATA["devices"]["jetson_tx1"]["idle_power_w"] == pytest.approx(2.64, abs=0.005)
+    assert tx1["total_j"] / tx1["latency_s"] == pytest.approx(4.98, abs=0.005)
+    assert 1 / tx1["latency_s"] == pytest.approx(419, abs=1)
+    assert tx1["dynamic_j"] == pytest.approx(0.0056, rel=0.01)
+
+
+def test_the_workload_is_the_published_network(kws):
+    """Parameters 390·256 + 256 + 256·256 + 256 + 256·29 + 29 = 173,341 (models.py lines 96-113); FLOPs
+    2 per weight, 1 per bias and per ReLU: 2·172,800 + 541 + 512 = 346,653."""
+    assert kws.params == 173_341 and kws.flops == 346_653 and kws.passes == 1 and kws.inputs == 390
+
+
+@pytest.mark.parametrize("device", sorted(EXPECTED))
+def test_model_over_measured_per_batch(kws, device):
+    """Each batch's ratios within 10 % of EXPECTED. Batch 1 is the fit (its latency ratio is 1 by
+    construction); batches 2-64 validate the model's batch scaling: a fixed host call per batch, the board
+    held at its awake power between kernels. Where the 1.5x goal holds the test says so."""
+    for batch in BATCHES:
+        ratios, point, _ = _ratios(kws, device, batch)
+        assert ratios == pytest.approx(EXPECTED[device][batch], rel=0.1), (device, batch, ratios)
+        assert point.latency_terms_s["host_call"] / point.latency_s > 0.9   # the framework, not the kernels
+    assert _ratios(kws, device, 1)[0][0] == pytest.approx(1.0, abs=0.002)  # the fit reproduces its own point
+    if device == "quadro_k4000":  # every K4000 figure within 1.5x
+        assert all(1 / 1.5 <= r <= 1.5 for b in BATCHES for r in _ratios(kws, device, b)[0])
+    else:  # the TX1's energies within 1.5x; its batch-64 latency is not (docs/estimator.md says why)
+        assert all(1 / 1.5 <= r <= 1.5 for b in BATCHES for r in _ratios(kws, device, b)[0][1:])
+        assert _ratios(kws, device, 64)[0][0] < 1 / 1.5
+
+
+def test_the_old_model_was_30x_fast_and_its_gaps_free(kws):
+    """The model before this calibration (no host call, the gaps priced at idle power) on the same profile:
+    batch 1 took 42 us where the K4000 took 1,298 us, and the dynamic energy was 1 % of the measured."""
+    k4000 = load_gpu("quadro_k4000")
+    old = dataclasses.replace(k4000, host_call_us=0.0, awake_power_w=k4000.idle_power_w)
+    point = model_point(kws, old, "fp32", 1, launch="eager")
+    m = _measured("quadro_k4000", 1)
+    assert point.latency_s / m["latency_s"] < 0.04 and point.energy_j["dynamic"] / m["dynamic_j"] < 0.02
+
+
+def test_a_profile_without_a_precision_refuses_it_naming_the_key(kws):
+    """The K4000 (compute capability 3.0) has FP32 only; the TX1 adds packed FP16, no BF16 or INT8."""
+    k4000, tx1 = load_gpu("quadro_k4000"), load_gpu("jetson_tx1")
+    assert k4000.precisions() == ("fp32",) and tx1.precisions() == ("fp32", "fp16")
+    with pytest.raises(mappings.TargetError) as info:
+        model_point(kws, k4000, "fp16", 1)
+    assert info.value.field == "[compute] peak_fp16_tflops" and info.value.path == k4000.source
+    assert str(info.value).startswith(f"{k4000.source}: [compute] peak_fp16_tflops: absent")
+    assert "\n" not in str(info.value)
+    with pytest.raises(mappings.TargetError, match=r"\[compute\] peak_int8_tops: absent"):
+        model_point(kws, tx1, "int8", 1)
+    assert best_tensor_precision("ann", k4000) is None and best_tensor_precision("ann", tx1) == "fp16"
+    with pytest.warns(mappings.NeuromapWarning, match="quadro_k4000 has no peak for int8, fp16, bf16"):
+        points = model_points([kws], [k4000])
+    assert {p["precision"] for p in points} == {"fp32"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert {p["precision"] for p in model_points([kws], [tx1])} == {"fp32", "fp16"}
+
+
+def test_the_fp32_peak_stays_required_and_awake_power_is_ordered(tmp_path):
+    text = Path(load_gpu("quadro_k4000").source).read_text()
+    broken = tmp_path / "g.toml"
+    broken.write_text("\n".join(line for line in text.splitlines() if not line.startswith("peak_fp32_tflops")))
+    with pytest.raises(mappings.TargetError, match=r"\[compute\] peak_fp32_tflops: missing"):
+        load_gpu(broken)
+    broken.write_text(text.replace("typical = 37.83, low = 37.09", "typical = 14.0, low = 13.0"))
+    with pytest.raises(mappings.TargetError, match=r"\[power\] awake_power_w: must be at least idle_power_w") as info:
+        load_gpu(broken)
+    assert info.value.field == "[power] awake_power_w"
+
+
+def test_awake_power_and_the_host_call_by_hand():
+    """One layer of 1e6 FLOP at 0.5 TFLOP/s: 2 us busy (its 48 bytes at 500 GB/s hide under it); an eager
+    launch 1 us, the 4-byte input over 1 GB/s 4 ns, a host call of 100 us: latency 103.004 us. Idle 10 W over
+    all of it, active 110 W over the 2 us, awake 30 W over the 101.004 us of gaps."""
+    profile = dataclasses.replace(
+        load_gpu("quadro_k4000"), peak_fp32_tflops=1.0, compute_efficiency=0.5, memory_bandwidth_gb_s=1000.0,
+        bandwidth_efficiency=0.5, host_link_gb_s=1.0, kernel_launch_us=1.0, host_call_us=100.0,
+        idle_power_w=PowerFigure(10.0, 5.0, 20.0, ""), awake_power_w=PowerFigure(30.0, 6.0, 40.0, ""),
+        active_power_w=PowerFigure(110.0, 55.0, 220.0, ""))
+    work = Workload("ann", (LayerWork("l", 1e6, 10, 1, 1),), 1, 1, 1)
+    p = model_point(work, profile, "fp32", 1, launch="eager")
+    latency = 2e-6 + 1e-6 + 4e-9 + 100e-6
+    assert p.latency_terms_s["host_call"] == pytest.approx(100e-6) and p.latency_s == pytest.approx(latency)
+    gaps = latency - 2e-6
+    assert p.energy_j == pytest.approx({"dynamic": 100 * 2e-6 + 20 * gaps, "static": 10 * latency,
+                                        "total": 100 * 2e-6 + 20 * gaps + 10 * latency}, rel=1e-12)
+    assert p.energy_band_j == pytest.approx({"low": 50 * 2e-6 + 1 * gaps + 5 * latency,
+                                             "high": 200 * 2e-6 + 20 * gaps + 20 * latency}, rel=1e-12)
