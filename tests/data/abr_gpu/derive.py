@@ -7,6 +7,8 @@ log without its first and last 20 rows (load_idle_samples, lines 117-153); the r
 the mean of the readings from the first row stamped with the run's start second to the last row stamped
 at or before its end (load_running_samples, lines 44-114); inferences per second are the run's JSON
 n_inferences / n_seconds. Only the derived numbers are stored, with the sha256 of every log they come from.
+The scaled runs (gpu_scaled_{N}x: N copies of 10 layers of 256, random weights, batch 1; models.py
+ScaledModel, lines 195-288 at a54c743) are the K4000's only.
 """
 import csv
 import hashlib
@@ -16,6 +18,7 @@ from pathlib import Path
 
 DEVICES = {"quadro_k4000": "gpu", "jetson_tx1": "jetson"}
 BATCHES = (1, 2, 4, 8, 16, 32, 64)
+SCALED = (0, 2, 4, 6, 8, 10)  # gpu_scaled_{N}x: N copies of 10 layers at batch 1 (the K4000 only)
 
 
 def watts(cell: str) -> float | None:
@@ -43,6 +46,15 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def run(stem: Path, **fields) -> dict:
+    """One run's derived figures: its JSON's counts, the mean power of its log, the files' sha256."""
+    meta = json.loads(stem.with_suffix(".json").read_text())
+    power, n = running_power(stem.with_suffix(".csv"), meta["start_time"], meta["end_time"])
+    return {**fields, "n_inferences": meta["n_inferences"], "n_seconds": meta["n_seconds"],
+            "running_power_w": round(power, 4), "readings": n, "json_sha256": sha256(stem.with_suffix(".json")),
+            "csv_sha256": sha256(stem.with_suffix(".csv"))}
+
+
 def main(root: Path) -> dict:
     out: dict = {"source": "github.com/abr/power_benchmarks", "commit": "fce95c86615ab978755a9bc52daa882a7ef38278",
                  "paper": "Blouw, Choo, Hunsberger, Eliasmith, NICE 2019, arXiv 1812.01739 (paper/power_summary.tex)",
@@ -50,17 +62,12 @@ def main(root: Path) -> dict:
     for device, prefix in DEVICES.items():
         idle_log = root / "logs" / "idle" / f"{prefix}_idle.csv"
         idle, n_idle = idle_power(idle_log)
-        runs = []
-        for batch in BATCHES:
-            stem = root / "logs" / "running" / f"{prefix}_bsize_{batch}"
-            meta = json.loads(stem.with_suffix(".json").read_text())
-            power, n = running_power(stem.with_suffix(".csv"), meta["start_time"], meta["end_time"])
-            runs.append({"batch": batch, "n_inferences": meta["n_inferences"], "n_seconds": meta["n_seconds"],
-                         "running_power_w": round(power, 4), "readings": n,
-                         "json_sha256": sha256(stem.with_suffix(".json")),
-                         "csv_sha256": sha256(stem.with_suffix(".csv"))})
+        logs = root / "logs" / "running"
         out["devices"][device] = {"log_prefix": prefix, "idle_power_w": round(idle, 4), "idle_readings": n_idle,
-                                  "idle_sha256": sha256(idle_log), "runs": runs}
+                                  "idle_sha256": sha256(idle_log),
+                                  "runs": [run(logs / f"{prefix}_bsize_{b}", batch=b) for b in BATCHES]}
+    out["devices"]["quadro_k4000"]["scaled_runs"] = [
+        run(logs / f"gpu_scaled_{n}x", n_copies=n, n_layers=10 if n else 0, batch=1) for n in SCALED]
     return out
 
 
