@@ -206,6 +206,24 @@ def test_a_cores_messages_of_a_step_split_over_links_as_the_run_splits_them(tmp_
     assert est.latency_terms_s["contention"] == pytest.approx((20 + 40) * 1e-9, rel=1e-12)
 
 
+def test_graded_messages_pay_for_their_payload_bits():
+    """An 8-bit graded input x (2 neurons) feeds 4 neurons on two cores: each nonzero payload is one message to
+    each core, 8 bits each. Payloads (3, 0), (0, 5), (7, 1) over 3 steps: 1 + 1 + 2 = 4 nonzero, 8 messages,
+    64 bits, at testchip's 0.5 pJ per bit 32 pJ; the same network fed binary spikes carries no payload."""
+    pop = Population("p", 4, vth=100000, du=4095, dv=0, bias_mant=0, bias_exp=0, v_init=0, core=[0, 0, 1, 1])
+    proj = Projection("w", "x", "p", sp.csr_matrix(np.ones((4, 2), np.int64)))
+    cores = (Core(0, 0, 0, 0), Core(1, 0, 1, 0))
+    x = {"x": np.array([[[3, 0], [0, 5], [7, 1]]], np.int64)}
+    graded = QuantNetwork((InputPort("x", 2, graded_bits=8),), (pop,), (proj,), cores, ("p",))
+    events = simulate(graded, x, 3, device="cpu", record=False).events
+    assert events.payload_bits.sum(axis=(0, 1)).tolist() == [32, 32] and events.input_messages.sum() == 8
+    est = estimate_chip(events, TESTCHIP, cores)
+    assert est.energy_terms_j["message_payload"] == pytest.approx(64 * 0.5e-12, rel=1e-12)
+    binary = QuantNetwork((InputPort("x", 2),), (pop,), (proj,), cores, ("p",))
+    spikes = simulate(binary, {"x": (x["x"] > 0).astype(np.int64)}, 3, device="cpu", record=False).events
+    assert spikes.input_messages.sum() == 8 and spikes.payload_bits.sum() == 0
+
+
 def test_the_band_pairs_low_energies_with_low_times_and_high_with_high():
     """Low: dense synops 10 pJ and 2 ns (the receive side 122 - 10 = 112 ns stays below the send side, the
     step 438 ns), static 50 mW. High: 40 pJ and 8 ns (receive 122 + 20 = 142 ns > 138: the step is 442 ns),
@@ -321,6 +339,17 @@ def test_cli_real_time_several_targets_and_a_named_set(mlp_file):
     assert "loihi1 / davies2018" in table and "loihi2 / intel_measured" in table and "dynamic" in table
     named = _run(mlp_file, "--target", "loihi1", "--constant-set", "davies2018", "--json")
     assert json.loads(named.output.strip().splitlines()[-1])["chip"]["constant_set"] == "davies2018"
+
+
+def test_cli_contention_flag_turns_the_link_bound_on_and_says_so(mlp_file):
+    """Loihi 1's links pass a message per 0.29 ns (Davies 2018 Table 2), far faster than a core sends one
+    (2.1 ns): on the MLP the link bound is on, named, and changes no figure."""
+    runs = {flag: json.loads(_run(mlp_file, "--target", "loihi1", *flag, "--json").output.strip().splitlines()[-1])
+            for flag in ((), ("--contention",))}
+    off, on = runs[()]["chip"], runs[("--contention",)]["chip"]
+    assert (off["contention"], on["contention"]) == (False, True)
+    assert "link contention off" in off["notes"][1] and "link contention on XY routes" in on["notes"][1]
+    assert on["latency_terms_s"]["contention"] == 0.0 and on["latency_s"] == pytest.approx(off["latency_s"])
 
 
 @pytest.mark.parametrize("args, message", [
