@@ -256,3 +256,37 @@ def test_a_two_chip_mapping_runs_on_one_sanafe_mesh_and_says_so(tmp_path):
         np.testing.assert_array_equal(run.spikes[p.name], hw.spikes[p.name][0], err_msg=p.name)
     np.testing.assert_array_equal(run.perf["hops"], hw.events.hops[0].sum(axis=1))
     assert hw.events.chip_crossings.sum() > 0
+
+
+def test_a_congested_mesh_slows_sanafe_detailed_timing_and_the_model_reports_the_miss(tmp_path):
+    """A mesh that congests: 1,024 LIF neurons on 16 cores of 64 all send to one 8-neuron core (17 cores on 5
+    tiles), ~380 messages a step into one core. SANA-FE's detailed timing departs from its simple timing here
+    (measured 1.21x; per step 1.15-1.35x): its scheduler holds a message in the NoC until the busy receiver
+    takes it and blocks or delays the senders by the messages along the route times the mean receive delay
+    (src/schedule.cpp:318-351). neuromap's step, with the tile injection bound and link contention on, is
+    SANA-FE's simple timing (within 1 %) and 0.83 of the detailed one: a miss of 17 %, outside the 15 % the
+    other networks meet. Neither new term binds: the receiver's ~380 x (16 + 8 x 3.8) ns dominates, the
+    ``sanafe`` set has no tile or link figure (SANA-FE has none), and at Davies et al. 2018's 3.44 Gspike/s
+    per link the busiest link (measured: at most 157 messages a step, the receiver's traffic arrives from two
+    sides) needs 46 ns. This pins the measured miss (so that a change to the model that moves it shows here);
+    it is not a validation."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mapping = neuromap.compile(_dense(128, [1024, 8], seed=7), str(_small_core_loihi1(tmp_path)),
+                                   input_encoding="spikes")
+    qnet = mapping.netdesc()
+    receiver = next(p for p in qnet.populations if p.size == 8)
+    assert len(qnet.cores) == 17 and len(set(receiver.core)) == 1
+    x = _input_spikes(mapping)
+    hw = simulate(qnet, {"in": x}, STEPS)
+    export = to_sanafe(mapping, tmp_path / "sanafe", {"in": x[0]})
+    detailed, simple = export.run(), export.run("simple")
+    for p in qnet.populations:
+        np.testing.assert_array_equal(detailed.spikes[p.name], hw.spikes[p.name][0], err_msg=p.name)
+    assert detailed.step_time_s.mean() / simple.step_time_s.mean() > 1.15
+    est = estimate_chip(hw.events, mapping.target, qnet.cores, constant_set="sanafe", contention=True)
+    assert est.latency_terms_s["injection"] == est.latency_terms_s["contention"] == 0.0
+    assert est.step_time_mean_s == pytest.approx(simple.step_time_s.mean(), rel=0.01)
+    assert 0.78 <= est.step_time_mean_s / detailed.step_time_s.mean() <= 0.88
+    linked = estimate_chip(hw.events, mapping.target, qnet.cores, constant_set="davies2018", contention=True)
+    assert linked.latency_terms_s["contention"] == 0.0 and linked.latency_terms_s["injection"] == 0.0
