@@ -1,14 +1,16 @@
 """The chip estimator's formulas (docs/estimator.md) on tiny hand-counted events: one core, two cores on two
-tiles, two chips; band pairing, real-time mode, synapse formats from the compiler, the constant sets' file
-form, and the ``estimate --json`` object. Constants: testchip's synthetic set (mappings/targets/testchip.toml),
-typical unless a test says otherwise:
+tiles, two chips, a tile's injection bandwidth, link contention on XY routes, graded payloads; band pairing,
+real-time mode, synapse formats from the compiler, the constant sets' file form, and the ``estimate --json``
+object. Constants: testchip's synthetic set (mappings/targets/testchip.toml), typical unless a test says
+otherwise:
 
     energy (pJ): synop dense 20 (low 10, high 40), sparse 25, conv 15, access 50, update 30, spike 70,
                  message out 100, in 10, hop E-W 3, N-S 4, chip crossing 200, input injection 5, readout 40,
-                 management 1000 per chip and step; static 100 mW per chip (low 50, high 200), board 10 mW
+                 management 1000 per chip and step; static 100 mW per chip (low 50, high 200), board 10 mW;
+                 payload 0.5 per bit
     time (ns):   synop dense 4 (low 2, high 8), sparse 5, conv 3, access 5, update 3, spike 30, out 5, in 15,
                  hop E-W 4, N-S 6, chip crossing 100, input injection 10, management 200;
-                 barrier 100 (1 tile), 400 (2-4 tiles), 1000 (2 chips)
+                 barrier 100 (1 tile), 400 (2-4 tiles), 1000 (2 chips); tile injection 4, link 2 per message
 """
 import json
 
