@@ -16,6 +16,8 @@ Arrays are (B, T, C) int64, C = the network's cores in ``QuantNetwork.cores`` or
   stays on its core, zero hops).
 * ``input_messages`` — messages from the network's input ports (off-mesh), by receiving core; a bias axon's
   (an always-on port's) are on-chip ``messages_in``.
+* ``payload_bits`` — the payload bits those messages carry, by receiving core: ``graded_bits`` per message of a
+  graded input port (``InputPort.graded_bits``, the connection's fixed message width), 0 for binary spikes.
 * ``hops`` / ``chip_crossings`` — by sending core: for each message, the Manhattan distance between the
   two cores' (x, y) as given in ``Core``, and 1 where the two cores are on different chips.
 * ``active_neurons`` — neurons whose update reads nonzero data: input a[t] != 0, or u[t-1] != 0, or
@@ -35,7 +37,7 @@ from hwsim.netdesc import QuantNetwork
 from hwsim.synapse import SynapseOp
 
 PER_STEP = ("synops", "synops_sparse", "synops_conv", "spikes", "messages_out", "messages_in", "input_messages",
-            "hops", "chip_crossings", "active_neurons")
+            "hops", "chip_crossings", "active_neurons", "payload_bits")
 
 
 @dataclass
@@ -53,6 +55,7 @@ class EventCounts:
     hops: np.ndarray
     chip_crossings: np.ndarray
     active_neurons: np.ndarray
+    payload_bits: np.ndarray
 
     def per_sample(self) -> dict[str, float]:
         """Each per-step count summed over steps and cores, averaged over the samples."""
@@ -90,6 +93,8 @@ class EventTables:
         # a bias axon (an always-on port) fires inside the chip every step: its spikes arrive as on-chip
         # messages, not as input injected from the host
         self.on_chip_ports = {i.name for i in qnet.inputs if i.always_on}
+        # a graded port's every message carries its fixed-width payload
+        self.payload_bits = {i.name: i.graded_bits for i in qnet.inputs if i.graded_bits}
         self.masks: dict[str, sp.csr_matrix] = {}
         self.ops: dict[str, SynapseOp] = {}
         self.blocks: dict[str, list[torch.Tensor]] = {}  # per source, the cores each column block covers
@@ -154,6 +159,8 @@ class EventTables:
                 full.index_copy_(2, cores, counts[..., start:start + cores.numel()])
             result[key] = full
             start += cores.numel()
+        if name in self.payload_bits:
+            result["payload_bits"] = result["input_messages"] * self.payload_bits[name]
         return result
 
     def traffic(self, name: str, out: torch.Tensor) -> np.ndarray:

@@ -495,10 +495,11 @@ def estimate(model: Graph | Mapping | str | Path, data: str, *, steps: int | Non
              target: str | None = None, constant_set: str | None = None, step_time: float | None = None,
              input_encoding: str | None = None, gpu: str = "h100", gpu_batch: int = 1, measure_gpu: bool = False,
              seed: int = 0, split: str | None = None, framework: str | None = None, dt: float | None = None,
-             reset: str | None = None, reset_timing: str | None = None) -> EstimateResult:
+             reset: str | None = None, reset_timing: str | None = None, contention: bool = False) -> EstimateResult:
     """Energy and latency per inference on the chip, modelled from hwsim's event counts on ``data`` (every
     sample of its ``split`` unless ``limit``) with the target's constant sets (``constant_set``, default the
-    target's own; ``step_time``: real-time steps of at least that many seconds), against the same network on
+    target's own; ``step_time``: real-time steps of at least that many seconds; ``contention``: the busiest
+    mesh link bounds the step too, ``hwsim.estimate.estimate_chip``), against the same network on
     a GPU profile (``gpu``; ``measure_gpu`` also times it on the CUDA device with NVML energy). A model file
     is compiled for ``target`` (default loihi2) first; a Mapping keeps its own target.
 
@@ -557,9 +558,9 @@ def estimate(model: Graph | Mapping | str | Path, data: str, *, steps: int | Non
             parts.append(hw.events)
         events = EventCounts.concatenate(parts)
         chip = estimate_chip(events, mapping.target, qnet.cores, constant_set=constant_set, step_time_s=step_time,
-                             readout_neurons=readout_neurons)
+                             readout_neurons=readout_neurons, contention=contention)
         by_set = estimate_chip_sets(events, mapping.target, qnet.cores, step_time_s=step_time,
-                                    readout_neurons=readout_neurons)
+                                    readout_neurons=readout_neurons, contention=contention)
     except (InputDataError, EstimateError) as exc:
         raise BackendError(f"hwsim: {exc}", **(exc.fields | {"backend": "hwsim"})) from None
     predicted = np.concatenate(predictions)

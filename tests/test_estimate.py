@@ -58,7 +58,8 @@ def test_chip_estimate_of_a_hand_counted_case():
     step1 = 24.3 + barrier
     terms_pj = {"synaptic_ops_dense": 16 * 23.6, "synaptic_ops_sparse": 0.0, "synaptic_ops_conv": 0.0,
                 "neuron_access": 6 * 2 * 52.0, "neuron_update": 7 * 29.0, "spike_generation": 0.0,
-                "message_out": 3 * 1.7, "message_in": 0.0, "hops": 3 * (3.0 + 4.0), "chip_crossings": 0.0,
+                "message_out": 3 * 1.7, "message_in": 0.0, "message_payload": 0.0, "hops": 3 * (3.0 + 4.0),
+                "chip_crossings": 0.0,
                 "input_injection": 2 * 1.7, "readout": 2 * 2 * 52.0, "management": 0.0,
                 "static": 104.0 * (step0 + step1), "board": 0.0}
     assert est.energy_terms_j == pytest.approx({k: v * 1e-12 for k, v in terms_pj.items()}, rel=1e-12)

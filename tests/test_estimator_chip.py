@@ -1,14 +1,16 @@
 """The chip estimator's formulas (docs/estimator.md) on tiny hand-counted events: one core, two cores on two
-tiles, two chips; band pairing, real-time mode, synapse formats from the compiler, the constant sets' file
-form, and the ``estimate --json`` object. Constants: testchip's synthetic set (mappings/targets/testchip.toml),
-typical unless a test says otherwise:
+tiles, two chips, a tile's injection bandwidth, link contention on XY routes, graded payloads; band pairing,
+real-time mode, synapse formats from the compiler, the constant sets' file form, and the ``estimate --json``
+object. Constants: testchip's synthetic set (mappings/targets/testchip.toml), typical unless a test says
+otherwise:
 
     energy (pJ): synop dense 20 (low 10, high 40), sparse 25, conv 15, access 50, update 30, spike 70,
                  message out 100, in 10, hop E-W 3, N-S 4, chip crossing 200, input injection 5, readout 40,
-                 management 1000 per chip and step; static 100 mW per chip (low 50, high 200), board 10 mW
+                 management 1000 per chip and step; static 100 mW per chip (low 50, high 200), board 10 mW;
+                 payload 0.5 per bit
     time (ns):   synop dense 4 (low 2, high 8), sparse 5, conv 3, access 5, update 3, spike 30, out 5, in 15,
                  hop E-W 4, N-S 6, chip crossing 100, input injection 10, management 200;
-                 barrier 100 (1 tile), 400 (2-4 tiles), 1000 (2 chips)
+                 barrier 100 (1 tile), 400 (2-4 tiles), 1000 (2 chips); tile injection 4, link 2 per message
 """
 import json
 
@@ -47,7 +49,8 @@ ONE_CORE = [Core(0, 0, 0, 0)]
 ONE_CORE_STEP = 138 + 100 + 200
 ONE_CORE_DYNAMIC_PJ = {"synaptic_ops_dense": 5 * 20, "synaptic_ops_sparse": 3 * 25, "synaptic_ops_conv": 4 * 15,
                        "neuron_access": 10 * 50, "neuron_update": 6 * 30, "spike_generation": 2 * 70,
-                       "message_out": 2 * 100, "message_in": 5 * 10, "hops": 0, "chip_crossings": 0,
+                       "message_out": 2 * 100, "message_in": 5 * 10, "message_payload": 0, "hops": 0,
+                       "chip_crossings": 0,
                        "input_injection": 3 * 5, "readout": 4 * 40, "management": 1000}
 
 
@@ -57,8 +60,10 @@ def test_one_core_by_hand_every_energy_term():
     assert est.energy_terms_j == pytest.approx({k: v * 1e-12 for k, v in expected.items()}, rel=1e-12)
     assert est.dynamic_energy_j == pytest.approx(sum(ONE_CORE_DYNAMIC_PJ.values()) * 1e-12, rel=1e-12)
     assert est.static_energy_j == pytest.approx(ONE_CORE_STEP * 110 * 1e-12, rel=1e-12)
-    assert est.latency_terms_s == pytest.approx({"compute": 138e-9, "noc": 0.0, "barrier": 100e-9,
-                                                 "management": 200e-9, "real_time_wait": 0.0}, rel=1e-12)
+    # one core on its tile: its 2 messages leave the tile in 2 x 4 = 8 ns, within the core's 138
+    assert est.latency_terms_s == pytest.approx({"compute": 138e-9, "injection": 0.0, "contention": 0.0, "noc": 0.0,
+                                                 "barrier": 100e-9, "management": 200e-9, "real_time_wait": 0.0},
+                                                rel=1e-12)
     assert (est.mode, est.chips, est.tiles) == ("unthrottled", 1, 1)
 
 
@@ -89,8 +94,9 @@ def test_two_cores_on_two_tiles_pay_the_longest_path_once():
                      messages_in=[[[1, 2]]], hops=[[[4, 0]]])
     est = estimate_chip(events, TESTCHIP, cores)
     step = 95 + 10 + 400 + 200
-    assert est.latency_terms_s == pytest.approx({"compute": 95e-9, "noc": 10e-9, "barrier": 400e-9,
-                                                 "management": 200e-9, "real_time_wait": 0.0}, rel=1e-12)
+    assert est.latency_terms_s == pytest.approx({"compute": 95e-9, "injection": 0.0, "contention": 0.0,
+                                                 "noc": 10e-9, "barrier": 400e-9, "management": 200e-9,
+                                                 "real_time_wait": 0.0}, rel=1e-12)
     assert est.tiles == 2 and est.latency_s == pytest.approx(step * 1e-9, rel=1e-12)
     # half of core 0's hops run east-west: 4 x (0.5 x 3 + 0.5 x 4) = 14 pJ
     assert est.energy_terms_j["hops"] == pytest.approx(14e-12, rel=1e-12)
@@ -119,6 +125,105 @@ def test_two_chips_pay_the_crossing_and_the_multichip_barrier():
     assert est.energy_terms_j["management"] == pytest.approx(2 * 1000e-12, rel=1e-12)
     assert est.energy_terms_j["static"] == pytest.approx(step * 100 * 2 * 1e-12, rel=1e-12)
     assert est.energy_terms_j["board"] == pytest.approx(step * 10 * 1e-12, rel=1e-12)
+
+
+def test_a_tiles_cores_inject_no_faster_than_its_router():
+    """Four cores share tile (0, 0) (as Loihi's four per tile do); each has 1 active neuron that spikes once,
+    one message to each of 4 cores of tile (1, 0) (16 receivers, 1 hop each). A sender takes 5 + 3 + 30 +
+    4 x 5 = 58 ns, a receiver 15 + 4 = 19 ns; the tile's 16 messages leave at 4 ns each, 64 ns: the tile,
+    not a core, sets the pace, and the 6 ns it adds is the ``injection`` term. Path 4 ns (one E-W hop),
+    barrier 400 ns (2 tiles), management 200 ns."""
+    cores = [Core(i, 0, 0, 0) for i in range(4)] + [Core(4 + i, 0, 1, 0) for i in range(16)]
+    traffic = np.zeros((20, 20), np.int64)
+    for i in range(4):
+        traffic[i, 4 + 4 * i:8 + 4 * i] = 1
+    zero16 = [0] * 16
+    events = _counts([1] * 20, traffic, synops=[[[0] * 4 + [4] * 16]], active_neurons=[[[1] * 4 + zero16]],
+                     spikes=[[[1] * 4 + zero16]], messages_out=[[[4] * 4 + zero16]],
+                     messages_in=[[[0] * 4 + [1] * 16]], hops=[[[4] * 4 + zero16]])
+    est = estimate_chip(events, TESTCHIP, cores)
+    assert est.latency_terms_s == pytest.approx({"compute": 58e-9, "injection": 6e-9, "contention": 0.0,
+                                                 "noc": 4e-9, "barrier": 400e-9, "management": 200e-9,
+                                                 "real_time_wait": 0.0}, rel=1e-12)
+    assert est.step_time_mean_s == pytest.approx((64 + 4 + 400 + 200) * 1e-9, rel=1e-12)
+    # two senders on each of two tiles: a tile injects 8 x 4 = 32 ns, inside its cores' 58 ns
+    spread = [Core(0, 0, 0, 0), Core(1, 0, 0, 0), Core(2, 0, 0, 1), Core(3, 0, 0, 1), *cores[4:]]
+    hops = [[[4, 4, 8, 8, *zero16]]]  # to tile (1, 0): 1 hop from (0, 0), 2 from (0, 1)
+    events = _counts([1] * 20, traffic, synops=[[[0] * 4 + [4] * 16]], active_neurons=[[[1] * 4 + zero16]],
+                     spikes=[[[1] * 4 + zero16]], messages_out=[[[4] * 4 + zero16]],
+                     messages_in=[[[0] * 4 + [1] * 16]], hops=hops)
+    assert estimate_chip(events, TESTCHIP, spread).latency_terms_s["injection"] == 0.0
+
+
+def _slow_links(tmp_path, ns: float = 40.0):
+    """testchip with ``ns`` per message and mesh link (its own figure is 2 ns), so that a link binds."""
+    from pathlib import Path
+    text = Path(TESTCHIP.source).read_text()
+    assert "link_ns = 2.0" in text
+    path = tmp_path / "slow_links.toml"
+    path.write_text(text.replace("link_ns = 2.0", f"link_ns = {ns}"))
+    return mappings.load_target(path)
+
+
+def test_with_contention_the_busiest_link_on_xy_routes_bounds_the_step(tmp_path):
+    """Cores 0 (0, 0), 1 (1, 0) and 2 (0, 1) send 2 messages each to core 3 at (2, 1). Dimension-order
+    routes, x first: core 0 takes E(0,0) E(1,0) N(2,0), core 1 E(1,0) N(2,0), core 2 E(0,1) E(1,1); the
+    busiest links, E(1,0) and N(2,0), carry 4 messages: 4 x 40 = 160 ns. (Routed y first, E(1,1) would carry
+    all 6: 240 ns.) A sender takes 2 x (5 + 3 + 30 + 5) = 86 ns, core 3 receives 6 x 15 + 6 x 4 = 114 ns: the
+    link adds 160 - 114 = 46 ns (``contention``). Path: core 0 to core 3, 2 x 4 + 6 = 14 ns; 4 tiles: barrier
+    400 ns; management 200 ns. Off (the default), the step is 114 + 14 + 600."""
+    target = _slow_links(tmp_path)
+    cores = [Core(0, 0, 0, 0), Core(1, 0, 1, 0), Core(2, 0, 0, 1), Core(3, 0, 2, 1)]
+    traffic = [[0, 0, 0, 2], [0, 0, 0, 2], [0, 0, 0, 2], [0, 0, 0, 0]]
+    events = _counts([2, 2, 2, 1], traffic, synops=[[[0, 0, 0, 6]]], active_neurons=[[[2, 2, 2, 0]]],
+                     spikes=[[[2, 2, 2, 0]]], messages_out=[[[2, 2, 2, 0]]], messages_in=[[[0, 0, 0, 6]]],
+                     hops=[[[6, 4, 4, 0]]])
+    on = estimate_chip(events, target, cores, contention=True)
+    assert on.latency_terms_s == pytest.approx({"compute": 114e-9, "injection": 0.0, "contention": 46e-9,
+                                                "noc": 14e-9, "barrier": 400e-9, "management": 200e-9,
+                                                "real_time_wait": 0.0}, rel=1e-12)
+    assert on.to_dict()["contention"] is True and any("link contention on XY routes" in n for n in on.notes)
+    off = estimate_chip(events, target, cores)
+    assert off.latency_s == pytest.approx((114 + 14 + 600) * 1e-9, rel=1e-12) and off.latency_terms_s["contention"] == 0
+
+
+def test_a_cores_messages_of_a_step_split_over_links_as_the_run_splits_them(tmp_path):
+    """Core 0 (0, 0) sends 3 messages to core 1 (1, 0) and 1 to core 2 (0, 1) over the run (traffic), 4 in
+    step 0 and none in step 1; core 3 (1, 1) sends 2 to core 1 in step 1 (link S(1,1)). At 60 ns per message
+    and link: step 0, E(0,0) carries 4 x 3/4 = 3 messages, 180 ns, against core 0's 4 x 5 + 4 x 35 = 160 ns
+    (4 neurons, 4 spikes): 20 ns more; step 1, S(1,1) carries 2, 120 ns, against core 3's 2 x 5 + 2 x 35 =
+    80 ns: 40 ns more."""
+    from hwsim.estimate import link_shares
+    shares = link_shares(np.array([[0, 3, 1, 0], [0] * 4, [0] * 4, [0, 2, 0, 0]]), np.array([0, 1, 0, 1]),
+                         np.array([0, 0, 1, 1]))
+    # links (x, y, direction) in sorted order: E(0,0), N(0,0), S(1,1)
+    np.testing.assert_allclose(shares.toarray(), [[0.75, 0.25, 0], [0, 0, 0], [0, 0, 0], [0, 0, 1]])
+    target = _slow_links(tmp_path, 60.0)
+    cores = [Core(0, 0, 0, 0), Core(1, 0, 1, 0), Core(2, 0, 0, 1), Core(3, 0, 1, 1)]
+    events = _counts([4, 1, 1, 2], [[0, 3, 1, 0], [0] * 4, [0] * 4, [0, 2, 0, 0]], synops=[[[0] * 4, [0] * 4]],
+                     spikes=[[[4, 0, 0, 0], [0, 0, 0, 2]]], messages_out=[[[4, 0, 0, 0], [0, 0, 0, 2]]],
+                     hops=[[[4, 0, 0, 0], [0, 0, 0, 2]]])
+    est = estimate_chip(events, target, cores, contention=True)
+    assert est.latency_terms_s["compute"] == pytest.approx((160 + 80) * 1e-9, rel=1e-12)
+    assert est.latency_terms_s["contention"] == pytest.approx((20 + 40) * 1e-9, rel=1e-12)
+
+
+def test_graded_messages_pay_for_their_payload_bits():
+    """An 8-bit graded input x (2 neurons) feeds 4 neurons on two cores: each nonzero payload is one message to
+    each core, 8 bits each. Payloads (3, 0), (0, 5), (7, 1) over 3 steps: 1 + 1 + 2 = 4 nonzero, 8 messages,
+    64 bits, at testchip's 0.5 pJ per bit 32 pJ; the same network fed binary spikes carries no payload."""
+    pop = Population("p", 4, vth=100000, du=4095, dv=0, bias_mant=0, bias_exp=0, v_init=0, core=[0, 0, 1, 1])
+    proj = Projection("w", "x", "p", sp.csr_matrix(np.ones((4, 2), np.int64)))
+    cores = (Core(0, 0, 0, 0), Core(1, 0, 1, 0))
+    x = {"x": np.array([[[3, 0], [0, 5], [7, 1]]], np.int64)}
+    graded = QuantNetwork((InputPort("x", 2, graded_bits=8),), (pop,), (proj,), cores, ("p",))
+    events = simulate(graded, x, 3, device="cpu", record=False).events
+    assert events.payload_bits.sum(axis=(0, 1)).tolist() == [32, 32] and events.input_messages.sum() == 8
+    est = estimate_chip(events, TESTCHIP, cores)
+    assert est.energy_terms_j["message_payload"] == pytest.approx(64 * 0.5e-12, rel=1e-12)
+    binary = QuantNetwork((InputPort("x", 2),), (pop,), (proj,), cores, ("p",))
+    spikes = simulate(binary, {"x": (x["x"] > 0).astype(np.int64)}, 3, device="cpu", record=False).events
+    assert spikes.input_messages.sum() == 8 and spikes.payload_bits.sum() == 0
 
 
 def test_the_band_pairs_low_energies_with_low_times_and_high_with_high():
@@ -236,6 +341,17 @@ def test_cli_real_time_several_targets_and_a_named_set(mlp_file):
     assert "loihi1 / davies2018" in table and "loihi2 / intel_measured" in table and "dynamic" in table
     named = _run(mlp_file, "--target", "loihi1", "--constant-set", "davies2018", "--json")
     assert json.loads(named.output.strip().splitlines()[-1])["chip"]["constant_set"] == "davies2018"
+
+
+def test_cli_contention_flag_turns_the_link_bound_on_and_says_so(mlp_file):
+    """Loihi 1's links pass a message per 0.29 ns (Davies 2018 Table 2), far faster than a core sends one
+    (2.1 ns): on the MLP the link bound is on, named, and changes no figure."""
+    runs = {flag: json.loads(_run(mlp_file, "--target", "loihi1", *flag, "--json").output.strip().splitlines()[-1])
+            for flag in ((), ("--contention",))}
+    off, on = runs[()]["chip"], runs[("--contention",)]["chip"]
+    assert (off["contention"], on["contention"]) == (False, True)
+    assert "link contention off" in off["notes"][1] and "link contention on XY routes" in on["notes"][1]
+    assert on["latency_terms_s"]["contention"] == 0.0 and on["latency_s"] == pytest.approx(off["latency_s"])
 
 
 @pytest.mark.parametrize("args, message", [

@@ -211,7 +211,9 @@ def test_chip_estimate_of_two_samples_with_idle_neurons_by_hand():
     latency = sum(steps_ns) / 2
     assert (est.target, est.constant_set, est.samples, est.steps, est.chips, est.tiles) == \
         ("testchip", "testchip", 2, 3, 1, 2)
-    assert est.latency_terms_s == pytest.approx({"compute": (3 * 58 + 80 + 2 * 20) / 2 * 1e-9, "noc": 3 * 10 / 2 * 1e-9,
+    # one core per tile, sending one message a step: the tile injects it in 4 ns, within the core's 58
+    assert est.latency_terms_s == pytest.approx({"compute": (3 * 58 + 80 + 2 * 20) / 2 * 1e-9, "injection": 0.0,
+                                                 "contention": 0.0, "noc": 3 * 10 / 2 * 1e-9,
                                                  "barrier": 3 * 400e-9, "management": 3 * 200e-9,
                                                  "real_time_wait": 0.0}, rel=1e-12)
     assert est.latency_s == pytest.approx(latency * 1e-9, rel=1e-12)
@@ -219,7 +221,8 @@ def test_chip_estimate_of_two_samples_with_idle_neurons_by_hand():
     assert est.step_time_max_s == pytest.approx(680e-9, rel=1e-12)
     terms_pj = {"synaptic_ops_dense": (30 + 20) / 2 * 20, "synaptic_ops_sparse": 0.0, "synaptic_ops_conv": 0.0,
                 "neuron_access": 6 * 3 * 50, "neuron_update": (3 + 2) / 2 * 30, "spike_generation": 3 / 2 * 70,
-                "message_out": 3 / 2 * 100, "message_in": (3 + 5) / 2 * 10, "hops": 6 / 2 * (3.0 + 4.0) / 2,
+                "message_out": 3 / 2 * 100, "message_in": (3 + 5) / 2 * 10, "message_payload": 0.0,
+                "hops": 6 / 2 * (3.0 + 4.0) / 2,
                 "chip_crossings": 0.0, "input_injection": 5 / 2 * 5, "readout": 2 * 3 * 40, "management": 3 * 1000,
                 "static": latency * 100, "board": latency * 10}
     assert est.energy_terms_j == pytest.approx({k: v * 1e-12 for k, v in terms_pj.items()}, rel=1e-12)

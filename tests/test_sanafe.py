@@ -18,7 +18,7 @@ import sanafe  # noqa: F401  (a test dependency: the cross-check is against it)
 from click.testing import CliRunner
 
 import neuromap
-from hwsim.estimate import estimate_chip
+from hwsim.estimate import estimate_chip, link_shares
 from hwsim.sim import simulate
 from neuromap.cli import main
 from neuromap.errors import UnsupportedError
@@ -256,3 +256,86 @@ def test_a_two_chip_mapping_runs_on_one_sanafe_mesh_and_says_so(tmp_path):
         np.testing.assert_array_equal(run.spikes[p.name], hw.spikes[p.name][0], err_msg=p.name)
     np.testing.assert_array_equal(run.perf["hops"], hw.events.hops[0].sum(axis=1))
     assert hw.events.chip_crossings.sum() > 0
+
+
+def test_a_congested_mesh_slows_sanafe_detailed_timing_and_the_model_reports_the_miss(tmp_path):
+    """A mesh that congests: 1,024 LIF neurons on 16 cores of 64 all send to one 8-neuron core (17 cores on 5
+    tiles), ~380 messages a step into one core. SANA-FE's detailed timing departs from its simple timing here
+    (measured 1.21x; per step 1.15-1.35x): its scheduler holds a message in the NoC until the busy receiver
+    takes it and blocks or delays the senders by the messages along the route times the mean receive delay
+    (src/schedule.cpp:318-351). neuromap's step, with the tile injection bound and link contention on, is
+    SANA-FE's simple timing (within 1 %) and 0.83 of the detailed one: a miss of 17 %, outside the 15 % the
+    other networks meet. Neither new term binds: the receiver's ~380 x (16 + 8 x 3.8) ns dominates, the
+    ``sanafe`` set has no tile or link figure (SANA-FE has none), and at Davies et al. 2018's 3.44 Gspike/s
+    per link the busiest link (measured: at most 157 messages a step, the receiver's traffic arrives from two
+    sides) needs 46 ns. This pins the measured miss (so that a change to the model that moves it shows here);
+    it is not a validation."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mapping = neuromap.compile(_dense(128, [1024, 8], seed=7), str(_small_core_loihi1(tmp_path)),
+                                   input_encoding="spikes")
+    qnet = mapping.netdesc()
+    receiver = next(p for p in qnet.populations if p.size == 8)
+    assert len(qnet.cores) == 17 and len(set(receiver.core)) == 1
+    x = _input_spikes(mapping)
+    hw = simulate(qnet, {"in": x}, STEPS)
+    export = to_sanafe(mapping, tmp_path / "sanafe", {"in": x[0]})
+    detailed, simple = export.run(), export.run("simple")
+    for p in qnet.populations:
+        np.testing.assert_array_equal(detailed.spikes[p.name], hw.spikes[p.name][0], err_msg=p.name)
+    assert detailed.step_time_s.mean() / simple.step_time_s.mean() > 1.15
+    est = estimate_chip(hw.events, mapping.target, qnet.cores, constant_set="sanafe", contention=True)
+    assert est.latency_terms_s["injection"] == est.latency_terms_s["contention"] == 0.0
+    assert est.step_time_mean_s == pytest.approx(simple.step_time_s.mean(), rel=0.01)
+    assert 0.78 <= est.step_time_mean_s / detailed.step_time_s.mean() <= 0.88
+    linked = estimate_chip(hw.events, mapping.target, qnet.cores, constant_set="davies2018", contention=True)
+    assert linked.latency_terms_s["contention"] == 0.0 and linked.latency_terms_s["injection"] == 0.0
+
+
+def _xy_link_loads(traffic: np.ndarray, cores) -> dict:
+    """Messages per directed link of one step, walking each (source, destination) pair's dimension-order
+    route (x first, then y) tile by tile: the reference for the estimator's link loads."""
+    loads: dict = {}
+    for i, j in zip(*np.nonzero(traffic), strict=True):
+        x, y = cores[i].x, cores[i].y
+        while (x, y) != (cores[j].x, cores[j].y):
+            step = ((1 if cores[j].x > x else -1), 0) if x != cores[j].x else (0, (1 if cores[j].y > y else -1))
+            loads[(x, y, step)] = loads.get((x, y, step), 0) + traffic[i, j]
+            x, y = x + step[0], y + step[1]
+    return loads
+
+
+@pytest.mark.parametrize("name, lo, hi", [("many_cores", 1.0, 1.0), ("conv", 0.85, 1.15)])
+def test_link_loads_split_by_the_runs_traffic_against_the_exact_ones(tmp_path, name, lo, hi):
+    """The contention bound's per-step link loads (``hwsim.estimate.link_shares``: each core's messages of a
+    step split over its destinations as the run's traffic splits them) against the exact loads of each step,
+    from hwsim's recorded spikes and the network's projections (which cores each neuron reaches), on XY
+    routes walked here. A dense stack's neurons on a core all reach the same cores: exact. The conv net's do
+    not, and the split is the run's mix: measured 0.89-1.10 of the busiest link's exact load per step, 1.00
+    over the run."""
+    mapping = _compiled(name, tmp_path)
+    qnet = mapping.netdesc()
+    hw = simulate(qnet, {"in": _input_spikes(mapping)}, STEPS)
+    column = {c.index: k for k, c in enumerate(qnet.cores)}
+    exact = np.zeros(STEPS)
+    for t in range(STEPS):
+        traffic = np.zeros((len(qnet.cores),) * 2, np.int64)
+        for p in qnet.populations:
+            cores = np.array([column[int(c)] for c in p.core])
+            reach = np.zeros((p.size, len(qnet.cores)), bool)
+            for pr in (pr for pr in qnet.projections if pr.src == p.name):
+                dst = np.array([column[int(c)] for c in next(q for q in qnet.populations if q.name == pr.dst).core])
+                nonzero = pr.weights.tocoo()
+                reach[nonzero.col, dst[nonzero.row]] = True
+            fired = hw.spikes[p.name][0, t].astype(bool)
+            np.add.at(traffic, cores[fired], reach[fired].astype(np.int64))
+        np.testing.assert_array_equal(traffic.sum(axis=1), hw.events.messages_out[0, t])  # the reference's messages
+        exact[t] = max(_xy_link_loads(traffic, qnet.cores).values(), default=0)
+    shares = link_shares(hw.events.traffic, np.array([c.x for c in qnet.cores]), np.array([c.y for c in qnet.cores]))
+    split = (shares.T @ hw.events.messages_out[0].T.astype(np.float64)).max(axis=0)
+    busy = exact > 0
+    assert busy.sum() >= STEPS - 1 and (split[~busy] == 0).all()
+    ratio = split[busy] / exact[busy]
+    assert lo - 1e-9 <= ratio.min() and ratio.max() <= hi + 1e-9
+    assert (ratio.min() == ratio.max() == 1.0) == (name == "many_cores")  # the conv net does test the split
+    assert split.sum() == pytest.approx(exact.sum(), rel=0.02)

@@ -96,6 +96,9 @@ def format_table(results: list[dict[str, Any]]) -> str:
               help="The target's constant set for the chip figures (default: the target's default_set).")
 @click.option("--step-time", type=float, default=None,
               help="Real-time mode: every step lasts at least this many seconds (e.g. 0.001); default unthrottled.")
+@click.option("--contention", is_flag=True,
+              help="Bound each step by the busiest mesh link's messages too (XY routes; default off: "
+                   "docs/estimator.md, 'Time of one step').")
 @click.option("--input-encoding", type=click.Choice(INPUT_ENCODINGS), default=None,
               help="For a model: what the chip's input receives, graded payloads or rate-coded binary spikes "
                    "(default: the compiler's).")
@@ -108,7 +111,7 @@ def format_table(results: list[dict[str, Any]]) -> str:
 @json_option
 @quiet_option
 def estimate_cmd(model: str, data: str, split: str | None, steps: int | None, limit: int | None,
-                 targets: tuple[str, ...], constant_set: str | None, step_time: float | None,
+                 targets: tuple[str, ...], constant_set: str | None, step_time: float | None, contention: bool,
                  input_encoding: str | None, gpu: str, gpu_batch: int, measure_gpu: bool, seed: int,
                  nir_import: dict[str, Any], as_json: bool) -> None:
     """Energy and latency per inference of MODEL (a Mapping or a model) on the chip, from hwsim's event counts
@@ -123,8 +126,9 @@ def estimate_cmd(model: str, data: str, split: str | None, steps: int | None, li
     from neuromap import api
 
     results = [api.estimate(model, data, steps=steps, limit=limit, target=target, constant_set=constant_set,
-                            step_time=step_time, input_encoding=input_encoding, gpu=gpu, gpu_batch=gpu_batch,
-                            measure_gpu=measure_gpu, seed=seed, split=split, **nir_import).to_dict()
+                            step_time=step_time, contention=contention, input_encoding=input_encoding, gpu=gpu,
+                            gpu_batch=gpu_batch, measure_gpu=measure_gpu, seed=seed, split=split,
+                            **nir_import).to_dict()
                for target in (targets or (None,))]
     say(format_table(results))
     if as_json:
