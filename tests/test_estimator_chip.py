@@ -413,6 +413,35 @@ def test_a_mapping_keeps_its_constant_sets_and_an_older_file_takes_the_shipped_o
         Mapping.from_arrays(arrays, "old.npz")
 
 
+def test_a_mapping_written_before_the_mesh_keys_takes_them_from_the_shipped_set():
+    """Files written before tile_injection_ns, link_ns and message_payload_bit_pj existed load with the shipped
+    set's figures for exactly those keys (the stored ones stay); a set that is not shipped is refused by name."""
+    import io
+
+    from neuromap.errors import FormatError
+    from neuromap.mapping import Mapping, compile as compile_graph
+    arrays = dict(np.load(io.BytesIO(compile_graph(_conv_then_dense(), "testchip").to_bytes())))
+    header = json.loads(str(arrays["__mapping__"][()]))
+    stored = header["target"]["constant_sets"]["testchip"]
+    stored["energy"]["neuron_access_pj"]["typical"] = 51.0  # a stored figure that differs from the shipped one
+    stored["energy"]["neuron_access_pj"]["high"] = 51.0
+    for table, key in (("energy", "message_payload_bit_pj"), ("timing", "tile_injection_ns"), ("timing", "link_ns")):
+        del stored[table][key]
+    arrays["__mapping__"] = np.array(json.dumps(header))
+    sets = Mapping.from_arrays(arrays, "old.npz").target.constant_set("testchip")
+    shipped = TESTCHIP.constant_set("testchip")
+    assert sets.timing["tile_injection_ns"] == shipped.timing["tile_injection_ns"]
+    assert sets.timing["link_ns"] == shipped.timing["link_ns"]
+    assert sets.energy["message_payload_bit_pj"] == shipped.energy["message_payload_bit_pj"]
+    assert sets.energy["neuron_access_pj"].typical == 51.0
+    header["target"]["constant_sets"] = {"mine": stored}
+    header["target"]["estimator"]["default_set"] = "mine"
+    arrays["__mapping__"] = np.array(json.dumps(header))
+    with pytest.raises(FormatError, match=r"old\.npz: constant set 'mine' of target 'testchip' was written before "
+                                          r"\[energy\] message_payload_bit_pj existed"):
+        Mapping.from_arrays(arrays, "old.npz")
+
+
 @pytest.mark.parametrize("old, new, message", [
     ("neuron_access_pj = 50.0", "neuron_access_pj = 0.0",
      r"\[constant_sets.testchip.energy\] neuron_access_pj: must be a finite number > 0, got 0.0"),

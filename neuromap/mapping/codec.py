@@ -115,6 +115,33 @@ def decode(arrays: dict[str, np.ndarray], source: str) -> dict[str, Any]:
         raise FormatError(f"{source}: mapping file has a malformed field ({str(exc).splitlines()[0]})") from None
 
 
+# estimator keys that constant sets gained after Mapping files first stored them (the mesh's tile injection and
+# link times, the graded-payload energy): a file without them takes them from the shipped set of that name
+KEYS_ADDED = {"energy": ("message_payload_bit_pj",), "timing": ("tile_injection_ns", "link_ns")}
+
+
+def _with_keys_added_since(target: str, sets: dict[str, Any], source: str) -> dict[str, Any]:
+    """The stored constant sets, each missing one of KEYS_ADDED completed from the shipped target's set of that
+    name; a set the shipped target does not have is refused, naming the set and the key."""
+    completed = {}
+    for name, stored in sets.items():
+        missing = [(table, key) for table, keys in KEYS_ADDED.items() for key in keys
+                   if isinstance(stored.get(table), dict) and key not in stored[table]]
+        if missing:
+            shipped = (mappings.load_target(target).to_dict()["constant_sets"]
+                       if target in mappings.available_targets() else {})
+            if name not in shipped:
+                table, key = missing[0]
+                raise FormatError(f"{source}: constant set {name!r} of target {target!r} was written before "
+                                  f"[{table}] {key} existed and no shipped set of that name gives it; compile "
+                                  "the model again", path=source, value=key)
+            stored = {**stored, **{table: {**stored[table], **{key: shipped[name][table][key]
+                                                                for t, key in missing if t == table}}
+                                   for table in {t for t, _ in missing}}}
+        completed[name] = stored
+    return completed
+
+
 def _rebuild(arrays: dict[str, np.ndarray], header: dict, source: str) -> dict[str, Any]:
     graph = graph_from_arrays({k[len("graph/"):]: v for k, v in arrays.items() if k.startswith("graph/")}, source)
     t = dict(header["target"])
@@ -129,6 +156,8 @@ def _rebuild(arrays: dict[str, np.ndarray], header: dict, source: str) -> dict[s
         shipped = mappings.load_target(t["name"]).to_dict()
         t = {k: v for k, v in t.items() if k not in ("energy", "timing")} | {
             "estimator": shipped["estimator"], "constant_sets": shipped["constant_sets"]}
+    if "constant_sets" in t:
+        t["constant_sets"] = _with_keys_added_since(t["name"], t["constant_sets"], source)
     target = mappings.parse_target({"target": {"name": t.pop("name"), "description": t.pop("description")},
                                     **{k: v for k, v in t.items() if k != "source"}},
                                    mappings.target.recorded_source(t["source"]))
