@@ -190,11 +190,12 @@ def test_stepping_equals_the_time_batched_update(seed):
                 assert s.any() or kind == "integrator"
 
 
-def test_a_model_without_a_one_step_form_cannot_run_a_cycle():
+def test_a_model_without_a_one_step_form_cannot_run_a_cycle(monkeypatch):
     lif = model_named("lif")
-    if "recur_no_step" not in hwsim.models.known_models():
-        hwsim.models.register(hwsim.models.FixedModel(name="recur_no_step", params=lif.params, update=lif.update,
-                                                      state_bound=lif.state_bound))
+    # registered for this test only: the registry is process-wide and other tests list its models
+    monkeypatch.setitem(hwsim.models._MODELS, "recur_no_step",
+                        hwsim.models.FixedModel(name="recur_no_step", params=lif.params, update=lif.update,
+                                                state_bound=lif.state_bound))
     net = _net([_pop("n", model="recur_no_step")], [Projection("x->n", "x", "n", _w([1])),
                                                      Projection("n->n", "n", "n", _w([1]))])
     with pytest.raises(ModelError) as err:
