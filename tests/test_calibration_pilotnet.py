@@ -10,9 +10,12 @@ and never spiked. Intel's own activity profile (cell 27) shows it: zero synaptic
 first convolution and zero output spikes on the 13 input cores. The run measured is the trained network with a
 silent input layer, every other layer driven by its own trained biases; that is what is run here.
 
-reset_interval=16 zeroes layer i every 16 steps at step 4 + i (netx/hdf5.py:579-592); hwsim has no such reset
-(neuromap/ir/netx_io.py). The counts are taken over steps 16-31 of an unreset run, where every layer has had
-input for at least 7 steps; the activity check below measures what that approximation costs (within 8 %).
+reset_interval=16 zeroes layer i every 16 steps, at Lava's time steps 4 + i, 20 + i, ... (counted from 1;
+netx/hdf5.py:579-592): each layer's window starts one step after the one before it, as its input does. The
+offset (reset_offset=3) only shifts the phase of those windows; with the same drive in every window, the
+counts over the run's 625 windows do not depend on it. hwsim has no such reset (neuromap/ir/netx_io.py): the
+counts are taken over steps 16-31 of an unreset run, where every layer has had input for at least 7 steps
+(tests/test_netx_pilotnet.py measures what that costs on the frame: within 7 % per layer).
 
 The activity profile covers the whole 10,000-step run: hwsim's synaptic ops per 16 steps x 625 agree with the
 profile within 8 % on all four layers that receive any; another step count would scale all four ratios
