@@ -30,6 +30,7 @@ import numpy as np
 import pytest
 from pilotnet import frame_chw, pilotnet, read_profile
 
+import mappings
 import neuromap
 from hwsim.estimate import estimate_chip
 from hwsim.events import PER_STEP, EventCounts
@@ -153,3 +154,20 @@ def test_intel_pilotnet_lif_on_loihi2_energy_and_step(measured_drive):
     assert low <= TOTAL_J <= high                     # both bracket the measurement
     step_low, step_high = (t / est.steps for t in est.latency_band_s)
     assert step_low <= STEP_S <= step_high
+
+
+def test_the_synop_time_is_the_fit_its_source_describes():
+    """loihi2.toml synop_conv_ns, recomputed from the profile's busiest core and the measured step: a FIT on
+    this run (the step-time ratio above is not a validation of it)."""
+    constants = mappings.load_target("loihi2").constant_set("intel_measured")
+    figures = constants.timing
+    profile = read_profile()["syn_ops"]
+    busiest = max(range(74), key=lambda c: profile[c] or 0.0)
+    assert busiest == 21                                         # Conv(8, 7, 48), 2,688 neurons
+    per_step = profile[busiest] / RUN_STEPS                      # 150,770 synaptic ops per step
+    neuron_ns = figures["neuron_access_ns"].typical + figures["neuron_update_ns"].typical
+    barrier_ns = dict(constants.barrier_ns)[32].typical           # Lava's 74 cores on 19 tiles: the <= 32 entry
+    bound = STEP_S * 1e9 / per_step
+    fitted = (STEP_S * 1e9 - 2688 * neuron_ns - barrier_ns) / per_step
+    conv = figures["synop_conv_ns"]
+    assert round(bound, 2) == conv.high and round(fitted, 2) == conv.typical
