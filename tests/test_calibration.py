@@ -11,9 +11,7 @@ model or the constants that moves a ratio out of its band fails here and must up
   at 296 inferences/s (0.27 mJ each), weights drawn with its published weights' statistics (tests/data/abr). The
   chip-alone sets miss it by the embedded x86 cores and the host-synchronised step; set nxsdk_blouw2019 is FITTED
   on it and checked on the paper's scaled networks (N branches of 10 layers; the authors' logs: tests/data/abr).
-* Intel, lava-dl tutorials/lava/lib/dl/netx/pilotnet_snn/benchmark.ipynb (stored outputs, lava-dl commit
-  d825ac5, lines 214-233, 293, 405-407): PilotNet LIF on one Loihi 2 chip, 74 cores, 408.91 fps at 16 steps
-  per frame (152.85 us per step), total 0.679 W, static 0.232 W; per frame 1.661 mJ total, 1.094 mJ dynamic.
+* Intel's PilotNet LIF on Loihi 2, with its trained weights: tests/test_calibration_pilotnet.py.
 * Frady et al., "Neuromorphic Nearest-Neighbor Search Using Intel's Pohoiki Springs", NICE 2020
   (transcription, docs/reference/estimator_sources.md): 3.34 W static per 32 chips; an unthrottled step on
   32 chips takes 5.8 us.
@@ -35,7 +33,7 @@ from hwsim.estimate import estimate_chip
 from hwsim.events import PER_STEP, EventCounts
 from hwsim.netdesc import Core
 from hwsim.sim import simulate
-from neuromap.ir import LI, LIF, Affine, Conv2d, Flatten, Graph, Input, Output
+from neuromap.ir import LI, LIF, Affine, Graph, Input, Output
 
 
 def _compiled(graph: Graph, target: str):
@@ -248,68 +246,6 @@ def test_blouw_2019_nxsdk_terms_validated_on_the_scaled_networks(network):
               (est.energy_j * per_s - idle_after) / (running - idle_after))
     assert all(1 / 1.5 <= r <= 1.5 for r in ratios[:2]), ratios
     assert all(0.8 * want <= got <= 1.2 * want for got, want in zip(ratios, SCALED[network], strict=True)), ratios
-
-
-# ------------------------------------------------------------------------------- Intel's PilotNet on Loihi 2
-PILOTNET_STEPS = 16                       # reset_interval=16 (benchmark.ipynb cell 5)
-PILOTNET_STEP_S = 1 / (408.91 * 16)       # cell 17: 408.91 fps at 16 steps per frame
-PILOTNET_DYNAMIC_J = 1.093544e-3          # cell 24
-PILOTNET_TOTAL_J = 1.661103e-3
-PILOTNET_CORES = 74                       # cell 15: the per-core distribution table
-
-
-def _pilotnet(seed: int = 0) -> Graph:
-    """PilotNet LIF as lava-dl's netx prints it (benchmark.ipynb cell 5): an input layer of neurons
-    3 x 66 x 200, convolutions 24, 36, 48 (3x3 stride 2), 64 (3x3 stride (2, 1) over height, width, padding
-    (1, 0)), 64 (3x3), dense 100, 50, 10; random weights (the trained ones are lava-dl's network.net)."""
-    rng = np.random.default_rng(seed)
-    shape = (3, 66, 200)
-    nodes: dict = {"in": Input(shape=shape),
-                   "relay": Conv2d(input_shape_chw=shape, weight=np.eye(3).reshape(3, 3, 1, 1) * 2.0,
-                                   bias=np.zeros(3)),
-                   "lif_in": LIF(shape=shape, threshold=1.0, v_decay=0.1)}
-    edges = [("in", "relay"), ("relay", "lif_in")]
-    prev, cur = "lif_in", shape
-    for i, (c, stride, pad) in enumerate([(24, (2, 2), (0, 0)), (36, (2, 2), (0, 0)), (48, (2, 2), (0, 0)),
-                                          (64, (2, 1), (1, 0)), (64, (1, 1), (0, 0))]):
-        conv = Conv2d(input_shape_chw=cur, weight=rng.normal(0.1, 1.0, (c, cur[0], 3, 3)) * 1.5 / math.sqrt(cur[0] * 9),
-                      bias=np.zeros(c), stride=stride, padding=pad)
-        nodes[f"conv{i}"], nodes[f"lif{i}"] = conv, LIF(shape=conv.output_shape, threshold=1.0, v_decay=0.1)
-        edges += [(prev, f"conv{i}"), (f"conv{i}", f"lif{i}")]
-        prev, cur = f"lif{i}", conv.output_shape
-    nodes["flat"] = Flatten(input_shape_any=cur)
-    edges.append((prev, "flat"))
-    prev, n = "flat", math.prod(cur)
-    for j, m in enumerate((100, 50, 10)):
-        nodes[f"fc{j}"] = Affine(weight=rng.normal(0.1, 1, (m, n)) * 1.5 / math.sqrt(n), bias=np.zeros(m))
-        nodes[f"dense{j}"] = LIF(shape=(m,), threshold=1.0, v_decay=0.1)
-        edges += [(prev, f"fc{j}"), (f"fc{j}", f"dense{j}")]
-        prev, n = f"dense{j}", m
-    nodes["out"] = Output(shape=(n,))
-    return Graph(nodes, [*edges, (prev, "out")])
-
-
-# estimate / published, +-20 % around the measured 1.21 (dynamic energy: within the 1.5x goal), 4.25 (total) and
-# 9.40 (step time). With Lava's 3,168 LIF neurons per core (loihi2.toml [LDC]) the network takes 55 cores on one
-# chip, as Intel's does (74 cores; was 167 on 2 chips at Loihi 1's 1,024): the static power of one chip, not two,
-# brings the total from 4.93 to 4.25, but fuller cores make the busiest core's synaptic work (Loihi 1's 3.5 ns per
-# synop, serial) longer, so the step went from 5.61 to 9.40 and static energy (power x modelled time) with it
-PILOTNET_BANDS = {"dynamic": (0.97, 1.45), "total": (3.4, 5.1), "step": (7.5, 11.3)}
-
-
-def test_intel_pilotnet_lif_on_loihi2():
-    mapping = _compiled(_pilotnet(), "loihi2")
-    hw = _run(mapping, PILOTNET_STEPS, rate=0.1)
-    assert 0.05 < _mean_rate(hw) < 0.4
-    cores = mapping.netdesc().cores
-    est = estimate_chip(hw.events, mapping.target, cores)
-    ratios = {"dynamic": est.dynamic_energy_j / PILOTNET_DYNAMIC_J, "total": est.energy_j / PILOTNET_TOTAL_J,
-              "step": est.step_time_mean_s / PILOTNET_STEP_S}
-    # one chip as Intel's; fewer cores than Lava's 74, whose SynMem budget cuts the dense layer into 12 cores
-    # where the target's Loihi 1 synaptic memory (128 KB) takes it whole
-    assert len({c.chip for c in cores}) == 1 and len(cores) <= PILOTNET_CORES
-    for what, (lo, hi) in PILOTNET_BANDS.items():
-        assert lo <= ratios[what] <= hi, (what, ratios[what])
 
 
 # ------------------------------------------------------------------------------ Frady et al. 2020, 32 chips

@@ -32,6 +32,13 @@ spikes, and spikes on v > vth << 6. So a population becomes a ``LIF`` with thres
 iDecay/4096, v_decay vDecay/4096, bias ``bias``, reset "zero", timing "immediate", at the fixed scale λ = 1
 (``neuromap.ir.prequantized``): the compiler then writes exactly those integers, bias as ``bias`` << 6.
 ``refDelay``, ``gradedSpike`` and ``messageBits`` change nothing a LIF sends (netx ignores the first two).
+Run options of ``netx.hdf5.Network`` are not in the file and not read: ``reset_interval``/``reset_offset``
+zero u and v of layer i every ``reset_interval`` steps at Lava's time step ``reset_offset + 1 + i`` (counted
+from 1; netx/hdf5.py:579-592,
+lava/proc/lif/models.py:434-436), which the IR has no counterpart for; the graph runs without those resets.
+An input layer's neurons get no bias from the file (its ``bias`` is the transform, above); Lava's users set
+``bias_mant`` (tests/lava/lib/dl/netx/test_hdf5_nx.py:103-104), here the ``bias`` of population ``layer0``.
+Intel's trained PilotNet LIF (tests/data/lava_dl/pilotnet_lif) reads whole: tests/test_netx_pilotnet.py.
 
 Dense weights go through netx's ``optimize_weight_bits`` (netx/utils.py:80-158; netx/hdf5.py:409-411): shifted
 left by s bits to fill 8, with weight_exp -s and a ``num_weight_bits``; Lava's Dense then clips and truncates
