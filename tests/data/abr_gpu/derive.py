@@ -8,7 +8,9 @@ the mean of the readings from the first row stamped with the run's start second 
 at or before its end (load_running_samples, lines 44-114); inferences per second are the run's JSON
 n_inferences / n_seconds. Only the derived numbers are stored, with the sha256 of every log they come from.
 The scaled runs (gpu_scaled_{N}x: N copies of 10 layers of 256, random weights, batch 1; models.py
-ScaledModel, lines 195-288 at a54c743) are the K4000's only.
+ScaledModel, lines 195-288 at a54c743) are the K4000's only. The CPU runs (cpu_bsize_{B}: the same script on
+the Xeon E5-2630 workstation, TensorFlow on its CPU cores; power_summary.tex line 194) are kept as counts only:
+they time the host's share of a call (feed, fetch, arg-max, text) with the GEMMs on the CPU.
 """
 import csv
 import hashlib
@@ -55,6 +57,13 @@ def run(stem: Path, **fields) -> dict:
             "csv_sha256": sha256(stem.with_suffix(".csv"))}
 
 
+def host_run(path: Path, batch: int) -> dict:
+    """A CPU run's counts (its power is not used): inferences, seconds, the JSON's sha256."""
+    meta = json.loads(path.read_text())
+    return {"batch": batch, "n_inferences": meta["n_inferences"], "n_seconds": meta["n_seconds"],
+            "json_sha256": sha256(path)}
+
+
 def main(root: Path) -> dict:
     out: dict = {"source": "github.com/abr/power_benchmarks", "commit": "fce95c86615ab978755a9bc52daa882a7ef38278",
                  "paper": "Blouw, Choo, Hunsberger, Eliasmith, NICE 2019, arXiv 1812.01739 (paper/power_summary.tex)",
@@ -68,6 +77,7 @@ def main(root: Path) -> dict:
                                   "runs": [run(logs / f"{prefix}_bsize_{b}", batch=b) for b in BATCHES]}
     out["devices"]["quadro_k4000"]["scaled_runs"] = [
         run(logs / f"gpu_scaled_{n}x", n_copies=n, n_layers=10 if n else 0, batch=1) for n in SCALED]
+    out["xeon_cpu_runs"] = [host_run(logs / f"cpu_bsize_{b}.json", b) for b in BATCHES]
     return out
 
 
