@@ -20,19 +20,23 @@ steps for an SNN), each pass issuing ``kernels_per_pass`` kernels. For a batch o
                (the board draws its active power while kernels run and its awake power in the gaps between
                them: launches, copies, the host's call, when a stream of batches holds its clocks up)
 
-Per inference: energy / B; throughput B / latency. The band pairs the low idle, awake and active powers
-(low) and the high ones (high); the time model has no range. Device memory bounds the batch: W·e +
+Per inference: energy / B; throughput B / latency. Bands: the time figures a profile gives a range
+(``mappings.gpu.RANGED``) at their fast end (efficiencies high; launch and host times low) give
+``latency_band_s`` low, at their slow end its high; the energy band pairs the fast end with the low idle,
+awake and active powers (low) and the slow end with the high ones (high), so a low power is never paired
+with a long time. A figure without a range is its value at both ends. Device memory bounds the batch: W·e +
 B·e·(inputs·passes + Σ_l state_l + max_l(in_l + out_l)) <= memory. Every figure is a model ("model"),
 never a bound: a measured board may lie on either side of it. A precision the profile has no peak for is
 refused (``mappings.gpu.GpuProfile.peak_ops_per_s``).
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 from hwsim.errors import SimOptionError
-from mappings.gpu import PRECISIONS, GpuProfile
+from mappings.gpu import PRECISIONS, RANGED, GpuProfile
 
 VALUE_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}
 LAUNCH_MODES = ("eager", "cuda_graph")
@@ -97,6 +101,7 @@ class GpuPoint:
     energy_j: dict[str, float]
     energy_band_j: dict[str, float]
     latency_s: float
+    latency_band_s: dict[str, float]
     latency_terms_s: dict[str, float]
     l2_resident: bool
     dram_bytes: float                 # per inference
@@ -126,6 +131,46 @@ def model_point(work: Workload, profile: GpuProfile, precision: str, batch: int,
     if launch not in LAUNCH_MODES:
         raise SimOptionError(f"launch mode {launch!r} is not one of {', '.join(LAUNCH_MODES)}", field="launch",
                              value=launch, allowed=LAUNCH_MODES)
+    fast, slow = (_time_end(profile, end) for end in ("fast", "slow"))
+    typical = _timing(work, profile, precision, batch, launch)
+    low, high = _timing(work, fast, precision, batch, launch), _timing(work, slow, precision, batch, launch)
+
+    def energy(t: _Timing, idle_w: float, awake_w: float, active_w: float) -> dict[str, float]:
+        static = idle_w * t.latency / batch
+        dynamic = ((active_w - idle_w) * t.busy + (awake_w - idle_w) * (t.latency - t.busy)) / batch
+        return {"dynamic": dynamic, "static": static, "total": static + dynamic}
+
+    idle, awake, active = profile.idle_power_w, profile.awake_power_w, profile.active_power_w
+    return GpuPoint(device=profile.name, network=work.network, precision=precision, batch=batch, launch=launch,
+                    energy_j=energy(typical, idle.typical, awake.typical, active.typical),
+                    energy_band_j={"low": energy(low, idle.low, awake.low, active.low)["total"],
+                                   "high": energy(high, idle.high, awake.high, active.high)["total"]},
+                    latency_s=typical.latency, latency_band_s={"low": low.latency, "high": high.latency},
+                    latency_terms_s=typical.terms, l2_resident=typical.resident, dram_bytes=typical.dram / batch,
+                    flops=work.flops)
+
+
+@dataclass(frozen=True)
+class _Timing:
+    """One batch's times (module docstring): the latency terms, their sum, the kernels' busy part."""
+
+    terms: dict[str, float]
+    busy: float
+    latency: float
+    resident: bool
+    dram: float
+
+
+def _time_end(profile: GpuProfile, end: str) -> GpuProfile:
+    """``profile`` with each ranged time figure at its ``end``: "fast" (efficiencies high, times low) or "slow"."""
+    def at(key: str) -> float:
+        low, high = profile.time_range(key)
+        return high if (end == "fast") == key.endswith("_efficiency") else low
+    ends: dict[str, Any] = {key: at(key) for key in RANGED}
+    return dataclasses.replace(profile, **ends)
+
+
+def _timing(work: Workload, profile: GpuProfile, precision: str, batch: int, launch: str) -> _Timing:
     e = VALUE_BYTES[precision]
     ops_per_s = profile.peak_ops_per_s(precision) * profile.compute_efficiency
     bytes_per_s = profile.memory_bandwidth_gb_s * 1e9 * profile.bandwidth_efficiency
@@ -150,22 +195,9 @@ def model_point(work: Workload, profile: GpuProfile, precision: str, batch: int,
     transfer = batch * e * work.inputs * work.passes / (profile.host_link_gb_s * 1e9)
     host_call = profile.host_call_us * 1e-6
     busy = compute_bound + memory_bound
-    latency = busy + launches + transfer + host_call
-
-    def energy(idle_w: float, awake_w: float, active_w: float) -> dict[str, float]:
-        static = idle_w * latency / batch
-        dynamic = ((active_w - idle_w) * busy + (awake_w - idle_w) * (latency - busy)) / batch
-        return {"dynamic": dynamic, "static": static, "total": static + dynamic}
-
-    idle, awake, active = profile.idle_power_w, profile.awake_power_w, profile.active_power_w
-    return GpuPoint(device=profile.name, network=work.network, precision=precision, batch=batch, launch=launch,
-                    energy_j=energy(idle.typical, awake.typical, active.typical),
-                    energy_band_j={"low": energy(idle.low, awake.low, active.low)["total"],
-                                   "high": energy(idle.high, awake.high, active.high)["total"]},
-                    latency_s=latency, latency_terms_s={"compute_bound": compute_bound, "memory_bound": memory_bound,
-                                                        "launch": launches, "host_transfer": transfer,
-                                                        "host_call": host_call},
-                    l2_resident=resident, dram_bytes=dram / batch, flops=work.flops)
+    return _Timing(terms={"compute_bound": compute_bound, "memory_bound": memory_bound, "launch": launches,
+                          "host_transfer": transfer, "host_call": host_call},
+                   busy=busy, latency=busy + launches + transfer + host_call, resident=resident, dram=dram)
 
 
 def batch_sweep(work: Workload, profile: GpuProfile, precision: str) -> list[int]:

@@ -5,7 +5,9 @@ A profile file (``mappings/gpus/*.toml``, or a user's file by path) has ``[gpu]`
 achievable fraction, L2 and device memory, the host link, TDP, launch overheads: eager per kernel, in a CUDA
 graph per graph and per kernel node, and the host's fixed time per batch) and ``[power]`` (idle, awake and
 active board power, each a plain number or ``{ typical, low, high, source }`` where sources disagree,
-low <= typical <= high). The FP32 peak is required; a device that cannot run FP16, BF16 or INT8 faster than
+low <= typical <= high). The time figures of ``[compute]`` (the two efficiencies, the launch and host times,
+``RANGED``) may be given the same way, a source named: the model then gives a latency band
+(``hwsim.gpu_model``). The FP32 peak is required; a device that cannot run FP16, BF16 or INT8 faster than
 FP32 (no tensor cores, no packed half or dp4a units) leaves that peak out, and asking for that precision is
 refused, naming the profile and the key. Every other field is required and checked on load; unknown fields
 are rejected, as for chip targets (``mappings.target``).
@@ -35,11 +37,21 @@ class PowerFigure:
 
 
 @dataclass(frozen=True)
+class TimeRange:
+    """The range the sources give one of a profile's time figures (RANGED): low <= the profile's value <= high."""
+
+    low: float
+    high: float
+    source: str
+
+
+@dataclass(frozen=True)
 class GpuProfile:
     """One GPU. Dense peaks in TFLOP/s (int8: TOP/s; fp32 on the CUDA cores, fp16/bf16/int8 on the fastest
     units that run them: tensor cores where the device has them; None where it has no such precision), the
     fractions of peak a well-shaped kernel reaches, bandwidths in GB/s, L2 in MB (10^6 bytes), device memory
-    in GB (10^9 bytes), TDP in W, launch and host overheads in microseconds; board powers in W."""
+    in GB (10^9 bytes), TDP in W, launch and host overheads in microseconds; board powers in W. ``time_ranges``:
+    the range of each time figure the file gives one for (RANGED)."""
 
     name: str
     description: str
@@ -62,6 +74,23 @@ class GpuProfile:
     awake_power_w: PowerFigure
     active_power_w: PowerFigure
     source: str
+    time_ranges: dict[str, TimeRange] = dataclasses.field(default_factory=dict)   # by key; absent: no range
+
+    def __post_init__(self) -> None:
+        # a range that no longer holds its value (a figure replaced in code, its range kept) would give a band
+        # beside the estimate: refused, naming the key
+        for key, ranged in self.time_ranges.items():
+            if not ranged.low <= getattr(self, key) <= ranged.high:
+                raise TargetError(f"{self.source or self.name}: [compute] {key}: {getattr(self, key)!r} lies outside "
+                                  f"its range [{ranged.low!r}, {ranged.high!r}]", path=self.source,
+                                  field=f"[compute] {key}", value=getattr(self, key),
+                                  allowed=(ranged.low, ranged.high))
+
+    def time_range(self, key: str) -> tuple[float, float]:
+        """The (low, high) the sources give the time figure ``key`` (one of RANGED); (value, value) without a range."""
+        value = getattr(self, key)
+        ranged = self.time_ranges.get(key)
+        return (value, value) if ranged is None else (ranged.low, ranged.high)
 
     def has_precision(self, precision: str) -> bool:
         """Whether the profile gives a peak for ``precision`` (one of PRECISIONS)."""
@@ -96,6 +125,10 @@ _FIELDS = {
                 "graph_kernel_us", "host_call_us"),
 }
 _POWER = ("idle_power_w", "awake_power_w", "active_power_w")
+# the [compute] figures that set a latency and that sources give as a range: the achievable fractions, the
+# launch and host times
+RANGED = ("compute_efficiency", "bandwidth_efficiency", "kernel_launch_us", "graph_launch_us", "graph_kernel_us",
+          "host_call_us")
 _MAY_BE_ZERO = {"kernel_launch_us", "graph_launch_us", "graph_kernel_us", "host_call_us"}
 _FRACTIONS = {"compute_efficiency", "bandwidth_efficiency"}
 # Far above any GPU built (an H200: 67 TFLOP/s FP32, 4.8 TB/s, 50 MB L2, 141 GB, 700 W): beyond them a typo,
@@ -131,11 +164,32 @@ def _power(raw: Any, name: str, where: str) -> PowerFigure:
     return PowerFigure(**figure)
 
 
+def _time_range(raw: dict, name: str, where: str) -> tuple[float, TimeRange]:
+    """``{ typical, low, high, source }`` for the [compute] time figure ``name``: each value under the key's
+    rule and maximum, low <= typical <= high, a source named."""
+    field = f"[compute] {name}"
+    rules = {k: _rule(name) for k in ("typical", "low", "high")} | {"source": (str, bool, "named")}
+    figure = check_table({field: raw}, field, where, rules, {k: _MAXIMA[name] for k in ("typical", "low", "high")
+                                                             if name in _MAXIMA})
+    if not figure["low"] <= figure["typical"] <= figure["high"]:
+        raise TargetError(f"{where}: {field}: needs low <= typical <= high, got {figure['low']!r}, "
+                          f"{figure['typical']!r}, {figure['high']!r}", path=where, field=field,
+                          value=(figure["low"], figure["typical"], figure["high"]), allowed="low <= typical <= high")
+    return figure["typical"], TimeRange(figure["low"], figure["high"], figure["source"])
+
+
 def parse_gpu(doc: dict, where: str) -> GpuProfile:
     """A GpuProfile from a parsed TOML document; ``where`` names the file in messages."""
     head = check_head(doc, "gpu", [*_FIELDS, "power"], where)
     compute = doc.get("compute")
     present = set(compute) if isinstance(compute, dict) else set()
+    ranges: dict[str, TimeRange] = {}
+    if isinstance(compute, dict):
+        typicals = {}
+        for name in RANGED:
+            if isinstance(compute.get(name), dict):
+                typicals[name], ranges[name] = _time_range(compute[name], name, where)
+        doc = doc | {"compute": compute | typicals}
     values: dict[str, Any] = dict.fromkeys(_OPTIONAL)
     values |= {k: v for table, names in _FIELDS.items()
                for k, v in check_table(doc, table, where, {n: _rule(n) for n in names
@@ -146,7 +200,7 @@ def parse_gpu(doc: dict, where: str) -> GpuProfile:
     _ordered(values["idle_power_w"], values["awake_power_w"], "awake_power_w", "idle_power_w", where, strict=False)
     _ordered(values["awake_power_w"], values["active_power_w"], "active_power_w", "awake_power_w", where,
              strict=True)
-    return GpuProfile(name=head["name"], description=head["description"], source=where, **values)
+    return GpuProfile(name=head["name"], description=head["description"], source=where, time_ranges=ranges, **values)
 
 
 def _ordered(lower: PowerFigure, upper: PowerFigure, name: str, other: str, where: str, *, strict: bool) -> None:

@@ -143,9 +143,45 @@ def test_shipped_profiles_carry_powers_and_tensor_peaks_and_a_bad_range_names_it
     with pytest.raises(mappings.TargetError, match=r"\[power\] idle_power_w: needs low <= typical <= high") as info:
         load_gpu(broken)
     assert info.value.field == "[power] idle_power_w"
-    broken.write_text(Path(H100.source).read_text().replace("compute_efficiency = 0.7", "compute_efficiency = 1.5"))
+    orin = Path(load_gpu("jetson_orin_nano").source).read_text()
+    broken.write_text(orin.replace("compute_efficiency = 0.6 ", "compute_efficiency = 1.5 "))
     with pytest.raises(mappings.TargetError, match=r"\[compute\] compute_efficiency: must be in \(0, 1\]"):
         load_gpu(broken)
+    broken.write_text(text.replace("compute_efficiency = { typical = 0.7,", "compute_efficiency = { typical = 1.5,"))
+    with pytest.raises(mappings.TargetError, match=r"\[compute\] compute_efficiency\] typical: must be in \(0, 1\]"):
+        load_gpu(broken)
+
+
+def _source(text: str, key: str) -> str:
+    """The tail of ``key``'s inline table in a profile's text, from its high on: 'high = ..., source = "..." }'."""
+    line = next(line for line in text.splitlines() if line.startswith(f"{key} = {{"))
+    return line[line.index("high ="):line.index("}") + 1]
+
+
+def test_a_time_range_is_checked_on_load_and_kept_with_its_value(tmp_path):
+    """A [compute] time figure given as { typical, low, high, source }: low <= typical <= high, a source
+    named, the key's own rule on each value; a profile whose value leaves its range (replaced in code) is
+    refused, naming the key."""
+    text, broken = Path(H100.source).read_text(), tmp_path / "g.toml"
+    assert H100.kernel_launch_us == 5.0 and H100.time_range("kernel_launch_us") == (3.25, 6.25)
+    assert H100.time_range("host_call_us") == (0.0, 0.0)        # no range: its value at both ends
+    for old, new, message in (
+            ("typical = 5.0, low = 3.25", "typical = 3.0, low = 3.25",
+             r"kernel_launch_us: needs low <= typical <= high"),
+            ("typical = 1.0, low = 0.83, high = 1.0", "typical = 1.0, low = 0.83, high = 0.9",
+             r"graph_kernel_us: needs low <= typical <= high"),
+            (_source(text, "kernel_launch_us"), 'high = 6.25, source = "" }',
+             r"kernel_launch_us\] source: must be named"),
+            ("typical = 5.0, low = 3.25", "typical = 5.0, low = -1.0", r"kernel_launch_us\] low: must be >= 0"),
+            ("typical = 5.0, low = 3.25", "typical = 5.0, lo = 3.25", r"kernel_launch_us\] lo: unknown field")):
+        broken.write_text(text.replace(old, new, 1))
+        with pytest.raises(mappings.TargetError, match=message) as info:
+            load_gpu(broken)
+        assert "\n" not in str(info.value) and str(broken) in str(info.value)
+    with pytest.raises(mappings.TargetError, match=r"\[compute\] kernel_launch_us: 9.0 lies outside its range") as info:
+        dataclasses.replace(H100, kernel_launch_us=9.0)
+    assert info.value.field == "[compute] kernel_launch_us"
+    assert dataclasses.replace(H100, kernel_launch_us=9.0, time_ranges={}).time_range("kernel_launch_us") == (9.0, 9.0)
 
 
 # ---------------------------------------------------------------------------------------------- workloads
@@ -256,6 +292,8 @@ def test_cli_json_gpu_points_carry_the_contract_keys(tmp_path):
         assert p["energy_j"]["total"] == pytest.approx(p["energy_j"]["dynamic"] + p["energy_j"]["static"])
         assert p["device"] == "h200" and p["network"] in ("ann", "snn")
         assert math.isclose(p["throughput_per_s"], p["batch"] / p["latency_s"])
+        # h200's efficiencies and launch times have ranges: the energy band is not a line, and holds the value
+        assert p["energy_band_j"]["low"] < p["energy_j"]["total"] < p["energy_band_j"]["high"]
     assert {p["precision"] for p in out["gpu"]} == {"fp32", "fp16", "int8"}
     headline = next(p for p in out["gpu"] if (p["network"], p["precision"], p["batch"]) == ("snn", "fp32", 1))
     ratio = next(q for q in out["ratios"] if q["what"] == "gpu h200 snn fp32 batch 1 total / chip total")
