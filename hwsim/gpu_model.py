@@ -115,7 +115,8 @@ class GpuPoint:
     def to_dict(self) -> dict[str, Any]:
         return {"device": self.device, "network": self.network, "precision": self.precision, "batch": self.batch,
                 "launch": self.launch, "energy_j": dict(self.energy_j), "energy_band_j": dict(self.energy_band_j),
-                "latency_s": self.latency_s, "throughput_per_s": self.throughput_per_s,
+                "latency_s": self.latency_s, "latency_band_s": dict(self.latency_band_s),
+                "throughput_per_s": self.throughput_per_s,
                 "latency_terms_s": dict(self.latency_terms_s), "l2_resident": self.l2_resident,
                 "dram_bytes": self.dram_bytes, "flops": self.flops, "source": self.source}
 

@@ -292,7 +292,8 @@ def test_cli_json_gpu_points_carry_the_contract_keys(tmp_path):
         assert p["energy_j"]["total"] == pytest.approx(p["energy_j"]["dynamic"] + p["energy_j"]["static"])
         assert p["device"] == "h200" and p["network"] in ("ann", "snn")
         assert math.isclose(p["throughput_per_s"], p["batch"] / p["latency_s"])
-        # h200's efficiencies and launch times have ranges: the energy band is not a line, and holds the value
+        # h200's efficiencies and launch times have ranges: the model's bands are not a line, and hold the value
+        assert p["latency_band_s"]["low"] < p["latency_s"] < p["latency_band_s"]["high"]
         assert p["energy_band_j"]["low"] < p["energy_j"]["total"] < p["energy_band_j"]["high"]
     assert {p["precision"] for p in out["gpu"]} == {"fp32", "fp16", "int8"}
     headline = next(p for p in out["gpu"] if (p["network"], p["precision"], p["batch"]) == ("snn", "fp32", 1))
