@@ -335,8 +335,8 @@ def _at_level(events: EventCounts, geometry: _Geometry, constants: ConstantSet, 
 
 def not_included(constants: ConstantSet) -> list[str]:
     """One note per term the set leaves out: a figure that is 0 throughout its range and whose source says
-    "not modelled" (the x86 management power per step, for instance), so that a reader of the estimate sees
-    what its total does not contain."""
+    "not modelled" (the x86 management energy per step or power while stepping, for instance), so that a
+    reader of the estimate sees what its total does not contain."""
     figures = {**constants.energy, **constants.timing}
     return [f"not included: {name} ({figure.source})" for name, figure in figures.items()
             if figure.high == 0 and figure.source.startswith("not modelled")]
