@@ -33,7 +33,7 @@ range and its source). docs/estimator.md gives every formula with its source; in
     E = Σ_c [ Σ_f synops_f·E_synop_f + neurons·E_access + active·E_update + spikes·E_spike
               + messages_out·E_out + (messages_in + input_messages)·E_in + payload_bits·E_bit
               + hops_EW·E_EW + hops_NS·E_NS + chip_crossings·E_cross + input_messages·E_inject ]
-        + readout_neurons·E_readout + chips·E_management                                       (dynamic)
+        + readout_neurons·E_readout + chips·(E_management + P_management·T)                   (dynamic)
         + (chips·P_static + P_board)·T                                                          (static)
 
 * East-west and north-south hops are apportioned from each core's hop count by the run's core-to-core
@@ -41,6 +41,9 @@ range and its source). docs/estimator.md gives every formula with its source; in
 * ``payload_bits``: the bits graded messages carry (``graded_bits`` per message of a graded input port).
 * Static power is paid by every occupied chip (and the board) over the wall-clock step: in real-time
   mode a throttled step costs leakage for the whole period.
+* The management cores' power (the embedded x86 cores that run each step) is paid like static power, per
+  occupied chip over the wall-clock step, but only while the network steps: a dynamic term, in the
+  ``management`` term with the per-step energy.
 * The band: the estimate with every constant at its ``low`` (energies and times, so that static
   energy = power x time pairs a low power with a low time) and at its ``high``.
 
@@ -317,7 +320,9 @@ def _at_level(events: EventCounts, geometry: _Geometry, constants: ConstantSet, 
         "chip_crossings": per_sample(f64["chip_crossings"] * e["chip_crossing_pj"]),
         "input_injection": per_sample(f64["input_messages"] * e["input_injection_pj"]),
         "readout": readout_neurons * steps * e["readout_pj"],
-        "management": chips * steps * e["management_pj_per_step"],
+        # mW x ns = pJ: the management cores draw their power over the whole (real-time: throttled) step
+        "management": chips * steps * e["management_pj_per_step"]
+        + per_sample(step * e["management_power_mw"] * chips),
         # mW x ns = pJ
         "static": per_sample(step * e["static_power_mw"] * chips),
         "board": per_sample(step * e["board_power_mw"]),
@@ -330,8 +335,8 @@ def _at_level(events: EventCounts, geometry: _Geometry, constants: ConstantSet, 
 
 def not_included(constants: ConstantSet) -> list[str]:
     """One note per term the set leaves out: a figure that is 0 throughout its range and whose source says
-    "not modelled" (the x86 management power per step, for instance), so that a reader of the estimate sees
-    what its total does not contain."""
+    "not modelled" (the x86 management energy per step or power while stepping, for instance), so that a
+    reader of the estimate sees what its total does not contain."""
     figures = {**constants.energy, **constants.timing}
     return [f"not included: {name} ({figure.source})" for name, figure in figures.items()
             if figure.high == 0 and figure.source.startswith("not modelled")]

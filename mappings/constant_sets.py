@@ -21,7 +21,7 @@ LEVELS = ("typical", "low", "high")
 ENERGY_KEYS = ("synop_dense_pj", "synop_sparse_pj", "synop_conv_pj", "neuron_access_pj", "neuron_update_pj",
                "spike_generation_pj", "message_out_pj", "message_in_pj", "hop_east_west_pj", "hop_north_south_pj",
                "chip_crossing_pj", "input_injection_pj", "readout_pj", "management_pj_per_step", "static_power_mw",
-               "board_power_mw", "message_payload_bit_pj")
+               "board_power_mw", "message_payload_bit_pj", "management_power_mw")
 TIMING_KEYS = ("synop_dense_ns", "synop_sparse_ns", "synop_conv_ns", "neuron_access_ns", "neuron_update_ns",
                "spike_generation_ns", "message_out_ns", "message_in_ns", "hop_east_west_ns", "hop_north_south_ns",
                "chip_crossing_ns", "input_injection_ns", "management_ns_per_step", "tile_injection_ns", "link_ns")

@@ -203,7 +203,7 @@ def _nxsdk(copies: int | None, step_time_s: float | None = None):
 
 
 def test_blouw_2019_keyword_spotter_with_the_nxsdk_terms_fitted_on_it():
-    """A FIT, not a validation: the set's management energy and time per step were derived from this
+    """A FIT, not a validation: the set's management power and time per step were derived from this
     network's measured power and step (loihi1.toml), so this checks that the estimate gives them back."""
     est = _nxsdk(None)
     running_j = KWS_RUNNING_W / KWS_PER_S
@@ -215,19 +215,41 @@ def test_blouw_2019_keyword_spotter_with_the_nxsdk_terms_fitted_on_it():
     assert est.latency_band_s[0] <= 1 / KWS_PER_S <= est.latency_band_s[1]
 
 
+def test_the_nxsdk_management_power_is_the_keyword_spotters_running_power_less_idle_and_mesh():
+    """The fit itself, recomputed: running - the idle after the run (the keyword spotter's own logs) - the
+    power of the mesh events the set prices in its run at the measured step, with input spikes at 0.2 per
+    feature and step (typical), 0.3 (low: more mesh power leaves less to the x86 cores) and 0.1 (high);
+    management_pj_per_step is 0 (the power carries it all)."""
+    per_s, running = _measured("keyword_spotter")
+    runs = [r for r in KWS_LOGS["runs"] if r["network"] == "keyword_spotter"]
+    idle_after = sum(r["mean_after_w"] * r["readings_after"] for r in runs) / sum(r["readings_after"] for r in runs)
+    mapping, _ = _kws_run(None)
+    figures = mapping.target.constant_set("nxsdk_blouw2019").energy
+    for level, rate in (("typical", 0.2), ("low", 0.3), ("high", 0.1)):
+        est = estimate_chip(_run(mapping, KWS_STEPS, rate=rate).events, mapping.target, mapping.netdesc().cores,
+                            constant_set="nxsdk_blouw2019", readout_neurons=29, step_time_s=1 / per_s / KWS_STEPS)
+        mesh_w = (est.dynamic_energy_j - est.energy_terms_j["management"]) * per_s
+        assert figures["management_power_mw"].at(level) == pytest.approx((running - idle_after - mesh_w) * 1e3,
+                                                                          abs=0.006), level
+    assert figures["management_pj_per_step"].high == 0
+
+
 # network: (total, dynamic as the paper defines it) energy ratios, estimate / logs, in real-time mode at the
 # measured step; the unthrottled latency ratio; and the ratio of the power above the idle after the run (the
-# part the model predicts: the measured idle and step set the rest), measured 1 Dec, each asserted within
-# +-20 %. Total and dynamic energy are within the 1.5x goal on every size, but mostly because they contain the
-# measured idle x the measured step: the power the model itself predicts is 0.51 (N = 0) to 0.23 (N = 10) of
-# the measured one (its measured idle after the run subtracted). The per-branch growth of the measured power
-# (1.6 uJ per step per 10 layers) is 12x the model's (silent random branches: neuron accesses only); the
-# host-synchronised step of the scaled script (input layer on 8 cores, power_summary.tex:239) is 2.3-2.6x the
-# keyword spotter's, which the management time fitted on the keyword spotter does not predict
-SCALED = {"I08O08C00L00": (0.948, 0.928, 0.426, 0.509), "I08O08C01L10": (0.941, 0.919, 0.388, 0.453),
-          "I08O08C02L10": (0.925, 0.897, 0.387, 0.394), "I08O08C04L10": (0.899, 0.863, 0.387, 0.329),
-          "I08O08C06L10": (0.872, 0.829, 0.387, 0.285), "I08O08C08L10": (0.849, 0.800, 0.386, 0.257),
-          "I08O08C10L10": (0.824, 0.770, 0.386, 0.232)}
+# part the model predicts: the measured idle and step set the rest), measured 1 Dec with management_power_mw
+# fitted on the keyword spotter, each asserted within +-20 %. The power the model predicts is 1.10 (N = 0) to
+# 0.48 (N = 10) of the measured one: at N = 0 (the keyword spotter's shape at a 795 us step, not 337 us) the
+# fitted power validates to 10 %; the per-branch growth of the measured power (1.6 uJ per step per 10 layers)
+# is 12x the model's (silent random branches: neuron accesses only), so the ratio falls with N. Total and
+# dynamic energy are within the 1.5x goal on every size, mostly because they contain the measured idle x the
+# measured step. The host-synchronised step of the scaled script (input layer on 8 cores, power_summary.tex:239)
+# is 2.4-2.6x the keyword spotter's, which the management time fitted on the keyword spotter does not predict
+SCALED = {"I08O08C00L00": (1.011, 1.015, 0.426, 1.101), "I08O08C01L10": (1.007, 1.010, 0.388, 1.069),
+          "I08O08C02L10": (0.990, 0.987, 0.387, 0.921), "I08O08C04L10": (0.962, 0.949, 0.387, 0.749),
+          "I08O08C06L10": (0.933, 0.911, 0.387, 0.628), "I08O08C08L10": (0.908, 0.879, 0.386, 0.550),
+          "I08O08C10L10": (0.882, 0.846, 0.386, 0.484)}
+# the networks whose measured running power the total's band brackets (above N = 2 its high end falls short)
+SCALED_BRACKETED = {"I08O08C00L00", "I08O08C01L10", "I08O08C02L10"}
 
 
 @pytest.mark.parametrize("network", list(SCALED))
@@ -246,6 +268,8 @@ def test_blouw_2019_nxsdk_terms_validated_on_the_scaled_networks(network):
               (est.energy_j * per_s - idle_after) / (running - idle_after))
     assert all(1 / 1.5 <= r <= 1.5 for r in ratios[:2]), ratios
     assert all(0.8 * want <= got <= 1.2 * want for got, want in zip(ratios, SCALED[network], strict=True)), ratios
+    low, high = (e * per_s for e in est.energy_band_j)
+    assert (low <= running <= high) == (network in SCALED_BRACKETED), (low, running, high)
 
 
 # ------------------------------------------------------------------------------ Frady et al. 2020, 32 chips

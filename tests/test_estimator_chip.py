@@ -7,7 +7,7 @@ otherwise:
     energy (pJ): synop dense 20 (low 10, high 40), sparse 25, conv 15, access 50, update 30, spike 70,
                  message out 100, in 10, hop E-W 3, N-S 4, chip crossing 200, input injection 5, readout 40,
                  management 1000 per chip and step; static 100 mW per chip (low 50, high 200), board 10 mW;
-                 payload 0.5 per bit
+                 payload 0.5 per bit; management power 2 mW per chip over the step
     time (ns):   synop dense 4 (low 2, high 8), sparse 5, conv 3, access 5, update 3, spike 30, out 5, in 15,
                  hop E-W 4, N-S 6, chip crossing 100, input injection 10, management 200;
                  barrier 100 (1 tile), 400 (2-4 tiles), 1000 (2 chips); tile injection 4, link 2 per message
@@ -51,7 +51,7 @@ ONE_CORE_DYNAMIC_PJ = {"synaptic_ops_dense": 5 * 20, "synaptic_ops_sparse": 3 * 
                        "neuron_access": 10 * 50, "neuron_update": 6 * 30, "spike_generation": 2 * 70,
                        "message_out": 2 * 100, "message_in": 5 * 10, "message_payload": 0, "hops": 0,
                        "chip_crossings": 0,
-                       "input_injection": 3 * 5, "readout": 4 * 40, "management": 1000}
+                       "input_injection": 3 * 5, "readout": 4 * 40, "management": 1000 + ONE_CORE_STEP * 2}
 
 
 def test_one_core_by_hand_every_energy_term():
@@ -122,7 +122,7 @@ def test_two_chips_pay_the_crossing_and_the_multichip_barrier():
     assert est.latency_s == pytest.approx(step * 1e-9, rel=1e-12)
     assert est.energy_terms_j["chip_crossings"] == pytest.approx(200e-12, rel=1e-12)
     assert est.energy_terms_j["hops"] == pytest.approx(2 * 3e-12, rel=1e-12)
-    assert est.energy_terms_j["management"] == pytest.approx(2 * 1000e-12, rel=1e-12)
+    assert est.energy_terms_j["management"] == pytest.approx(2 * (1000 + step * 2) * 1e-12, rel=1e-12)
     assert est.energy_terms_j["static"] == pytest.approx(step * 100 * 2 * 1e-12, rel=1e-12)
     assert est.energy_terms_j["board"] == pytest.approx(step * 10 * 1e-12, rel=1e-12)
 
@@ -229,30 +229,59 @@ def test_graded_messages_pay_for_their_payload_bits():
 def test_the_band_pairs_low_energies_with_low_times_and_high_with_high():
     """Low: dense synops 10 pJ and 2 ns (the receive side 122 - 10 = 112 ns stays below the send side, the
     step 438 ns), static 50 mW. High: 40 pJ and 8 ns (receive 122 + 20 = 142 ns > 138: the step is 442 ns),
-    200 mW. A low power paired with a high time (or the reverse) would give neither figure."""
+    200 mW. A low power paired with a high time (or the reverse) would give neither figure; the management
+    power (2 mW) is paid over each end's own step, as static power is."""
     est = estimate_chip(_one_core(), TESTCHIP, ONE_CORE, readout_neurons=4)
-    fixed = sum(v for k, v in ONE_CORE_DYNAMIC_PJ.items() if k != "synaptic_ops_dense")
-    low = fixed + 5 * 10 + 438 * (50 + 10)
-    high = fixed + 5 * 40 + 442 * (200 + 10)
+    fixed = sum(v for k, v in ONE_CORE_DYNAMIC_PJ.items() if k not in ("synaptic_ops_dense", "management")) + 1000
+    low = fixed + 5 * 10 + 438 * (50 + 10 + 2)
+    high = fixed + 5 * 40 + 442 * (200 + 10 + 2)
     assert est.energy_band_j == pytest.approx((low * 1e-12, high * 1e-12), rel=1e-12)
     assert est.latency_band_s == pytest.approx((438e-9, 442e-9), rel=1e-12)
     assert est.energy_band_j[0] < est.energy_j < est.energy_band_j[1]
 
 
 def test_real_time_mode_charges_static_power_over_the_period():
-    """A 1 us step period: the 438 ns step waits 562 ns and leaks for the full 1 us; a period shorter than
-    the unthrottled step does not shorten it."""
+    """A 1 us step period: the 438 ns step waits 562 ns, leaks for the full 1 us and its management cores
+    draw their 2 mW for it too; a period shorter than the unthrottled step does not shorten it."""
     est = estimate_chip(_one_core(), TESTCHIP, ONE_CORE, step_time_s=1e-6)
     assert est.mode == "real-time" and est.latency_s == pytest.approx(1e-6, rel=1e-12)
     assert est.latency_terms_s["real_time_wait"] == pytest.approx(562e-9, rel=1e-12)
     assert est.energy_terms_j["static"] == pytest.approx(1000 * 100e-12, rel=1e-12)
     assert est.energy_terms_j["board"] == pytest.approx(1000 * 10e-12, rel=1e-12)
-    assert est.dynamic_energy_j == pytest.approx((sum(ONE_CORE_DYNAMIC_PJ.values()) - 160) * 1e-12, rel=1e-12)
+    assert est.energy_terms_j["management"] == pytest.approx((1000 + 1000 * 2) * 1e-12, rel=1e-12)
+    assert est.dynamic_energy_j == pytest.approx((sum(ONE_CORE_DYNAMIC_PJ.values()) - 160 - ONE_CORE_STEP * 2
+                                                  + 1000 * 2) * 1e-12, rel=1e-12)
     short = estimate_chip(_one_core(), TESTCHIP, ONE_CORE, step_time_s=100e-9)
     assert short.mode == "real-time" and short.latency_s == pytest.approx(ONE_CORE_STEP * 1e-9, rel=1e-12)
     for bad in (0.0, -1e-3, float("nan")):
         with pytest.raises(EstimateError, match="step_time_s: must be a finite number of seconds > 0"):
             estimate_chip(_one_core(), TESTCHIP, ONE_CORE, step_time_s=bad)
+
+
+def test_the_management_power_is_paid_per_chip_over_the_wall_clock_step_and_is_dynamic(tmp_path):
+    """testchip's management cores draw 2 mW per occupied chip over the step, besides 1000 pJ per chip and
+    step: one core, unthrottled 438 ns: 1000 + 438 x 2 = 1876 pJ; in real time at 1 us it draws over the whole
+    period, 1000 + 1000 x 2 = 3000 pJ; on two chips (a 1348 ns step) each pays, 2 x (1000 + 1348 x 2) =
+    7392 pJ. It is dynamic energy (paid only while the network steps), not static; with the power at 0 the
+    term is the 1000 pJ alone and static energy is the same."""
+    from pathlib import Path
+    est = estimate_chip(_one_core(), TESTCHIP, ONE_CORE)
+    assert est.energy_terms_j["management"] == pytest.approx(1876e-12, rel=1e-12)
+    real_time = estimate_chip(_one_core(), TESTCHIP, ONE_CORE, step_time_s=1e-6)
+    assert real_time.energy_terms_j["management"] == pytest.approx(3000e-12, rel=1e-12)
+    two_chips = estimate_chip(_counts([1, 1], [[0, 1], [0, 0]], synops=[[[0, 1]]], spikes=[[[1, 0]]],
+                                      messages_out=[[[1, 0]]], messages_in=[[[0, 1]]], hops=[[[2, 0]]],
+                                      chip_crossings=[[[1, 0]]]), TESTCHIP, [Core(0, 0, 0, 0), Core(1, 1, 2, 0)])
+    assert two_chips.step_time_mean_s == pytest.approx(1348e-9, rel=1e-12)
+    assert two_chips.energy_terms_j["management"] == pytest.approx(7392e-12, rel=1e-12)
+    text = Path(TESTCHIP.source).read_text()
+    assert "management_power_mw = 2.0" in text
+    path = tmp_path / "chip.toml"
+    path.write_text(text.replace("management_power_mw = 2.0", "management_power_mw = 0.0"))
+    without = estimate_chip(_one_core(), mappings.load_target(path), ONE_CORE)
+    assert without.energy_terms_j["management"] == pytest.approx(1000e-12, rel=1e-12)
+    assert est.dynamic_energy_j - without.dynamic_energy_j == pytest.approx(876e-12, rel=1e-9)
+    assert est.static_energy_j == without.static_energy_j
 
 
 def _conv_then_dense():
@@ -415,8 +444,9 @@ def test_a_mapping_keeps_its_constant_sets_and_an_older_file_takes_the_shipped_o
 
 
 def test_a_mapping_written_before_the_mesh_keys_takes_them_from_the_shipped_set():
-    """Files written before tile_injection_ns, link_ns and message_payload_bit_pj existed load with the shipped
-    set's figures for exactly those keys (the stored ones stay); a set that is not shipped is refused by name."""
+    """Files written before tile_injection_ns, link_ns, message_payload_bit_pj and management_power_mw existed
+    load with the shipped set's figures for exactly those keys (the stored ones stay); a set that is not
+    shipped is refused by name."""
     import io
 
     from neuromap.errors import FormatError
@@ -426,7 +456,8 @@ def test_a_mapping_written_before_the_mesh_keys_takes_them_from_the_shipped_set(
     stored = header["target"]["constant_sets"]["testchip"]
     stored["energy"]["neuron_access_pj"]["typical"] = 51.0  # a stored figure that differs from the shipped one
     stored["energy"]["neuron_access_pj"]["high"] = 51.0
-    for table, key in (("energy", "message_payload_bit_pj"), ("timing", "tile_injection_ns"), ("timing", "link_ns")):
+    for table, key in (("energy", "message_payload_bit_pj"), ("energy", "management_power_mw"),
+                       ("timing", "tile_injection_ns"), ("timing", "link_ns")):
         del stored[table][key]
     arrays["__mapping__"] = np.array(json.dumps(header))
     sets = Mapping.from_arrays(arrays, "old.npz").target.constant_set("testchip")
@@ -434,6 +465,7 @@ def test_a_mapping_written_before_the_mesh_keys_takes_them_from_the_shipped_set(
     assert sets.timing["tile_injection_ns"] == shipped.timing["tile_injection_ns"]
     assert sets.timing["link_ns"] == shipped.timing["link_ns"]
     assert sets.energy["message_payload_bit_pj"] == shipped.energy["message_payload_bit_pj"]
+    assert sets.energy["management_power_mw"] == shipped.energy["management_power_mw"]
     assert sets.energy["neuron_access_pj"].typical == 51.0
     header["target"]["constant_sets"] = {"mine": stored}
     header["target"]["estimator"]["default_set"] = "mine"
@@ -441,6 +473,34 @@ def test_a_mapping_written_before_the_mesh_keys_takes_them_from_the_shipped_set(
     with pytest.raises(FormatError, match=r"old\.npz: constant set 'mine' of target 'testchip' was written before "
                                           r"\[energy\] message_payload_bit_pj existed"):
         Mapping.from_arrays(arrays, "old.npz")
+
+
+def test_a_mapping_written_before_the_management_power_takes_the_refitted_pair_from_the_shipped_set():
+    """nxsdk_blouw2019 priced the x86 cores as 3.95 uJ per step before management_power_mw existed; a file of
+    then takes the shipped power together with the shipped per-step energy (0), with a warning naming both,
+    since its 3.95 uJ beside the shipped 11.71 mW would count the x86 cores twice; a set whose per-step energy
+    is the shipped one (davies2018's 0) takes the power silently."""
+    import io
+    import warnings
+
+    from neuromap.errors import NeuromapWarning
+    from neuromap.mapping import Mapping, compile as compile_graph
+    arrays = dict(np.load(io.BytesIO(compile_graph(_conv_then_dense(), "loihi1", input_encoding="spikes").to_bytes())))
+    header = json.loads(str(arrays["__mapping__"][()]))
+    for stored in header["target"]["constant_sets"].values():
+        del stored["energy"]["management_power_mw"]
+    old = {"typical": 3950000.0, "low": 3640000.0, "high": 4313000.0, "source": "fit (before the power)"}
+    header["target"]["constant_sets"]["nxsdk_blouw2019"]["energy"]["management_pj_per_step"] = old
+    arrays["__mapping__"] = np.array(json.dumps(header))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        target = Mapping.from_arrays(arrays, "old.npz").target
+    shipped = mappings.load_target("loihi1")
+    assert target.constant_sets == shipped.constant_sets
+    messages = [str(w.message) for w in caught if issubclass(w.category, NeuromapWarning)]
+    assert messages == ["old.npz: constant set 'nxsdk_blouw2019' was written before [energy] management_power_mw "
+                        "existed: its [energy] management_pj_per_step is the shipped set's too (refitted into "
+                        "management_power_mw; the stored figure beside it would count that cost twice)"]
 
 
 @pytest.mark.parametrize("old, new, message", [
@@ -467,13 +527,14 @@ def test_constants_that_would_zero_or_overflow_an_estimate_are_refused(tmp_path,
 
 
 def test_the_estimate_names_every_term_its_set_leaves_out():
-    """The x86 management power per step is not modelled for Loihi 2 (no published figure): the estimate's
-    JSON says so, with the file's reason and bound, as it does for every other zero "not modelled" figure of
-    the set (read off mappings/targets/loihi2.toml by hand); testchip models every term and says nothing."""
+    """The x86 management energy per step and power while stepping are not modelled for Loihi 2 (no published
+    figure): the estimate's JSON says so, with the file's reason and bound, as it does for every other zero
+    "not modelled" figure of the set (read off mappings/targets/loihi2.toml by hand); testchip models every
+    term and says nothing."""
     cores = [Core(0, 0, 0, 0)]
     loihi2 = estimate_chip(_one_core(), mappings.load_target("loihi2"), cores).to_dict()["notes"]
     left_out = [n.removeprefix("not included: ").split(" (")[0] for n in loihi2 if n.startswith("not included: ")]
-    assert left_out == ["management_pj_per_step", "board_power_mw", "management_ns_per_step"]
+    assert left_out == ["management_pj_per_step", "board_power_mw", "management_power_mw", "management_ns_per_step"]
     management = next(n for n in loihi2 if n.startswith("not included: management_pj_per_step"))
     assert "at most its dynamic 0.447 W (a bound" in management and "~70 mW" in management
     assert not [n for n in estimate_chip(_one_core(), TESTCHIP, cores).notes if n.startswith("not included")]

@@ -204,7 +204,8 @@ def test_chip_estimate_of_two_samples_with_idle_neurons_by_hand():
     path 4 + 6 = 10: 58 + 10 + 400 + 200 = 668. Sample 1, step 0: core 0 sends 20, receives 5 x 15 = 75;
     core 1 sends 10 + 6 = 16, receives 20 x 4 = 80; injection 5 x 10 = 50: 80 + 600 = 680; steps 1, 2:
     20 + 600 = 620. Energies (pJ): dense 20, access 50, update 30, spike 70, out 100, in 10, hop 3 / 4,
-    inject 5, readout 40, management 1000 per chip and step, static 100 mW per chip, board 10 mW."""
+    inject 5, readout 40, management 1000 per chip and step and 2 mW per chip over the step, static 100 mW per
+    chip, board 10 mW."""
     cores = [Core(0, 0, 0, 0), Core(1, 0, 1, 1)]
     est = estimate_chip(_two_sample_case(), TESTCHIP, cores, readout_neurons=2)
     steps_ns = [668.0] * 3 + [680.0, 620.0, 620.0]
@@ -223,42 +224,44 @@ def test_chip_estimate_of_two_samples_with_idle_neurons_by_hand():
                 "neuron_access": 6 * 3 * 50, "neuron_update": (3 + 2) / 2 * 30, "spike_generation": 3 / 2 * 70,
                 "message_out": 3 / 2 * 100, "message_in": (3 + 5) / 2 * 10, "message_payload": 0.0,
                 "hops": 6 / 2 * (3.0 + 4.0) / 2,
-                "chip_crossings": 0.0, "input_injection": 5 / 2 * 5, "readout": 2 * 3 * 40, "management": 3 * 1000,
-                "static": latency * 100, "board": latency * 10}
+                "chip_crossings": 0.0, "input_injection": 5 / 2 * 5, "readout": 2 * 3 * 40,
+                "management": 3 * 1000 + latency * 2, "static": latency * 100, "board": latency * 10}
     assert est.energy_terms_j == pytest.approx({k: v * 1e-12 for k, v in terms_pj.items()}, rel=1e-12)
     assert est.static_energy_j == pytest.approx(latency * 110 * 1e-12, rel=1e-12)
     # the band: every constant low (dense synop 10 pJ / 2 ns, static 50 mW), then every one high (40 pJ / 8 ns,
     # 200 mW). Low: sample 1 step 0 takes 75 + 600 (core 0 is now the slower); high: sample 0 steps take
     # 80 + 610, sample 1 step 0 160 + 600
-    rest = sum(v for k, v in terms_pj.items() if k not in ("synaptic_ops_dense", "static", "board"))
+    rest = sum(v for k, v in terms_pj.items() if k not in ("synaptic_ops_dense", "management", "static", "board"))
+    rest += 3 * 1000  # management per step; its 2 mW is paid over the band's own latency, as static power is
     low_latency, high_latency = (3 * 668 + 675 + 2 * 620) / 2, (3 * 690 + 760 + 2 * 620) / 2
-    assert est.energy_band_j == pytest.approx(((25 * 10 + rest + low_latency * (50 + 10)) * 1e-12,
-                                               (25 * 40 + rest + high_latency * (200 + 10)) * 1e-12), rel=1e-12)
-    assert est.energy_band_j[0] * 1e12 == pytest.approx(122353.0) and est.energy_band_j[1] * 1e12 == \
-        pytest.approx(432883.0)
+    assert est.energy_band_j == pytest.approx(((25 * 10 + rest + low_latency * (50 + 10 + 2)) * 1e-12,
+                                               (25 * 40 + rest + high_latency * (200 + 10 + 2)) * 1e-12), rel=1e-12)
+    assert est.energy_band_j[0] * 1e12 == pytest.approx(126272.0) and est.energy_band_j[1] * 1e12 == \
+        pytest.approx(436953.0)
     assert est.latency_band_s == pytest.approx((low_latency * 1e-9, high_latency * 1e-9), rel=1e-12)
     d = est.to_dict()
     assert d["energy_j"] == pytest.approx({"dynamic": (sum(terms_pj.values()) - latency * 110) * 1e-12,
-                                           "static": latency * 110 * 1e-12, "total": 220853e-12}, rel=1e-12)
-    assert d["energy_band_j"] == pytest.approx({"low": 122353e-12, "high": 432883e-12}, rel=1e-12)
+                                           "static": latency * 110 * 1e-12, "total": 224777e-12}, rel=1e-12)
+    assert d["energy_band_j"] == pytest.approx({"low": 126272e-12, "high": 436953e-12}, rel=1e-12)
     assert (d["mode"], d["source"], d["basis"], d["chips"], d["tiles"]) == ("unthrottled", "model", "estimate", 1, 2)
     assert d["terms_j"] == pytest.approx({k: v * 1e-12 for k, v in terms_pj.items()}, rel=1e-12)
     assert d["latency_s"] == pytest.approx(latency * 1e-9, rel=1e-12)
     assert d["step_time_s"] == pytest.approx(sum(steps_ns) / 6 * 1e-9, rel=1e-12)
     assert d["throughput_per_s"] == pytest.approx(1e9 / latency, rel=1e-12)
-    assert d["edp_js"] == pytest.approx(220853e-12 * latency * 1e-9, rel=1e-12)
+    assert d["edp_js"] == pytest.approx(224777e-12 * latency * 1e-9, rel=1e-12)
     assert (d["dominant_term"], est.dominant_latency_term) == ("static", "barrier")
 
 
 def test_static_power_is_paid_per_occupied_chip():
     """Two idle 1-neuron cores on two chips: step = 5 ns access + the 1000 ns two-chip barrier + 200 ns
-    management, and each chip leaks 100 mW for it (the board 10 mW once); management is paid per chip."""
+    management, and each chip leaks 100 mW for it (the board 10 mW once); management (1000 pJ a step and 2 mW
+    over it) is paid per chip."""
     est = estimate_chip(_counts([1, 1], [[0, 0], [0, 0]], synops=[[[0, 0]]]), TESTCHIP,
                         [Core(0, 0, 0, 0), Core(1, 1, 2, 0)])
     assert est.chips == 2 and est.barrier_s == pytest.approx(1000e-9)
     assert est.energy_terms_j["static"] == pytest.approx(1205.0 * 100.0 * 2 * 1e-12, rel=1e-12)
     assert est.energy_terms_j["board"] == pytest.approx(1205.0 * 10.0 * 1e-12, rel=1e-12)
-    assert est.energy_terms_j["management"] == pytest.approx(2 * 1000e-12, rel=1e-12)
+    assert est.energy_terms_j["management"] == pytest.approx(2 * (1000 + 1205.0 * 2) * 1e-12, rel=1e-12)
     assert est.energy_terms_j["neuron_access"] == pytest.approx(2 * 50e-12, rel=1e-12)
 
 
