@@ -475,34 +475,6 @@ def test_a_mapping_written_before_the_mesh_keys_takes_them_from_the_shipped_set(
         Mapping.from_arrays(arrays, "old.npz")
 
 
-def test_a_mapping_written_before_the_management_power_takes_the_refitted_pair_from_the_shipped_set():
-    """nxsdk_blouw2019 priced the x86 cores as 3.95 uJ per step before management_power_mw existed; a file of
-    then takes the shipped power together with the shipped per-step energy (0), with a warning naming both,
-    since its 3.95 uJ beside the shipped 11.71 mW would count the x86 cores twice; a set whose per-step energy
-    is the shipped one (davies2018's 0) takes the power silently."""
-    import io
-    import warnings
-
-    from neuromap.errors import NeuromapWarning
-    from neuromap.mapping import Mapping, compile as compile_graph
-    arrays = dict(np.load(io.BytesIO(compile_graph(_conv_then_dense(), "loihi1", input_encoding="spikes").to_bytes())))
-    header = json.loads(str(arrays["__mapping__"][()]))
-    for stored in header["target"]["constant_sets"].values():
-        del stored["energy"]["management_power_mw"]
-    old = {"typical": 3950000.0, "low": 3640000.0, "high": 4313000.0, "source": "fit (before the power)"}
-    header["target"]["constant_sets"]["nxsdk_blouw2019"]["energy"]["management_pj_per_step"] = old
-    arrays["__mapping__"] = np.array(json.dumps(header))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        target = Mapping.from_arrays(arrays, "old.npz").target
-    shipped = mappings.load_target("loihi1")
-    assert target.constant_sets == shipped.constant_sets
-    messages = [str(w.message) for w in caught if issubclass(w.category, NeuromapWarning)]
-    assert messages == ["old.npz: constant set 'nxsdk_blouw2019' was written before [energy] management_power_mw "
-                        "existed: its [energy] management_pj_per_step is the shipped set's too (refitted into "
-                        "management_power_mw; the stored figure beside it would count that cost twice)"]
-
-
 @pytest.mark.parametrize("old, new, message", [
     ("neuron_access_pj = 50.0", "neuron_access_pj = 0.0",
      r"\[constant_sets.testchip.energy\] neuron_access_pj: must be a finite number > 0, got 0.0"),

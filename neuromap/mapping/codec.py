@@ -14,14 +14,13 @@ adds bias axons (``quantize.BiasAxon``: ``pop/<i>/bias_axon``, ``pop/<i>/u_init`
 from __future__ import annotations
 
 import math
-import warnings
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
 
 import mappings
-from neuromap.errors import FormatError, NeuromapWarning
+from neuromap.errors import FormatError
 from neuromap.ir.serialize import graph_from_arrays, graph_to_arrays, header_array, npz_bytes, read_header
 from neuromap.passes.partition import CoreUse, Partition, Slice
 from neuromap.passes.place import Placement
@@ -120,21 +119,15 @@ def decode(arrays: dict[str, np.ndarray], source: str) -> dict[str, Any]:
 # link times, the graded-payload energy, the management cores' power while stepping): a file without them takes
 # them from the shipped set of that name
 KEYS_ADDED = {"energy": ("message_payload_bit_pj", "management_power_mw"), "timing": ("tile_injection_ns", "link_ns")}
-# an added key that a set's older key was refitted into: the two come from the shipped set together, since the
-# stored older figure with the shipped new one would count the cost twice (nxsdk_blouw2019's x86 cores were an
-# energy per step, now a power while stepping)
-KEYS_REFITTED = {("energy", "management_power_mw"): ("energy", "management_pj_per_step")}
 
 
 def _with_keys_added_since(target: str, sets: dict[str, Any], source: str) -> dict[str, Any]:
     """The stored constant sets, each missing one of KEYS_ADDED completed from the shipped target's set of that
-    name (with the key KEYS_REFITTED pairs it with, warning where that stored figure differs); a set the
-    shipped target does not have is refused, naming the set and the key."""
+    name; a set the shipped target does not have is refused, naming the set and the key."""
     completed = {}
     for name, stored in sets.items():
         missing = [(table, key) for table, keys in KEYS_ADDED.items() for key in keys
                    if isinstance(stored.get(table), dict) and key not in stored[table]]
-        missing += [KEYS_REFITTED[m] for m in missing if m in KEYS_REFITTED]
         if missing:
             shipped = (mappings.load_target(target).to_dict()["constant_sets"]
                        if target in mappings.available_targets() else {})
@@ -143,12 +136,6 @@ def _with_keys_added_since(target: str, sets: dict[str, Any], source: str) -> di
                 raise FormatError(f"{source}: constant set {name!r} of target {target!r} was written before "
                                   f"[{table}] {key} existed and no shipped set of that name gives it; compile "
                                   "the model again", path=source, value=key)
-            for (added_table, added), (table, key) in KEYS_REFITTED.items():
-                if (added_table, added) in missing and stored[table].get(key) != shipped[name][table][key]:
-                    warnings.warn(f"{source}: constant set {name!r} was written before [{added_table}] {added} "
-                                  f"existed: its [{table}] {key} is the shipped set's too (refitted into {added}; "
-                                  "the stored figure beside it would count that cost twice)", NeuromapWarning,
-                                  stacklevel=2)
             stored = {**stored, **{table: {**stored[table], **{key: shipped[name][table][key]
                                                                 for t, key in missing if t == table}}
                                    for table in {t for t, _ in missing}}}
