@@ -144,3 +144,17 @@ def test_the_batch_sweep_counts_every_input_pass_state_and_the_widest_layer():
         batch_sweep(work, dataclasses.replace(H100, memory_gb=500e-9), "fp32")
     assert str(info.value) == "snn network: 6.6e-07 GB at batch 1 in fp32 does not fit h100's 5e-07 GB"
     assert (info.value.field, info.value.value, info.value.allowed) == ("memory_gb", 660, pytest.approx(500))
+
+
+def test_a_batch_that_fills_device_memory_exactly_fits():
+    """fp32, the layer above with 124,999,935 parameters: batch 1 holds 4 x (124,999,935 + 65) = 5e8 bytes,
+    a 0.5 GB device exactly; batch 2 another 260 bytes, more than it holds."""
+    work = Workload("snn", (LayerWork("l", 1.0, 124_999_935, 10, 20, 5),), 3, 1, 10)
+    assert batch_sweep(work, dataclasses.replace(H100, memory_gb=0.5), "fp32") == [1]
+
+
+def test_a_workload_without_layers_holds_its_inputs_only():
+    """No layer (a graph whose ANN has nothing to compute): a sample holds its 10 fp32 inputs, 40 bytes;
+    80 bytes of memory hold batch 2."""
+    work = Workload("ann", (), 1, 0, 10)
+    assert batch_sweep(work, dataclasses.replace(H100, memory_gb=80e-9), "fp32") == [1, 2]
