@@ -133,6 +133,30 @@ def test_the_busiest_shared_link_bounds_the_step(tmp_path):
     assert est.latency_terms_s["contention"] == pytest.approx(28e-9, rel=1e-12)
 
 
+def test_a_message_that_stays_on_its_tile_travels_no_path():
+    """Cores 0 and 1 share tile (0, 0); core 0's one active neuron spikes once, one message to core 1 (no hop).
+    Core 0 sends 5 + 3 + 30 + 5 = 43 ns, core 1 receives 15 + 4 = 19 ns (and is accessed in 5); the tile
+    injects 1 x 4 ns; no mesh path: 0 ns. One tile: barrier 100 ns, management 200 ns."""
+    cores = [Core(0, 0, 0, 0), Core(1, 0, 0, 0)]
+    events = _counts([1, 1], [[0, 1], [0, 0]], synops=[[[0, 1]]], active_neurons=[[[1, 0]]], spikes=[[[1, 0]]],
+                     messages_out=[[[1, 0]]], messages_in=[[[0, 1]]])
+    est = estimate_chip(events, TESTCHIP, cores)
+    assert est.latency_terms_s["noc"] == 0.0
+    assert est.latency_s == pytest.approx((43 + 100 + 200) * 1e-9, rel=1e-12)
+
+
+def test_without_contention_a_step_shorter_than_a_nanosecond_has_no_link_term(tmp_path):
+    """testchip with neuron access at 0 ns: an idle one-neuron core computes for 0 ns; the step is the barrier
+    and management, 100 + 200 ns, with nothing for links."""
+    text = Path(TESTCHIP.source).read_text()
+    assert text.count("neuron_access_ns = 5.0") == 1
+    path = tmp_path / "instant.toml"
+    path.write_text(text.replace("neuron_access_ns = 5.0", "neuron_access_ns = 0.0"))
+    est = estimate_chip(_counts([1], [[0]], synops=[[[0]]]), mappings.load_target(path), ONE_CORE)
+    assert est.latency_terms_s["contention"] == 0.0 and est.latency_terms_s["compute"] == 0.0
+    assert est.latency_s == pytest.approx(300e-9, rel=1e-12)
+
+
 # ---------------------------------------------------------------------------------------------- hwsim.gpu_model
 def test_the_batch_sweep_counts_every_input_pass_state_and_the_widest_layer():
     """One layer of 100 parameters, 10 values in, 20 out, 5 of state; 10 inputs a pass, 3 passes; fp32.
