@@ -170,11 +170,13 @@ def test_the_batch_sweep_counts_every_input_pass_state_and_the_widest_layer():
     assert (info.value.field, info.value.value, info.value.allowed) == ("memory_gb", 660, pytest.approx(500))
 
 
-def test_a_batch_that_fills_device_memory_exactly_fits():
+@pytest.mark.parametrize("params, batches", [(124_999_935, [1]), (124_999_870, [1, 2])])
+def test_a_batch_that_fills_device_memory_exactly_fits(params, batches):
     """fp32, the layer above with 124,999,935 parameters: batch 1 holds 4 x (124,999,935 + 65) = 5e8 bytes,
-    a 0.5 GB device exactly; batch 2 another 260 bytes, more than it holds."""
-    work = Workload("snn", (LayerWork("l", 1.0, 124_999_935, 10, 20, 5),), 3, 1, 10)
-    assert batch_sweep(work, dataclasses.replace(H100, memory_gb=0.5), "fp32") == [1]
+    a 0.5 GB device exactly, batch 2 260 bytes more; with 124,999,870, batch 2 holds 4 x (124,999,870 +
+    130) = 5e8 bytes exactly, batch 4 more."""
+    work = Workload("snn", (LayerWork("l", 1.0, params, 10, 20, 5),), 3, 1, 10)
+    assert batch_sweep(work, dataclasses.replace(H100, memory_gb=0.5), "fp32") == batches
 
 
 def test_a_workload_without_layers_holds_its_inputs_only():
