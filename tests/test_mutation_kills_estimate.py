@@ -1,0 +1,186 @@
+"""Guards for mutants of the estimator (hwsim.estimate, hwsim.gpu_model, mappings.constant_sets, mappings.gpu)
+that the rest of the suite let through (issue 10, mutation testing with mutmut: ``make mutation``).
+
+Every expectation is computed by hand in the docstring or comment next to it, from testchip's synthetic
+constant set (its figures: tests/test_estimator_chip.py's docstring) or a GPU profile of round numbers; the
+tests call public entry points (``estimate_chip``, ``link_shares``, ``model_point``, ``load_target``,
+``load_gpu``) and assert what a user sees: a figure, a JSON key, an error line.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_estimator_chip import ONE_CORE, TESTCHIP, _counts, _one_core
+
+import mappings
+from hwsim.errors import SimOptionError
+from hwsim.estimate import estimate_chip, estimate_chip_sets, link_shares
+from hwsim.gpu_model import LayerWork, Workload, batch_sweep
+from hwsim.netdesc import Core
+from mappings.gpu import load_gpu
+
+H100 = load_gpu("h100")
+
+
+# ---------------------------------------------------------------------------------------------- hwsim.estimate
+def test_the_json_chip_object_of_the_one_core_case():
+    """testchip, one core, one step, 4 read-out neurons (tests/test_estimator_chip.py, ONE_CORE_*): dynamic
+    2480 pJ; a step of 138 + 100 + 200 = 438 ns (low 438, high 442: the receive side's dense synops at 8 ns
+    make it 142 ns), static 438 x 100 = 43800 pJ, board 4380 pJ. Band: low 2380 + 5 x 10 + 438 x (50 + 10)
+    = 28710 pJ, high 2380 + 5 x 40 + 442 x (200 + 10) = 95400 pJ."""
+    out = estimate_chip(_one_core(), TESTCHIP, ONE_CORE, readout_neurons=4).to_dict()
+    total, latency = 50660e-12, 438e-9
+    assert out == {
+        "target": "testchip", "constant_set": "testchip", "label": "testchip: synthetic round numbers for tests",
+        "basis": "estimate", "mode": "unthrottled",
+        "energy_j": pytest.approx({"dynamic": 2480e-12, "static": 48180e-12, "total": total}, rel=1e-12),
+        "energy_band_j": pytest.approx({"low": 28710e-12, "high": 95400e-12}, rel=1e-12),
+        "latency_s": pytest.approx(latency, rel=1e-12),
+        "latency_band_s": pytest.approx({"low": 438e-9, "high": 442e-9}, rel=1e-12),
+        "step_time_s": pytest.approx(latency, rel=1e-12), "step_time_max_s": pytest.approx(latency, rel=1e-12),
+        "throughput_per_s": pytest.approx(1 / latency, rel=1e-12),
+        "edp_js": pytest.approx(total * latency, rel=1e-12),
+        "terms_j": pytest.approx({"synaptic_ops_dense": 100e-12, "synaptic_ops_sparse": 75e-12,
+                                  "synaptic_ops_conv": 60e-12, "neuron_access": 500e-12, "neuron_update": 180e-12,
+                                  "spike_generation": 140e-12, "message_out": 200e-12, "message_in": 50e-12,
+                                  "message_payload": 0.0, "hops": 0.0, "chip_crossings": 0.0,
+                                  "input_injection": 15e-12, "readout": 160e-12, "management": 1000e-12,
+                                  "static": 43800e-12, "board": 4380e-12}, rel=1e-12),
+        "latency_terms_s": pytest.approx({"compute": 138e-9, "injection": 0.0, "contention": 0.0, "noc": 0.0,
+                                          "barrier": 100e-9, "management": 200e-9, "real_time_wait": 0.0},
+                                         rel=1e-12),
+        "dominant_term": "static", "chips": 1, "tiles": 1, "barrier_s": pytest.approx(100e-9, rel=1e-12),
+        "contention": False,
+        "notes": ["constant set testchip (estimate): testchip: synthetic round numbers for tests",
+                  "modelled: per-core pipeline max(send, receive), tile injection bandwidth, longest NoC path, "
+                  "barrier table; link contention off"],
+        "source": "model"}
+
+
+def test_every_constant_set_gets_the_step_period_the_readout_and_the_contention_bound():
+    """testchip has one set. Real-time steps of 1 us: the 438 ns step waits 562 ns; 4 read-out neurons at
+    40 pJ: 160 pJ; contention on (one core, no mesh link: no bound) is said in the estimate."""
+    (est,) = estimate_chip_sets(_one_core(), TESTCHIP, ONE_CORE, step_time_s=1e-6, readout_neurons=4,
+                                contention=True)
+    assert (est.constant_set, est.mode, est.contention) == ("testchip", "real-time", True)
+    assert est.latency_s == pytest.approx(1e-6, rel=1e-12)
+    assert est.latency_terms_s["real_time_wait"] == pytest.approx(562e-9, rel=1e-12)
+    assert est.energy_terms_j["readout"] == pytest.approx(160e-12, rel=1e-12)
+
+
+# Five cores on a 4 x 3 mesh, routes x first (on the source's row), then y (on the destination's column):
+#   c0 (3, 0) -> c1 (0, 2), 3 messages of its 4: W(3,0) W(2,0) W(1,0), then N(0,0) N(0,1)
+#   c0 (3, 0) -> c4 (3, 2), 1 of its 4:          N(3,0) N(3,1)
+#   c1 (0, 2) -> c2 (1, 0), all (1):             E(0,2), then S(1,2) S(1,1)
+#   c2 (1, 0) -> c3 (0, 0), 2 of its 4:          W(1,0)                (shared with c0's third x hop)
+#   c2 (1, 0) -> c0 (3, 0), 2 of its 4:          E(1,0) E(2,0)         (E(1,0) and W(1,0) leave one tile)
+#   c4 (3, 2) -> c2 (1, 0), 3 of its 4:          W(3,2) W(2,2), then S(1,2) S(1,1)  (shared with c1's y leg)
+#   c4 (3, 2) -> c1 (0, 2), 1 of its 4:          W(3,2) W(2,2) W(1,2)  (W(1,2) and S(1,2) leave one tile)
+# Links as (x, y, direction: E 0, W 1, N 2, S 3), in sorted order:
+#   N(0,0) N(0,1) E(0,2) E(1,0) W(1,0) S(1,1) W(1,2) S(1,2) E(2,0) W(2,0) W(2,2) W(3,0) N(3,0) N(3,1) W(3,2)
+MESH = [Core(0, 0, 3, 0), Core(1, 0, 0, 2), Core(2, 0, 1, 0), Core(3, 0, 0, 0), Core(4, 0, 3, 2)]
+MESH_TRAFFIC = [[0, 3, 0, 0, 1], [0, 0, 1, 0, 0], [2, 0, 0, 2, 0], [0] * 5, [0, 1, 3, 0, 0]]
+MESH_SHARES = [[.75, .75, 0, 0, .75, 0, 0, 0, 0, .75, 0, .75, .25, .25, 0],
+               [0, 0, 1, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0],
+               [0, 0, 0, .5, .5, 0, 0, 0, .5, 0, 0, 0, 0, 0, 0],
+               [0] * 15,
+               [0, 0, 0, 0, 0, .75, .25, .75, 0, 0, 1, 0, 0, 0, 1]]
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.float64])
+def test_xy_routes_west_and_south_share_links_by_hand(dtype):
+    """The routes above, with the cores' coordinates as integers or as the floats a caller may hold."""
+    x = np.array([c.x for c in MESH], dtype)
+    y = np.array([c.y for c in MESH], dtype)
+    np.testing.assert_array_equal(link_shares(np.array(MESH_TRAFFIC), x, y).toarray(), MESH_SHARES)
+
+
+def test_traffic_that_never_leaves_a_tile_uses_no_link():
+    shares = link_shares(np.array([[2, 0], [0, 1]]), np.array([0, 1]), np.array([0, 0]))
+    assert shares.shape == (2, 0)
+
+
+def _mesh_chip(tmp_path):
+    """testchip on a 4 x 3 mesh (the cores above), with a barrier entry for its 5 tiles (800 ns) and 40 ns per
+    message and mesh link (its own figure is 2 ns), so that a link binds."""
+    text = Path(TESTCHIP.source).read_text()
+    for old, new in (("mesh_cols = 2", "mesh_cols = 4"), ("mesh_rows = 2", "mesh_rows = 3"),
+                     ("link_ns = 2.0", "link_ns = 40.0"),
+                     ("barrier_ns = [[1, 100.0], [4, 400.0]]", "barrier_ns = [[1, 100.0], [4, 400.0], [12, 800.0]]")):
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    path = tmp_path / "mesh_chip.toml"
+    path.write_text(text)
+    return mappings.load_target(path)
+
+
+def test_the_busiest_shared_link_bounds_the_step(tmp_path):
+    """The mesh above, one step: c0, c2 and c4 send 4 messages each, c1 1. W(1,0) carries 0.75 x 4 + 0.5 x 4
+    = 5, S(1,1) and S(1,2) 3 + 1 = 4, W(2,2) and W(3,2) 4, E(1,0) 2: the bound is 5 x 40 = 200 ns. (W(1,0)
+    not shared, the bound falls to 4 x 40; E(1,0) taken for W(1,0), it rises to 7 x 40.) Senders (4 neurons
+    each, a spiking neuron active, every spike one message): c0, c2, c4 4 x 5 + 4 x (3 + 30 + 5) = 172 ns;
+    so contention adds 200 - 172 = 28 ns. 5 tiles: barrier 800 ns."""
+    hops = (np.array(MESH_TRAFFIC) * [[abs(a.x - b.x) + abs(a.y - b.y) for b in MESH] for a in MESH]).sum(axis=1)
+    sent = [4, 1, 4, 0, 4]
+    events = _counts([4] * 5, MESH_TRAFFIC, synops=[[[0] * 5]], active_neurons=[[sent]], spikes=[[sent]],
+                     messages_out=[[sent]], hops=[[list(hops)]])
+    est = estimate_chip(events, _mesh_chip(tmp_path), MESH, contention=True)
+    assert (est.tiles, est.barrier_s) == (5, pytest.approx(800e-9))
+    assert est.latency_terms_s["compute"] == pytest.approx(172e-9, rel=1e-12)
+    assert est.latency_terms_s["contention"] == pytest.approx(28e-9, rel=1e-12)
+
+
+def test_a_message_that_stays_on_its_tile_travels_no_path():
+    """Cores 0 and 1 share tile (0, 0); core 0's one active neuron spikes once, one message to core 1 (no hop).
+    Core 0 sends 5 + 3 + 30 + 5 = 43 ns, core 1 receives 15 + 4 = 19 ns (and is accessed in 5); the tile
+    injects 1 x 4 ns; no mesh path: 0 ns. One tile: barrier 100 ns, management 200 ns."""
+    cores = [Core(0, 0, 0, 0), Core(1, 0, 0, 0)]
+    events = _counts([1, 1], [[0, 1], [0, 0]], synops=[[[0, 1]]], active_neurons=[[[1, 0]]], spikes=[[[1, 0]]],
+                     messages_out=[[[1, 0]]], messages_in=[[[0, 1]]])
+    est = estimate_chip(events, TESTCHIP, cores)
+    assert est.latency_terms_s["noc"] == 0.0
+    assert est.latency_s == pytest.approx((43 + 100 + 200) * 1e-9, rel=1e-12)
+
+
+def test_without_contention_a_step_shorter_than_a_nanosecond_has_no_link_term(tmp_path):
+    """testchip with neuron access at 0 ns: an idle one-neuron core computes for 0 ns; the step is the barrier
+    and management, 100 + 200 ns, with nothing for links."""
+    text = Path(TESTCHIP.source).read_text()
+    assert text.count("neuron_access_ns = 5.0") == 1
+    path = tmp_path / "instant.toml"
+    path.write_text(text.replace("neuron_access_ns = 5.0", "neuron_access_ns = 0.0"))
+    est = estimate_chip(_counts([1], [[0]], synops=[[[0]]]), mappings.load_target(path), ONE_CORE)
+    assert est.latency_terms_s["contention"] == 0.0 and est.latency_terms_s["compute"] == 0.0
+    assert est.latency_s == pytest.approx(300e-9, rel=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------- hwsim.gpu_model
+def test_the_batch_sweep_counts_every_input_pass_state_and_the_widest_layer():
+    """One layer of 100 parameters, 10 values in, 20 out, 5 of state; 10 inputs a pass, 3 passes; fp32.
+    Per sample 10 x 3 + 5 + (10 + 20) = 65 values: batch B holds 4 x (100 + 65 B) bytes, 660 at batch 1,
+    1440 at 4, 2480 at 8. 2200 bytes of device memory hold batch 4, not 8; 500 bytes not even batch 1."""
+    work = Workload("snn", (LayerWork("l", 1.0, 100, 10, 20, 5),), 3, 1, 10)
+    assert batch_sweep(work, dataclasses.replace(H100, memory_gb=2200e-9), "fp32") == [1, 2, 4]
+    with pytest.raises(SimOptionError) as info:
+        batch_sweep(work, dataclasses.replace(H100, memory_gb=500e-9), "fp32")
+    assert str(info.value) == "snn network: 6.6e-07 GB at batch 1 in fp32 does not fit h100's 5e-07 GB"
+    assert (info.value.field, info.value.value, info.value.allowed) == ("memory_gb", 660, pytest.approx(500))
+
+
+@pytest.mark.parametrize("params, batches", [(124_999_935, [1]), (124_999_870, [1, 2])])
+def test_a_batch_that_fills_device_memory_exactly_fits(params, batches):
+    """fp32, the layer above with 124,999,935 parameters: batch 1 holds 4 x (124,999,935 + 65) = 5e8 bytes,
+    a 0.5 GB device exactly, batch 2 260 bytes more; with 124,999,870, batch 2 holds 4 x (124,999,870 +
+    130) = 5e8 bytes exactly, batch 4 more."""
+    work = Workload("snn", (LayerWork("l", 1.0, params, 10, 20, 5),), 3, 1, 10)
+    assert batch_sweep(work, dataclasses.replace(H100, memory_gb=0.5), "fp32") == batches
+
+
+def test_a_workload_without_layers_holds_its_inputs_only():
+    """No layer (a graph whose ANN has nothing to compute): a sample holds its 10 fp32 inputs, 40 bytes;
+    80 bytes of memory hold batch 2."""
+    work = Workload("ann", (), 1, 0, 10)
+    assert batch_sweep(work, dataclasses.replace(H100, memory_gb=80e-9), "fp32") == [1, 2]
