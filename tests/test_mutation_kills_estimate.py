@@ -18,7 +18,7 @@ from test_estimator_chip import ONE_CORE, TESTCHIP, _counts, _one_core
 import mappings
 from hwsim.errors import SimOptionError
 from hwsim.estimate import EstimateError, estimate_chip, estimate_chip_sets, link_shares
-from hwsim.gpu_model import LayerWork, Workload, batch_sweep
+from hwsim.gpu_model import LayerWork, Workload, batch_sweep, model_point
 from hwsim.netdesc import Core
 from mappings.gpu import load_gpu
 
@@ -219,3 +219,46 @@ def test_a_workload_without_layers_holds_its_inputs_only():
     80 bytes of memory hold batch 2."""
     work = Workload("ann", (), 1, 0, 10)
     assert batch_sweep(work, dataclasses.replace(H100, memory_gb=80e-9), "fp32") == [1, 2]
+
+
+# 1 TFLOP/s in every precision and 1000 GB/s, both fully achievable; 1 GB/s host link, 1 us a launch, no host call
+ROUND = dataclasses.replace(H100, name="round", peak_fp32_tflops=1.0, peak_fp16_tflops=1.0, peak_bf16_tflops=1.0,
+                            peak_int8_tops=1.0, compute_efficiency=1.0, memory_bandwidth_gb_s=1000.0,
+                            bandwidth_efficiency=1.0, l2_cache_mb=1.0, host_link_gb_s=1.0, kernel_launch_us=1.0,
+                            host_call_us=0.0)
+
+
+def test_a_layer_whose_compute_equals_its_memory_time_is_compute_bound():
+    """48 FLOP at 1 TFLOP/s and (10 + 1 + 1) x 4 = 48 bytes at 1000 GB/s: both 48 ps; the tie is compute-bound.
+    The 4 input bytes cross the 1 GB/s host link in 4 ns; one eager launch 1 us."""
+    p = model_point(Workload("ann", (LayerWork("l", 48.0, 10, 1, 1),), 1, 1, 1), ROUND, "fp32", 1, launch="eager")
+    assert p.latency_terms_s == pytest.approx({"compute_bound": 48e-12, "memory_bound": 0.0, "launch": 1e-6,
+                                               "host_transfer": 4e-9, "host_call": 0.0}, rel=1e-12, abs=0)
+
+
+def test_a_memory_bound_layer_and_the_transfer_to_the_last_digit():
+    """1 FLOP, 1e6 parameters: 4e6 + 8 bytes at 1000 GB/s = 4.000008 us, memory-bound; 4 input bytes over
+    1 GB/s: 4 ns (a bandwidth read as 1.000000001 GB/s would be 1e-9 off)."""
+    p = model_point(Workload("ann", (LayerWork("l", 1.0, 1_000_000, 1, 1),), 1, 1, 1), ROUND, "fp32", 1)
+    assert p.latency_terms_s["memory_bound"] == pytest.approx(4.000008e-6, rel=1e-12, abs=0)
+    assert p.latency_terms_s["host_transfer"] == pytest.approx(4e-9, rel=1e-12, abs=0)
+
+
+def test_a_workload_without_layers_costs_its_launches_and_transfer():
+    """No layer: nothing resident but nothing to hold; 10 fp32 inputs over 1 GB/s, 40 ns; no kernel: a CUDA
+    graph's own launch only (h100's graph_launch_us)."""
+    p = model_point(Workload("ann", (), 1, 0, 10), ROUND, "fp32", 1)
+    assert p.l2_resident and p.dram_bytes == 0
+    assert p.latency_s == pytest.approx(40e-9 + ROUND.graph_launch_us * 1e-6, rel=1e-12, abs=0)
+
+
+@pytest.mark.parametrize("option, value, message, allowed", [
+    ("precision", "fp64", "precision 'fp64' is not one of fp32, fp16, bf16, int8", ("fp32", "fp16", "bf16", "int8")),
+    ("launch", "fused", "launch mode 'fused' is not one of eager, cuda_graph", ("eager", "cuda_graph")),
+])
+def test_a_bad_precision_or_launch_mode_is_one_line_naming_it(option, value, message, allowed):
+    args = {"precision": "fp32", "launch": "eager"} | {option: value}
+    with pytest.raises(SimOptionError) as info:
+        model_point(Workload("ann", (), 1, 0, 1), ROUND, args["precision"], 1, launch=args["launch"])
+    assert str(info.value) == message
+    assert (info.value.field, info.value.value, info.value.allowed) == (option, value, allowed)
