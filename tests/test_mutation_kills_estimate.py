@@ -70,6 +70,9 @@ def test_every_constant_set_gets_the_step_period_the_readout_and_the_contention_
     assert est.latency_s == pytest.approx(1e-6, rel=1e-12, abs=0)
     assert est.latency_terms_s["real_time_wait"] == pytest.approx(562e-9, rel=1e-12, abs=0)
     assert est.energy_terms_j["readout"] == pytest.approx(160e-12, rel=1e-12, abs=0)
+    assert est.notes[1] == ("modelled: per-core pipeline max(send, receive), tile injection bandwidth, longest NoC "
+                            "path, barrier table; link contention on XY routes (per-step link loads split by the "
+                            "run's traffic); real-time steps of at least 1e-06 s")
 
 
 # Five cores on a 4 x 3 mesh, routes x first (on the source's row), then y (on the destination's column):
