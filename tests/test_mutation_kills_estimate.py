@@ -17,8 +17,8 @@ from test_estimator_chip import ONE_CORE, TESTCHIP, _counts, _one_core
 
 import mappings
 from hwsim.errors import SimOptionError
-from hwsim.estimate import estimate_chip, estimate_chip_sets, link_shares
-from hwsim.gpu_model import LayerWork, Workload, batch_sweep
+from hwsim.estimate import EstimateError, estimate_chip, estimate_chip_sets, link_shares
+from hwsim.gpu_model import LayerWork, Workload, batch_sweep, model_point
 from hwsim.netdesc import Core
 from mappings.gpu import load_gpu
 
@@ -37,23 +37,24 @@ def test_the_json_chip_object_of_the_one_core_case():
     assert out == {
         "target": "testchip", "constant_set": "testchip", "label": "testchip: synthetic round numbers for tests",
         "basis": "estimate", "mode": "unthrottled",
-        "energy_j": pytest.approx({"dynamic": 3356e-12, "static": 48180e-12, "total": total}, rel=1e-12),
-        "energy_band_j": pytest.approx({"low": 29586e-12, "high": 96284e-12}, rel=1e-12),
-        "latency_s": pytest.approx(latency, rel=1e-12),
-        "latency_band_s": pytest.approx({"low": 438e-9, "high": 442e-9}, rel=1e-12),
-        "step_time_s": pytest.approx(latency, rel=1e-12), "step_time_max_s": pytest.approx(latency, rel=1e-12),
-        "throughput_per_s": pytest.approx(1 / latency, rel=1e-12),
-        "edp_js": pytest.approx(total * latency, rel=1e-12),
+        "energy_j": pytest.approx({"dynamic": 3356e-12, "static": 48180e-12, "total": total}, rel=1e-12, abs=0),
+        "energy_band_j": pytest.approx({"low": 29586e-12, "high": 96284e-12}, rel=1e-12, abs=0),
+        "latency_s": pytest.approx(latency, rel=1e-12, abs=0),
+        "latency_band_s": pytest.approx({"low": 438e-9, "high": 442e-9}, rel=1e-12, abs=0),
+        "step_time_s": pytest.approx(latency, rel=1e-12, abs=0),
+        "step_time_max_s": pytest.approx(latency, rel=1e-12, abs=0),
+        "throughput_per_s": pytest.approx(1 / latency, rel=1e-12, abs=0),
+        "edp_js": pytest.approx(total * latency, rel=1e-12, abs=0),
         "terms_j": pytest.approx({"synaptic_ops_dense": 100e-12, "synaptic_ops_sparse": 75e-12,
                                   "synaptic_ops_conv": 60e-12, "neuron_access": 500e-12, "neuron_update": 180e-12,
                                   "spike_generation": 140e-12, "message_out": 200e-12, "message_in": 50e-12,
                                   "message_payload": 0.0, "hops": 0.0, "chip_crossings": 0.0,
                                   "input_injection": 15e-12, "readout": 160e-12, "management": 1876e-12,
-                                  "static": 43800e-12, "board": 4380e-12}, rel=1e-12),
+                                  "static": 43800e-12, "board": 4380e-12}, rel=1e-12, abs=0),
         "latency_terms_s": pytest.approx({"compute": 138e-9, "injection": 0.0, "contention": 0.0, "noc": 0.0,
                                           "barrier": 100e-9, "management": 200e-9, "real_time_wait": 0.0},
-                                         rel=1e-12),
-        "dominant_term": "static", "chips": 1, "tiles": 1, "barrier_s": pytest.approx(100e-9, rel=1e-12),
+                                         rel=1e-12, abs=0),
+        "dominant_term": "static", "chips": 1, "tiles": 1, "barrier_s": pytest.approx(100e-9, rel=1e-12, abs=0),
         "contention": False,
         "notes": ["constant set testchip (estimate): testchip: synthetic round numbers for tests",
                   "modelled: per-core pipeline max(send, receive), tile injection bandwidth, longest NoC path, "
@@ -67,9 +68,12 @@ def test_every_constant_set_gets_the_step_period_the_readout_and_the_contention_
     (est,) = estimate_chip_sets(_one_core(), TESTCHIP, ONE_CORE, step_time_s=1e-6, readout_neurons=4,
                                 contention=True)
     assert (est.constant_set, est.mode, est.contention) == ("testchip", "real-time", True)
-    assert est.latency_s == pytest.approx(1e-6, rel=1e-12)
-    assert est.latency_terms_s["real_time_wait"] == pytest.approx(562e-9, rel=1e-12)
-    assert est.energy_terms_j["readout"] == pytest.approx(160e-12, rel=1e-12)
+    assert est.latency_s == pytest.approx(1e-6, rel=1e-12, abs=0)
+    assert est.latency_terms_s["real_time_wait"] == pytest.approx(562e-9, rel=1e-12, abs=0)
+    assert est.energy_terms_j["readout"] == pytest.approx(160e-12, rel=1e-12, abs=0)
+    assert est.notes[1] == ("modelled: per-core pipeline max(send, receive), tile injection bandwidth, longest NoC "
+                            "path, barrier table; link contention on XY routes (per-step link loads split by the "
+                            "run's traffic); real-time steps of at least 1e-06 s")
 
 
 # Five cores on a 4 x 3 mesh, routes x first (on the source's row), then y (on the destination's column):
@@ -130,8 +134,8 @@ def test_the_busiest_shared_link_bounds_the_step(tmp_path):
                      messages_out=[[sent]], hops=[[list(hops)]])
     est = estimate_chip(events, _mesh_chip(tmp_path), MESH, contention=True)
     assert (est.tiles, est.barrier_s) == (5, pytest.approx(800e-9))
-    assert est.latency_terms_s["compute"] == pytest.approx(172e-9, rel=1e-12)
-    assert est.latency_terms_s["contention"] == pytest.approx(28e-9, rel=1e-12)
+    assert est.latency_terms_s["compute"] == pytest.approx(172e-9, rel=1e-12, abs=0)
+    assert est.latency_terms_s["contention"] == pytest.approx(28e-9, rel=1e-12, abs=0)
 
 
 def test_a_message_that_stays_on_its_tile_travels_no_path():
@@ -143,7 +147,7 @@ def test_a_message_that_stays_on_its_tile_travels_no_path():
                      messages_out=[[[1, 0]]], messages_in=[[[0, 1]]])
     est = estimate_chip(events, TESTCHIP, cores)
     assert est.latency_terms_s["noc"] == 0.0
-    assert est.latency_s == pytest.approx((43 + 100 + 200) * 1e-9, rel=1e-12)
+    assert est.latency_s == pytest.approx((43 + 100 + 200) * 1e-9, rel=1e-12, abs=0)
 
 
 def test_without_contention_a_step_shorter_than_a_nanosecond_has_no_link_term(tmp_path):
@@ -155,7 +159,41 @@ def test_without_contention_a_step_shorter_than_a_nanosecond_has_no_link_term(tm
     path.write_text(text.replace("neuron_access_ns = 5.0", "neuron_access_ns = 0.0"))
     est = estimate_chip(_counts([1], [[0]], synops=[[[0]]]), mappings.load_target(path), ONE_CORE)
     assert est.latency_terms_s["contention"] == 0.0 and est.latency_terms_s["compute"] == 0.0
-    assert est.latency_s == pytest.approx(300e-9, rel=1e-12)
+    assert est.latency_s == pytest.approx(300e-9, rel=1e-12, abs=0)
+
+
+def test_each_core_pays_its_own_hop_directions_and_paths():
+    """testchip's 2 x 2 mesh: c0 (0, 0) sends 1 message to c1 (1, 0), one east-west hop; c2 (0, 1) 1 to c0, one
+    north-south hop; c3 (1, 1) idle. Hops: 1 x 3 + 1 x 4 = 7 pJ. Senders 5 + 3 + 30 + 5 = 43 ns; paths: c0's
+    4 ns, c2's 6 ns (not the 10 ns to c3, where neither sends): the NoC adds 6 ns; 4 tiles: barrier 400 ns."""
+    cores = [Core(0, 0, 0, 0), Core(1, 0, 1, 0), Core(2, 0, 0, 1), Core(3, 0, 1, 1)]
+    events = _counts([1] * 4, [[0, 1, 0, 0], [0] * 4, [1, 0, 0, 0], [0] * 4], synops=[[[1, 1, 0, 0]]],
+                     active_neurons=[[[1, 0, 1, 0]]], spikes=[[[1, 0, 1, 0]]], messages_out=[[[1, 0, 1, 0]]],
+                     messages_in=[[[1, 1, 0, 0]]], hops=[[[1, 0, 1, 0]]])
+    est = estimate_chip(events, TESTCHIP, cores)
+    assert est.energy_terms_j["hops"] == pytest.approx(7e-12, rel=1e-12, abs=0)
+    assert est.latency_terms_s["noc"] == pytest.approx(6e-9, rel=1e-12, abs=0)
+    assert est.latency_s == pytest.approx((43 + 6 + 400 + 200) * 1e-9, rel=1e-12, abs=0)
+
+
+def test_the_cores_mismatch_names_the_first_eight_indices():
+    cores = [Core(i, 0, 0, 0) for i in range(1, 10)]
+    events = _counts([1] * 9, np.zeros((9, 9)), synops=[[[0] * 9]])
+    with pytest.raises(EstimateError) as info:
+        estimate_chip(events, TESTCHIP, cores)
+    assert str(info.value) == ("cores: indices (1, 2, 3, 4, 5, 6, 7, 8)... do not match the event counts' core_ids "
+                               "(0, 1, 2, 3, 4, 5, 6, 7)...")
+
+
+@pytest.mark.parametrize("option, value, message, facts", [
+    ("step_time_s", 0.0, "step_time_s: must be a finite number of seconds > 0, got 0.0", ("step_time_s", 0.0, "> 0")),
+    ("readout_neurons", -1, "readout_neurons: must be >= 0, got -1", ("readout_neurons", -1, ">= 0")),
+])
+def test_a_bad_step_period_or_readout_names_the_option(option, value, message, facts):
+    with pytest.raises(EstimateError) as info:
+        estimate_chip(_one_core(), TESTCHIP, ONE_CORE, **{option: value})
+    assert str(info.value) == message
+    assert (info.value.field, info.value.value, info.value.allowed) == facts
 
 
 # ---------------------------------------------------------------------------------------------- hwsim.gpu_model
@@ -185,3 +223,47 @@ def test_a_workload_without_layers_holds_its_inputs_only():
     80 bytes of memory hold batch 2."""
     work = Workload("ann", (), 1, 0, 10)
     assert batch_sweep(work, dataclasses.replace(H100, memory_gb=80e-9), "fp32") == [1, 2]
+
+
+# 1 TFLOP/s in every precision and 1000 GB/s, both fully achievable; 1 GB/s host link, 1 us a launch, no host
+# call; no time ranges (H100's are for its own figures)
+ROUND = dataclasses.replace(H100, name="round", peak_fp32_tflops=1.0, peak_fp16_tflops=1.0, peak_bf16_tflops=1.0,
+                            peak_int8_tops=1.0, compute_efficiency=1.0, memory_bandwidth_gb_s=1000.0,
+                            bandwidth_efficiency=1.0, l2_cache_mb=1.0, host_link_gb_s=1.0, kernel_launch_us=1.0,
+                            host_call_us=0.0, time_ranges={})
+
+
+def test_a_layer_whose_compute_equals_its_memory_time_is_compute_bound():
+    """48 FLOP at 1 TFLOP/s and (10 + 1 + 1) x 4 = 48 bytes at 1000 GB/s: both 48 ps; the tie is compute-bound.
+    The 4 input bytes cross the 1 GB/s host link in 4 ns; one eager launch 1 us."""
+    p = model_point(Workload("ann", (LayerWork("l", 48.0, 10, 1, 1),), 1, 1, 1), ROUND, "fp32", 1, launch="eager")
+    assert p.latency_terms_s == pytest.approx({"compute_bound": 48e-12, "memory_bound": 0.0, "launch": 1e-6,
+                                               "host_transfer": 4e-9, "host_call": 0.0}, rel=1e-12, abs=0)
+
+
+def test_a_memory_bound_layer_and_the_transfer_to_the_last_digit():
+    """1 FLOP, 1e6 parameters: 4e6 + 8 bytes at 1000 GB/s = 4.000008 us, memory-bound; 4 input bytes over
+    1 GB/s: 4 ns (a bandwidth read as 1.000000001 GB/s would be 1e-9 off)."""
+    p = model_point(Workload("ann", (LayerWork("l", 1.0, 1_000_000, 1, 1),), 1, 1, 1), ROUND, "fp32", 1)
+    assert p.latency_terms_s["memory_bound"] == pytest.approx(4.000008e-6, rel=1e-12, abs=0)
+    assert p.latency_terms_s["host_transfer"] == pytest.approx(4e-9, rel=1e-12, abs=0)
+
+
+def test_a_workload_without_layers_costs_its_launches_and_transfer():
+    """No layer: nothing resident but nothing to hold; 10 fp32 inputs over 1 GB/s, 40 ns; no kernel: a CUDA
+    graph's own launch only (h100's graph_launch_us)."""
+    p = model_point(Workload("ann", (), 1, 0, 10), ROUND, "fp32", 1)
+    assert p.l2_resident and p.dram_bytes == 0
+    assert p.latency_s == pytest.approx(40e-9 + ROUND.graph_launch_us * 1e-6, rel=1e-12, abs=0)
+
+
+@pytest.mark.parametrize("option, value, message, allowed", [
+    ("precision", "fp64", "precision 'fp64' is not one of fp32, fp16, bf16, int8", ("fp32", "fp16", "bf16", "int8")),
+    ("launch", "fused", "launch mode 'fused' is not one of eager, cuda_graph", ("eager", "cuda_graph")),
+])
+def test_a_bad_precision_or_launch_mode_is_one_line_naming_it(option, value, message, allowed):
+    args = {"precision": "fp32", "launch": "eager"} | {option: value}
+    with pytest.raises(SimOptionError) as info:
+        model_point(Workload("ann", (), 1, 0, 1), ROUND, args["precision"], 1, launch=args["launch"])
+    assert str(info.value) == message
+    assert (info.value.field, info.value.value, info.value.allowed) == (option, value, allowed)
