@@ -57,13 +57,13 @@ ONE_CORE_DYNAMIC_PJ = {"synaptic_ops_dense": 5 * 20, "synaptic_ops_sparse": 3 * 
 def test_one_core_by_hand_every_energy_term():
     est = estimate_chip(_one_core(), TESTCHIP, ONE_CORE, readout_neurons=4)
     expected = ONE_CORE_DYNAMIC_PJ | {"static": ONE_CORE_STEP * 100, "board": ONE_CORE_STEP * 10}
-    assert est.energy_terms_j == pytest.approx({k: v * 1e-12 for k, v in expected.items()}, rel=1e-12)
-    assert est.dynamic_energy_j == pytest.approx(sum(ONE_CORE_DYNAMIC_PJ.values()) * 1e-12, rel=1e-12)
-    assert est.static_energy_j == pytest.approx(ONE_CORE_STEP * 110 * 1e-12, rel=1e-12)
+    assert est.energy_terms_j == pytest.approx({k: v * 1e-12 for k, v in expected.items()}, rel=1e-12, abs=0)
+    assert est.dynamic_energy_j == pytest.approx(sum(ONE_CORE_DYNAMIC_PJ.values()) * 1e-12, rel=1e-12, abs=0)
+    assert est.static_energy_j == pytest.approx(ONE_CORE_STEP * 110 * 1e-12, rel=1e-12, abs=0)
     # one core on its tile: its 2 messages leave the tile in 2 x 4 = 8 ns, within the core's 138
     assert est.latency_terms_s == pytest.approx({"compute": 138e-9, "injection": 0.0, "contention": 0.0, "noc": 0.0,
                                                  "barrier": 100e-9, "management": 200e-9, "real_time_wait": 0.0},
-                                                rel=1e-12)
+                                                rel=1e-12, abs=0)
     assert (est.mode, est.chips, est.tiles) == ("unthrottled", 1, 1)
 
 
@@ -71,8 +71,8 @@ def test_a_core_pipelines_send_and_receive_max_not_sum():
     """20 more dense synops make the receive side 122 + 80 = 202 ns, slower than the send side's 138: the core
     takes 202 ns, not 138 + 202."""
     est = estimate_chip(_one_core(extra_dense=20), TESTCHIP, ONE_CORE)
-    assert est.latency_terms_s["compute"] == pytest.approx(202e-9, rel=1e-12)
-    assert est.latency_s == pytest.approx((202 + 300) * 1e-9, rel=1e-12)
+    assert est.latency_terms_s["compute"] == pytest.approx(202e-9, rel=1e-12, abs=0)
+    assert est.latency_s == pytest.approx((202 + 300) * 1e-9, rel=1e-12, abs=0)
 
 
 def test_input_injection_is_one_host_stream():
@@ -81,8 +81,8 @@ def test_input_injection_is_one_host_stream():
     two = [Core(0, 0, 0, 0), Core(1, 0, 1, 0)]
     est = estimate_chip(_counts([1, 1], np.zeros((2, 2)), synops=[[[0, 0]]], input_messages=[[[40, 40]]]), TESTCHIP,
                         two)
-    assert est.latency_terms_s["compute"] == pytest.approx(800e-9, rel=1e-12)
-    assert est.energy_terms_j["input_injection"] == pytest.approx(80 * 5e-12, rel=1e-12)
+    assert est.latency_terms_s["compute"] == pytest.approx(800e-9, rel=1e-12, abs=0)
+    assert est.energy_terms_j["input_injection"] == pytest.approx(80 * 5e-12, rel=1e-12, abs=0)
 
 
 def test_two_cores_on_two_tiles_pay_the_longest_path_once():
@@ -96,16 +96,16 @@ def test_two_cores_on_two_tiles_pay_the_longest_path_once():
     step = 95 + 10 + 400 + 200
     assert est.latency_terms_s == pytest.approx({"compute": 95e-9, "injection": 0.0, "contention": 0.0,
                                                  "noc": 10e-9, "barrier": 400e-9, "management": 200e-9,
-                                                 "real_time_wait": 0.0}, rel=1e-12)
-    assert est.tiles == 2 and est.latency_s == pytest.approx(step * 1e-9, rel=1e-12)
+                                                 "real_time_wait": 0.0}, rel=1e-12, abs=0)
+    assert est.tiles == 2 and est.latency_s == pytest.approx(step * 1e-9, rel=1e-12, abs=0)
     # half of core 0's hops run east-west: 4 x (0.5 x 3 + 0.5 x 4) = 14 pJ
-    assert est.energy_terms_j["hops"] == pytest.approx(14e-12, rel=1e-12)
-    assert est.energy_terms_j["message_in"] == pytest.approx(3 * 10e-12, rel=1e-12)
-    assert est.energy_terms_j["static"] == pytest.approx(step * 100e-12, rel=1e-12)
+    assert est.energy_terms_j["hops"] == pytest.approx(14e-12, rel=1e-12, abs=0)
+    assert est.energy_terms_j["message_in"] == pytest.approx(3 * 10e-12, rel=1e-12, abs=0)
+    assert est.energy_terms_j["static"] == pytest.approx(step * 100e-12, rel=1e-12, abs=0)
     # core 1 answers with one message back (1 E-W + 1 N-S hop as well): still one 10 ns path, not two
     both = _counts([4, 2], [[1, 2], [1, 0]], synops=[[[2, 6]]], spikes=[[[2, 1]]], messages_out=[[[3, 1]]],
                    messages_in=[[[2, 2]]], hops=[[[4, 2]]])
-    assert estimate_chip(both, TESTCHIP, cores).latency_terms_s["noc"] == pytest.approx(10e-9, rel=1e-12)
+    assert estimate_chip(both, TESTCHIP, cores).latency_terms_s["noc"] == pytest.approx(10e-9, rel=1e-12, abs=0)
 
 
 def test_two_chips_pay_the_crossing_and_the_multichip_barrier():
@@ -118,13 +118,13 @@ def test_two_chips_pay_the_crossing_and_the_multichip_barrier():
     est = estimate_chip(events, TESTCHIP, cores)
     step = 40 + 108 + 1000 + 200
     assert (est.chips, est.barrier_s) == (2, pytest.approx(1000e-9))
-    assert est.latency_terms_s["noc"] == pytest.approx(108e-9, rel=1e-12)
-    assert est.latency_s == pytest.approx(step * 1e-9, rel=1e-12)
-    assert est.energy_terms_j["chip_crossings"] == pytest.approx(200e-12, rel=1e-12)
-    assert est.energy_terms_j["hops"] == pytest.approx(2 * 3e-12, rel=1e-12)
-    assert est.energy_terms_j["management"] == pytest.approx(2 * (1000 + step * 2) * 1e-12, rel=1e-12)
-    assert est.energy_terms_j["static"] == pytest.approx(step * 100 * 2 * 1e-12, rel=1e-12)
-    assert est.energy_terms_j["board"] == pytest.approx(step * 10 * 1e-12, rel=1e-12)
+    assert est.latency_terms_s["noc"] == pytest.approx(108e-9, rel=1e-12, abs=0)
+    assert est.latency_s == pytest.approx(step * 1e-9, rel=1e-12, abs=0)
+    assert est.energy_terms_j["chip_crossings"] == pytest.approx(200e-12, rel=1e-12, abs=0)
+    assert est.energy_terms_j["hops"] == pytest.approx(2 * 3e-12, rel=1e-12, abs=0)
+    assert est.energy_terms_j["management"] == pytest.approx(2 * (1000 + step * 2) * 1e-12, rel=1e-12, abs=0)
+    assert est.energy_terms_j["static"] == pytest.approx(step * 100 * 2 * 1e-12, rel=1e-12, abs=0)
+    assert est.energy_terms_j["board"] == pytest.approx(step * 10 * 1e-12, rel=1e-12, abs=0)
 
 
 def test_a_tiles_cores_inject_no_faster_than_its_router():
@@ -144,8 +144,8 @@ def test_a_tiles_cores_inject_no_faster_than_its_router():
     est = estimate_chip(events, TESTCHIP, cores)
     assert est.latency_terms_s == pytest.approx({"compute": 58e-9, "injection": 6e-9, "contention": 0.0,
                                                  "noc": 4e-9, "barrier": 400e-9, "management": 200e-9,
-                                                 "real_time_wait": 0.0}, rel=1e-12)
-    assert est.step_time_mean_s == pytest.approx((64 + 4 + 400 + 200) * 1e-9, rel=1e-12)
+                                                 "real_time_wait": 0.0}, rel=1e-12, abs=0)
+    assert est.step_time_mean_s == pytest.approx((64 + 4 + 400 + 200) * 1e-9, rel=1e-12, abs=0)
     # two senders on each of two tiles: a tile injects 8 x 4 = 32 ns, inside its cores' 58 ns
     spread = [Core(0, 0, 0, 0), Core(1, 0, 0, 0), Core(2, 0, 0, 1), Core(3, 0, 0, 1), *cores[4:]]
     hops = [[[4, 4, 8, 8, *zero16]]]  # to tile (1, 0): 1 hop from (0, 0), 2 from (0, 1)
@@ -181,10 +181,11 @@ def test_with_contention_the_busiest_link_on_xy_routes_bounds_the_step(tmp_path)
     on = estimate_chip(events, target, cores, contention=True)
     assert on.latency_terms_s == pytest.approx({"compute": 114e-9, "injection": 0.0, "contention": 46e-9,
                                                 "noc": 14e-9, "barrier": 400e-9, "management": 200e-9,
-                                                "real_time_wait": 0.0}, rel=1e-12)
+                                                "real_time_wait": 0.0}, rel=1e-12, abs=0)
     assert on.to_dict()["contention"] is True and any("link contention on XY routes" in n for n in on.notes)
     off = estimate_chip(events, target, cores)
-    assert off.latency_s == pytest.approx((114 + 14 + 600) * 1e-9, rel=1e-12) and off.latency_terms_s["contention"] == 0
+    assert off.latency_s == pytest.approx((114 + 14 + 600) * 1e-9, rel=1e-12, abs=0)
+    assert off.latency_terms_s["contention"] == 0
 
 
 def test_a_cores_messages_of_a_step_split_over_links_as_the_run_splits_them(tmp_path):
@@ -204,8 +205,8 @@ def test_a_cores_messages_of_a_step_split_over_links_as_the_run_splits_them(tmp_
                      spikes=[[[4, 0, 0, 0], [0, 0, 0, 2]]], messages_out=[[[4, 0, 0, 0], [0, 0, 0, 2]]],
                      hops=[[[4, 0, 0, 0], [0, 0, 0, 2]]])
     est = estimate_chip(events, target, cores, contention=True)
-    assert est.latency_terms_s["compute"] == pytest.approx((160 + 80) * 1e-9, rel=1e-12)
-    assert est.latency_terms_s["contention"] == pytest.approx((20 + 40) * 1e-9, rel=1e-12)
+    assert est.latency_terms_s["compute"] == pytest.approx((160 + 80) * 1e-9, rel=1e-12, abs=0)
+    assert est.latency_terms_s["contention"] == pytest.approx((20 + 40) * 1e-9, rel=1e-12, abs=0)
 
 
 def test_graded_messages_pay_for_their_payload_bits():
@@ -220,7 +221,7 @@ def test_graded_messages_pay_for_their_payload_bits():
     events = simulate(graded, x, 3, device="cpu", record=False).events
     assert events.payload_bits.sum(axis=(0, 1)).tolist() == [32, 32] and events.input_messages.sum() == 8
     est = estimate_chip(events, TESTCHIP, cores)
-    assert est.energy_terms_j["message_payload"] == pytest.approx(64 * 0.5e-12, rel=1e-12)
+    assert est.energy_terms_j["message_payload"] == pytest.approx(64 * 0.5e-12, rel=1e-12, abs=0)
     binary = QuantNetwork((InputPort("x", 2),), (pop,), (proj,), cores, ("p",))
     spikes = simulate(binary, {"x": (x["x"] > 0).astype(np.int64)}, 3, device="cpu", record=False).events
     assert spikes.input_messages.sum() == 8 and spikes.payload_bits.sum() == 0
@@ -235,8 +236,8 @@ def test_the_band_pairs_low_energies_with_low_times_and_high_with_high():
     fixed = sum(v for k, v in ONE_CORE_DYNAMIC_PJ.items() if k not in ("synaptic_ops_dense", "management")) + 1000
     low = fixed + 5 * 10 + 438 * (50 + 10 + 2)
     high = fixed + 5 * 40 + 442 * (200 + 10 + 2)
-    assert est.energy_band_j == pytest.approx((low * 1e-12, high * 1e-12), rel=1e-12)
-    assert est.latency_band_s == pytest.approx((438e-9, 442e-9), rel=1e-12)
+    assert est.energy_band_j == pytest.approx((low * 1e-12, high * 1e-12), rel=1e-12, abs=0)
+    assert est.latency_band_s == pytest.approx((438e-9, 442e-9), rel=1e-12, abs=0)
     assert est.energy_band_j[0] < est.energy_j < est.energy_band_j[1]
 
 
@@ -244,15 +245,15 @@ def test_real_time_mode_charges_static_power_over_the_period():
     """A 1 us step period: the 438 ns step waits 562 ns, leaks for the full 1 us and its management cores
     draw their 2 mW for it too; a period shorter than the unthrottled step does not shorten it."""
     est = estimate_chip(_one_core(), TESTCHIP, ONE_CORE, step_time_s=1e-6)
-    assert est.mode == "real-time" and est.latency_s == pytest.approx(1e-6, rel=1e-12)
-    assert est.latency_terms_s["real_time_wait"] == pytest.approx(562e-9, rel=1e-12)
-    assert est.energy_terms_j["static"] == pytest.approx(1000 * 100e-12, rel=1e-12)
-    assert est.energy_terms_j["board"] == pytest.approx(1000 * 10e-12, rel=1e-12)
-    assert est.energy_terms_j["management"] == pytest.approx((1000 + 1000 * 2) * 1e-12, rel=1e-12)
+    assert est.mode == "real-time" and est.latency_s == pytest.approx(1e-6, rel=1e-12, abs=0)
+    assert est.latency_terms_s["real_time_wait"] == pytest.approx(562e-9, rel=1e-12, abs=0)
+    assert est.energy_terms_j["static"] == pytest.approx(1000 * 100e-12, rel=1e-12, abs=0)
+    assert est.energy_terms_j["board"] == pytest.approx(1000 * 10e-12, rel=1e-12, abs=0)
+    assert est.energy_terms_j["management"] == pytest.approx((1000 + 1000 * 2) * 1e-12, rel=1e-12, abs=0)
     assert est.dynamic_energy_j == pytest.approx((sum(ONE_CORE_DYNAMIC_PJ.values()) - 160 - ONE_CORE_STEP * 2
-                                                  + 1000 * 2) * 1e-12, rel=1e-12)
+                                                  + 1000 * 2) * 1e-12, rel=1e-12, abs=0)
     short = estimate_chip(_one_core(), TESTCHIP, ONE_CORE, step_time_s=100e-9)
-    assert short.mode == "real-time" and short.latency_s == pytest.approx(ONE_CORE_STEP * 1e-9, rel=1e-12)
+    assert short.mode == "real-time" and short.latency_s == pytest.approx(ONE_CORE_STEP * 1e-9, rel=1e-12, abs=0)
     for bad in (0.0, -1e-3, float("nan")):
         with pytest.raises(EstimateError, match="step_time_s: must be a finite number of seconds > 0"):
             estimate_chip(_one_core(), TESTCHIP, ONE_CORE, step_time_s=bad)
@@ -266,20 +267,20 @@ def test_the_management_power_is_paid_per_chip_over_the_wall_clock_step_and_is_d
     term is the 1000 pJ alone and static energy is the same."""
     from pathlib import Path
     est = estimate_chip(_one_core(), TESTCHIP, ONE_CORE)
-    assert est.energy_terms_j["management"] == pytest.approx(1876e-12, rel=1e-12)
+    assert est.energy_terms_j["management"] == pytest.approx(1876e-12, rel=1e-12, abs=0)
     real_time = estimate_chip(_one_core(), TESTCHIP, ONE_CORE, step_time_s=1e-6)
-    assert real_time.energy_terms_j["management"] == pytest.approx(3000e-12, rel=1e-12)
+    assert real_time.energy_terms_j["management"] == pytest.approx(3000e-12, rel=1e-12, abs=0)
     two_chips = estimate_chip(_counts([1, 1], [[0, 1], [0, 0]], synops=[[[0, 1]]], spikes=[[[1, 0]]],
                                       messages_out=[[[1, 0]]], messages_in=[[[0, 1]]], hops=[[[2, 0]]],
                                       chip_crossings=[[[1, 0]]]), TESTCHIP, [Core(0, 0, 0, 0), Core(1, 1, 2, 0)])
-    assert two_chips.step_time_mean_s == pytest.approx(1348e-9, rel=1e-12)
-    assert two_chips.energy_terms_j["management"] == pytest.approx(7392e-12, rel=1e-12)
+    assert two_chips.step_time_mean_s == pytest.approx(1348e-9, rel=1e-12, abs=0)
+    assert two_chips.energy_terms_j["management"] == pytest.approx(7392e-12, rel=1e-12, abs=0)
     text = Path(TESTCHIP.source).read_text()
     assert "management_power_mw = 2.0" in text
     path = tmp_path / "chip.toml"
     path.write_text(text.replace("management_power_mw = 2.0", "management_power_mw = 0.0"))
     without = estimate_chip(_one_core(), mappings.load_target(path), ONE_CORE)
-    assert without.energy_terms_j["management"] == pytest.approx(1000e-12, rel=1e-12)
+    assert without.energy_terms_j["management"] == pytest.approx(1000e-12, rel=1e-12, abs=0)
     assert est.dynamic_energy_j - without.dynamic_energy_j == pytest.approx(876e-12, rel=1e-9)
     assert est.static_energy_j == without.static_energy_j
 

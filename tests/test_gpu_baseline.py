@@ -50,10 +50,10 @@ def test_a_compute_bound_layer_by_hand():
     p = model_point(_one_layer(1e6, 10), ROUND, "fp32", 1, launch="eager")
     latency = 2e-6 + 1e-6 + 4e-9
     assert p.latency_terms_s == pytest.approx({"compute_bound": 2e-6, "memory_bound": 0.0, "launch": 1e-6,
-                                               "host_transfer": 4e-9, "host_call": 0.0}, rel=1e-12)
-    assert p.latency_s == pytest.approx(latency, rel=1e-12)
+                                               "host_transfer": 4e-9, "host_call": 0.0}, rel=1e-12, abs=0)
+    assert p.latency_s == pytest.approx(latency, rel=1e-12, abs=0)
     assert p.energy_j == pytest.approx({"dynamic": 100 * 2e-6, "static": 10 * latency,
-                                        "total": 100 * 2e-6 + 10 * latency}, rel=1e-12)
+                                        "total": 100 * 2e-6 + 10 * latency}, rel=1e-12, abs=0)
     assert p.energy_band_j == pytest.approx({"low": 50 * 2e-6 + 5 * latency, "high": 200 * 2e-6 + 20 * latency})
     assert p.dram_bytes == 48 and p.l2_resident and p.source == "model"
 
@@ -66,9 +66,9 @@ def test_a_memory_bound_layer_by_hand():
     memory = 2_001_200 / 500e9
     assert not p.l2_resident
     assert p.latency_terms_s == pytest.approx({"compute_bound": 0.0, "memory_bound": memory, "launch": 3.5e-6,
-                                               "host_transfer": 0.8e-6, "host_call": 0.0}, rel=1e-12)
+                                               "host_transfer": 0.8e-6, "host_call": 0.0}, rel=1e-12, abs=0)
     latency = memory + 3.5e-6 + 0.8e-6
-    assert p.energy_j["total"] == pytest.approx((100 * memory + 10 * latency) / 4, rel=1e-12)
+    assert p.energy_j["total"] == pytest.approx((100 * memory + 10 * latency) / 4, rel=1e-12, abs=0)
     assert p.dram_bytes == pytest.approx(2_001_200 / 4) and p.throughput_per_s == pytest.approx(4 / latency)
 
 

@@ -348,9 +348,9 @@ def test_awake_power_the_host_call_and_the_time_band_by_hand():
     assert p.latency_terms_s["host_call"] == pytest.approx(100e-6) and p.latency_s == pytest.approx(latency)
     gaps = latency - 2e-6
     assert p.energy_j == pytest.approx({"dynamic": 100 * 2e-6 + 20 * gaps, "static": 10 * latency,
-                                        "total": 100 * 2e-6 + 20 * gaps + 10 * latency}, rel=1e-12)
+                                        "total": 100 * 2e-6 + 20 * gaps + 10 * latency}, rel=1e-12, abs=0)
     assert p.energy_band_j == pytest.approx({"low": 50 * 2e-6 + 1 * gaps + 5 * latency,
-                                             "high": 200 * 2e-6 + 20 * gaps + 20 * latency}, rel=1e-12)
+                                             "high": 200 * 2e-6 + 20 * gaps + 20 * latency}, rel=1e-12, abs=0)
     assert p.latency_band_s == {"low": p.latency_s, "high": p.latency_s}    # no range: a line
     ranged = dataclasses.replace(profile, time_ranges={
         "compute_efficiency": TimeRange(0.25, 1.0, "test"), "kernel_launch_us": TimeRange(0.5, 2.0, "test"),
@@ -358,6 +358,6 @@ def test_awake_power_the_host_call_and_the_time_band_by_hand():
     r = model_point(work, ranged, "fp32", 1, launch="eager")
     fast, slow = 1e-6 + 0.5e-6 + 4e-9 + 50e-6, 4e-6 + 2e-6 + 4e-9 + 200e-6
     assert r.latency_s == pytest.approx(latency) and r.energy_j == pytest.approx(p.energy_j)
-    assert r.latency_band_s == pytest.approx({"low": fast, "high": slow}, rel=1e-12)
+    assert r.latency_band_s == pytest.approx({"low": fast, "high": slow}, rel=1e-12, abs=0)
     assert r.energy_band_j == pytest.approx({"low": 55 * 1e-6 + 6 * (fast - 1e-6),
-                                             "high": 220 * 4e-6 + 40 * (slow - 4e-6)}, rel=1e-12)
+                                             "high": 220 * 4e-6 + 40 * (slow - 4e-6)}, rel=1e-12, abs=0)

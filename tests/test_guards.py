@@ -171,16 +171,16 @@ def test_hop_energy_splits_east_west_and_north_south_hops():
     est = estimate_chip(_events([[0, 5], [0, 2]], hops=[15, 0], messages=[5, 2]), TESTCHIP, cores)
     e = TESTCHIP.constant_set().energy
     assert (e["hop_east_west_pj"].typical, e["hop_north_south_pj"].typical) == (3.0, 4.0)
-    assert est.energy_terms_j["hops"] == pytest.approx(50e-12, rel=1e-12)
-    assert est.energy_terms_j["message_out"] == pytest.approx(7 * 100e-12, rel=1e-12)
+    assert est.energy_terms_j["hops"] == pytest.approx(50e-12, rel=1e-12, abs=0)
+    assert est.energy_terms_j["message_out"] == pytest.approx(7 * 100e-12, rel=1e-12, abs=0)
     # the transposed pair (1 east-west, 2 north-south hops) costs 1 x 3.0 + 2 x 4.0 = 11 pJ per message
     moved = [Core(0, 0, 0, 0), Core(1, 0, 1, 2)]
     est = estimate_chip(_events([[0, 5], [0, 0]], hops=[15, 0], messages=[5, 0]), TESTCHIP, moved)
-    assert est.energy_terms_j["hops"] == pytest.approx(55e-12, rel=1e-12)
+    assert est.energy_terms_j["hops"] == pytest.approx(55e-12, rel=1e-12, abs=0)
     # a core whose only message makes a single east-west hop pays exactly E_EW
     beside = [Core(0, 0, 0, 0), Core(1, 0, 1, 0)]
     est = estimate_chip(_events([[0, 1], [0, 0]], hops=[1, 0], messages=[1, 0]), TESTCHIP, beside)
-    assert est.energy_terms_j["hops"] == pytest.approx(3e-12, rel=1e-12)
+    assert est.energy_terms_j["hops"] == pytest.approx(3e-12, rel=1e-12, abs=0)
 
 
 def _two_sample_case() -> EventCounts:
@@ -216,18 +216,18 @@ def test_chip_estimate_of_two_samples_with_idle_neurons_by_hand():
     assert est.latency_terms_s == pytest.approx({"compute": (3 * 58 + 80 + 2 * 20) / 2 * 1e-9, "injection": 0.0,
                                                  "contention": 0.0, "noc": 3 * 10 / 2 * 1e-9,
                                                  "barrier": 3 * 400e-9, "management": 3 * 200e-9,
-                                                 "real_time_wait": 0.0}, rel=1e-12)
-    assert est.latency_s == pytest.approx(latency * 1e-9, rel=1e-12)
-    assert est.step_time_mean_s == pytest.approx(sum(steps_ns) / 6 * 1e-9, rel=1e-12)
-    assert est.step_time_max_s == pytest.approx(680e-9, rel=1e-12)
+                                                 "real_time_wait": 0.0}, rel=1e-12, abs=0)
+    assert est.latency_s == pytest.approx(latency * 1e-9, rel=1e-12, abs=0)
+    assert est.step_time_mean_s == pytest.approx(sum(steps_ns) / 6 * 1e-9, rel=1e-12, abs=0)
+    assert est.step_time_max_s == pytest.approx(680e-9, rel=1e-12, abs=0)
     terms_pj = {"synaptic_ops_dense": (30 + 20) / 2 * 20, "synaptic_ops_sparse": 0.0, "synaptic_ops_conv": 0.0,
                 "neuron_access": 6 * 3 * 50, "neuron_update": (3 + 2) / 2 * 30, "spike_generation": 3 / 2 * 70,
                 "message_out": 3 / 2 * 100, "message_in": (3 + 5) / 2 * 10, "message_payload": 0.0,
                 "hops": 6 / 2 * (3.0 + 4.0) / 2,
                 "chip_crossings": 0.0, "input_injection": 5 / 2 * 5, "readout": 2 * 3 * 40,
                 "management": 3 * 1000 + latency * 2, "static": latency * 100, "board": latency * 10}
-    assert est.energy_terms_j == pytest.approx({k: v * 1e-12 for k, v in terms_pj.items()}, rel=1e-12)
-    assert est.static_energy_j == pytest.approx(latency * 110 * 1e-12, rel=1e-12)
+    assert est.energy_terms_j == pytest.approx({k: v * 1e-12 for k, v in terms_pj.items()}, rel=1e-12, abs=0)
+    assert est.static_energy_j == pytest.approx(latency * 110 * 1e-12, rel=1e-12, abs=0)
     # the band: every constant low (dense synop 10 pJ / 2 ns, static 50 mW), then every one high (40 pJ / 8 ns,
     # 200 mW). Low: sample 1 step 0 takes 75 + 600 (core 0 is now the slower); high: sample 0 steps take
     # 80 + 610, sample 1 step 0 160 + 600
@@ -235,20 +235,21 @@ def test_chip_estimate_of_two_samples_with_idle_neurons_by_hand():
     rest += 3 * 1000  # management per step; its 2 mW is paid over the band's own latency, as static power is
     low_latency, high_latency = (3 * 668 + 675 + 2 * 620) / 2, (3 * 690 + 760 + 2 * 620) / 2
     assert est.energy_band_j == pytest.approx(((25 * 10 + rest + low_latency * (50 + 10 + 2)) * 1e-12,
-                                               (25 * 40 + rest + high_latency * (200 + 10 + 2)) * 1e-12), rel=1e-12)
+                                               (25 * 40 + rest + high_latency * (200 + 10 + 2)) * 1e-12),
+                                              rel=1e-12, abs=0)
     assert est.energy_band_j[0] * 1e12 == pytest.approx(126272.0) and est.energy_band_j[1] * 1e12 == \
         pytest.approx(436953.0)
-    assert est.latency_band_s == pytest.approx((low_latency * 1e-9, high_latency * 1e-9), rel=1e-12)
+    assert est.latency_band_s == pytest.approx((low_latency * 1e-9, high_latency * 1e-9), rel=1e-12, abs=0)
     d = est.to_dict()
     assert d["energy_j"] == pytest.approx({"dynamic": (sum(terms_pj.values()) - latency * 110) * 1e-12,
-                                           "static": latency * 110 * 1e-12, "total": 224777e-12}, rel=1e-12)
-    assert d["energy_band_j"] == pytest.approx({"low": 126272e-12, "high": 436953e-12}, rel=1e-12)
+                                           "static": latency * 110 * 1e-12, "total": 224777e-12}, rel=1e-12, abs=0)
+    assert d["energy_band_j"] == pytest.approx({"low": 126272e-12, "high": 436953e-12}, rel=1e-12, abs=0)
     assert (d["mode"], d["source"], d["basis"], d["chips"], d["tiles"]) == ("unthrottled", "model", "estimate", 1, 2)
-    assert d["terms_j"] == pytest.approx({k: v * 1e-12 for k, v in terms_pj.items()}, rel=1e-12)
-    assert d["latency_s"] == pytest.approx(latency * 1e-9, rel=1e-12)
-    assert d["step_time_s"] == pytest.approx(sum(steps_ns) / 6 * 1e-9, rel=1e-12)
-    assert d["throughput_per_s"] == pytest.approx(1e9 / latency, rel=1e-12)
-    assert d["edp_js"] == pytest.approx(224777e-12 * latency * 1e-9, rel=1e-12)
+    assert d["terms_j"] == pytest.approx({k: v * 1e-12 for k, v in terms_pj.items()}, rel=1e-12, abs=0)
+    assert d["latency_s"] == pytest.approx(latency * 1e-9, rel=1e-12, abs=0)
+    assert d["step_time_s"] == pytest.approx(sum(steps_ns) / 6 * 1e-9, rel=1e-12, abs=0)
+    assert d["throughput_per_s"] == pytest.approx(1e9 / latency, rel=1e-12, abs=0)
+    assert d["edp_js"] == pytest.approx(224777e-12 * latency * 1e-9, rel=1e-12, abs=0)
     assert (d["dominant_term"], est.dominant_latency_term) == ("static", "barrier")
 
 
@@ -259,10 +260,10 @@ def test_static_power_is_paid_per_occupied_chip():
     est = estimate_chip(_counts([1, 1], [[0, 0], [0, 0]], synops=[[[0, 0]]]), TESTCHIP,
                         [Core(0, 0, 0, 0), Core(1, 1, 2, 0)])
     assert est.chips == 2 and est.barrier_s == pytest.approx(1000e-9)
-    assert est.energy_terms_j["static"] == pytest.approx(1205.0 * 100.0 * 2 * 1e-12, rel=1e-12)
-    assert est.energy_terms_j["board"] == pytest.approx(1205.0 * 10.0 * 1e-12, rel=1e-12)
-    assert est.energy_terms_j["management"] == pytest.approx(2 * (1000 + 1205.0 * 2) * 1e-12, rel=1e-12)
-    assert est.energy_terms_j["neuron_access"] == pytest.approx(2 * 50e-12, rel=1e-12)
+    assert est.energy_terms_j["static"] == pytest.approx(1205.0 * 100.0 * 2 * 1e-12, rel=1e-12, abs=0)
+    assert est.energy_terms_j["board"] == pytest.approx(1205.0 * 10.0 * 1e-12, rel=1e-12, abs=0)
+    assert est.energy_terms_j["management"] == pytest.approx(2 * (1000 + 1205.0 * 2) * 1e-12, rel=1e-12, abs=0)
+    assert est.energy_terms_j["neuron_access"] == pytest.approx(2 * 50e-12, rel=1e-12, abs=0)
 
 
 def test_the_barrier_is_the_first_table_entry_that_reaches_the_tiles(tmp_path):

@@ -299,13 +299,13 @@ def test_gpu_point_as_json():
     latency = busy + 2e-6 + 32e-9
     energy = {"dynamic": 100 * busy, "static": 10 * latency, "total": 100 * busy + 10 * latency}
     assert out == {"device": "round", "network": "snn", "precision": "fp32", "batch": 1, "launch": "eager",
-                   "energy_j": pytest.approx(energy, rel=1e-12),
-                   "energy_band_j": pytest.approx({"low": energy["total"], "high": energy["total"]}, rel=1e-12),
-                   "latency_s": pytest.approx(latency, rel=1e-12),
-                   "latency_band_s": pytest.approx({"low": latency, "high": latency}, rel=1e-12),
+                   "energy_j": pytest.approx(energy, rel=1e-12, abs=0),
+                   "energy_band_j": pytest.approx({"low": energy["total"], "high": energy["total"]}, rel=1e-12, abs=0),
+                   "latency_s": pytest.approx(latency, rel=1e-12, abs=0),
+                   "latency_band_s": pytest.approx({"low": latency, "high": latency}, rel=1e-12, abs=0),
                    "throughput_per_s": pytest.approx(1 / latency),
                    "latency_terms_s": pytest.approx({"compute_bound": 0.27e-9, "memory_bound": 0.432e-9, "launch": 2e-6,
-                                                     "host_transfer": 32e-9, "host_call": 0.0}, rel=1e-12),
+                                                     "host_transfer": 32e-9, "host_call": 0.0}, rel=1e-12, abs=0),
                    "l2_resident": True, "dram_bytes": 400 + 2 * 32, "flops": 540.0, "source": "model"}
 
 
