@@ -5,6 +5,15 @@ Every expectation is computed by hand in the docstring or comment next to it, fr
 constant set (its figures: tests/test_estimator_chip.py's docstring) or a GPU profile of round numbers; the
 tests call public entry points (``estimate_chip``, ``link_shares``, ``model_point``, ``load_target``,
 ``load_gpu``) and assert what a user sees: a figure, a JSON key, an error line.
+
+Survivors judged equivalent (1 Dec run: hwsim.estimate 881 mutants, 20 left; hwsim.gpu_model 303, 3 left):
+dtype casts where another operand stays float64 (link_shares 3, 5; _geometry 3, 5, 8, 10, 20, 22, 29;
+_at_level 7, 14, 16); ``step >= 0`` for ``> 0`` on a walked hop, always +-1 (link_shares 69); ``shape[1]`` for
+``shape[0]`` of the square traffic matrix (link_shares 87, 104); ``reshape(-2, ...)``, which numpy 1.26 infers
+like -1 (_per_step_max 17, _at_level 192); a 0-d zero that broadcasts as the zeros (_per_step_max 5);
+``out=None`` where the masked entries are then uninitialised and only sometimes differ (_geometry 51, 55);
+device memory x (1 + 1e-9), under a byte (batch_sweep 3); a change invisible in a ``.3g`` message
+(batch_sweep 24); one more value in an empty workload's working set (model_point 58).
 """
 from __future__ import annotations
 
