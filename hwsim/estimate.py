@@ -342,6 +342,59 @@ def not_included(constants: ConstantSet) -> list[str]:
             if figure.high == 0 and figure.source.startswith("not modelled")]
 
 
+@dataclass(frozen=True)
+class _Run:
+    """What every constant set prices alike: the run's shape and its cores' geometry on the mesh."""
+
+    samples: int
+    steps: int
+    geometry: _Geometry
+    chips: int
+    tiles: int
+    links: sp.csr_matrix | None     # per core, its messages' shares of each mesh link (contention only)
+
+
+def _prepare(events: EventCounts, cores: Sequence[CoreLike], step_time_s: float | None, readout_neurons: int,
+             contention: bool) -> _Run:
+    samples, steps, _ = _check(events, cores)
+    if step_time_s is not None and not (math.isfinite(step_time_s) and step_time_s > 0):
+        raise EstimateError(f"step_time_s: must be a finite number of seconds > 0, got {step_time_s!r}",
+                            field="step_time_s", value=step_time_s, allowed="> 0")
+    if readout_neurons < 0:
+        raise EstimateError(f"readout_neurons: must be >= 0, got {readout_neurons}", field="readout_neurons",
+                            value=readout_neurons, allowed=">= 0")
+    links = link_shares(events.traffic, np.array([c.x for c in cores]), np.array([c.y for c in cores])) \
+        if contention else None
+    return _Run(samples, steps, _geometry(events, cores), len({int(c.chip) for c in cores}),
+                len({(int(c.chip), int(c.x), int(c.y)) for c in cores}), links)
+
+
+def _priced(events: EventCounts, target: Target, run: _Run, constants: ConstantSet, step_time_s: float | None,
+            readout_neurons: int) -> ChipEstimate:
+    """The estimate of ``run`` with ``constants`` (``estimate_chip``)."""
+    contention = run.links is not None
+    at = functools.partial(_at_level, events, run.geometry, constants, chips=run.chips, tiles=run.tiles,
+                           readout_neurons=readout_neurons, step_time_s=step_time_s, links=run.links)
+    energy, latency, step, barrier = at("typical")
+    low_e, low_t, _, _ = at("low")
+    high_e, high_t, _, _ = at("high")
+    mode = "unthrottled" if step_time_s is None else "real-time"
+    notes = [f"constant set {constants.name} ({constants.basis}): {constants.label}",
+             "modelled: per-core pipeline max(send, receive), tile injection bandwidth, longest NoC path, barrier "
+             "table" + ("; link contention on XY routes (per-step link loads split by the run's traffic)"
+                        if contention else "; link contention off")
+             + ("" if step_time_s is None else f"; real-time steps of at least {step_time_s:g} s"),
+             *not_included(constants)]
+    return ChipEstimate(target=target.name, constant_set=constants.name, label=constants.label,
+                        basis=constants.basis, mode=mode, samples=run.samples, steps=run.steps, chips=run.chips,
+                        tiles=run.tiles, energy_terms_j={k: v * PJ for k, v in energy.items()},
+                        latency_terms_s={k: v * NS for k, v in latency.items()},
+                        energy_band_j=(sum(low_e.values()) * PJ, sum(high_e.values()) * PJ),
+                        latency_band_s=(sum(low_t.values()) * NS, sum(high_t.values()) * NS),
+                        step_time_mean_s=float(step.mean()) * NS, step_time_max_s=float(step.max()) * NS,
+                        barrier_s=barrier * NS, contention=contention, notes=tuple(notes))
+
+
 def estimate_chip(events: EventCounts, target: Target, cores: Sequence[CoreLike], *, constant_set: str | None = None,
                   step_time_s: float | None = None, readout_neurons: int = 0,
                   contention: bool = False) -> ChipEstimate:
@@ -354,44 +407,15 @@ def estimate_chip(events: EventCounts, target: Target, cores: Sequence[CoreLike]
     the busiest mesh link's messages too (off by default: docs/estimator.md, "Time of one step", says why).
     Formulas: the module docstring.
     """
-    samples, steps, _ = _check(events, cores)
-    if step_time_s is not None and not (math.isfinite(step_time_s) and step_time_s > 0):
-        raise EstimateError(f"step_time_s: must be a finite number of seconds > 0, got {step_time_s!r}",
-                            field="step_time_s", value=step_time_s, allowed="> 0")
-    if readout_neurons < 0:
-        raise EstimateError(f"readout_neurons: must be >= 0, got {readout_neurons}", field="readout_neurons",
-                            value=readout_neurons, allowed=">= 0")
-    constants = target.constant_set(constant_set)
-    geometry = _geometry(events, cores)
-    chips = len({int(c.chip) for c in cores})
-    tiles = len({(int(c.chip), int(c.x), int(c.y)) for c in cores})
-    links = link_shares(events.traffic, np.array([c.x for c in cores]), np.array([c.y for c in cores])) \
-        if contention else None
-    at = functools.partial(_at_level, events, geometry, constants, chips=chips, tiles=tiles,
-                           readout_neurons=readout_neurons, step_time_s=step_time_s, links=links)
-    energy, latency, step, barrier = at("typical")
-    low_e, low_t, _, _ = at("low")
-    high_e, high_t, _, _ = at("high")
-    mode = "unthrottled" if step_time_s is None else "real-time"
-    notes = [f"constant set {constants.name} ({constants.basis}): {constants.label}",
-             "modelled: per-core pipeline max(send, receive), tile injection bandwidth, longest NoC path, barrier "
-             "table" + ("; link contention on XY routes (per-step link loads split by the run's traffic)"
-                        if contention else "; link contention off")
-             + ("" if step_time_s is None else f"; real-time steps of at least {step_time_s:g} s"),
-             *not_included(constants)]
-    return ChipEstimate(target=target.name, constant_set=constants.name, label=constants.label,
-                        basis=constants.basis, mode=mode, samples=samples, steps=steps, chips=chips, tiles=tiles,
-                        energy_terms_j={k: v * PJ for k, v in energy.items()},
-                        latency_terms_s={k: v * NS for k, v in latency.items()},
-                        energy_band_j=(sum(low_e.values()) * PJ, sum(high_e.values()) * PJ),
-                        latency_band_s=(sum(low_t.values()) * NS, sum(high_t.values()) * NS),
-                        step_time_mean_s=float(step.mean()) * NS, step_time_max_s=float(step.max()) * NS,
-                        barrier_s=barrier * NS, contention=contention, notes=tuple(notes))
+    run = _prepare(events, cores, step_time_s, readout_neurons, contention)
+    return _priced(events, target, run, target.constant_set(constant_set), step_time_s, readout_neurons)
 
 
 def estimate_chip_sets(events: EventCounts, target: Target, cores: Sequence[CoreLike], *,
                        step_time_s: float | None = None, readout_neurons: int = 0,
                        contention: bool = False) -> list[ChipEstimate]:
-    """``estimate_chip`` with every constant set of the target, in the file's order."""
-    return [estimate_chip(events, target, cores, constant_set=name, step_time_s=step_time_s,
-                          readout_neurons=readout_neurons, contention=contention) for name in target.constant_sets]
+    """``estimate_chip`` with every constant set of the target, in the file's order (the run's geometry and
+    link routes worked out once for all of them)."""
+    run = _prepare(events, cores, step_time_s, readout_neurons, contention)
+    return [_priced(events, target, run, target.constant_set(name), step_time_s, readout_neurons)
+            for name in target.constant_sets]

@@ -510,7 +510,7 @@ def estimate(model: Graph | Mapping | str | Path, data: str, *, steps: int | Non
     """
     import numpy as np
 
-    from hwsim.estimate import EstimateError, estimate_chip, estimate_chip_sets
+    from hwsim.estimate import EstimateError, estimate_chip_sets
     from hwsim.events import EventCounts
     from hwsim.gpu import GpuMeasureError, NvmlEnergyMeter, measure_gpu as measure_on_gpu
     from hwsim.sim import InputDataError, default_device, simulate
@@ -531,7 +531,7 @@ def estimate(model: Graph | Mapping | str | Path, data: str, *, steps: int | Non
                                value=step_time, allowed="> 0")
     mapping = load_or_compile(model, target, input_encoding, nir_import=_nir_import(framework, dt, reset, reset_timing),
                               data=data)
-    mapping.target.constant_set(constant_set)  # an unknown set fails before the run
+    chosen_set = mapping.target.constant_set(constant_set).name  # an unknown set fails before the run
     profile = load_gpu(gpu)
     graph = mapping.graph
     if len(graph.inputs) != 1:
@@ -557,10 +557,9 @@ def estimate(model: Graph | Mapping | str | Path, data: str, *, steps: int | Non
             assert hw.events is not None, "simulate counts events unless told not to"
             parts.append(hw.events)
         events = EventCounts.concatenate(parts)
-        chip = estimate_chip(events, mapping.target, qnet.cores, constant_set=constant_set, step_time_s=step_time,
-                             readout_neurons=readout_neurons, contention=contention)
         by_set = estimate_chip_sets(events, mapping.target, qnet.cores, step_time_s=step_time,
                                     readout_neurons=readout_neurons, contention=contention)
+        (chip,) = (e for e in by_set if e.constant_set == chosen_set)
     except (InputDataError, EstimateError) as exc:
         raise BackendError(f"hwsim: {exc}", **(exc.fields | {"backend": "hwsim"})) from None
     predicted = np.concatenate(predictions)
