@@ -124,22 +124,23 @@ KEYS_ADDED = {"energy": ("message_payload_bit_pj", "management_power_mw"), "timi
 def _with_keys_added_since(target: str, sets: dict[str, Any], source: str) -> dict[str, Any]:
     """The stored constant sets, each missing one of KEYS_ADDED completed from the shipped target's set of that
     name; a set the shipped target does not have is refused, naming the set and the key."""
+    missing = {name: [(table, key) for table, keys in KEYS_ADDED.items() for key in keys
+                      if isinstance(stored.get(table), dict) and key not in stored[table]]
+               for name, stored in sets.items()}
+    if not any(missing.values()):
+        return sets
+    shipped = (mappings.load_target(target).to_dict()["constant_sets"]
+               if target in mappings.available_targets() else {})
     completed = {}
     for name, stored in sets.items():
-        missing = [(table, key) for table, keys in KEYS_ADDED.items() for key in keys
-                   if isinstance(stored.get(table), dict) and key not in stored[table]]
-        if missing:
-            shipped = (mappings.load_target(target).to_dict()["constant_sets"]
-                       if target in mappings.available_targets() else {})
-            if name not in shipped:
-                table, key = missing[0]
-                raise FormatError(f"{source}: constant set {name!r} of target {target!r} was written before "
-                                  f"[{table}] {key} existed and no shipped set of that name gives it; compile "
-                                  "the model again", path=source, value=key)
-            stored = {**stored, **{table: {**stored[table], **{key: shipped[name][table][key]
-                                                                for t, key in missing if t == table}}
-                                   for table in {t for t, _ in missing}}}
-        completed[name] = stored
+        if missing[name] and name not in shipped:
+            table, key = missing[name][0]
+            raise FormatError(f"{source}: constant set {name!r} of target {target!r} was written before "
+                              f"[{table}] {key} existed and no shipped set of that name gives it; compile "
+                              "the model again", path=source, value=key)
+        completed[name] = {**stored}
+        for table, key in missing[name]:
+            completed[name][table] = {**completed[name][table], key: shipped[name][table][key]}
     return completed
 
 
